@@ -1,0 +1,266 @@
+// Package config owns routerd's configuration contract: the TOML schema, strict
+// parsing (unknown keys are errors), and validation of everything that can be
+// known before the machine is touched. A Config that Parse returns is valid:
+// components never re-check it. Parse reports every problem at once, each with
+// its field path, so a user fixes a config in one pass.
+//
+// The schema is documented key by key in docs/config.md; the example
+// ../shared/config.example.toml is the contract other tools rely on.
+package config
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Path names, used by routing policy, blocklists and the firewall.
+const (
+	ViaWAN = "wan"
+	ViaVPN = "vpn"
+)
+
+// Config is a validated routerd configuration.
+type Config struct {
+	Hostname   string
+	StateDir   string
+	Netns      Netns
+	WAN        WAN
+	LAN        []LAN
+	DNS        DNS
+	VPN        *VPN // nil when the config has no [vpn] section
+	Routing    Routing
+	Blocklists []Blocklist
+	Firewall   Firewall
+	Status     Status
+}
+
+// Netns describes the namespaces and the transit network joining them.
+type Netns struct {
+	WAN, VPN string // namespace names
+	Bridge   string // transit bridge in the main namespace
+	Transit4 netip.Prefix
+	Transit6 netip.Prefix
+}
+
+// Transit addresses: main .1/::1, vpn .2/::2, wan .3/::3.
+func (n Netns) MainAddr4() netip.Prefix { return nth(n.Transit4, 1) }
+func (n Netns) VPNAddr4() netip.Prefix  { return nth(n.Transit4, 2) }
+func (n Netns) WANAddr4() netip.Prefix  { return nth(n.Transit4, 3) }
+func (n Netns) MainAddr6() netip.Prefix { return nth(n.Transit6, 1) }
+func (n Netns) VPNAddr6() netip.Prefix  { return nth(n.Transit6, 2) }
+func (n Netns) WANAddr6() netip.Prefix  { return nth(n.Transit6, 3) }
+
+// nth returns the i-th address of p with p's prefix length.
+func nth(p netip.Prefix, i int) netip.Prefix {
+	a := p.Masked().Addr()
+	for ; i > 0; i-- {
+		a = a.Next()
+	}
+	return netip.PrefixFrom(a, p.Bits())
+}
+
+// WAN is the uplink NIC.
+type WAN struct {
+	Name     string
+	MatchMAC net.HardwareAddr
+	SetMAC   net.HardwareAddr // nil: keep the NIC's own
+	Wait     time.Duration
+	IPv4     string       // "dhcp" | "static"
+	Address  netip.Prefix // static only
+	Gateway  netip.Addr   // static only
+	IPv6     string       // "dhcp" | "slaac" | "off"
+	MTU      int
+}
+
+// LAN is one LAN-side NIC and the services on it.
+type LAN struct {
+	Name      string
+	MatchMAC  net.HardwareAddr
+	Addresses []netip.Prefix
+	MTU       int    // 0: leave the NIC's MTU alone
+	DHCP4     *DHCP4 // nil: no DHCPv4 server
+	DHCP6     *DHCP6 // nil: no DHCPv6 server
+	RA        *RA    // nil: no router advertisements
+}
+
+// Addr4 returns the interface's first IPv4 address, if any.
+func (l LAN) Addr4() (netip.Prefix, bool) { return firstOf(l.Addresses, true) }
+
+// Addr6 returns the interface's first IPv6 address, if any.
+func (l LAN) Addr6() (netip.Prefix, bool) { return firstOf(l.Addresses, false) }
+
+func firstOf(ps []netip.Prefix, v4 bool) (netip.Prefix, bool) {
+	for _, p := range ps {
+		if p.Addr().Is4() == v4 {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// DHCP4 configures the DHCPv4 server of one LAN.
+type DHCP4 struct {
+	RangeStart, RangeEnd netip.Addr
+	LeaseTime            time.Duration
+	Router               netip.Addr   // defaults to the interface address
+	DNS                  []netip.Addr // defaults to the interface address
+	Reservations         []Reservation
+}
+
+// Reservation pins an address (and optionally a hostname) to a MAC.
+type Reservation struct {
+	MAC      net.HardwareAddr
+	IP       netip.Addr
+	Hostname string
+}
+
+// DHCP6 configures the stateful DHCPv6 server of one LAN.
+type DHCP6 struct {
+	RangeStart, RangeEnd netip.Addr
+	LeaseTime            time.Duration
+	DNS                  []netip.Addr // defaults to the interface address
+}
+
+// RA configures router advertisements on one LAN.
+type RA struct {
+	Prefixes   []netip.Prefix
+	Managed    bool
+	Other      bool
+	Autonomous bool
+	DNS        []netip.Addr // RDNSS; defaults to the interface address
+}
+
+// DNS configures the LAN resolver.
+type DNS struct {
+	Listen    []string // LAN interface names
+	Upstream  []netip.AddrPort
+	Domain    string
+	MDNS      bool
+	CacheSize int
+	Records   []Record
+}
+
+// Record is a static local name.
+type Record struct {
+	Name      string // fully qualified, lower case, without the trailing dot
+	Addresses []netip.Addr
+}
+
+// VPN is the WireGuard tunnel.
+type VPN struct {
+	Interface      string
+	PrivateKeyFile string // absolute (relative paths are resolved against state_dir)
+	Addresses      []netip.Prefix
+	MTU            int
+	Implementation string // "kernel" | "userspace" | "auto"
+	ListenPort     int    // 0: random
+	Peers          []Peer
+}
+
+// Peer is a WireGuard peer.
+type Peer struct {
+	PublicKey           [32]byte
+	PublicKeyText       string
+	PresharedKeyFile    string
+	Endpoint            string // host:port; host may be a name, resolved in the wan namespace
+	AllowedIPs          []netip.Prefix
+	PersistentKeepalive time.Duration
+}
+
+// Routing is the per-client path policy.
+type Routing struct {
+	Default  string // ViaWAN | ViaVPN
+	Router   string // path of the router's own traffic
+	Policies []Policy
+}
+
+// Policy sends matching new connections by one path. A connection matches
+// when every non-empty matcher matches.
+type Policy struct {
+	Name             string
+	SourceAddrs      []netip.Prefix     // single IPs become /32 or /128
+	SourceMACs       []net.HardwareAddr //
+	SourceIfaces     []string           // LAN interface names
+	Destinations     []netip.Prefix
+	DestinationPorts []PortRange
+	Via              string
+}
+
+// PortRange is "tcp/25", "udp/5000-5010".
+type PortRange struct {
+	Proto    string // "tcp" | "udp"
+	From, To uint16
+}
+
+// Blocklist is a list of destinations forced onto one path.
+type Blocklist struct {
+	Name    string
+	URL     string
+	File    string
+	Format  string // "auto" | "lines" | "rkn-csv" | "domains"
+	Refresh time.Duration
+	Via     string
+	// MinRatio guards against a suspiciously shrunk download: a new list
+	// smaller than MinRatio times the last good one is refused.
+	MinRatio float64
+	// DomainTTLFloor is the minimum lifetime of an address learnt from a
+	// domain list through the resolver.
+	DomainTTLFloor time.Duration
+}
+
+// Firewall configures nftables hardening and port forwards.
+type Firewall struct {
+	Harden       bool
+	ICMPRate     Rate
+	LANInput     []PortRange // extra ports LAN clients may reach on the router
+	PortForwards []PortForward
+}
+
+// Rate is a packet rate limit such as 5/second.
+type Rate struct {
+	N    uint64
+	Unit string // "second" | "minute" | "hour"
+}
+
+// PortForward DNATs a port on the WAN address to a LAN host.
+type PortForward struct {
+	Proto string // "tcp" | "udp"
+	Port  uint16
+	To    netip.AddrPort
+}
+
+// Status configures the control socket and metrics.
+type Status struct {
+	Socket  string
+	Metrics string // host:port or "" for off
+}
+
+// LANPrefixes returns every LAN address prefix, masked.
+func (c *Config) LANPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, l := range c.LAN {
+		for _, a := range l.Addresses {
+			out = append(out, a.Masked())
+		}
+	}
+	return out
+}
+
+// UsesVPN reports whether any path decision can send traffic through the VPN.
+func (c *Config) UsesVPN() bool {
+	if c.Routing.Default == ViaVPN || c.Routing.Router == ViaVPN {
+		return true
+	}
+	for _, p := range c.Routing.Policies {
+		if p.Via == ViaVPN {
+			return true
+		}
+	}
+	for _, b := range c.Blocklists {
+		if b.Via == ViaVPN {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,269 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func example(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestExampleParses(t *testing.T) {
+	c, err := Parse([]byte(example(t)))
+	if err != nil {
+		t.Fatalf("Parse(example) = %v", err)
+	}
+	if got, want := len(c.LAN), 2; got != want {
+		t.Fatalf("len(LAN) = %d, want %d", got, want)
+	}
+	l := c.LAN[0]
+	if got, want := l.DHCP4.RangeStart, netip.MustParseAddr("192.168.1.100"); got != want {
+		t.Errorf("lan[0].dhcp4.range[0] = %v, want %v", got, want)
+	}
+	if got, want := l.DHCP4.LeaseTime, 12*time.Hour; got != want {
+		t.Errorf("lan[0].dhcp4.lease_time = %v, want %v", got, want)
+	}
+	if got, want := l.DHCP4.Reservations[0].Hostname, "nas"; got != want {
+		t.Errorf("reservation hostname = %q, want %q", got, want)
+	}
+	if !l.RA.Managed || !l.RA.Other || l.RA.Autonomous {
+		t.Errorf("lan[0].ra flags = %+v, want M=1 O=1 A=0", l.RA)
+	}
+	// wlan0 has an IPv6 address but no [lan.ra]: it gets a default RA.
+	if ra := c.LAN[1].RA; ra == nil || len(ra.Prefixes) != 1 || ra.Prefixes[0] != netip.MustParsePrefix("fd00:2::/64") {
+		t.Errorf("lan[1].ra = %+v, want a default RA for fd00:2::/64", ra)
+	}
+	if got, want := c.Netns.WANAddr4(), netip.MustParsePrefix("10.254.0.3/29"); got != want {
+		t.Errorf("WANAddr4 = %v, want %v", got, want)
+	}
+	if got, want := c.Netns.VPNAddr6(), netip.MustParsePrefix("fd01::2/64"); got != want {
+		t.Errorf("VPNAddr6 = %v, want %v", got, want)
+	}
+	if got, want := c.VPN.PrivateKeyFile, "/var/lib/routerd/wg0.key"; got != want {
+		t.Errorf("PrivateKeyFile = %q, want %q", got, want)
+	}
+	p := c.Routing.Policies[0]
+	if len(p.SourceAddrs) != 1 || len(p.SourceMACs) != 1 {
+		t.Errorf("policy sources = %+v, want one IP and one MAC", p)
+	}
+	if got, want := c.Routing.Policies[1].DestinationPorts, []PortRange{{"tcp", 25, 25}}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("policy ports = %v, want %v", got, want)
+	}
+	if got, want := c.Firewall.ICMPRate, (Rate{5, "second"}); got != want {
+		t.Errorf("icmp_rate = %v, want %v", got, want)
+	}
+}
+
+// TestRules breaks one rule per case and checks the error names the field.
+func TestRules(t *testing.T) {
+	tests := []struct {
+		name     string
+		old, new string // replace old with new in the example; old "" appends new
+		path     string // wanted error path
+		msg      string // wanted substring of the message
+	}{
+		{"unknown key", `hostname = "router"`, "hostname = \"router\"\nhostnme = \"x\"", "hostnme", "unknown key"},
+		{"unknown nested key", `lease_time = "12h"`, "lease_time = \"12h\"\nleas = 1", "lan[0].dhcp4.leas", "unknown key"},
+		{"wrong type", `mtu = 1500`, `mtu = "1500"`, "wan.mtu", "want an integer"},
+		{"bad hostname", `hostname = "router"`, `hostname = "my_router!"`, "hostname", "not a valid host name"},
+		{"relative state_dir", `state_dir = "/var/lib/routerd"`, `state_dir = "var/lib"`, "state_dir", "absolute"},
+		{"same namespaces", `vpn = "vpn"`, `vpn = "wan"`, "netns.vpn", "must differ"},
+		{"transit4 too small", `transit4 = "10.254.0.0/29"`, `transit4 = "10.254.0.0/30"`, "netns.transit4", "at least a /29"},
+		{"transit4 family", `transit4 = "10.254.0.0/29"`, `transit4 = "fd09::/64"`, "netns.transit4", "not an IPv4 prefix"},
+		{"transit6 syntax", `transit6 = "fd01::/64"`, `transit6 = "fd01::/200"`, "netns.transit6", "not an address with prefix length"},
+		{"transit overlaps LAN", `transit4 = "10.254.0.0/29"`, `transit4 = "192.168.1.0/29"`, "netns.transit4", "overlaps 192.168.1.0/24"},
+		{"transit overlaps VPN", `transit6 = "fd01::/64"`, `transit6 = "fd55:aaaa::/64"`, "netns.transit6", "overlaps vpn address"},
+		{"bad match_mac", `match_mac = "00:e0:4c:68:00:01"`, `match_mac = "00:e0:4c:68:00"`, "wan.match_mac", "not a MAC"},
+		{"duplicate match_mac", `match_mac = "00:0d:b9:33:33:33"`, `match_mac = "00:0d:b9:11:11:11"`, "lan[1].match_mac", "also matched by lan[0].match_mac"},
+		{"multicast set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "01:11:22:33:44:55"`, "wan.set_mac", "multicast"},
+		{"zero set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "00:00:00:00:00:00"`, "wan.set_mac", "all-zero"},
+		{"long ifname", `name = "wan0"`, `name = "wan0-but-far-too-long"`, "wan.name", "1-15 bytes"},
+		{"duplicate ifname", `name = "wlan0"`, `name = "lan0"`, "lan[1].name", "also the name of lan[0].name"},
+		{"bad wait", `wait = "30s"`, `wait = "30"`, "wan.wait", "not a duration"},
+		{"negative duration", `wait = "30s"`, `wait = "-5s"`, "wan.wait", "must be positive"},
+		{"static without address", `ipv4 = "dhcp"`, `ipv4 = "static"`, "wan.address", "required"},
+		{"static gateway outside", `ipv4 = "dhcp"`, "ipv4 = \"static\"\naddress = \"203.0.113.10/24\"\ngateway = \"198.51.100.1\"", "wan.gateway", "outside 203.0.113.0/24"},
+		{"bad ipv6 mode", `ipv6 = "dhcp"`, `ipv6 = "auto"`, "wan.ipv6", "not one of"},
+		{"mtu range", `mtu = 1500`, `mtu = 100`, "wan.mtu", "outside"},
+		{"address syntax", `addresses = ["192.168.1.1/24", "fd00:1::1/64"]`, `addresses = ["192.168.1.300/24", "fd00:1::1/64"]`, "lan[0].addresses[0]", "not an address"},
+		{"network address as interface address", `addresses = ["192.168.1.1/24", "fd00:1::1/64"]`, `addresses = ["192.168.1.0/24", "fd00:1::1/64"]`, "lan[0].addresses[0]", "network address"},
+		{"LAN overlap", `addresses = ["192.168.2.1/24", "fd00:2::1/64"]`, `addresses = ["192.168.1.2/23", "fd00:2::1/64"]`, "lan[1].addresses[0]", "overlaps 192.168.1.0/24"},
+		{"range outside subnet", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.2.10", "192.168.1.250"]`, "lan[0].dhcp4.range", "192.168.2.10 is outside 192.168.1.0/24"},
+		{"range reversed", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.1.250", "192.168.1.100"]`, "lan[0].dhcp4.range", "reversed"},
+		{"range contains router", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.1.1", "192.168.1.250"]`, "lan[0].dhcp4.range", "router's own address"},
+		{"range contains broadcast", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.1.100", "192.168.1.255"]`, "lan[0].dhcp4.range", "broadcast"},
+		{"range family", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["fd00:1::100", "192.168.1.250"]`, "lan[0].dhcp4.range[0]", "not an IPv4 address"},
+		{"range arity", `range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.1.100"]`, "lan[0].dhcp4.range", "want [first, last]"},
+		{"dhcp6 range outside", `range = ["fd00:1::100", "fd00:1::ffff"]`, `range = ["fd00:9::100", "fd00:1::ffff"]`, "lan[0].dhcp6.range", "outside fd00:1::/64"},
+		{"reservation outside subnet", `ip = "192.168.1.10"`, `ip = "192.168.7.10"`, "lan[0].dhcp4.reservation[0].ip", "outside 192.168.1.0/24"},
+		{"reservation duplicate MAC", `hostname = "nas"`, "hostname = \"nas\"\n[[lan.dhcp4.reservation]]\nmac = \"aa:bb:cc:00:00:01\"\nip = \"192.168.1.11\"", "lan[0].dhcp4.reservation[1].mac", "already reserved"},
+		{"reservation duplicate IP", `hostname = "nas"`, "hostname = \"nas\"\n[[lan.dhcp4.reservation]]\nmac = \"aa:bb:cc:00:00:09\"\nip = \"192.168.1.10\"", "lan[0].dhcp4.reservation[1].ip", "already reserved"},
+		{"reservation hostname", `hostname = "nas"`, `hostname = "n a s"`, "lan[0].dhcp4.reservation[0].hostname", "not a valid host name"},
+		{"ra prefix not on link", `prefixes = ["fd00:1::/64"]`, `prefixes = ["fd00:7::/64"]`, "lan[0].ra.prefixes[0]", "does not contain"},
+		{"dns listen unknown", `listen = ["lan0", "wlan0"]`, `listen = ["lan0", "eth9"]`, "dns.listen[1]", "not a [[lan]] name"},
+		{"dns upstream", `upstream = ["9.9.9.9:53", "[2620:fe::fe]:53"]`, `upstream = ["dns.quad9.net:53"]`, "dns.upstream[0]", "want an IP address"},
+		{"dns domain local", `domain = "lan"`, `domain = "local"`, "dns.domain", "reserved for mDNS"},
+		{"dns record address", `addresses = ["192.168.1.1", "fd00:1::1"]`, `addresses = ["192.168.1.1", "nope"]`, "dns.record[0].addresses[1]", "not an IP address"},
+		{"wg key", `public_key = "h+5fSldkanbDmMk5d30tm2Kuwn5Qq6e7mEcqjLQmCF8="`, `public_key = "aGVsbG8="`, "vpn.peer[0].public_key", "base64 of 32 bytes"},
+		{"endpoint no port", `endpoint = "198.51.100.7:51820"`, `endpoint = "198.51.100.7"`, "vpn.peer[0].endpoint", "host:port"},
+		{"endpoint v6 brackets", `endpoint = "198.51.100.7:51820"`, `endpoint = "2001:db8::7:51820"`, "vpn.peer[0].endpoint", "host:port"},
+		{"endpoint port range", `endpoint = "198.51.100.7:51820"`, `endpoint = "vpn.example.net:99999"`, "vpn.peer[0].endpoint", "outside 1-65535"},
+		{"vpn mtu", `mtu = 1420`, `mtu = 60000`, "vpn.mtu", "outside"},
+		{"vpn implementation", `implementation = "auto"`, `implementation = "magic"`, "vpn.implementation", "not one of"},
+		{"vpn overlaps LAN", `addresses = ["10.64.0.2/32", "fd55:aaaa::2/128"]`, `addresses = ["192.168.1.9/32"]`, "vpn.addresses[0]", "overlaps 192.168.1.0/24"},
+		{"keepalive", `persistent_keepalive = "25s"`, `persistent_keepalive = "soon"`, "vpn.peer[0].persistent_keepalive", "not a duration"},
+		{"routing default", `default = "vpn"`, `default = "tor"`, "routing.default", "not one of"},
+		{"policy via", `via = "wan"` + "\n\n[[routing.policy]]", `via = "direct"` + "\n\n[[routing.policy]]", "routing.policy[0].via", "not one of"},
+		{"policy source", `sources = ["192.168.1.50", "aa:bb:cc:00:00:02"]`, `sources = ["192.168.1.500"]`, "routing.policy[0].sources[0]", "not an IP, CIDR, MAC"},
+		{"policy port", `destination_ports = ["tcp/25"]`, `destination_ports = ["sctp/25"]`, "routing.policy[1].destination_ports[0]", "tcp/PORT"},
+		{"policy duplicate name", `name = "smtp-out"`, `name = "tv-direct"`, "routing.policy[1].name", "also the name"},
+		{"blocklist both", `file = "/etc/routerd/direct.txt"`, "file = \"/etc/routerd/direct.txt\"\nurl = \"https://example.com/x\"", "blocklist[1]", "both url and file"},
+		{"blocklist neither", `file = "/etc/routerd/direct.txt"`, ``, "blocklist[1]", "needs a url or a file"},
+		{"blocklist url", `url = "https://reestr.rublacklist.net/api/v2/ips/csv/"`, `url = "ftp://example.com/list"`, "blocklist[0].url", "not an http(s) URL"},
+		{"blocklist format", `format = "auto"`, `format = "xml"`, "blocklist[0].format", "not one of"},
+		{"blocklist refresh", `refresh = "1h"`, `refresh = "0s"`, "blocklist[0].refresh", "must be positive"},
+		{"icmp rate", `icmp_rate = "5/second"`, `icmp_rate = "fast"`, "firewall.icmp_rate", "N/second"},
+		{"port forward port", `port = 8443`, `port = 70000`, "firewall.port_forward[0].port", "outside 1-65535"},
+		{"port forward outside LAN", `to = "192.168.1.10:443"`, `to = "10.9.9.9:443"`, "firewall.port_forward[0].to", "not inside any LAN subnet"},
+		{"port forward proto", `proto = "tcp"`, `proto = "icmp"`, "firewall.port_forward[0].proto", "not one of"},
+		{"socket relative", `socket = "/run/routerd/routerd.sock"`, `socket = "routerd.sock"`, "status.socket", "absolute"},
+		{"metrics", `metrics = ""`, `metrics = "localhost"`, "status.metrics", "not ip:port"},
+		{"via vpn without vpn", "", "", "routing.default", `"vpn" needs a [vpn] section`},
+	}
+	base := example(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := base
+			switch {
+			case tt.name == "via vpn without vpn":
+				text = dropSection(base, "[vpn]", "[routing]")
+			case !strings.Contains(base, tt.old):
+				t.Fatalf("example has no %q", tt.old)
+			default:
+				text = strings.Replace(base, tt.old, tt.new, 1)
+			}
+			_, err := Parse([]byte(text))
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse = %v, want Errors", err)
+			}
+			for _, e := range errs {
+				if e.Path == tt.path && strings.Contains(e.Msg, tt.msg) {
+					return
+				}
+			}
+			t.Errorf("no error %s: ...%s...; got:\n%v", tt.path, tt.msg, errs)
+		})
+	}
+}
+
+// dropSection removes the text from start up to (not including) end.
+func dropSection(s, start, end string) string {
+	i, j := strings.Index(s, start), strings.Index(s, end)
+	return s[:i] + s[j:]
+}
+
+func TestTenMistakesAllReported(t *testing.T) {
+	r := strings.NewReplacer(
+		`hostname = "router"`, `hostname = "bad host"`,
+		`transit4 = "10.254.0.0/29"`, `transit4 = "10.254.0.0/31"`,
+		`set_mac = "00:11:22:33:44:55"`, `set_mac = "03:11:22:33:44:55"`,
+		`wait = "30s"`, `wait = "forever"`,
+		`range = ["192.168.1.100", "192.168.1.250"]`, `range = ["192.168.1.250", "192.168.1.100"]`,
+		`ip = "192.168.1.10"`, `ip = "10.0.0.10"`,
+		`public_key = "h+5fSldkanbDmMk5d30tm2Kuwn5Qq6e7mEcqjLQmCF8="`, `public_key = "short"`,
+		`endpoint = "198.51.100.7:51820"`, `endpoint = "198.51.100.7"`,
+		`default = "vpn"`, `default = "both"`,
+		`port = 8443`, `port = 0`,
+		`icmp_rate = "5/second"`, `icmp_rate = "5/fortnight"`,
+	)
+	_, err := Parse([]byte(r.Replace(example(t))))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse = %v, want Errors", err)
+	}
+	if len(errs) < 11 {
+		t.Errorf("got %d errors, want at least 11:\n%v", len(errs), errs)
+	}
+	for _, e := range errs {
+		if e.Path == "" {
+			t.Errorf("error without a path: %v", e)
+		}
+	}
+}
+
+func TestSyntaxErrorHasLine(t *testing.T) {
+	_, err := Parse([]byte("hostname = \"a\"\n[wan\nname = 1\n"))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || !strings.HasPrefix(errs[0].Path, "line ") {
+		t.Fatalf("Parse = %v, want one error with a line number", err)
+	}
+}
+
+func TestMinimalConfigDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+[wan]
+match_mac = "02:00:00:00:00:01"
+[[lan]]
+name = "lan0"
+match_mac = "02:00:00:00:00:02"
+addresses = ["192.168.1.1/24"]
+[lan.dhcp4]
+range = ["192.168.1.100", "192.168.1.200"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Routing.Default != ViaWAN || c.Routing.Router != ViaWAN {
+		t.Errorf("routing = %+v, want wan/wan without [vpn]", c.Routing)
+	}
+	if got, want := c.DNS.Listen, []string{"lan0"}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("dns.listen = %v, want %v", got, want)
+	}
+	if c.WAN.Name != "wan0" || c.Netns.WAN != "wan" || c.Status.Socket != DefaultSocket || !c.Firewall.Harden {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.LAN[0].RA != nil {
+		t.Errorf("IPv4-only LAN got an RA: %+v", c.LAN[0].RA)
+	}
+}
+
+func TestFileWarnings(t *testing.T) {
+	c, err := Parse([]byte(example(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Blocklists[1].File = t.TempDir() + "/missing.txt"
+	ws := c.FileWarnings()
+	if len(ws) != 1 || ws[0].Path != "blocklist[1].file" {
+		t.Errorf("FileWarnings = %v, want one for blocklist[1].file", ws)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(example(f))
+	f.Add("[wan]\nmatch_mac = \"02:00:00:00:00:01\"\n")
+	f.Add("[[lan]]\naddresses = [1, \"x\"]\n[lan.dhcp4]\nrange = []\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse([]byte(s))
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v is not a non-empty Errors", err)
+			}
+		}
+	})
+}

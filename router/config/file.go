@@ -1,0 +1,152 @@
+package config
+
+// The on-disk schema. Everything that needs parsing beyond TOML's own types
+// (addresses, MACs, durations) is a string here, so that validation can report
+// every bad value with its path instead of stopping at the first one.
+
+type fileConfig struct {
+	Hostname  string          `toml:"hostname"`
+	StateDir  string          `toml:"state_dir"`
+	Netns     fileNetns       `toml:"netns"`
+	WAN       *fileWAN        `toml:"wan"`
+	LAN       []fileLAN       `toml:"lan"`
+	DNS       *fileDNS        `toml:"dns"`
+	VPN       *fileVPN        `toml:"vpn"`
+	Routing   fileRouting     `toml:"routing"`
+	Blocklist []fileBlocklist `toml:"blocklist"`
+	Firewall  fileFirewall    `toml:"firewall"`
+	Status    fileStatus      `toml:"status"`
+}
+
+type fileNetns struct {
+	WAN      string `toml:"wan"`
+	VPN      string `toml:"vpn"`
+	Bridge   string `toml:"bridge"`
+	Transit4 string `toml:"transit4"`
+	Transit6 string `toml:"transit6"`
+}
+
+type fileWAN struct {
+	Name     string `toml:"name"`
+	MatchMAC string `toml:"match_mac"`
+	SetMAC   string `toml:"set_mac"`
+	Wait     string `toml:"wait"`
+	IPv4     string `toml:"ipv4"`
+	Address  string `toml:"address"`
+	Gateway  string `toml:"gateway"`
+	IPv6     string `toml:"ipv6"`
+	MTU      *int64 `toml:"mtu"`
+}
+
+type fileLAN struct {
+	Name      string     `toml:"name"`
+	MatchMAC  string     `toml:"match_mac"`
+	Addresses []string   `toml:"addresses"`
+	MTU       *int64     `toml:"mtu"`
+	DHCP4     *fileDHCP4 `toml:"dhcp4"`
+	DHCP6     *fileDHCP6 `toml:"dhcp6"`
+	RA        *fileRA    `toml:"ra"`
+}
+
+type fileDHCP4 struct {
+	Range       []string          `toml:"range"`
+	LeaseTime   string            `toml:"lease_time"`
+	Router      string            `toml:"router"`
+	DNS         []string          `toml:"dns"`
+	Reservation []fileReservation `toml:"reservation"`
+}
+
+type fileReservation struct {
+	MAC      string `toml:"mac"`
+	IP       string `toml:"ip"`
+	Hostname string `toml:"hostname"`
+}
+
+type fileDHCP6 struct {
+	Range     []string `toml:"range"`
+	LeaseTime string   `toml:"lease_time"`
+	DNS       []string `toml:"dns"`
+}
+
+type fileRA struct {
+	Prefixes   []string `toml:"prefixes"`
+	Managed    *bool    `toml:"managed"`
+	Other      *bool    `toml:"other"`
+	Autonomous *bool    `toml:"autonomous"`
+	DNS        []string `toml:"dns"`
+}
+
+type fileDNS struct {
+	Listen    []string     `toml:"listen"`
+	Upstream  []string     `toml:"upstream"`
+	Domain    *string      `toml:"domain"`
+	MDNS      bool         `toml:"mdns"`
+	CacheSize *int64       `toml:"cache_size"`
+	Record    []fileRecord `toml:"record"`
+}
+
+type fileRecord struct {
+	Name      string   `toml:"name"`
+	Addresses []string `toml:"addresses"`
+}
+
+type fileVPN struct {
+	Interface      string     `toml:"interface"`
+	PrivateKeyFile string     `toml:"private_key_file"`
+	Addresses      []string   `toml:"addresses"`
+	MTU            *int64     `toml:"mtu"`
+	Implementation string     `toml:"implementation"`
+	ListenPort     *int64     `toml:"listen_port"`
+	Peer           []filePeer `toml:"peer"`
+}
+
+type filePeer struct {
+	PublicKey           string   `toml:"public_key"`
+	PresharedKeyFile    string   `toml:"preshared_key_file"`
+	Endpoint            string   `toml:"endpoint"`
+	AllowedIPs          []string `toml:"allowed_ips"`
+	PersistentKeepalive string   `toml:"persistent_keepalive"`
+}
+
+type fileRouting struct {
+	Default string       `toml:"default"`
+	Router  string       `toml:"router"`
+	Policy  []filePolicy `toml:"policy"`
+}
+
+type filePolicy struct {
+	Name             string   `toml:"name"`
+	Sources          []string `toml:"sources"`
+	Destinations     []string `toml:"destinations"`
+	DestinationPorts []string `toml:"destination_ports"`
+	Via              string   `toml:"via"`
+}
+
+type fileBlocklist struct {
+	Name           string   `toml:"name"`
+	URL            string   `toml:"url"`
+	File           string   `toml:"file"`
+	Format         string   `toml:"format"`
+	Refresh        string   `toml:"refresh"`
+	Via            string   `toml:"via"`
+	MinRatio       *float64 `toml:"min_ratio"`
+	DomainTTLFloor string   `toml:"domain_ttl_floor"`
+}
+
+type fileFirewall struct {
+	Harden      *bool             `toml:"harden"`
+	ICMPRate    string            `toml:"icmp_rate"`
+	LANInput    []string          `toml:"lan_input"`
+	PortForward []filePortForward `toml:"port_forward"`
+}
+
+type filePortForward struct {
+	Proto string `toml:"proto"`
+	Port  int64  `toml:"port"`
+	To    string `toml:"to"`
+}
+
+type fileStatus struct {
+	Socket  string `toml:"socket"`
+	Metrics string `toml:"metrics"`
+}

@@ -1,0 +1,164 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Load reads and parses the config file at path. The returned hash identifies
+// the file's content (status shows it, so a person can tell which config runs).
+func Load(path string) (cfg *Config, hash string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("read config: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	cfg, err = Parse(data)
+	return cfg, hex.EncodeToString(sum[:]), err
+}
+
+// Parse parses and validates a config. On failure the error is an Errors
+// listing every problem found.
+func Parse(data []byte) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return nil, Errors{syntaxError(err)}
+	}
+	var p problems
+	checkShape(&p, "", raw, reflect.TypeOf(fileConfig{}))
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	var fc fileConfig
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&fc); err != nil {
+		// checkShape accepted the shape, so this is an out-of-range number
+		// or similar; still report it in the same form.
+		return nil, Errors{syntaxError(err)}
+	}
+	cfg := validate(&p, &fc)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return cfg, nil
+}
+
+func syntaxError(err error) FieldError {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return FieldError{Path: fmt.Sprintf("line %d", pe.Position.Line), Msg: pe.Message}
+	}
+	return FieldError{Msg: err.Error()}
+}
+
+// checkShape walks the decoded TOML against the schema type, reporting unknown
+// keys and values of the wrong TOML type, all of them, with their paths.
+func checkShape(p *problems, path string, m map[string]any, t reflect.Type) {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := f.Tag.Get("toml"); tag != "" {
+			fields[tag] = f.Type
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		kp := k
+		if path != "" {
+			kp = path + "." + k
+		}
+		ft, ok := fields[k]
+		if !ok {
+			p.errf(kp, "unknown key")
+			continue
+		}
+		checkValue(p, kp, m[k], ft)
+	}
+}
+
+func checkValue(p *problems, path string, v any, t reflect.Type) {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			p.errf(path, "want a string, got %s", describe(v))
+		}
+	case reflect.Int64:
+		if _, ok := v.(int64); !ok {
+			p.errf(path, "want an integer, got %s", describe(v))
+		}
+	case reflect.Float64:
+		switch v.(type) {
+		case int64, float64:
+		default:
+			p.errf(path, "want a number, got %s", describe(v))
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			p.errf(path, "want true or false, got %s", describe(v))
+		}
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			p.errf(path, "want a table, got %s", describe(v))
+			return
+		}
+		checkShape(p, path, m, t)
+	case reflect.Slice:
+		elem := t.Elem()
+		if elem.Kind() == reflect.Struct {
+			tables, ok := v.([]map[string]any)
+			if !ok {
+				p.errf(path, "want an array of tables ([[%s]]), got %s", path, describe(v))
+				return
+			}
+			for i, m := range tables {
+				checkShape(p, idx(path, i), m, elem)
+			}
+			return
+		}
+		items, ok := v.([]any)
+		if !ok {
+			p.errf(path, "want an array, got %s", describe(v))
+			return
+		}
+		for i, it := range items {
+			checkValue(p, idx(path, i), it, elem)
+		}
+	}
+}
+
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("string %q", v)
+	case int64:
+		return fmt.Sprintf("integer %d", v)
+	case float64:
+		return fmt.Sprintf("float %v", v)
+	case bool:
+		return fmt.Sprintf("boolean %v", v)
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	default:
+		return strings.TrimPrefix(fmt.Sprintf("%T", v), "*")
+	}
+}

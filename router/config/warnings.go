@@ -1,0 +1,40 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+)
+
+// FileWarnings reports files the config refers to that cannot be read now.
+// They are warnings, not errors: a blocklist file may be written later, and
+// routerd keeps running on the last good copy meanwhile.
+func (c *Config) FileWarnings() []FieldError {
+	var p problems
+	check := func(path, file string) {
+		if _, err := os.Stat(file); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				p.warnf(path, "%s does not exist", file)
+			} else {
+				p.warnf(path, "%v", err)
+			}
+		}
+	}
+	for i, b := range c.Blocklists {
+		if b.File != "" {
+			check(idx("blocklist", i)+".file", b.File)
+		}
+	}
+	if c.VPN != nil {
+		for i, peer := range c.VPN.Peers {
+			if peer.PresharedKeyFile != "" {
+				check(idx("vpn.peer", i)+".preshared_key_file", peer.PresharedKeyFile)
+			}
+		}
+	}
+	if fi, err := os.Stat(c.StateDir); err == nil && !fi.IsDir() {
+		p.warnf("state_dir", "%s is not a directory", c.StateDir)
+	}
+	return p.warnings
+}
+
