@@ -37,4 +37,3 @@ func (c *Config) FileWarnings() []FieldError {
 	}
 	return p.warnings
 }
-

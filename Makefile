@@ -1,0 +1,55 @@
+# routerd: make build | test | demo | lint | fuzz | bench | image | image-test
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/routerd/routerd/router.Version=$(VERSION)
+BIN     := $(CURDIR)/bin
+FUZZTIME ?= 30s
+
+export CGO_ENABLED = 0
+
+.PHONY: build deps test demo lint fuzz bench image image-test clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/routerd ./cmd/routerctl
+
+# Installs the Debian packages the lab uses (.ci/packages) that are missing.
+# Packages must not start their own daemons on the host: the lab starts them
+# inside namespaces, hence the policy-rc.d.
+deps:
+	@missing=$$(for p in $$(grep -v '^#' .ci/packages); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make deps: not root; lab tests will skip. Missing:" $$missing; exit 0; fi; \
+	echo "installing:" $$missing; \
+	[ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+
+# The whole suite. Integration tests build network-namespace labs and need
+# root; with CI set they fail instead of skipping. Packages run one at a time
+# because the lab's mDNS peer (avahi-daemon) is one per machine.
+test: deps build lint
+	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./...
+
+# A virtual ISP, VPN provider and LAN clients in namespaces, routerd on them,
+# its status and the path each client takes. Needs root.
+demo: deps build
+	ROUTERD_BIN_DIR=$(BIN) $(GO) run ./internal/demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Each fuzz target for FUZZTIME (minimisation capped so big seeds do not stall).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: build
+	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -run XXX -bench . -benchtime 1x -timeout 60m ./bench/...
+
+clean:
+	rm -rf $(BIN) images/build

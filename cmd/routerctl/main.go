@@ -1,0 +1,149 @@
+// Command routerctl asks a running routerd what it is doing. See the README.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+)
+
+const usage = `usage: routerctl [--socket PATH] COMMAND
+
+commands:
+  status [--json]              the whole picture
+  leases [--json]              DHCP leases
+  blocklist refresh [NAME]     refresh one blocklist, or all
+  vpn pubkey                   the WireGuard public key to give the VPN provider
+  reload                       re-read the config file (like SIGHUP)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("routerctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	socket := fs.String("socket", config.DefaultSocket, "routerd's control socket")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c := control.NewClient(*socket)
+	cmd, rest := fs.Arg(0), fs.Args()
+	if len(rest) > 0 {
+		rest = rest[1:]
+	}
+	var err error
+	switch cmd {
+	case "status":
+		asJSON, ok := jsonFlag(rest)
+		if !ok {
+			break
+		}
+		err = status(ctx, c, asJSON, stdout)
+		return exit(err, stderr)
+	case "leases":
+		asJSON, ok := jsonFlag(rest)
+		if !ok {
+			break
+		}
+		err = leases(ctx, c, asJSON, stdout)
+		return exit(err, stderr)
+	case "blocklist":
+		if len(rest) < 1 || rest[0] != "refresh" || len(rest) > 2 {
+			break
+		}
+		name := ""
+		if len(rest) == 2 {
+			name = rest[1]
+		}
+		return exit(blocklistRefresh(ctx, c, name, stdout), stderr)
+	case "vpn":
+		if len(rest) != 1 || rest[0] != "pubkey" {
+			break
+		}
+		var out struct {
+			PublicKey string `json:"public_key"`
+		}
+		if err := c.Do(ctx, "GET", "/v1/vpn/pubkey", &out, nil); err != nil {
+			return exit(err, stderr)
+		}
+		fmt.Fprintln(stdout, out.PublicKey)
+		return 0
+	case "reload":
+		if len(rest) != 0 {
+			break
+		}
+		return exit(c.Do(ctx, "POST", "/v1/reload", nil, nil), stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func jsonFlag(args []string) (asJSON, ok bool) {
+	switch {
+	case len(args) == 0:
+		return false, true
+	case len(args) == 1 && (args[0] == "--json" || args[0] == "-json"):
+		return true, true
+	}
+	return false, false
+}
+
+func exit(err error, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "routerctl: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	var raw []byte
+	var st router.Status
+	if err := c.Do(ctx, "GET", "/v1/status", &st, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return st.WriteText(w)
+}
+
+func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	var raw []byte
+	var ls router.LeasesStatus
+	if err := c.Do(ctx, "GET", "/v1/leases", &ls, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return ls.WriteText(w)
+}
+
+func blocklistRefresh(ctx context.Context, c *control.Client, name string, w io.Writer) error {
+	path := "/v1/blocklist/refresh"
+	if name != "" {
+		path += "?name=" + name
+	}
+	var raw []byte
+	if err := c.Do(ctx, "POST", path, nil, &raw); err != nil {
+		return err
+	}
+	_, err := w.Write(raw)
+	return err
+}

@@ -1,0 +1,103 @@
+// Command routerd is the home router appliance: it converges the machine to
+// its config file and runs the LAN services. See the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("routerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/routerd/routerd.toml", "config file")
+	check := fs.Bool("check", false, "validate the config, print every problem and exit")
+	teardown := fs.Bool("teardown", false, "remove everything routerd created for this config and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "routerd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, router.Version)
+		return 0
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "routerd: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, hash, err := config.Load(*path)
+	if *check {
+		return printCheck(*path, cfg, err, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "routerd: %s: %v\n", *path, err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if *teardown {
+		if err := router.Teardown(ctx, cfg, log); err != nil {
+			fmt.Fprintf(stderr, "routerd: teardown: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+
+	sup := router.New(*path, cfg, hash, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			sup.Reload() // logs and keeps the running config on error
+		}
+	}()
+	if err := sup.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "routerd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// printCheck prints every config error and warning, one per line.
+func printCheck(path string, cfg *config.Config, err error, stdout, stderr io.Writer) int {
+	if err != nil {
+		var errs config.Errors
+		if !errors.As(err, &errs) {
+			fmt.Fprintf(stderr, "routerd: %v\n", err)
+			return 1
+		}
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "%s: %v\n", path, e)
+		}
+		fmt.Fprintf(stderr, "%s: %d error(s); nothing applied\n", path, len(errs))
+		return 1
+	}
+	for _, w := range cfg.FileWarnings() {
+		fmt.Fprintf(stderr, "%s: warning: %v\n", path, w)
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", path)
+	return 0
+}

@@ -1,0 +1,188 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/routerd/routerd/netns"
+)
+
+// The ISP's addressing. The "internet" lives on the isp namespace's loopback; the router's WAN and test clients hang off the "dn" bridge.
+var (
+	ISPDown4   = netip.MustParsePrefix("203.0.113.1/24")     // gateway of the router's WAN
+	ISPDown6   = netip.MustParsePrefix("2001:db8:100::1/64") // on-link IPv6 of the WAN
+	ISPDNS4    = netip.MustParseAddr("192.0.2.53")           // upstream DNS
+	ISPDNS6    = netip.MustParseAddr("2001:db8:e::53")       //
+	Echo4      = netip.MustParseAddr("192.0.2.10")           // the echo service
+	Echo6      = netip.MustParseAddr("2001:db8:e::10")       //
+	EchoAlt4   = []netip.Addr{netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.30"), netip.MustParseAddr("198.18.5.5")}
+	EchoAlt6   = []netip.Addr{netip.MustParseAddr("2001:db8:e::20"), netip.MustParseAddr("2001:db8:e::30")}
+	EchoPorts  = []int{80, 25, 443, 8080}
+	EchoUDP    = 7
+	ISPLease4  = [2]netip.Addr{netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.199")}
+	ISPPool6   = [2]netip.Addr{netip.MustParseAddr("2001:db8:100::100"), netip.MustParseAddr("2001:db8:100::1ff")}
+	ISPDelegDN = "example.net"
+)
+
+// ISPOptions tunes the ISP.
+type ISPOptions struct {
+	DHCPv6    bool          // serve DHCPv6 IA_NA and RA on the WAN link
+	LeaseTime time.Duration // DHCPv4 lease time; dnsmasq's minimum is 2m
+	Records   map[string]string
+}
+
+// ISP is the "internet": dnsmasq for the router's WAN (DHCP) and as upstream
+// DNS, and an echo service that answers with the source address it saw.
+type ISP struct {
+	NS      *NS
+	Dnsmasq *Proc
+	lab     *Lab
+	ports   int
+	opts    ISPOptions
+}
+
+// NewISP builds the isp namespace and starts its services.
+func (l *Lab) NewISP(opts ISPOptions) *ISP {
+	l.T.Helper()
+	if opts.LeaseTime == 0 {
+		opts.LeaseTime = time.Hour
+	}
+	isp := &ISP{NS: l.NewNS("isp"), lab: l, opts: opts}
+	n := isp.NS
+	n.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	n.MustRun("ip", "link", "add", "name", "dn", "type", "bridge")
+	n.MustRun("ip", "addr", "add", ISPDown4.String(), "dev", "dn")
+	n.MustRun("ip", "addr", "add", ISPDown6.String(), "dev", "dn", "nodad")
+	n.MustRun("ip", "link", "set", "dev", "dn", "up")
+	for _, a := range append([]netip.Addr{ISPDNS4, Echo4}, EchoAlt4...) {
+		n.MustRun("ip", "addr", "add", a.String()+"/32", "dev", "lo")
+	}
+	for _, a := range append([]netip.Addr{ISPDNS6, Echo6}, EchoAlt6...) {
+		n.MustRun("ip", "addr", "add", a.String()+"/128", "dev", "lo", "nodad")
+	}
+	isp.startDnsmasq()
+	isp.startEcho()
+	return isp
+}
+
+func (isp *ISP) startDnsmasq() {
+	dir := filepath.Join(isp.lab.Dir, "isp")
+	os.MkdirAll(dir, 0o755)
+	args := []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+		"--pid-file=" + filepath.Join(dir, "dnsmasq.pid"),
+		"--dhcp-leasefile=" + filepath.Join(dir, "dnsmasq.leases"),
+		"--no-resolv", "--no-hosts", "--bind-interfaces", "--log-dhcp", "--log-queries", "--log-facility=-",
+		"--interface=dn", "--listen-address=" + ISPDNS4.String(), "--listen-address=" + ISPDNS6.String(),
+		"--except-interface=lo", "--no-ping", "--dhcp-authoritative",
+		fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", ISPLease4[0], ISPLease4[1], int(isp.opts.LeaseTime.Seconds())),
+		"--dhcp-option=option:router," + ISPDown4.Addr().String(),
+		"--dhcp-option=option:dns-server," + ISPDNS4.String(),
+		"--host-record=echo.example," + Echo4.String() + "," + Echo6.String(),
+		"--host-record=alt1.example," + EchoAlt4[0].String() + "," + EchoAlt6[0].String(),
+		"--host-record=alt2.example," + EchoAlt4[1].String() + "," + EchoAlt6[1].String(),
+		"--host-record=www.blocked.example," + EchoAlt4[2].String(),
+		"--cname=cdn.blocked.example,www.blocked.example",
+		"--txt-record=big.example," + strings.Repeat("x", 250) + "," + strings.Repeat("y", 250) + "," + strings.Repeat("z", 250),
+	}
+	for name, addr := range isp.opts.Records {
+		args = append(args, "--host-record="+name+","+addr)
+	}
+	if isp.opts.DHCPv6 {
+		args = append(args, "--enable-ra",
+			fmt.Sprintf("--dhcp-range=%s,%s,64,%ds", ISPPool6[0], ISPPool6[1], int(isp.opts.LeaseTime.Seconds())),
+			"--dhcp-option=option6:dns-server,["+ISPDNS6.String()+"]")
+	}
+	isp.Dnsmasq = isp.NS.Start("isp-dnsmasq", args...)
+	// dnsmasq is ready once it answers DNS.
+	isp.lab.Eventually(10*time.Second, "isp dnsmasq answers", func() error {
+		out, err := isp.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+ISPDNS4.String(), "echo.example")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != Echo4.String() {
+			return fmt.Errorf("dig echo.example = %q", out)
+		}
+		return nil
+	})
+}
+
+// startEcho listens on every echo address and port inside the isp namespace.
+// TCP ports speak just enough HTTP for curl; the body is the client's source
+// address as the ISP saw it.
+func (isp *ISP) startEcho() {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, host)
+	})
+	for _, port := range EchoPorts {
+		var ln net.Listener
+		err := netns.Do(isp.NS.Name, func() (err error) {
+			ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
+			return err
+		})
+		if err != nil {
+			isp.lab.T.Fatalf("lab: echo listen tcp/%d: %v", port, err)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		isp.lab.OnCleanup(func() { srv.Close() })
+	}
+	var pc net.PacketConn
+	err := netns.Do(isp.NS.Name, func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", EchoUDP))
+		return err
+	})
+	if err != nil {
+		isp.lab.T.Fatalf("lab: echo listen udp/%d: %v", EchoUDP, err)
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(from.String())
+			pc.WriteTo([]byte(host+"\n"), from)
+		}
+	}()
+	isp.lab.OnCleanup(func() { pc.Close() })
+}
+
+// Attach wires a new namespace to the ISP's dn bridge, as the router's WAN
+// is: a veth pair with ifname (and mac, when given) on the far side.
+func (isp *ISP) Attach(far *NS, ifname, mac string) {
+	isp.lab.T.Helper()
+	isp.ports++
+	port := fmt.Sprintf("d%d", isp.ports)
+	veth(isp.lab, isp.NS, port, far, ifname, mac)
+	isp.NS.MustRun("ip", "link", "set", "dev", port, "master", "dn", "up")
+}
+
+// Leases returns dnsmasq's DHCPv4 lease file.
+func (isp *ISP) Leases() string {
+	b, _ := os.ReadFile(filepath.Join(isp.lab.Dir, "isp", "dnsmasq.leases"))
+	return string(b)
+}
+
+// veth creates a veth pair with one end in each namespace, both down-side
+// names chosen by the caller. The far end is brought up; the near end is
+// left for the caller to enslave.
+func veth(l *Lab, near *NS, nearName string, far *NS, farName, farMAC string) {
+	l.T.Helper()
+	args := []string{"ip", "link", "add", "name", nearName, "netns", near.Name, "type", "veth", "peer", "name", farName, "netns", far.Name}
+	if farMAC != "" {
+		args = append(args, "address", farMAC)
+	}
+	cmd := hostCmd(args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.T.Fatalf("lab: %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	far.MustRun("ip", "link", "set", "dev", farName, "up")
+}

