@@ -10,8 +10,13 @@ import (
 // the namespaces and routing that stand on it, the firewall, the tunnel and
 // finally the services that use all of them.
 func (s *Supervisor) build(cfg *config.Config) []Component {
-	var comps []Component
-	return comps
+	log := s.log
+	nics := newNICsComp(cfg, log)
+	return []Component{
+		newNetnsComp(cfg, log.With("component", "netns")),
+		nics,
+		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
+	}
 }
 
 // registerHandlers adds the control requests of each capability.

@@ -19,6 +19,9 @@ type Status struct {
 	Uptime     float64           `json:"uptime_seconds"`
 	Components []ComponentStatus `json:"components"`
 	Reload     *ReloadStatus     `json:"last_reload,omitempty"`
+	NICs       *NICsStatus       `json:"nics,omitempty"`
+	Netns      *NetnsStatus      `json:"netns,omitempty"`
+	Routing    *RoutingStatus    `json:"routing,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

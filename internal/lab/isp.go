@@ -184,5 +184,9 @@ func veth(l *Lab, near *NS, nearName string, far *NS, farName, farMAC string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		l.T.Fatalf("lab: %s: %v: %s", strings.Join(args, " "), err, out)
 	}
-	far.MustRun("ip", "link", "set", "dev", farName, "up")
+	// routerd may adopt (and rename) a NIC the moment it appears; then
+	// bringing it up is routerd's job, not ours.
+	if out, err := far.Run("ip", "link", "set", "dev", farName, "up"); err != nil && !strings.Contains(out, "Cannot find device") {
+		l.T.Fatalf("lab: %v", err)
+	}
 }

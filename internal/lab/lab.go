@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -205,11 +206,30 @@ type Proc struct {
 	err  error
 }
 
+// NetCmd returns a command that runs argv with only its network namespace
+// switched. ip netns exec also gives the command a private mount namespace
+// (to remount /sys), and namespaces the command creates there are not
+// visible outside it; routerd, which creates namespaces, runs this way.
+func (n *NS) NetCmd(argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + filepath.Join("/run/netns", n.Name), "--"}, argv...)...)
+}
+
 // Start starts argv in the namespace in the background; the lab kills it at
 // cleanup. Its output is kept in p.Log and shown if the test failed.
 func (n *NS) Start(name string, argv ...string) *Proc {
 	n.lab.T.Helper()
-	p := &Proc{Name: name, Cmd: n.Cmd(argv...), Log: &syncBuffer{}, done: make(chan struct{})}
+	return n.start(name, n.Cmd(argv...))
+}
+
+// StartNet is Start with NetCmd.
+func (n *NS) StartNet(name string, argv ...string) *Proc {
+	n.lab.T.Helper()
+	return n.start(name, n.NetCmd(argv...))
+}
+
+func (n *NS) start(name string, cmd *exec.Cmd) *Proc {
+	n.lab.T.Helper()
+	p := &Proc{Name: name, Cmd: cmd, Log: &syncBuffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.Cmd.Start(); err != nil {

@@ -236,7 +236,7 @@ func (r *Router) StartRouterd(cfg string) *Routerd {
 	r.lab.OnCleanup(func() {
 		rd.Proc.Stop()
 		bin, _ := Binaries(r.lab.T)
-		if out, err := r.NS.Run(bin, "--config", path, "--teardown"); err != nil {
+		if out, err := r.NS.NetCmd(bin, "--config", path, "--teardown").CombinedOutput(); err != nil {
 			r.lab.T.Logf("routerd --teardown: %v\n%s", err, out)
 		}
 	})
@@ -248,7 +248,7 @@ func (rd *Routerd) Start() {
 	t := rd.r.lab.T
 	t.Helper()
 	bin, _ := Binaries(t)
-	rd.Proc = rd.r.NS.Start("routerd", bin, "--config", rd.ConfigPath, "--log-level", "debug")
+	rd.Proc = rd.r.NS.StartNet("routerd", bin, "--config", rd.ConfigPath, "--log-level", "debug")
 	err := Poll(60*time.Second, func() error {
 		if done, err := rd.Proc.Exited(); done {
 			return fmt.Errorf("routerd exited: %v", err)

@@ -14,6 +14,14 @@ import (
 	"time"
 )
 
+// Links routerd creates for the transit network. Their names are reserved:
+// a NIC may not take them.
+const (
+	TransitWANLink  = "tr-wan"   // main namespace end of the wan namespace's veth
+	TransitVPNLink  = "tr-vpn"   // main namespace end of the vpn namespace's veth
+	TransitPeerLink = "transit0" // the far end, in the wan and vpn namespaces
+)
+
 // Path names, used by routing policy, blocklists and the firewall.
 const (
 	ViaWAN = "wan"

@@ -821,6 +821,9 @@ func (v *validator) ifname(path, name string) {
 	case name == "lo":
 		v.p.errf(path, "\"lo\" is the loopback interface")
 		return
+	case name == TransitWANLink || name == TransitVPNLink || name == TransitPeerLink:
+		v.p.errf(path, "%q is reserved for routerd's transit links", name)
+		return
 	}
 	if other, dup := v.ifnames[name]; dup {
 		v.p.errf(path, "%q is also the name of %s", name, other)

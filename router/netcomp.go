@@ -1,0 +1,402 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/config"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// --- namespaces and transit ---------------------------------------------------
+
+// netnsComp creates the namespaces, the transit bridge and veths.
+type netnsComp struct {
+	cfg   *config.Config
+	plan  *netns.Plan
+	state string // file recording what routerd created, for teardown
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	changes int
+}
+
+// netnsState is what routerd created or changed that existed before it.
+type netnsState struct {
+	Created []string       `json:"created_namespaces"`
+	Sysctls []netns.Sysctl `json:"original_sysctls"`
+}
+
+func newNetnsComp(cfg *config.Config, log *slog.Logger) *netnsComp {
+	return &netnsComp{cfg: cfg, plan: netnsPlan(cfg), state: filepath.Join(cfg.StateDir, "netns.json"), log: log}
+}
+
+func (c *netnsComp) Name() string { return "netns" }
+
+func (c *netnsComp) Start(ctx context.Context) error {
+	res, err := c.plan.Apply()
+	c.mu.Lock()
+	c.changes = res.Changes
+	c.mu.Unlock()
+	c.log.Info("namespaces converged", "changes", res.Changes, "created", res.Created)
+	if serr := c.record(res); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+// record merges what this apply created into the state file; the oldest
+// original value of a sysctl wins, so a restart does not forget it.
+func (c *netnsComp) record(res netns.Result) error {
+	st, err := c.load()
+	if err != nil {
+		return err
+	}
+	changed := false
+	for _, ns := range res.Created {
+		if !slices.Contains(st.Created, ns) {
+			st.Created = append(st.Created, ns)
+			changed = true
+		}
+	}
+	for _, s := range res.SysctlsBefore {
+		if !slices.ContainsFunc(st.Sysctls, func(o netns.Sysctl) bool { return o.NS == s.NS && o.Key == s.Key }) {
+			st.Sysctls = append(st.Sysctls, s)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return atomicfile.WriteFile(c.state, b, 0o600)
+}
+
+func (c *netnsComp) load() (*netnsState, error) {
+	var st netnsState
+	b, err := os.ReadFile(c.state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", c.state, err)
+	}
+	return &st, nil
+}
+
+func (c *netnsComp) Stop(ctx context.Context) error { return nil }
+
+func (c *netnsComp) Teardown(ctx context.Context) error {
+	st, err := c.load()
+	if err != nil {
+		return err
+	}
+	if err := c.plan.Teardown(st.Created, st.Sysctls); err != nil {
+		return err
+	}
+	if err := os.Remove(c.state); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// NamespaceStatus is one namespace in routerctl status.
+type NamespaceStatus struct {
+	Name   string   `json:"name"`
+	Role   string   `json:"role"` // "main", "wan", "vpn"
+	Exists bool     `json:"exists"`
+	Links  []string `json:"links"` // "name state addr..."
+}
+
+// NetnsStatus is the namespaces section.
+type NetnsStatus struct {
+	Namespaces  []NamespaceStatus `json:"namespaces"`
+	LastChanges int               `json:"last_apply_changes"`
+}
+
+func (c *netnsComp) fillStatus(st *Status) {
+	c.mu.Lock()
+	s := &NetnsStatus{LastChanges: c.changes}
+	c.mu.Unlock()
+	for _, ns := range []struct{ name, role string }{{"", "main"}, {c.cfg.Netns.WAN, "wan"}, {c.cfg.Netns.VPN, "vpn"}} {
+		n := NamespaceStatus{Name: nsLabel(ns.name), Role: ns.role, Exists: ns.name == "" || netns.Exists(ns.name)}
+		if n.Exists {
+			n.Links = describeLinks(ns.name)
+		}
+		s.Namespaces = append(s.Namespaces, n)
+	}
+	st.Netns = s
+}
+
+// describeLinks lists a namespace's links like ip -br addr.
+func describeLinks(ns string) []string {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" {
+			continue
+		}
+		state := "DOWN"
+		if a.Flags&(1<<0) != 0 {
+			state = "UP"
+			if a.RawFlags&unix.IFF_LOWER_UP == 0 {
+				state = "NO-CARRIER"
+			}
+		}
+		line := fmt.Sprintf("%s %s", a.Name, state)
+		addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+		for _, ad := range addrs {
+			if !ad.IP.IsLinkLocalUnicast() {
+				line += " " + ad.IPNet.String()
+			}
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// --- NICs ---------------------------------------------------------------------
+
+// nicsComp adopts the NICs (hw) and reports their health as they come and go.
+type nicsComp struct {
+	withHealth
+	cfg *config.Config
+	m   *hw.Manager
+	log *slog.Logger
+}
+
+func newNICsComp(cfg *config.Config, log *slog.Logger) *nicsComp {
+	return &nicsComp{cfg: cfg, log: log,
+		m: hw.NewManager(nicSpecs(cfg), filepath.Join(cfg.StateDir, "nics.json"), log.With("component", "nics"))}
+}
+
+func (c *nicsComp) Name() string { return "nics" }
+
+func (c *nicsComp) Start(ctx context.Context) error {
+	events := c.m.Subscribe()
+	err := c.m.Start(ctx, c.cfg.WAN.Wait)
+	// Health follows the NICs after start: a late NIC turns it running, a
+	// lost one failed.
+	go func() {
+		for {
+			select {
+			case <-events:
+				if err := c.m.Err(); err != nil {
+					c.health.Failed(err)
+				} else {
+					c.health.Running()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return err
+}
+
+func (c *nicsComp) Stop(ctx context.Context) error {
+	c.m.Stop()
+	return nil
+}
+
+func (c *nicsComp) Teardown(ctx context.Context) error { return c.m.Teardown() }
+
+// NICsStatus is the NICs section.
+type NICsStatus struct {
+	NICs        []hw.NICStatus `json:"nics"`
+	LastChanges int            `json:"last_apply_changes"`
+}
+
+func (c *nicsComp) fillStatus(st *Status) {
+	last, _ := c.m.Changes()
+	st.NICs = &NICsStatus{NICs: c.m.Status(), LastChanges: last}
+}
+
+// --- routing ------------------------------------------------------------------
+
+// routingComp installs the tables, rules and routes, and re-applies them
+// when a NIC they refer to (re)appears.
+type routingComp struct {
+	withHealth
+	cfg  *config.Config
+	plan *netns.Plan
+	nics *hw.Manager
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	changes int
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+func newRoutingComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *routingComp {
+	return &routingComp{cfg: cfg, plan: routingPlan(cfg), nics: nics, log: log}
+}
+
+func (c *routingComp) Name() string { return "routing" }
+
+func (c *routingComp) Start(ctx context.Context) error {
+	events := c.nics.Subscribe()
+	err := c.apply()
+	ctx, c.stop = context.WithCancel(ctx)
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case e := <-events:
+				if e.Kind != hw.Adopted {
+					continue
+				}
+				if err := c.apply(); err != nil {
+					c.health.Failed(err)
+				} else {
+					c.health.Running()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return err
+}
+
+func (c *routingComp) apply() error {
+	res, err := c.plan.Apply()
+	c.mu.Lock()
+	c.changes = res.Changes
+	c.mu.Unlock()
+	c.log.Info("routing converged", "changes", res.Changes)
+	if len(res.MissingLinks) > 0 {
+		slices.Sort(res.MissingLinks)
+		err = errors.Join(err, fmt.Errorf("routes wait for %s", strings.Join(slices.Compact(res.MissingLinks), ", ")))
+	}
+	return err
+}
+
+func (c *routingComp) Stop(ctx context.Context) error {
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+	}
+	return nil
+}
+
+func (c *routingComp) Teardown(ctx context.Context) error {
+	return c.plan.Teardown(nil, nil)
+}
+
+// RoutingStatus is the routing section: routerd's rules and routes as the
+// kernel has them.
+type RoutingStatus struct {
+	Rules       []string            `json:"rules"`
+	Routes      map[string][]string `json:"routes"` // by namespace
+	LastChanges int                 `json:"last_apply_changes"`
+}
+
+func (c *routingComp) fillStatus(st *Status) {
+	c.mu.Lock()
+	rs := &RoutingStatus{Routes: map[string][]string{}, LastChanges: c.changes}
+	c.mu.Unlock()
+	for _, ns := range c.plan.RouteNamespaces {
+		rules, routes := netns.Owned(ns)
+		rs.Rules = append(rs.Rules, rules...)
+		rs.Routes[nsLabel(ns)] = routes
+	}
+	st.Routing = rs
+}
+
+// --- rendering ----------------------------------------------------------------
+
+func init() {
+	sectionRenderers = append(sectionRenderers, renderNICs, renderNetns, renderRouting)
+}
+
+func renderNICs(st *Status, w io.Writer) {
+	if st.NICs == nil {
+		return
+	}
+	section(w, "NICs")
+	fmt.Fprintln(w, "NAME\tROLE\tMATCH MAC\tMAC\tNETNS\tSTATE\tRX\tTX\tADOPTED\tERROR")
+	for _, n := range st.NICs.NICs {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%d\t%s/%d\t%d (re %d)\t%s\n", n.Name, n.Role, n.MatchMAC, orDash(n.CurrentMAC),
+			n.Namespace, n.State, bytesH(n.RxBytes), n.RxPackets, bytesH(n.TxBytes), n.TxPackets, n.Adopted, n.Readopted, oneLine(n.Error))
+	}
+}
+
+func renderNetns(st *Status, w io.Writer) {
+	if st.Netns == nil {
+		return
+	}
+	section(w, "Namespaces and transit links")
+	for _, n := range st.Netns.Namespaces {
+		if !n.Exists {
+			fmt.Fprintf(w, "%s (%s)\tMISSING\n", n.Name, n.Role)
+			continue
+		}
+		fmt.Fprintf(w, "%s (%s)\t%s\n", n.Name, n.Role, strings.Join(n.Links, "\n\t"))
+	}
+}
+
+func renderRouting(st *Status, w io.Writer) {
+	if st.Routing == nil {
+		return
+	}
+	section(w, "Routing")
+	for _, r := range st.Routing.Rules {
+		fmt.Fprintf(w, "\t%s\n", r)
+	}
+	keys := make([]string, 0, len(st.Routing.Routes))
+	for k := range st.Routing.Routes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, ns := range keys {
+		for i, r := range st.Routing.Routes[ns] {
+			label := ""
+			if i == 0 {
+				label = ns
+			}
+			fmt.Fprintf(w, "%s\t%s\n", label, r)
+		}
+	}
+}
+
+func bytesH(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}

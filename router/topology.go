@@ -1,0 +1,186 @@
+package router
+
+import (
+	"net/netip"
+
+	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/config"
+	"golang.org/x/sys/unix"
+)
+
+// Packet marks and routing tables. prerouting in the main namespace marks
+// each new LAN connection with its path and saves the mark in conntrack;
+// these rules send marked packets to the path's table.
+const (
+	MarkWAN  = 0x1
+	MarkVPN  = 0x2
+	MarkMask = 0xff // routerd's bits of the packet mark; others may use the rest
+
+	TableWAN = 101 // default via the wan namespace's transit address
+	TableVPN = 102 // default via the vpn namespace's transit address
+
+	RulePrioWAN = 1001
+	RulePrioVPN = 1002
+
+	// Metric of the kill switch in the vpn namespace: an unreachable
+	// default that takes over whenever the tunnel's own default is gone.
+	killSwitchMetric = 4096
+)
+
+// MarkFor returns the packet mark of a path.
+func MarkFor(via string) uint32 {
+	if via == config.ViaVPN {
+		return MarkVPN
+	}
+	return MarkWAN
+}
+
+func sysctl(ns, key, value string) netns.Sysctl { return netns.Sysctl{NS: ns, Key: key, Value: value} }
+
+// forwarding returns the sysctls that make a namespace a router with strict
+// reverse-path filtering. src_valid_mark makes the filter look the source up
+// with the packet's mark, so fwmark-routed replies pass it.
+func forwarding(ns string) []netns.Sysctl {
+	return []netns.Sysctl{
+		sysctl(ns, "net/ipv4/ip_forward", "1"),
+		sysctl(ns, "net/ipv6/conf/all/forwarding", "1"),
+		sysctl(ns, "net/ipv4/conf/all/rp_filter", "1"),
+		sysctl(ns, "net/ipv4/conf/default/rp_filter", "1"),
+		sysctl(ns, "net/ipv4/conf/all/src_valid_mark", "1"),
+	}
+}
+
+// transitLink returns the sysctls of a transit link: no DAD (the addresses
+// are routerd's own, and DAD would delay IPv6 at every start), no RAs.
+func transitLink(ns, link string) []netns.Sysctl {
+	return []netns.Sysctl{
+		sysctl(ns, "net/ipv6/conf/"+link+"/accept_dad", "0"),
+		sysctl(ns, "net/ipv6/conf/"+link+"/accept_ra", "0"),
+		sysctl(ns, "net/ipv4/conf/"+link+"/rp_filter", "1"),
+	}
+}
+
+// netnsPlan is the namespaces, the transit bridge and veths, and the
+// namespace-wide sysctls.
+func netnsPlan(cfg *config.Config) *netns.Plan {
+	n := cfg.Netns
+	p := &netns.Plan{Namespaces: []string{n.WAN, n.VPN}}
+	for _, ns := range []string{"", n.WAN, n.VPN} {
+		p.Sysctls = append(p.Sysctls, forwarding(ns)...)
+	}
+	p.Sysctls = append(p.Sysctls, transitLink("", n.Bridge)...)
+	p.Sysctls = append(p.Sysctls, transitLink(n.WAN, config.TransitPeerLink)...)
+	p.Sysctls = append(p.Sysctls, transitLink(n.VPN, config.TransitPeerLink)...)
+	p.Bridges = []netns.Bridge{{Name: n.Bridge, Addrs: []netip.Prefix{n.MainAddr4(), n.MainAddr6()}}}
+	p.Veths = []netns.Veth{
+		{Name: config.TransitWANLink, Master: n.Bridge, PeerNS: n.WAN, PeerName: config.TransitPeerLink,
+			PeerAddrs: []netip.Prefix{n.WANAddr4(), n.WANAddr6()}},
+		{Name: config.TransitVPNLink, Master: n.Bridge, PeerNS: n.VPN, PeerName: config.TransitPeerLink,
+			PeerAddrs: []netip.Prefix{n.VPNAddr4(), n.VPNAddr6()}},
+	}
+	return p
+}
+
+// nicSpecs is what each NIC must look like: the WAN NIC in the wan
+// namespace (its addresses are the DHCP client's), the LAN NICs in main
+// with their static addresses.
+func nicSpecs(cfg *config.Config) []hw.Spec {
+	w := cfg.WAN
+	wanSys := []netns.Sysctl{
+		sysctl(cfg.Netns.WAN, "net/ipv4/conf/"+w.Name+"/rp_filter", "1"),
+	}
+	if w.IPv6 == "off" {
+		wanSys = append(wanSys, sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/accept_ra", "0"))
+	} else {
+		// A forwarding namespace ignores RAs unless accept_ra is 2; the
+		// ISP's RA gives the WAN its IPv6 default route.
+		autoconf := "0"
+		if w.IPv6 == "slaac" {
+			autoconf = "1"
+		}
+		wanSys = append(wanSys,
+			sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/accept_ra", "2"),
+			sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/autoconf", autoconf))
+	}
+	specs := []hw.Spec{{Role: "wan", Name: w.Name, MatchMAC: w.MatchMAC, SetMAC: w.SetMAC, MTU: w.MTU,
+		NS: cfg.Netns.WAN, Sysctls: wanSys}}
+	for _, l := range cfg.LAN {
+		specs = append(specs, hw.Spec{Role: "lan", Name: l.Name, MatchMAC: l.MatchMAC, MTU: l.MTU,
+			Addrs: l.Addresses, Sysctls: []netns.Sysctl{
+				sysctl("", "net/ipv4/conf/"+l.Name+"/rp_filter", "1"),
+				sysctl("", "net/ipv6/conf/"+l.Name+"/accept_ra", "0"),
+			}})
+	}
+	return specs
+}
+
+// routingPlan is the tables, rules and routes of every namespace:
+//
+//	main:  fwmark 1 → table 101 (default via wan's transit address),
+//	       fwmark 2 → table 102 (default via vpn's), LAN and transit
+//	       prefixes in both; main table default by routing.router.
+//	wan:   LAN prefixes via main's transit address (the default comes from
+//	       the WAN's DHCP client).
+//	vpn:   LAN prefixes via main; an unreachable default under the
+//	       tunnel's own: the kill switch.
+func routingPlan(cfg *config.Config) *netns.Plan {
+	n := cfg.Netns
+	p := &netns.Plan{RouteNamespaces: []string{"", n.WAN, n.VPN}}
+	gw4 := map[string]netip.Addr{config.ViaWAN: n.WANAddr4().Addr(), config.ViaVPN: n.VPNAddr4().Addr()}
+	gw6 := map[string]netip.Addr{config.ViaWAN: n.WANAddr6().Addr(), config.ViaVPN: n.VPNAddr6().Addr()}
+	default4 := netip.MustParsePrefix("0.0.0.0/0")
+	default6 := netip.MustParsePrefix("::/0")
+	for _, t := range []struct {
+		via   string
+		table int
+		prio  int
+		mark  uint32
+	}{{config.ViaWAN, TableWAN, RulePrioWAN, MarkWAN}, {config.ViaVPN, TableVPN, RulePrioVPN, MarkVPN}} {
+		for _, v6 := range []bool{false, true} {
+			p.Rules = append(p.Rules, netns.Rule{V6: v6, Priority: t.prio, Mark: t.mark, Mask: MarkMask, Table: t.table})
+		}
+		p.Routes = append(p.Routes,
+			netns.Route{Table: t.table, Dst: default4, Gw: gw4[t.via], Dev: n.Bridge},
+			netns.Route{Table: t.table, Dst: default6, Gw: gw6[t.via], Dev: n.Bridge},
+			netns.Route{Table: t.table, Dst: n.Transit4.Masked(), Dev: n.Bridge, Src: n.MainAddr4().Addr()},
+			netns.Route{Table: t.table, Dst: n.Transit6.Masked(), Dev: n.Bridge},
+		)
+		for _, l := range cfg.LAN {
+			for _, a := range l.Addresses {
+				r := netns.Route{Table: t.table, Dst: a.Masked(), Dev: l.Name}
+				if a.Addr().Is4() {
+					r.Src = a.Addr()
+				}
+				p.Routes = append(p.Routes, r)
+			}
+		}
+	}
+	p.Routes = append(p.Routes,
+		netns.Route{Dst: default4, Gw: gw4[cfg.Routing.Router], Dev: n.Bridge},
+		netns.Route{Dst: default6, Gw: gw6[cfg.Routing.Router], Dev: n.Bridge},
+	)
+	for _, l := range cfg.LAN {
+		for _, a := range l.Addresses {
+			for _, ns := range []string{n.WAN, n.VPN} {
+				gw := n.MainAddr4().Addr()
+				if a.Addr().Is6() {
+					gw = n.MainAddr6().Addr()
+				}
+				p.Routes = append(p.Routes, netns.Route{NS: ns, Dst: a.Masked(), Gw: gw, Dev: config.TransitPeerLink})
+			}
+		}
+	}
+	p.Routes = append(p.Routes,
+		netns.Route{NS: n.VPN, Dst: default4, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
+		netns.Route{NS: n.VPN, Dst: default6, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
+	)
+	return p
+}
+
+func nsLabel(ns string) string {
+	if ns == "" {
+		return "main"
+	}
+	return ns
+}
