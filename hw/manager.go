@@ -29,8 +29,8 @@ type Manager struct {
 	binds   []binding     // per spec
 	pass    chan struct{} // closed and replaced after each reconcile pass
 	subs    []chan Event
-	changes int // mutations made by the last pass
-	total   int // mutations made since start
+	changes int           // mutations made by the last pass
+	total   int           // mutations made since start
 	wait    time.Duration // how long Start waited for missing NICs
 	stop    context.CancelFunc
 	done    chan struct{}

@@ -16,6 +16,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		newNetnsComp(cfg, log.With("component", "netns")),
 		nics,
 		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
+		newWANComp(cfg, nics.m, log.With("component", "wan")),
 	}
 }
 

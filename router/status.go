@@ -22,6 +22,7 @@ type Status struct {
 	NICs       *NICsStatus       `json:"nics,omitempty"`
 	Netns      *NetnsStatus      `json:"netns,omitempty"`
 	Routing    *RoutingStatus    `json:"routing,omitempty"`
+	WAN        *WANStatus        `json:"wan,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

@@ -34,6 +34,7 @@ var (
 type ISPOptions struct {
 	DHCPv6    bool          // serve DHCPv6 IA_NA and RA on the WAN link
 	LeaseTime time.Duration // DHCPv4 lease time; dnsmasq's minimum is 2m
+	T1, T2    time.Duration // renewal and rebinding times, when set
 	Records   map[string]string
 }
 
@@ -89,6 +90,12 @@ func (isp *ISP) startDnsmasq() {
 		"--host-record=www.blocked.example," + EchoAlt4[2].String(),
 		"--cname=cdn.blocked.example,www.blocked.example",
 		"--txt-record=big.example," + strings.Repeat("x", 250) + "," + strings.Repeat("y", 250) + "," + strings.Repeat("z", 250),
+	}
+	if isp.opts.T1 > 0 {
+		args = append(args, fmt.Sprintf("--dhcp-option-force=option:T1,%d", int(isp.opts.T1.Seconds())))
+	}
+	if isp.opts.T2 > 0 {
+		args = append(args, fmt.Sprintf("--dhcp-option-force=option:T2,%d", int(isp.opts.T2.Seconds())))
 	}
 	for name, addr := range isp.opts.Records {
 		args = append(args, "--host-record="+name+","+addr)
