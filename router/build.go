@@ -12,13 +12,31 @@ import (
 func (s *Supervisor) build(cfg *config.Config) []Component {
 	log := s.log
 	nics := newNICsComp(cfg, log)
-	return []Component{
+	fw := newFirewallComp(cfg, nics.m, log.With("component", "firewall"))
+	wan := newWANComp(cfg, nics.m, log.With("component", "wan"))
+	wan.OnLease(fw.wanLease)
+	comps := []Component{
 		newNetnsComp(cfg, log.With("component", "netns")),
 		nics,
 		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
-		newWANComp(cfg, nics.m, log.With("component", "wan")),
+		fw,
 	}
+	if cfg.VPN != nil {
+		v := newVPNComp(cfg, log.With("component", "vpn"))
+		wan.OnLease(v.wanLease)
+		comps = append(comps, v)
+	}
+	return append(comps, wan)
 }
 
 // registerHandlers adds the control requests of each capability.
-func (s *Supervisor) registerHandlers(mux *http.ServeMux) {}
+func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/vpn/pubkey", pubkeyHandler(s.config))
+}
+
+// config returns the running config.
+func (s *Supervisor) config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/vpn"
 )
 
 // Status is the whole picture routerctl status shows. Each capability adds
@@ -23,6 +24,8 @@ type Status struct {
 	Netns      *NetnsStatus      `json:"netns,omitempty"`
 	Routing    *RoutingStatus    `json:"routing,omitempty"`
 	WAN        *WANStatus        `json:"wan,omitempty"`
+	VPN        *vpn.Status       `json:"vpn,omitempty"`
+	Firewall   *FirewallStatus   `json:"firewall,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

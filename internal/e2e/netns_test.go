@@ -38,7 +38,7 @@ func waitConverged(t *testing.T, l *lab.Lab, rd *lab.Routerd) *router.Status {
 	t.Helper()
 	var st *router.Status
 	l.Eventually(30*time.Second, "components running", func() (err error) {
-		if st, err = rd.Status(); err != nil {
+		if st, err = status(rd); err != nil {
 			return err
 		}
 		for _, c := range st.Components {
@@ -183,7 +183,7 @@ func TestWANNICReset(t *testing.T) {
 
 	s.wanNS().MustRun("ip", "link", "del", "wan0")
 	s.l.Eventually(10*time.Second, "status shows the WAN NIC missing", func() error {
-		st, err := rd.Status()
+		st, err := status(rd)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func TestWANNICReset(t *testing.T) {
 	// The USB NIC comes back: a new link with the permanent MAC, in main.
 	s.isp.Attach(s.r.NS, "eth7", lab.WANMAC)
 	s.l.Eventually(10*time.Second, "WAN NIC re-adopted", func() error {
-		st, err := rd.Status()
+		st, err := status(rd)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func TestLANNICReset(t *testing.T) {
 	s.lan.NS.MustRun("ip", "link", "add", "name", "uplink2", "type", "veth", "peer", "name", "eth9", "netns", s.r.NS.Name, "address", lab.LANMAC(1))
 	s.lan.NS.MustRun("ip", "link", "set", "dev", "uplink2", "master", "br", "up")
 	s.l.Eventually(10*time.Second, "LAN NIC re-adopted with its routes", func() error {
-		st, err := rd.Status()
+		st, err := status(rd)
 		if err != nil {
 			return err
 		}
@@ -283,7 +283,7 @@ func TestMissingNIC(t *testing.T) {
 	cfg := s.r.Config(lab.ConfigOptions{WANWait: 2 * time.Second})
 	cfg = strings.Replace(cfg, `match_mac = "`+lab.WANMAC+`"`, `match_mac = "02:42:ac:00:00:99"`, 1)
 	rd := s.r.StartRouterd(cfg)
-	st, err := rd.Status()
+	st, err := status(rd)
 	if err != nil {
 		t.Fatal(err)
 	}

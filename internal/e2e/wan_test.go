@@ -16,7 +16,7 @@ func waitWANLease(t *testing.T, l *lab.Lab, rd *lab.Routerd, cond func(*router.S
 	t.Helper()
 	var st *router.Status
 	l.Eventually(30*time.Second, "WAN lease", func() (err error) {
-		if st, err = rd.Status(); err != nil {
+		if st, err = status(rd); err != nil {
 			return err
 		}
 		if st.WAN == nil || st.WAN.DHCP == nil || st.WAN.DHCP.State != "bound" {

@@ -33,6 +33,7 @@ var (
 // ISPOptions tunes the ISP.
 type ISPOptions struct {
 	DHCPv6    bool          // serve DHCPv6 IA_NA and RA on the WAN link
+	SLAAC     bool          // advertise the WAN prefix for SLAAC (RA only)
 	LeaseTime time.Duration // DHCPv4 lease time; dnsmasq's minimum is 2m
 	T1, T2    time.Duration // renewal and rebinding times, when set
 	Records   map[string]string
@@ -100,6 +101,9 @@ func (isp *ISP) startDnsmasq() {
 	for name, addr := range isp.opts.Records {
 		args = append(args, "--host-record="+name+","+addr)
 	}
+	if isp.opts.SLAAC {
+		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:dn,ra-only,64,1h")
+	}
 	if isp.opts.DHCPv6 {
 		args = append(args, "--enable-ra",
 			fmt.Sprintf("--dhcp-range=%s,%s,64,%ds", ISPPool6[0], ISPPool6[1], int(isp.opts.LeaseTime.Seconds())),
@@ -120,26 +124,8 @@ func (isp *ISP) startDnsmasq() {
 }
 
 // startEcho listens on every echo address and port inside the isp namespace.
-// TCP ports speak just enough HTTP for curl; the body is the client's source
-// address as the ISP saw it.
 func (isp *ISP) startEcho() {
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprintln(w, host)
-	})
-	for _, port := range EchoPorts {
-		var ln net.Listener
-		err := netns.Do(isp.NS.Name, func() (err error) {
-			ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
-			return err
-		})
-		if err != nil {
-			isp.lab.T.Fatalf("lab: echo listen tcp/%d: %v", port, err)
-		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		isp.lab.OnCleanup(func() { srv.Close() })
-	}
+	ServeEcho(isp.lab, isp.NS, EchoPorts...)
 	var pc net.PacketConn
 	err := netns.Do(isp.NS.Name, func() (err error) {
 		pc, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", EchoUDP))
@@ -160,6 +146,42 @@ func (isp *ISP) startEcho() {
 		}
 	}()
 	isp.lab.OnCleanup(func() { pc.Close() })
+}
+
+// ServeEcho runs the echo service on TCP ports in namespace ns: just
+// enough HTTP for curl, answering with the client's source address as seen
+// there. /bytes?n=N streams N bytes instead, for transfers.
+func ServeEcho(l *Lab, ns *NS, ports ...int) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, host)
+	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		var n int64
+		fmt.Sscan(r.URL.Query().Get("n"), &n)
+		buf := make([]byte, 32<<10)
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	for _, port := range ports {
+		var ln net.Listener
+		err := netns.Do(ns.Name, func() (err error) {
+			ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
+			return err
+		})
+		if err != nil {
+			l.T.Fatalf("lab: echo listen tcp/%d in %s: %v", port, ns.Name, err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		l.OnCleanup(func() { srv.Close() })
+	}
 }
 
 // Attach wires a new namespace to the ISP's dn bridge, as the router's WAN

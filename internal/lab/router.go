@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/routerd/routerd/router"
 )
 
 // Fixed MACs of the router's "NICs": routerd finds them by these.
@@ -253,7 +250,7 @@ func (rd *Routerd) Start() {
 		if done, err := rd.Proc.Exited(); done {
 			return fmt.Errorf("routerd exited: %v", err)
 		}
-		_, err := rd.Status()
+		_, err := rd.StatusJSON()
 		return err
 	})
 	if err != nil {
@@ -280,15 +277,8 @@ func (rd *Routerd) Ctl(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Status returns routerd's status model.
-func (rd *Routerd) Status() (*router.Status, error) {
+// StatusJSON returns routerd's status model as JSON.
+func (rd *Routerd) StatusJSON() ([]byte, error) {
 	out, err := rd.Ctl("status", "--json")
-	if err != nil {
-		return nil, err
-	}
-	var st router.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return nil, fmt.Errorf("decode status: %w", err)
-	}
-	return &st, nil
+	return []byte(out), err
 }

@@ -126,19 +126,30 @@ func (v *VPNProvider) LatestHandshake() (time.Time, error) {
 	return time.Unix(ts, 0), nil
 }
 
-// Counter returns a packet counter the test can read on the isp side.
-func (isp *ISP) CountFrom(src netip.Prefix) *Counter {
+// Count returns a counter of the packets from src to dst (either may be
+// the zero Prefix for "any") entering the isp namespace.
+func (isp *ISP) Count(src, dst netip.Prefix) *Counter {
 	isp.lab.T.Helper()
 	c := &Counter{ns: isp.NS, name: fmt.Sprintf("c%d", isp.ports), lab: isp.lab}
 	isp.ports++
-	fam := "ip"
-	if src.Addr().Is6() {
-		fam = "ip6"
+	var match []string
+	for _, m := range []struct {
+		p   netip.Prefix
+		dir string
+	}{{src, "saddr"}, {dst, "daddr"}} {
+		if !m.p.IsValid() {
+			continue
+		}
+		fam := "ip"
+		if m.p.Addr().Is6() {
+			fam = "ip6"
+		}
+		match = append(match, fmt.Sprintf("%s %s %s", fam, m.dir, m.p))
 	}
 	rs := fmt.Sprintf(`table inet labcount_%[1]s {
 	counter %[1]s {}
-	chain pre { type filter hook prerouting priority -300; %[2]s saddr %[3]s counter name %[1]s; }
-}`, c.name, fam, src)
+	chain pre { type filter hook prerouting priority -300; %[2]s counter name %[1]s; }
+}`, c.name, strings.Join(match, " "))
 	cmd := isp.NS.Cmd("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rs)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -377,9 +377,10 @@ func (v *validator) vpn(f *fileVPN) {
 	} else {
 		w.MTU = v.mtu("vpn.mtu", f.MTU, 576, has6)
 	}
+	w.ListenPort = 51820
 	if f.ListenPort != nil {
-		if *f.ListenPort < 0 || *f.ListenPort > 65535 {
-			v.p.errf("vpn.listen_port", "%d is outside 0-65535", *f.ListenPort)
+		if *f.ListenPort < 1 || *f.ListenPort > 65535 {
+			v.p.errf("vpn.listen_port", "%d is outside 1-65535", *f.ListenPort)
 		} else {
 			w.ListenPort = int(*f.ListenPort)
 		}

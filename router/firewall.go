@@ -1,0 +1,315 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/rules"
+)
+
+// firewallComp applies the nftables rulesets of the three namespaces and
+// keeps them applied: a re-adopted WAN NIC gets its ingress hardening back,
+// a new WAN address updates NAT loopback.
+type firewallComp struct {
+	withHealth
+	cfg  *config.Config
+	nics *hw.Manager
+	log  *slog.Logger
+
+	main *rules.Main
+	wan  *rules.WAN
+	vpn  *rules.VPN
+
+	mu         sync.Mutex
+	generation int
+	applied    time.Time
+	wanAddrs   []netip.Addr
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
+	c := &firewallComp{cfg: cfg, nics: nics, log: log}
+	c.main, c.wan, c.vpn = firewallSpecs(cfg)
+	return c
+}
+
+// firewallSpecs translates the config into the three rulesets.
+func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
+	var lan4, lan6 []netip.Prefix
+	var ifaces []string
+	for _, l := range cfg.LAN {
+		ifaces = append(ifaces, l.Name)
+		for _, a := range l.Addresses {
+			if a.Addr().Is4() {
+				lan4 = append(lan4, a.Masked())
+			} else {
+				lan6 = append(lan6, a.Masked())
+			}
+		}
+	}
+	var fwds []rules.Forward
+	for _, f := range cfg.Firewall.PortForwards {
+		fwds = append(fwds, rules.Forward{Proto: f.Proto, Port: f.Port, To: f.To})
+	}
+	m := &rules.Main{
+		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
+		Mask: MarkMask, MarkWAN: MarkWAN, MarkVPN: MarkVPN, Default: MarkFor(cfg.Routing.Default),
+		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds,
+	}
+	for _, p := range cfg.Routing.Policies {
+		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: MarkFor(p.Via)}
+		for _, s := range p.SourceAddrs {
+			if s.Addr().Is4() {
+				rp.Src4 = append(rp.Src4, s)
+			} else {
+				rp.Src6 = append(rp.Src6, s)
+			}
+		}
+		for _, d := range p.Destinations {
+			if d.Addr().Is4() {
+				rp.Dst4 = append(rp.Dst4, d)
+			} else {
+				rp.Dst6 = append(rp.Dst6, d)
+			}
+		}
+		m.Policies = append(m.Policies, rp)
+	}
+	w := &rules.WAN{
+		Iface: cfg.WAN.Name, Transit: config.TransitPeerLink, LAN4: lan4, LAN6: lan6,
+		Own4:   []netip.Prefix{cfg.Netns.Transit4.Masked(), netip.MustParsePrefix("127.0.0.0/8")},
+		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
+		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
+		Forwards: fwds,
+	}
+	var v *rules.VPN
+	if cfg.VPN != nil {
+		w.WGPort = uint16(cfg.VPN.ListenPort)
+		mss4, mss6 := TunnelMSS(cfg)
+		v = &rules.VPN{Iface: cfg.VPN.Interface, Transit: config.TransitPeerLink, MSS4: mss4, MSS6: mss6}
+	} else {
+		// No tunnel: the vpn namespace still exists and must pass nothing.
+		v = &rules.VPN{Iface: "", Transit: config.TransitPeerLink, MSS4: 1460, MSS6: 1440}
+	}
+	return m, w, v
+}
+
+func ports(prs []config.PortRange) []rules.Port {
+	var out []rules.Port
+	for _, p := range prs {
+		out = append(out, rules.Port{Proto: p.Proto, From: p.From, To: p.To})
+	}
+	return out
+}
+
+// WireGuard's overhead, by the numbers: an outer IPv4 (20) or IPv6 (40)
+// header, UDP (8) and WireGuard's own 32 (type, index, counter, tag).
+const (
+	ipv4Header      = 20
+	ipv6Header      = 40
+	udpHeader       = 8
+	wireguardHeader = 32
+	tcpHeader       = 20
+)
+
+// TunnelMSS returns the TCP MSS for IPv4 and IPv6 connections through the
+// tunnel. The inner MTU is the smaller of the tunnel's MTU and what the WAN
+// path leaves after the outer headers; the MSS is that less the inner IP
+// and TCP headers. An endpoint given by name may resolve to IPv6, so it is
+// assumed to (the conservative choice). With the defaults (WAN 1500, IPv4
+// endpoint, vpn.mtu 1420): 1420 - 20 - 20 = 1380 and 1420 - 40 - 20 = 1360.
+func TunnelMSS(cfg *config.Config) (mss4, mss6 uint16) {
+	path := cfg.WAN.MTU
+	if path == 0 {
+		path = 1500
+	}
+	outer := ipv4Header
+	for _, p := range cfg.VPN.Peers {
+		host := p.Endpoint
+		if i := strings.LastIndex(host, ":"); i >= 0 {
+			host = strings.Trim(host[:i], "[]")
+		}
+		if a, err := netip.ParseAddr(host); err != nil || a.Is6() {
+			outer = ipv6Header
+		}
+	}
+	inner := min(cfg.VPN.MTU, path-outer-udpHeader-wireguardHeader)
+	return uint16(inner - ipv4Header - tcpHeader), uint16(inner - ipv6Header - tcpHeader)
+}
+
+func (c *firewallComp) Name() string { return "firewall" }
+
+func (c *firewallComp) Start(ctx context.Context) error {
+	events := c.nics.Subscribe()
+	err := c.apply()
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case e := <-events:
+				if e.Kind != hw.Adopted {
+					continue
+				}
+				if err := c.apply(); err != nil {
+					c.health.Failed(err)
+				} else {
+					c.health.Running()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return err
+}
+
+// apply replaces every ruleset; each is one transaction of its own.
+func (c *firewallComp) apply() error {
+	var errs []error
+	if err := rules.ApplyMain("", c.main); err != nil {
+		errs = append(errs, err)
+	}
+	if err := rules.ApplyWAN(c.cfg.Netns.WAN, c.wan, c.wanNICPresent()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := rules.ApplyVPN(c.cfg.Netns.VPN, c.vpn); err != nil {
+		errs = append(errs, err)
+	}
+	c.mu.Lock()
+	c.generation++
+	c.applied = time.Now()
+	addrs := c.wanAddrs
+	c.mu.Unlock()
+	if addrs != nil {
+		if err := rules.SetWANAddrs("", addrs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.log.Info("firewall applied", "generation", c.generation, "err", errors.Join(errs...))
+	return errors.Join(errs...)
+}
+
+func (c *firewallComp) wanNICPresent() bool {
+	h, err := netns.Handle(c.cfg.Netns.WAN)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	_, err = h.LinkByName(c.cfg.WAN.Name)
+	return err == nil
+}
+
+// wanLease updates the NAT loopback addresses when the WAN lease changes.
+func (c *firewallComp) wanLease(l *dhcp.WANLease) {
+	var addrs []netip.Addr
+	if l != nil {
+		addrs = []netip.Addr{l.Address.Addr()}
+	}
+	c.mu.Lock()
+	c.wanAddrs = addrs
+	c.mu.Unlock()
+	if err := rules.SetWANAddrs("", addrs); err != nil {
+		c.log.Warn("update NAT loopback addresses", "err", err)
+	}
+}
+
+func (c *firewallComp) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	return nil
+}
+
+func (c *firewallComp) Teardown(ctx context.Context) error {
+	return errors.Join(
+		rules.Remove("", nftables.TableFamilyINet, rules.Table),
+		rules.Remove(c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table),
+		rules.Remove(c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable),
+		rules.Remove(c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table),
+	)
+}
+
+// FirewallStatus is the firewall section: counters as the kernel has them.
+type FirewallStatus struct {
+	Generation int                        `json:"generation"`
+	Applied    time.Time                  `json:"applied"`
+	Counters   map[string][]rules.Counter `json:"counters"` // by "namespace/table"
+}
+
+func (c *firewallComp) fillStatus(st *Status) {
+	c.mu.Lock()
+	fs := &FirewallStatus{Generation: c.generation, Applied: c.applied, Counters: map[string][]rules.Counter{}}
+	c.mu.Unlock()
+	for _, t := range []struct {
+		label, ns string
+		fam       nftables.TableFamily
+		table     string
+	}{
+		{"main", "", nftables.TableFamilyINet, rules.Table},
+		{"wan", c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table},
+		{"wan-ingress", c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable},
+		{"vpn", c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table},
+	} {
+		cs, err := rules.Counters(t.ns, t.fam, t.table)
+		if err == nil {
+			fs.Counters[t.label] = cs
+		}
+	}
+	st.Firewall = fs
+}
+
+func init() { sectionRenderers = append(sectionRenderers, renderPolicy, renderFirewall) }
+
+// renderPolicy shows the path decisions: which policy sent how many
+// connections where.
+func renderPolicy(st *Status, w io.Writer) {
+	if st.Firewall == nil {
+		return
+	}
+	section(w, "Policy (new LAN connections by decision)")
+	fmt.Fprintln(w, "DECISION\tCONNECTIONS")
+	for _, c := range st.Firewall.Counters["main"] {
+		if strings.HasPrefix(c.Name, "policy_") || strings.HasPrefix(c.Name, "default_") || c.Name == "nat_loopback" || c.Name == "inbound_wan" {
+			fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
+		}
+	}
+	for _, c := range st.Firewall.Counters["lists"] {
+		fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
+	}
+}
+
+func renderFirewall(st *Status, w io.Writer) {
+	if st.Firewall == nil {
+		return
+	}
+	section(w, fmt.Sprintf("Firewall (ruleset generation %d, applied %s)", st.Firewall.Generation, ago(st.Firewall.Applied)))
+	fmt.Fprintln(w, "TABLE\tDROP REASON\tPACKETS")
+	labels := make([]string, 0, len(st.Firewall.Counters))
+	for k := range st.Firewall.Counters {
+		labels = append(labels, k)
+	}
+	sort.Strings(labels)
+	for _, l := range labels {
+		for _, c := range st.Firewall.Counters[l] {
+			if strings.HasPrefix(c.Name, "drop_") {
+				fmt.Fprintf(w, "%s\t%s\t%d\n", l, strings.TrimPrefix(c.Name, "drop_"), c.Packets)
+			}
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+
+	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/vpn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// vpnComp runs the WireGuard tunnel.
+type vpnComp struct {
+	cfg *config.Config
+	t   *vpn.Tunnel
+	vc  vpn.Config
+
+	mu    sync.Mutex
+	ispNS []netip.Addr // the ISP's DNS servers from the WAN lease
+}
+
+func vpnConfig(cfg *config.Config, dns func() []netip.AddrPort, log *slog.Logger) vpn.Config {
+	v := cfg.VPN
+	vc := vpn.Config{WANNS: cfg.Netns.WAN, VPNNS: cfg.Netns.VPN, Iface: v.Interface, KeyFile: v.PrivateKeyFile,
+		Addresses: v.Addresses, MTU: v.MTU, Implementation: v.Implementation, ListenPort: v.ListenPort, DNS: dns, Log: log}
+	for _, p := range v.Peers {
+		vc.Peers = append(vc.Peers, vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), PresharedKeyFile: p.PresharedKeyFile,
+			Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, Keepalive: p.PersistentKeepalive})
+	}
+	return vc
+}
+
+func newVPNComp(cfg *config.Config, log *slog.Logger) *vpnComp {
+	c := &vpnComp{cfg: cfg}
+	c.vc = vpnConfig(cfg, c.dnsServers, log)
+	c.t = vpn.New(c.vc)
+	return c
+}
+
+// dnsServers are what endpoint names are resolved with, from the wan
+// namespace: the configured upstreams, then the ISP's.
+func (c *vpnComp) dnsServers() []netip.AddrPort {
+	out := append([]netip.AddrPort(nil), c.cfg.DNS.Upstream...)
+	c.mu.Lock()
+	for _, a := range c.ispNS {
+		out = append(out, netip.AddrPortFrom(a, 53))
+	}
+	c.mu.Unlock()
+	return out
+}
+
+func (c *vpnComp) wanLease(l *dhcp.WANLease) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ispNS = nil
+	if l != nil {
+		c.ispNS = l.DNS
+	}
+}
+
+func (c *vpnComp) Name() string                       { return "vpn" }
+func (c *vpnComp) Start(ctx context.Context) error    { return c.t.Start(ctx) }
+func (c *vpnComp) Stop(ctx context.Context) error     { c.t.Stop(); return nil }
+func (c *vpnComp) Teardown(ctx context.Context) error { return vpn.Teardown(c.vc) }
+
+func (c *vpnComp) fillStatus(st *Status) {
+	s := c.t.Status()
+	st.VPN = &s
+}
+
+// pubkey answers routerctl vpn pubkey, creating the key if need be so that
+// it can be given to the provider before the tunnel ever came up.
+func pubkeyHandler(cfg func() *config.Config) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := cfg()
+		if c.VPN == nil {
+			control.WriteError(w, http.StatusNotFound, errors.New("no [vpn] in the config"))
+			return
+		}
+		k, err := vpn.LoadOrCreateKey(c.VPN.PrivateKeyFile)
+		if err != nil {
+			control.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		control.WriteJSON(w, map[string]string{"public_key": k.PublicKey().String()})
+	}
+}
+
+func init() { sectionRenderers = append(sectionRenderers, renderVPN) }
+
+func renderVPN(st *Status, w io.Writer) {
+	if st.VPN == nil {
+		return
+	}
+	v := st.VPN
+	state := "DOWN (no recent handshake)"
+	if v.Up {
+		state = "up"
+	}
+	section(w, fmt.Sprintf("VPN %s (%s, listen port %d): %s", v.Interface, v.Implementation, v.ListenPort, state))
+	fmt.Fprintf(w, "public key\t%s\n", v.PublicKey)
+	for _, p := range v.Peers {
+		hs := "never"
+		if !p.LastHandshake.IsZero() {
+			hs = ago(p.LastHandshake)
+		}
+		fmt.Fprintf(w, "peer %.12s…\tendpoint %s, handshake %s, rx %s, tx %s\n", p.PublicKey, orDash(p.Endpoint), hs,
+			bytesH(uint64(p.RxBytes)), bytesH(uint64(p.TxBytes)))
+	}
+	if v.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(v.Error))
+	}
+}

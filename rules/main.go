@@ -1,0 +1,263 @@
+package rules
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// Port is a protocol and port range.
+type Port struct {
+	Proto    string // "tcp" | "udp"
+	From, To uint16
+}
+
+func (p Port) proto() byte {
+	if p.Proto == "udp" {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}
+
+// Forward is a port forward from the WAN address to a LAN host.
+type Forward struct {
+	Proto string
+	Port  uint16
+	To    netip.AddrPort
+}
+
+// Policy sends matching new LAN connections by the path of Mark. Within a
+// kind of matcher any entry matches; all kinds given must match.
+type Policy struct {
+	Name   string
+	Src4   []netip.Prefix
+	Src6   []netip.Prefix
+	MACs   []net.HardwareAddr
+	Ifaces []string
+	Dst4   []netip.Prefix
+	Dst6   []netip.Prefix
+	Ports  []Port
+	Mark   uint32
+}
+
+// Main is the main namespace's ruleset: the path decision for each LAN
+// connection and the router's own input and forward filters.
+type Main struct {
+	LANIfaces  []string
+	LAN4, LAN6 []netip.Prefix // merged LAN subnets
+	Transit    string         // the transit bridge
+	Mask       uint32         // routerd's bits of the packet mark
+	MarkWAN    uint32
+	MarkVPN    uint32
+	Policies   []Policy
+	Default    uint32 // mark for LAN connections no policy matches
+	LANInput   []Port // extra router ports LAN clients may reach
+	Forwards   []Forward
+}
+
+// Chain priorities in the main namespace's prerouting. The blocklist
+// table's chain runs between restore and policy, so a forced destination
+// wins over any policy but never over a connection's saved path.
+const (
+	PrioRestore = -160
+	PrioLists   = -155
+	PrioPolicy  = -150
+)
+
+// ApplyMain replaces the main namespace's table.
+func ApplyMain(ns string, m *Main) error {
+	return replace(ns, nftables.TableFamilyINet, Table, func(r *ruleset) { m.build(r) })
+}
+
+func (m *Main) build(r *ruleset) {
+	lan := r.set("lan_ifaces", nftables.TypeIFName, false, ifnameElems(m.LANIfaces))
+	lan4 := r.set("lan4", nftables.TypeIPAddr, true, prefixElems(m.LAN4))
+	lan6 := r.set("lan6", nftables.TypeIP6Addr, true, prefixElems(m.LAN6))
+	r.set("wan_addrs4", nftables.TypeIPAddr, false, nil)
+	r.set("wan_addrs6", nftables.TypeIP6Addr, false, nil)
+
+	// A connection's path, once decided, is restored on every packet.
+	restore := r.chain("restore", nftables.ChainHookPrerouting, PrioRestore, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	r.rule(restore, restoreMark(m.Mask))
+
+	save := r.chain("save", nil, 0, "", 0)
+	r.rule(save, saveMark())
+
+	pol := r.chain("policy", nftables.ChainHookPrerouting, PrioPolicy, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	r.rule(pol, markMasked(m.Mask, false), ret())
+	// Connections from the internet (port forwards) answer the way they came.
+	r.rule(pol, iif(m.Transit), ctState(ctNew), setMark(m.MarkWAN), r.counter("inbound_wan"), goTo("save"))
+	r.rule(pol, ifIn(false, lan, true), ret())
+	r.rule(pol, addrIn(false, true, lan4, false), ret())
+	r.rule(pol, addrIn(true, true, lan6, false), ret())
+	// Only unicast beyond the LAN has a path: not the router itself,
+	// broadcast, multicast (NDP, MLD, mDNS) or link-local addresses.
+	r.rule(pol, daddrNotUnicast(), ret())
+	linkLocal := r.set("link_local6", nftables.TypeIP6Addr, true, prefixElems([]netip.Prefix{netip.MustParsePrefix("fe80::/10")}))
+	r.rule(pol, addrIn(true, true, linkLocal, false), ret())
+	// NAT loopback: the router's own public address is reached directly.
+	r.rule(pol, addrIn(false, true, r.sets["wan_addrs4"], false), setMark(m.MarkWAN), r.counter("nat_loopback"), goTo("save"))
+	r.rule(pol, addrIn(true, true, r.sets["wan_addrs6"], false), setMark(m.MarkWAN), r.counter("nat_loopback"), goTo("save"))
+	for i, p := range m.Policies {
+		m.policyRules(r, pol, i, p)
+	}
+	defName := "default_wan"
+	if m.Default == m.MarkVPN {
+		defName = "default_vpn"
+	}
+	r.rule(pol, setMark(m.Default), r.counter(defName), goTo("save"))
+
+	m.input(r, lan)
+	m.forward(r, lan)
+}
+
+// policyRules expands one policy into rules: one per combination of source
+// kind, destination family and port range present (usually one or two).
+func (m *Main) policyRules(r *ruleset, pol *nftables.Chain, i int, p Policy) {
+	name := "policy_" + p.Name
+	type part struct {
+		e  exprs
+		v6 int // 0 any, 4, 6
+	}
+	var srcs, dsts, ports []part
+	set := func(kind string, key nftables.SetDatatype, interval bool, elems []nftables.SetElement) *nftables.Set {
+		return r.set(name+"_"+kind, key, interval, elems)
+	}
+	if len(p.Src4) > 0 {
+		srcs = append(srcs, part{addrIn(false, false, set("src4", nftables.TypeIPAddr, true, prefixElems(p.Src4)), false), 4})
+	}
+	if len(p.Src6) > 0 {
+		srcs = append(srcs, part{addrIn(true, false, set("src6", nftables.TypeIP6Addr, true, prefixElems(p.Src6)), false), 6})
+	}
+	if len(p.MACs) > 0 {
+		srcs = append(srcs, part{etherSaddrIn(set("mac", nftables.TypeEtherAddr, false, macElems(p.MACs))), 0})
+	}
+	if len(p.Ifaces) > 0 {
+		srcs = append(srcs, part{ifIn(false, set("iif", nftables.TypeIFName, false, ifnameElems(p.Ifaces)), false), 0})
+	}
+	if len(p.Dst4) > 0 {
+		dsts = append(dsts, part{addrIn(false, true, set("dst4", nftables.TypeIPAddr, true, prefixElems(p.Dst4)), false), 4})
+	}
+	if len(p.Dst6) > 0 {
+		dsts = append(dsts, part{addrIn(true, true, set("dst6", nftables.TypeIP6Addr, true, prefixElems(p.Dst6)), false), 6})
+	}
+	for _, pr := range p.Ports {
+		ports = append(ports, part{cat(l4proto(pr.proto()), dportRange(pr.From, pr.To)), 0})
+	}
+	any := []part{{}}
+	if len(srcs) == 0 {
+		srcs = any
+	}
+	if len(dsts) == 0 {
+		dsts = any
+	}
+	if len(ports) == 0 {
+		ports = any
+	}
+	ctr := r.counter(name)
+	for _, s := range srcs {
+		for _, d := range dsts {
+			if s.v6 != 0 && d.v6 != 0 && s.v6 != d.v6 {
+				continue // an IPv4 source never goes to an IPv6 destination
+			}
+			for _, pt := range ports {
+				r.rule(pol, s.e, d.e, pt.e, setMark(p.Mark), ctr, goTo("save"))
+			}
+		}
+	}
+}
+
+// conntrack state bits.
+const (
+	ctInvalid     = 0x01
+	ctEstablished = 0x02
+	ctRelated     = 0x04
+	ctNew         = 0x08
+)
+
+// ICMPv6 types IPv6 cannot work without: errors (incl. packet-too-big) and
+// neighbour discovery.
+var icmp6Needed = []byte{1, 2, 3, 4, 133, 134, 135, 136, 137}
+
+// icmp6In matches ICMPv6 of the needed types (neg: of any other type).
+func icmp6In(set *nftables.Set, neg bool) exprs {
+	return cat(l4proto(unix.IPPROTO_ICMPV6), exprs{
+		payloadByte(0),
+		lookup(set, neg),
+	})
+}
+
+func (m *Main) input(r *ruleset, lan *nftables.Set) {
+	needed := icmp6NeededSet(r)
+	in := r.chain("input", nftables.ChainHookInput, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
+	r.rule(in, ctState(ctEstablished|ctRelated), accept())
+	r.rule(in, ctState(ctInvalid), r.counter("drop_invalid"), drop())
+	r.rule(in, iif("lo"), accept())
+	// Neighbour discovery from anywhere, transit included: without it the
+	// wan and vpn namespaces lose the main namespace's IPv6 address once
+	// their neighbour entry goes stale, and IPv6 replies die there (the
+	// "IPv6 only works while pinging" problem).
+	r.rule(in, icmp6In(needed, false), accept())
+	r.rule(in, ifIn(false, lan, false), l4proto(unix.IPPROTO_ICMP), accept())
+	r.rule(in, ifIn(false, lan, false), l4proto(unix.IPPROTO_ICMPV6), accept())
+	for _, p := range append([]Port{
+		{"udp", 67, 67},   // DHCPv4
+		{"udp", 547, 547}, // DHCPv6
+		{"udp", 53, 53},   // DNS
+		{"tcp", 53, 53},
+		{"udp", 5353, 5353}, // mDNS
+	}, m.LANInput...) {
+		r.rule(in, ifIn(false, lan, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
+	}
+	r.rule(in, r.counter("drop_input"), drop())
+}
+
+func (m *Main) forward(r *ruleset, lan *nftables.Set) {
+	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
+	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
+	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
+	r.rule(fw, ifIn(false, lan, false), oif(m.Transit), accept())
+	r.rule(fw, ifIn(false, lan, false), ifIn(true, lan, false), accept())
+	for _, f := range m.Forwards {
+		p := Port{Proto: f.Proto}
+		r.rule(fw, iif(m.Transit), daddrEq(f.To.Addr()), l4proto(p.proto()), dportRange(f.To.Port(), f.To.Port()),
+			r.counter("port_forward"), accept())
+	}
+	r.rule(fw, r.counter("drop_forward"), drop())
+}
+
+// SetWANAddrs replaces the router's public addresses in the main table (for
+// NAT loopback), in one transaction.
+func SetWANAddrs(ns string, addrs []netip.Addr) error {
+	c, done, err := openConn(ns)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
+	s4 := &nftables.Set{Table: t, Name: "wan_addrs4", KeyType: nftables.TypeIPAddr}
+	s6 := &nftables.Set{Table: t, Name: "wan_addrs6", KeyType: nftables.TypeIP6Addr}
+	c.FlushSet(s4)
+	c.FlushSet(s6)
+	var e4, e6 []nftables.SetElement
+	for _, a := range addrs {
+		if a.Is4() {
+			e4 = append(e4, nftables.SetElement{Key: a.AsSlice()})
+		} else {
+			e6 = append(e6, nftables.SetElement{Key: a.AsSlice()})
+		}
+	}
+	if len(e4) > 0 {
+		if err := c.SetAddElements(s4, e4); err != nil {
+			return err
+		}
+	}
+	if len(e6) > 0 {
+		if err := c.SetAddElements(s6, e6); err != nil {
+			return err
+		}
+	}
+	return c.Flush()
+}

@@ -1,0 +1,112 @@
+package rules
+
+import (
+	"net/netip"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// WAN is the wan namespace's ruleset: NAT out of the WAN NIC, port forwards
+// in, and the router's own exposure on the WAN.
+type WAN struct {
+	Iface      string // the WAN NIC
+	Transit    string // the transit veth
+	LAN4, LAN6 []netip.Prefix
+	Own4, Own6 []netip.Prefix // transit and loopback: never a source from outside
+	Harden     bool
+	ICMPRate   uint64
+	ICMPUnit   string
+	WGPort     uint16 // WireGuard's listen port (0: none)
+	Forwards   []Forward
+}
+
+var ula = netip.MustParsePrefix("fc00::/7")
+
+// ApplyWAN replaces the wan namespace's tables. The netdev table hooks the
+// WAN NIC itself, so it is only made when the NIC is there; ok reports
+// whether it was.
+func ApplyWAN(ns string, w *WAN, nicPresent bool) error {
+	if err := replace(ns, nftables.TableFamilyINet, Table, func(r *ruleset) { w.build(r) }); err != nil {
+		return err
+	}
+	if !w.Harden || !nicPresent {
+		return Remove(ns, nftables.TableFamilyNetdev, IngressTable)
+	}
+	return replace(ns, nftables.TableFamilyNetdev, IngressTable, func(r *ruleset) { w.ingress(r) })
+}
+
+func (w *WAN) build(r *ruleset) {
+	needed := icmp6NeededSet(r)
+	// Port forwards: to the router's own address from the WAN, and from
+	// the LAN too (NAT loopback).
+	pre := r.chain("prerouting", nftables.ChainHookPrerouting, -100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
+	for _, f := range w.Forwards {
+		p := Port{Proto: f.Proto}
+		r.rule(pre, nfproto(f.To.Addr().Is6()), daddrLocal(), l4proto(p.proto()), dportRange(f.Port, f.Port), dnat(f.To))
+	}
+	post := r.chain("postrouting", nftables.ChainHookPostrouting, 100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
+	r.rule(post, oif(w.Iface), nfproto(false), masq())
+	// NAT66 only for ULA sources: global addresses (a delegated prefix)
+	// go out as they are.
+	ulaSet := r.set("ula", nftables.TypeIP6Addr, true, prefixElems([]netip.Prefix{ula}))
+	r.rule(post, oif(w.Iface), addrIn(true, false, ulaSet, false), masq())
+	// NAT loopback: the LAN host answers the router, not the LAN client.
+	r.rule(post, iif(w.Transit), oif(w.Transit), ctDNAT(), masq())
+
+	in := r.chain("input", nftables.ChainHookInput, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
+	r.rule(in, ctState(ctEstablished|ctRelated), accept())
+	r.rule(in, ctState(ctInvalid), r.counter("drop_invalid"), drop())
+	r.rule(in, iif("lo"), accept())
+	r.rule(in, icmp6In(needed, false), accept())
+	r.rule(in, iif(w.Iface), udpPorts(67, 68), accept())   // DHCPv4 replies
+	r.rule(in, iif(w.Iface), udpPorts(547, 546), accept()) // DHCPv6 replies
+	if w.WGPort != 0 {
+		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.WGPort, w.WGPort), accept())
+	}
+	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
+	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())
+	r.rule(in, r.counter("drop_input"), drop())
+
+	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
+	// Clamp to the route's MTU both ways (SYN and SYN-ACK).
+	r.rule(fw, oif(w.Iface), tcpSyn(), mssRouteMTU())
+	r.rule(fw, iif(w.Iface), tcpSyn(), mssRouteMTU())
+	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
+	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
+	r.rule(fw, ctState(ctNew), tcpFlags(tcpSYN, tcpSYN, true), r.counter("drop_new_without_syn"), drop())
+	r.rule(fw, iif(w.Transit), oif(w.Iface), accept())
+	r.rule(fw, iif(w.Iface), oif(w.Transit), ctDNAT(), r.counter("port_forward"), accept())
+	r.rule(fw, iif(w.Transit), oif(w.Transit), ctDNAT(), r.counter("nat_loopback"), accept())
+	r.rule(fw, r.counter("drop_forward"), drop())
+}
+
+// ingress is the WAN NIC's netdev hardening: it sees every packet before
+// conntrack or routing do.
+func (w *WAN) ingress(r *ruleset) {
+	needed := icmp6NeededSet(r)
+	spoof4 := r.set("spoof4", nftables.TypeIPAddr, true, prefixElems(mergeV(w.LAN4, w.Own4)))
+	spoof6 := r.set("spoof6", nftables.TypeIP6Addr, true, prefixElems(mergeV(w.LAN6, w.Own6)))
+	in := r.c.AddChain(&nftables.Chain{Name: "ingress", Table: r.t, Hooknum: nftables.ChainHookIngress,
+		Priority: nftables.ChainPriorityRef(-500), Type: nftables.ChainTypeFilter, Device: w.Iface})
+	// DHCP comes before the address that the fib checks below need.
+	r.rule(in, udpPorts(67, 68), accept())
+	r.rule(in, udpPorts(547, 546), accept())
+	// Most specific first, so each packet is counted under its own reason.
+	all := byte(tcpFIN | tcpSYN | tcpRST | tcpPSH | tcpACK | tcpURG)
+	r.rule(in, tcpFlags(all, all, false), r.counter("drop_xmas"), drop())
+	r.rule(in, tcpFlags(all, 0, false), r.counter("drop_null"), drop())
+	r.rule(in, tcpFlags(tcpFIN|tcpSYN, tcpFIN|tcpSYN, false), r.counter("drop_syn_fin"), drop())
+	r.rule(in, tcpFlags(tcpSYN|tcpRST, tcpSYN|tcpRST, false), r.counter("drop_syn_rst"), drop())
+	r.rule(in, tcpSyn(), mssBetween(0, 499), r.counter("drop_small_mss"), drop())
+	r.rule(in, addrInNetdev(false, false, spoof4, false), r.counter("drop_spoofed"), drop())
+	r.rule(in, addrInNetdev(true, false, spoof6, false), r.counter("drop_spoofed"), drop())
+	r.rule(in, fibSaddrMissing(), r.counter("drop_fib_saddr"), drop())
+	r.rule(in, l4proto(unix.IPPROTO_ICMP), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
+	r.rule(in, icmp6In(needed, true), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
+}
+
+// icmpType matches the ICMP/ICMPv6 type (after l4proto).
+func icmpType(t byte) exprs {
+	return exprs{payloadByte(0), cmpEq([]byte{t})}
+}
