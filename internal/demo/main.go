@@ -8,10 +8,13 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/routerd/routerd/internal/lab"
 )
@@ -58,25 +61,96 @@ func main() {
 
 func step(format string, a ...any) { fmt.Printf("\n==> "+format+"\n", a...) }
 
+// Policies are tried in order; the first that matches decides.
+const demoPolicy = `
+[[routing.policy]]
+name = "smtp-out"
+destination_ports = ["tcp/25"]
+via = "vpn"
+
+[[routing.policy]]
+name = "tv-direct"
+sources = ["192.168.11.60", "fd00:11::3c"]
+via = "wan"
+`
+
 func demo(t *runner) {
 	l := lab.New(t)
 	step("building the lab: isp (dnsmasq, echo), vpn provider (wireguard-go), router, LAN with two clients")
-	isp := l.NewISP(lab.ISPOptions{})
+	isp := l.NewISP(lab.ISPOptions{SLAAC: true})
 	vp := l.NewVPNProvider(isp)
 	r := l.NewRouter(isp)
 	lan := r.AddLAN()
-	lan.AddClient()
-	lan.AddClient()
-	cfg := r.Config(lab.ConfigOptions{VPN: vp, Default: "vpn"})
+	laptop, tv := lan.AddClient(), lan.AddClient()
+	laptop.SetStatic(50)
+	tv.SetStatic(60)
+	cfg := r.Config(lab.ConfigOptions{VPN: vp, Default: "vpn", WANIPv6: "slaac", NoDHCP: true, Extra: demoPolicy})
 	step("routerd config (%s)", r.WriteConfig(cfg))
 	fmt.Print(cfg)
 	step("starting routerd in namespace %s", r.NS.Name)
 	rd := r.StartRouterd(cfg)
+	l.Eventually(30*time.Second, "WAN lease and VPN handshake", func() error {
+		out, err := rd.Ctl("status")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "dhcp  bound") || !strings.Contains(out, "): up") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+
+	step("which path each client takes: the ISP's echo service says whom it saw")
+	fmt.Printf("    the router's WAN address comes from the ISP; the VPN provider's public address is %s\n\n", lab.VPNPublic4.Addr())
+	for _, c := range []struct {
+		name string
+		c    *lab.Client
+		why  string
+	}{{"laptop 192.168.11.50", laptop, "routing.default = vpn"}, {"tv     192.168.11.60", tv, "policy tv-direct; tcp/25 by smtp-out"}} {
+		for _, dst := range []struct {
+			addr netip.Addr
+			port int
+		}{{lab.Echo4, 80}, {lab.Echo6, 80}, {lab.Echo4, 25}} {
+			seen := "FAILED"
+			if err := lab.Poll(15*time.Second, func() (err error) { seen, err = c.c.Echo(dst.addr, dst.port); return err }); err != nil {
+				seen = "FAILED: " + err.Error()
+			}
+			path := "WAN"
+			if seen == lab.VPNPublic4.Addr().String() || seen == lab.VPNPublic6.Addr().String() {
+				path = "VPN"
+			}
+			fmt.Printf("    %s -> %-22s seen as %-30s => via %s (%s)\n", c.name, netip.AddrPortFrom(dst.addr, uint16(dst.port)), seen, path, c.why)
+		}
+	}
+
+	step("kill switch: the VPN provider goes down; the laptop gets nothing, the tv is unaffected")
+	vp.Stop()
+	_, err := laptop.Echo(lab.Echo4, 80)
+	fmt.Printf("    laptop -> %s: %v\n", lab.Echo4, errOr(err, "reached it (leak!)"))
+	seen, err := tv.Echo(lab.Echo4, 80)
+	fmt.Printf("    tv     -> %s: seen as %s %v\n", lab.Echo4, seen, errOr(err, ""))
+	vp.Start()
+	fmt.Println("    (provider back up)")
+
 	out, _ := rd.Ctl("status")
 	step("routerctl status")
 	fmt.Print(out)
-	step("namespaces: %s-*; routerd's networking arrives with the next issues, so no client paths yet", l.Prefix)
 	keep(l)
+}
+
+func errOr(err error, ok string) string {
+	if err != nil {
+		return "no answer (" + strings.TrimSpace(lastLine(err.Error())) + ")"
+	}
+	return ok
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }
 
 func keep(l *lab.Lab) {
