@@ -162,8 +162,14 @@ func (p *Plan) Apply() (Result, error) {
 			errs = append(errs, err)
 		}
 	}
-	// Interface sysctls after the links exist.
+	// Interface sysctls once the links exist but before they come up, so
+	// that settings like accept_dad hold from the first moment.
 	n, err = SetSysctls(p.linkSysctls())
+	res.Changes += n
+	if err != nil {
+		errs = append(errs, err)
+	}
+	n, err = p.linksUp(main)
 	res.Changes += n
 	if err != nil {
 		errs = append(errs, err)
@@ -254,11 +260,6 @@ func ensureBridge(h *netlink.Handle, b Bridge) (int, error) {
 		return 0, fmt.Errorf("%s exists and is a %s, not a bridge", b.Name, l.Type())
 	}
 	n, err := ensureAddrs(h, l, b.Addrs)
-	changes += n
-	if err != nil {
-		return changes, err
-	}
-	n, err = ensureUp(h, l)
 	return changes + n, err
 }
 
@@ -321,18 +322,41 @@ func ensureVeth(main *netlink.Handle, v Veth) (int, error) {
 			changes++
 		}
 	}
-	n, err := ensureUp(main, l)
-	changes += n
-	if err != nil {
-		return changes, err
-	}
-	n, err = ensureAddrs(ph, peer, v.PeerAddrs)
+	n, err := ensureAddrs(ph, peer, v.PeerAddrs)
 	changes += n
 	if err != nil {
 		return changes, fmt.Errorf("netns %s: %w", v.PeerNS, err)
 	}
-	n, err = ensureUp(ph, peer)
-	return changes + n, err
+	return changes, nil
+}
+
+// linksUp brings the plan's bridges and both ends of its veths up.
+func (p *Plan) linksUp(main *netlink.Handle) (int, error) {
+	changes := 0
+	up := func(h *netlink.Handle, name string) error {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", name, err)
+		}
+		n, err := ensureUp(h, l)
+		changes += n
+		return err
+	}
+	var errs []error
+	for _, b := range p.Bridges {
+		errs = append(errs, up(main, b.Name))
+	}
+	for _, v := range p.Veths {
+		errs = append(errs, up(main, v.Name))
+		ph, err := Handle(v.PeerNS)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, up(ph, v.PeerName))
+		ph.Close()
+	}
+	return changes, errors.Join(errs...)
 }
 
 func loopbackUp(ns string) (int, error) {

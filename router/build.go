@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
 )
 
 // build returns the components for cfg in start order: hardware first, then
@@ -21,17 +22,39 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
 		fw,
 	}
+	var tunnelUp func() bool
 	if cfg.VPN != nil {
 		v := newVPNComp(cfg, log.With("component", "vpn"))
 		wan.OnLease(v.wanLease)
 		comps = append(comps, v)
+		tunnelUp = func() bool { return v.t.Status().Up }
 	}
-	return append(comps, wan)
+	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
+	return append(comps, wan, lan)
 }
 
 // registerHandlers adds the control requests of each capability.
 func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/vpn/pubkey", pubkeyHandler(s.config))
+	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
+		if lan, ok := s.component("lan").(*lanComp); ok {
+			lan.leasesHandler(w, r)
+			return
+		}
+		control.WriteJSON(w, LeasesStatus{})
+	})
+}
+
+// component returns the running component with the given name, or nil.
+func (s *Supervisor) component(name string) Component {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.comps {
+		if c.Name() == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // config returns the running config.

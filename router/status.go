@@ -26,6 +26,7 @@ type Status struct {
 	WAN        *WANStatus        `json:"wan,omitempty"`
 	VPN        *vpn.Status       `json:"vpn,omitempty"`
 	Firewall   *FirewallStatus   `json:"firewall,omitempty"`
+	LAN        *LANStatus        `json:"lan,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

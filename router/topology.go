@@ -70,6 +70,10 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 		p.Sysctls = append(p.Sysctls, forwarding(ns)...)
 	}
 	p.Sysctls = append(p.Sysctls, transitLink("", n.Bridge)...)
+	// The bridge's ports carry no addresses of their own.
+	for _, port := range []string{config.TransitWANLink, config.TransitVPNLink} {
+		p.Sysctls = append(p.Sysctls, sysctl("", "net/ipv6/conf/"+port+"/disable_ipv6", "1"))
+	}
 	p.Sysctls = append(p.Sysctls, transitLink(n.WAN, config.TransitPeerLink)...)
 	p.Sysctls = append(p.Sysctls, transitLink(n.VPN, config.TransitPeerLink)...)
 	p.Bridges = []netns.Bridge{{Name: n.Bridge, Addrs: []netip.Prefix{n.MainAddr4(), n.MainAddr6()}}}

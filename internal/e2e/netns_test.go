@@ -21,7 +21,7 @@ type skeleton struct {
 }
 
 func newSkeleton(t *testing.T) *skeleton {
-	lab.Require(t, "dnsmasq", "dig", "nsenter")
+	lab.Require(t, "dnsmasq", "dig", "nsenter", "udhcpc")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{})
 	r := l.NewRouter(isp)
@@ -238,6 +238,11 @@ func TestLANNICReset(t *testing.T) {
 		}
 		return nil
 	})
+	// The LAN's DHCP server listens on the new NIC.
+	c := s.lan.AddClient()
+	if l, err := c.UDHCPC("after-reset"); err != nil || !s.lan.Subnet4.Contains(l.IP) {
+		t.Errorf("DHCP after the LAN NIC reset: %+v, %v", l, err)
+	}
 }
 
 // TestTeardown: --teardown leaves the router namespace as the lab made it

@@ -101,7 +101,8 @@ func (c *Client) UDHCPC(hostname string) (Lease4, error) {
 // its script writes each lease to.
 func (c *Client) StartUDHCPC(hostname string) (*Proc, string) {
 	script := c.script("udhcpc.sh", udhcpcScript)
-	out := filepath.Join(c.lab.Dir, c.NS.Name+".udhcpc")
+	c.n++
+	out := filepath.Join(c.lab.Dir, fmt.Sprintf("%s.udhcpc-bg%d", c.NS.Name, c.n))
 	args := []string{"env", "LAB_OUT=" + out, "udhcpc", "-f", "-i", "eth0", "-s", script, "-t", "10", "-T", "1", "-A", "1"}
 	if hostname != "" {
 		args = append(args, "-x", "hostname:"+hostname)
@@ -132,13 +133,15 @@ echo "$reason $new_ip_address$new_ip6_address" >> "$LAB_OUT.events"
 // returns the process and the file its script writes the lease to.
 func (c *Client) StartDhclient(v6 bool) (*Proc, string) {
 	c.lab.T.Helper()
-	script := c.script("dhclient.sh", dhclientScript)
 	fam, tag := "-4", "dhclient4"
 	if v6 {
 		fam, tag = "-6", "dhclient6"
 	}
 	base := filepath.Join(c.lab.Dir, c.NS.Name+"."+tag)
-	args := []string{"env", "LAB_OUT=" + base + ".lease", "dhclient", fam, "-d", "-v", "-sf", script,
+	// dhclient runs its script with a clean environment: the output path
+	// goes into the script itself.
+	script := c.script(c.NS.Name+"-"+tag+".sh", strings.Replace(dhclientScript, "\n", "\nLAB_OUT="+base+".lease\n", 1))
+	args := []string{"dhclient", fam, "-d", "-v", "-sf", script,
 		"-lf", base + ".leases", "-pf", base + ".pid", "eth0"}
 	return c.NS.Start(c.NS.Name+"-"+tag, args...), base + ".lease"
 }

@@ -107,6 +107,7 @@ type ConfigOptions struct {
 	Extra          string // raw TOML appended at the end
 	LeaseTime      string
 	PrivateKeyFile string
+	Pool4          [2]int // first and last host of the DHCPv4 pool; default 100-199
 }
 
 // Config returns a routerd config for this topology: namespaces named with
@@ -134,7 +135,11 @@ func (r *Router) Config(o ConfigOptions) string {
 		if o.NoDHCP {
 			continue
 		}
-		fmt.Fprintf(&b, "[lan.dhcp4]\nrange = [%q, %q]\nlease_time = %q\n", hostIn(s.Subnet4, 100).Addr(), hostIn(s.Subnet4, 199).Addr(), lease)
+		pool := o.Pool4
+		if pool == [2]int{} {
+			pool = [2]int{100, 199}
+		}
+		fmt.Fprintf(&b, "[lan.dhcp4]\nrange = [%q, %q]\nlease_time = %q\n", hostIn(s.Subnet4, pool[0]).Addr(), hostIn(s.Subnet4, pool[1]).Addr(), lease)
 		fmt.Fprintf(&b, "[lan.dhcp6]\nrange = [%q, %q]\nlease_time = %q\n", hostIn(s.Subnet6, 0x100).Addr(), hostIn(s.Subnet6, 0x1ff).Addr(), lease)
 	}
 	ups := o.Upstreams

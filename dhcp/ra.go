@@ -1,0 +1,279 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+)
+
+// RAConfig configures router advertisements on one LAN.
+type RAConfig struct {
+	Iface                      string
+	Prefixes                   []netip.Prefix
+	Managed, Other, Autonomous bool
+	DNS                        []netip.Addr
+	Domain                     string
+	MTU                        int
+	// DefaultPath reports whether clients have a way out: while it says
+	// no, the router advertises itself with lifetime 0 (not a default
+	// router), so clients do not send into a black hole.
+	DefaultPath func() bool
+	Log         *slog.Logger
+}
+
+// RFC 4861 §6.2.1 and §10 timings.
+const (
+	maxRtrAdvInterval       = 600 * time.Second
+	minRtrAdvInterval       = maxRtrAdvInterval / 3
+	maxInitialAdvertInterva = 16 * time.Second
+	maxInitialAdverts       = 3
+	minDelayBetweenRAs      = 3 * time.Second
+	maxRADelay              = 500 * time.Millisecond
+	routerLifetime          = 3 * maxRtrAdvInterval
+)
+
+// Advertiser sends router advertisements: unsolicited at RFC 4861
+// intervals with jitter, and in answer to router solicitations.
+type Advertiser struct {
+	cfg     RAConfig
+	reopen  chan struct{}
+	refresh chan struct{}
+	ready   chan struct{}
+	once    sync.Once
+
+	mu    sync.Mutex
+	sent  int
+	rs    int
+	last  time.Time
+	lastL time.Duration // router lifetime last advertised
+	stats map[string]int64
+}
+
+// NewAdvertiser returns an advertiser for cfg.
+func NewAdvertiser(cfg RAConfig) *Advertiser {
+	return &Advertiser{cfg: cfg, reopen: make(chan struct{}, 1), refresh: make(chan struct{}, 1), ready: make(chan struct{}), stats: map[string]int64{}}
+}
+
+// Reopen makes the advertiser reopen its socket (its interface was replaced).
+func (a *Advertiser) Reopen() {
+	select {
+	case a.reopen <- struct{}{}:
+	default:
+	}
+}
+
+// Refresh sends an advertisement soon, e.g. because the default path came
+// up or went down and the router lifetime changes.
+func (a *Advertiser) Refresh() {
+	select {
+	case a.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is closed once the advertiser listens.
+func (a *Advertiser) Ready() <-chan struct{} { return a.ready }
+
+// Run advertises until ctx ends.
+func (a *Advertiser) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		c, ifi, err := a.listen()
+		if err != nil {
+			a.count("socket_errors")
+			a.cfg.Log.Debug("RA listen (retrying)", "iface", a.cfg.Iface, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.reopen:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		a.once.Do(func() { close(a.ready) })
+		a.serve(ctx, c, ifi)
+		c.Close()
+	}
+}
+
+func (a *Advertiser) listen() (*ndp.Conn, *net.Interface, error) {
+	ifi, err := net.InterfaceByName(a.cfg.Iface)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.JoinGroup(netip.MustParseAddr("ff02::2")); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("join ff02::2: %w", err)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeRouterSolicitation)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, ifi, nil
+}
+
+func (a *Advertiser) serve(ctx context.Context, c *ndp.Conn, ifi *net.Interface) {
+	solicited := make(chan struct{}, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			m, _, from, err := c.ReadFrom()
+			if err != nil {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				a.count("drop_malformed")
+				continue
+			}
+			if _, ok := m.(*ndp.RouterSolicitation); !ok {
+				continue
+			}
+			a.count("in_rs")
+			a.cfg.Log.Debug("router solicitation", "iface", a.cfg.Iface, "from", from)
+			select {
+			case solicited <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	stop := func() { c.SetReadDeadline(time.Now()) }
+	defer stop()
+
+	a.mu.Lock()
+	initial := a.sent < maxInitialAdverts
+	a.mu.Unlock()
+	next := time.Duration(0)
+	if !initial {
+		next = a.interval()
+	}
+	timer := time.NewTimer(next)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.reopen:
+			return
+		case <-a.refresh:
+			a.send(c, ifi)
+		case <-solicited:
+			// Answer with a multicast advertisement after a short random
+			// delay, and no more often than minDelayBetweenRAs.
+			a.mu.Lock()
+			wait := time.Duration(rand.Int64N(int64(maxRADelay)))
+			if since := time.Since(a.last); since < minDelayBetweenRAs {
+				wait = max(wait, minDelayBetweenRAs-since)
+			}
+			a.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				a.send(c, ifi)
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		case <-timer.C:
+			a.send(c, ifi)
+			timer.Reset(a.interval())
+		}
+	}
+}
+
+// interval is the time to the next unsolicited advertisement: short for
+// the first few, then uniformly random in [min, max] (RFC 4861 §6.2.4).
+func (a *Advertiser) interval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := minRtrAdvInterval + time.Duration(rand.Int64N(int64(maxRtrAdvInterval-minRtrAdvInterval)))
+	if a.sent < maxInitialAdverts {
+		d = min(d, maxInitialAdvertInterva)
+	}
+	return d
+}
+
+// Message builds the advertisement as it would be sent now.
+func (a *Advertiser) Message(mac net.HardwareAddr) *ndp.RouterAdvertisement {
+	life := time.Duration(0)
+	if a.cfg.DefaultPath == nil || a.cfg.DefaultPath() {
+		life = routerLifetime
+	}
+	ra := &ndp.RouterAdvertisement{
+		CurrentHopLimit:      64,
+		ManagedConfiguration: a.cfg.Managed,
+		OtherConfiguration:   a.cfg.Other,
+		RouterLifetime:       life,
+	}
+	if len(mac) > 0 {
+		ra.Options = append(ra.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac})
+	}
+	if a.cfg.MTU != 0 {
+		ra.Options = append(ra.Options, ndp.NewMTU(uint32(a.cfg.MTU)))
+	}
+	for _, p := range a.cfg.Prefixes {
+		ra.Options = append(ra.Options, &ndp.PrefixInformation{
+			PrefixLength: uint8(p.Bits()), OnLink: true, AutonomousAddressConfiguration: a.cfg.Autonomous,
+			ValidLifetime: 24 * time.Hour, PreferredLifetime: 4 * time.Hour, Prefix: p.Masked().Addr(),
+		})
+	}
+	if len(a.cfg.DNS) > 0 {
+		ra.Options = append(ra.Options, &ndp.RecursiveDNSServer{Lifetime: routerLifetime, Servers: a.cfg.DNS})
+	}
+	if a.cfg.Domain != "" {
+		ra.Options = append(ra.Options, &ndp.DNSSearchList{Lifetime: routerLifetime, DomainNames: []string{a.cfg.Domain}})
+	}
+	return ra
+}
+
+func (a *Advertiser) send(c *ndp.Conn, ifi *net.Interface) {
+	m := a.Message(ifi.HardwareAddr)
+	if err := c.WriteTo(m, nil, netip.IPv6LinkLocalAllNodes()); err != nil {
+		a.count("send_errors")
+		a.cfg.Log.Warn("send RA", "iface", a.cfg.Iface, "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.sent++
+	a.last = time.Now()
+	a.lastL = m.RouterLifetime
+	a.stats["out_ra"]++
+	a.mu.Unlock()
+}
+
+func (a *Advertiser) count(what string) {
+	a.mu.Lock()
+	a.stats[what]++
+	a.mu.Unlock()
+}
+
+// Stats returns the advertiser's counters.
+func (a *Advertiser) Stats() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]int64, len(a.stats))
+	for k, v := range a.stats {
+		out[k] = v
+	}
+	return out
+}

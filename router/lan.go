@@ -1,0 +1,297 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+	"github.com/vishvananda/netlink"
+)
+
+// lanComp runs the LAN's address services: DHCPv4, DHCPv6 and router
+// advertisements on each LAN, over one lease store.
+type lanComp struct {
+	cfg  *config.Config
+	nics *hw.Manager
+	log  *slog.Logger
+	// pathUp reports whether the clients' default path works (for the RA
+	// router lifetime).
+	pathUp func() bool
+
+	mu     sync.Mutex
+	store  *dhcp.Store
+	v4     map[string]*dhcp.Server4
+	v6     map[string]*dhcp.Server6
+	ra     map[string]*dhcp.Advertiser
+	subs   []func(dhcp.Event)
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newLANComp(cfg *config.Config, nics *hw.Manager, pathUp func() bool, log *slog.Logger) *lanComp {
+	return &lanComp{cfg: cfg, nics: nics, pathUp: pathUp, log: log,
+		v4: map[string]*dhcp.Server4{}, v6: map[string]*dhcp.Server6{}, ra: map[string]*dhcp.Advertiser{}}
+}
+
+// OnLease registers fn for lease changes (the resolver's names).
+func (c *lanComp) OnLease(fn func(dhcp.Event)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subs = append(c.subs, fn)
+}
+
+func (c *lanComp) Name() string { return "lan" }
+
+func (c *lanComp) Start(ctx context.Context) error {
+	store, err := dhcp.OpenStore(filepath.Join(c.cfg.StateDir, "leases"), c.log)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.store = store
+	for _, fn := range c.subs {
+		store.Subscribe(fn)
+	}
+	c.mu.Unlock()
+	ctx, c.cancel = context.WithCancel(ctx)
+	for _, l := range c.cfg.LAN {
+		log := c.log.With("iface", l.Name)
+		if d := l.DHCP4; d != nil {
+			a4, _ := l.Addr4()
+			sc := dhcp.Server4Config{Iface: l.Name, Addr: a4, Start: d.RangeStart, End: d.RangeEnd, LeaseTime: d.LeaseTime,
+				Router: d.Router, DNS: d.DNS, Domain: c.cfg.DNS.Domain, MTU: l.MTU, Log: log}
+			for _, r := range d.Reservations {
+				sc.Reservations = append(sc.Reservations, dhcp.Reservation{MAC: r.MAC, IP: r.IP, Hostname: r.Hostname})
+			}
+			c.v4[l.Name] = dhcp.NewServer4(sc, store)
+			c.run(ctx, c.v4[l.Name].Run)
+		}
+		if d := l.DHCP6; d != nil {
+			a6, _ := l.Addr6()
+			c.v6[l.Name] = dhcp.NewServer6(dhcp.Server6Config{Iface: l.Name, Addr: a6, Start: d.RangeStart, End: d.RangeEnd,
+				LeaseTime: d.LeaseTime, DNS: d.DNS, Domain: c.cfg.DNS.Domain, Log: log}, store)
+			c.run(ctx, c.v6[l.Name].Run)
+		}
+		if r := l.RA; r != nil {
+			c.ra[l.Name] = dhcp.NewAdvertiser(dhcp.RAConfig{Iface: l.Name, Prefixes: r.Prefixes, Managed: r.Managed,
+				Other: r.Other, Autonomous: r.Autonomous, DNS: r.DNS, Domain: c.cfg.DNS.Domain, MTU: l.MTU,
+				DefaultPath: c.pathUp, Log: log})
+			c.run(ctx, c.ra[l.Name].Run)
+		}
+	}
+	c.run(ctx, c.watch)
+	return c.waitReady(ctx)
+}
+
+// waitReady waits, a bounded while, for every server to listen, so that a
+// started component is one that answers. A LAN whose NIC is missing does
+// not hold the others up: its servers keep trying in the background.
+func (c *lanComp) waitReady(ctx context.Context) error {
+	deadline := time.After(5 * time.Second)
+	var waiting []string
+	for _, w := range c.readiness() {
+		select {
+		case <-w.ready:
+		case <-deadline:
+			waiting = append(waiting, w.name)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if len(waiting) > 0 {
+		return fmt.Errorf("not listening yet (still trying): %s", strings.Join(waiting, ", "))
+	}
+	return nil
+}
+
+type readiness struct {
+	name  string
+	ready <-chan struct{}
+}
+
+func (c *lanComp) readiness() []readiness {
+	var out []readiness
+	for n, s := range c.v4 {
+		out = append(out, readiness{n + "/dhcpv4", s.Ready()})
+	}
+	for n, s := range c.v6 {
+		out = append(out, readiness{n + "/dhcpv6", s.Ready()})
+	}
+	for n, s := range c.ra {
+		out = append(out, readiness{n + "/ra", s.Ready()})
+	}
+	return out
+}
+
+func (c *lanComp) run(ctx context.Context, fn func(context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn(ctx)
+	}()
+}
+
+// watch reopens a LAN's servers when hw re-adopts its NIC, tells lease
+// subscribers about expiries, and re-advertises when the default path
+// comes or goes.
+func (c *lanComp) watch(ctx context.Context) {
+	events := c.nics.Subscribe()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	up := c.pathUp()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-events:
+			if e.Kind != hw.Adopted || e.Role != "lan" {
+				continue
+			}
+			c.log.Info("LAN NIC re-adopted; reopening its services", "iface", e.Name)
+			if s := c.v4[e.Name]; s != nil {
+				s.Reopen()
+			}
+			if s := c.v6[e.Name]; s != nil {
+				s.Reopen()
+			}
+			if s := c.ra[e.Name]; s != nil {
+				s.Reopen()
+			}
+		case now := <-tick.C:
+			c.store.Expire(now, last)
+			last = now
+			if u := c.pathUp(); u != up {
+				up = u
+				c.log.Info("default path changed; re-advertising", "up", up)
+				for _, a := range c.ra {
+					a.Refresh()
+				}
+			}
+		}
+	}
+}
+
+func (c *lanComp) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+		c.wg.Wait()
+	}
+	if c.store != nil {
+		return c.store.Close()
+	}
+	return nil
+}
+
+// LANStatus is the LAN services section.
+type LANStatus struct {
+	Leases []LeaseView                 `json:"leases"`
+	Stats  map[string]map[string]int64 `json:"stats"` // by "iface/service"
+	Store  dhcp.StoreStats             `json:"store"`
+}
+
+func (c *lanComp) leases() []LeaseView {
+	if c.store == nil {
+		return nil
+	}
+	var out []LeaseView
+	for _, l := range c.store.Leases(time.Now()) {
+		fam := "v4"
+		if l.Addr.Is6() {
+			fam = "v6"
+		}
+		out = append(out, LeaseView{Interface: l.Iface, Family: fam, Address: l.Addr.String(), MAC: l.MAC, DUID: l.DUID,
+			IAID: l.IAID, Hostname: l.Hostname, Expires: l.Expires, Reserved: l.Reserved})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Family != out[j].Family {
+			return out[i].Family < out[j].Family
+		}
+		return out[i].Address < out[j].Address
+	})
+	return out
+}
+
+func (c *lanComp) fillStatus(st *Status) {
+	ls := &LANStatus{Leases: c.leases(), Stats: map[string]map[string]int64{}}
+	for n, s := range c.v4 {
+		ls.Stats[n+"/dhcpv4"] = s.Stats()
+	}
+	for n, s := range c.v6 {
+		ls.Stats[n+"/dhcpv6"] = s.Stats()
+	}
+	for n, s := range c.ra {
+		ls.Stats[n+"/ra"] = s.Stats()
+	}
+	if c.store != nil {
+		ls.Store = c.store.Stats()
+	}
+	st.LAN = ls
+}
+
+func (c *lanComp) leasesHandler(w http.ResponseWriter, r *http.Request) {
+	control.WriteJSON(w, LeasesStatus{Leases: c.leases()})
+}
+
+// defaultPathUp reports whether LAN clients' default path has a way out:
+// the tunnel has a recent handshake, or the WAN has an IPv6 default route.
+func defaultPathUp(cfg *config.Config, tunnelUp func() bool) func() bool {
+	return func() bool {
+		if cfg.Routing.Default == config.ViaVPN {
+			return tunnelUp != nil && tunnelUp()
+		}
+		h, err := netns.Handle(cfg.Netns.WAN)
+		if err != nil {
+			return false
+		}
+		defer h.Close()
+		routes, err := h.RouteList(nil, netlink.FAMILY_V6)
+		if err != nil {
+			return false
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "::/0" {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func init() { sectionRenderers = append(sectionRenderers, renderLAN) }
+
+func renderLAN(st *Status, w io.Writer) {
+	if st.LAN == nil {
+		return
+	}
+	section(w, fmt.Sprintf("LAN leases (%d)", len(st.LAN.Leases)))
+	writeLeases(w, st.LAN.Leases)
+	section(w, "LAN services")
+	fmt.Fprintln(w, "SERVICE\tCOUNTERS")
+	keys := make([]string, 0, len(st.LAN.Stats))
+	for k := range st.LAN.Stats {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var parts []string
+		for name, v := range st.LAN.Stats[k] {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, v))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "%s\t%s\n", k, strings.Join(parts, " "))
+	}
+	fmt.Fprintf(w, "lease store\t%d records in %d fsyncs\n", st.LAN.Store.Records, st.LAN.Store.Commits)
+}
