@@ -60,6 +60,7 @@ type Switch struct {
 	Subnet4 netip.Prefix
 	Subnet6 netip.Prefix
 	Clients []*Client
+	NIC     string // the router's NIC on this LAN before routerd renames it
 	lab     *Lab
 }
 
@@ -87,7 +88,8 @@ func (r *Router) AddLAN() *Switch {
 	}
 	s.NS.MustRun("ip", "link", "add", "name", "br", "type", "bridge")
 	s.NS.MustRun("ip", "link", "set", "dev", "br", "up")
-	veth(r.lab, s.NS, "uplink", r.NS, r.nextNIC(), LANMAC(i))
+	s.NIC = r.nextNIC()
+	veth(r.lab, s.NS, "uplink", r.NS, s.NIC, LANMAC(i))
 	s.NS.MustRun("ip", "link", "set", "dev", "uplink", "master", "br", "up")
 	r.LANs = append(r.LANs, s)
 	return s
