@@ -22,6 +22,7 @@ type wanComp struct {
 	cfg    *config.Config
 	nics   *hw.Manager
 	client *dhcp.Client4
+	v6     *dhcp.Client6
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -38,6 +39,9 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 			StatePath: filepath.Join(cfg.StateDir, "wan-dhcp4.json"), Log: log,
 			OnLease: c.leased,
 		})
+	}
+	if cfg.WAN.IPv6 == "dhcp" {
+		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, PD: true, Log: log})
 	}
 	return c
 }
@@ -79,6 +83,9 @@ func (c *wanComp) Start(ctx context.Context) error {
 					continue
 				}
 				c.log.Info("WAN NIC re-adopted; reconfiguring its address")
+				if c.v6 != nil {
+					c.v6.Readopted()
+				}
 				if c.client != nil {
 					c.client.Readopted()
 				} else if err := c.static(); err != nil {
@@ -91,6 +98,13 @@ func (c *wanComp) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	if c.v6 != nil {
+		c.done.Add(1)
+		go func() {
+			defer c.done.Done()
+			c.v6.Run(ctx)
+		}()
+	}
 	if c.client == nil {
 		return c.static()
 	}
@@ -119,13 +133,19 @@ func (c *wanComp) Stop(ctx context.Context) error {
 
 // WANStatus is the WAN section of routerctl status.
 type WANStatus struct {
-	Mode string              `json:"mode"` // "dhcp" | "static"
-	DHCP *dhcp.Client4Status `json:"dhcp,omitempty"`
-	Addr string              `json:"address,omitempty"`
+	Mode  string              `json:"mode"` // "dhcp" | "static"
+	DHCP  *dhcp.Client4Status `json:"dhcp,omitempty"`
+	Addr  string              `json:"address,omitempty"`
+	IPv6  string              `json:"ipv6_mode"`
+	DHCP6 *dhcp.Client6Status `json:"dhcp6,omitempty"`
 }
 
 func (c *wanComp) fillStatus(st *Status) {
-	ws := &WANStatus{Mode: c.cfg.WAN.IPv4}
+	ws := &WANStatus{Mode: c.cfg.WAN.IPv4, IPv6: c.cfg.WAN.IPv6}
+	if c.v6 != nil {
+		s := c.v6.Status()
+		ws.DHCP6 = &s
+	}
 	if c.client != nil {
 		s := c.client.Status()
 		ws.DHCP = &s
@@ -151,9 +171,17 @@ func renderWAN(st *Status, w io.Writer) {
 		if d.Error != "" {
 			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
 		}
-		return
+	} else {
+		fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
 	}
-	fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
+	if d := st.WAN.DHCP6; d != nil {
+		fmt.Fprintf(w, "dhcpv6\t%s\t%s\n", d.State, orDash(d.Address))
+		if d.Delegated != "" {
+			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
+		}
+	} else {
+		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
+	}
 }
 
 func until(t time.Time) string {

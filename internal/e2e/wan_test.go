@@ -111,3 +111,41 @@ func TestWANDHCP(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWANDHCPv6PD: with wan.ipv6 = "dhcp" the WAN gets an address (IA_NA)
+// and a delegated prefix (IA_PD) from the ISP's kea, shown in status.
+func TestWANDHCPv6PD(t *testing.T) {
+	lab.Require(t, "dnsmasq", "nsenter", "kea-dhcp6")
+	l := lab.New(t)
+	isp := l.NewISP(lab.ISPOptions{PD: true})
+	r := l.NewRouter(isp)
+	r.AddLAN()
+	rd := r.StartRouterd(r.Config(lab.ConfigOptions{WANIPv6: "dhcp"}))
+	var d6 struct{ addr, prefix string }
+	l.Eventually(40*time.Second, "WAN DHCPv6 lease with a delegated prefix", func() error {
+		st, err := status(rd)
+		if err != nil {
+			return err
+		}
+		if st.WAN == nil || st.WAN.DHCP6 == nil || st.WAN.DHCP6.State != "bound" || st.WAN.DHCP6.Delegated == "" {
+			return fmt.Errorf("WAN = %+v", st.WAN)
+		}
+		d6.addr, d6.prefix = st.WAN.DHCP6.Address, st.WAN.DHCP6.Delegated
+		return nil
+	})
+	a := netip.MustParseAddr(d6.addr)
+	if a.Compare(lab.ISPPool6[0]) < 0 || a.Compare(lab.ISPPool6[1]) > 0 {
+		t.Errorf("WAN IPv6 address %s outside the ISP's pool %s-%s", a, lab.ISPPool6[0], lab.ISPPool6[1])
+	}
+	p := netip.MustParsePrefix(d6.prefix)
+	if p.Bits() != 56 || !lab.ISPDelegation.Contains(p.Addr()) {
+		t.Errorf("delegated prefix %s, want a /56 from %s", p, lab.ISPDelegation)
+	}
+	wanNS := l.ExistingNS(l.Prefix + "-wan")
+	if out := wanNS.MustRun("ip", "-6", "addr", "show", "wan0"); !strings.Contains(out, d6.addr+"/128") {
+		t.Errorf("wan0 lacks %s/128:\n%s", d6.addr, out)
+	}
+	if text, _ := rd.Ctl("status"); !strings.Contains(text, "delegated prefix "+d6.prefix) {
+		t.Errorf("routerctl status does not show the delegated prefix:\n%s", text)
+	}
+}

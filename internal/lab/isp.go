@@ -34,6 +34,7 @@ var (
 type ISPOptions struct {
 	DHCPv6    bool          // serve DHCPv6 IA_NA and RA on the WAN link
 	SLAAC     bool          // advertise the WAN prefix for SLAAC (RA only)
+	PD        bool          // kea-dhcp6 on the WAN link: IA_NA and delegated prefixes (with an RA for the route)
 	LeaseTime time.Duration // DHCPv4 lease time; dnsmasq's minimum is 2m
 	T1, T2    time.Duration // renewal and rebinding times, when set
 	Records   map[string]string
@@ -101,7 +102,7 @@ func (isp *ISP) startDnsmasq() {
 	for name, addr := range isp.opts.Records {
 		args = append(args, "--host-record="+name+","+addr)
 	}
-	if isp.opts.SLAAC {
+	if isp.opts.SLAAC || isp.opts.PD {
 		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:dn,ra-only,64,1h")
 	}
 	if isp.opts.DHCPv6 {
@@ -110,6 +111,9 @@ func (isp *ISP) startDnsmasq() {
 			"--dhcp-option=option6:dns-server,["+ISPDNS6.String()+"]")
 	}
 	isp.Dnsmasq = isp.NS.Start("isp-dnsmasq", args...)
+	if isp.opts.PD {
+		isp.startKea6(dir)
+	}
 	// dnsmasq is ready once it answers DNS.
 	isp.lab.Eventually(10*time.Second, "isp dnsmasq answers", func() error {
 		out, err := isp.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+ISPDNS4.String(), "echo.example")
@@ -118,6 +122,36 @@ func (isp *ISP) startDnsmasq() {
 		}
 		if strings.TrimSpace(out) != Echo4.String() {
 			return fmt.Errorf("dig echo.example = %q", out)
+		}
+		return nil
+	})
+}
+
+// Delegated prefixes come from here, /56 each.
+var ISPDelegation = netip.MustParsePrefix("2001:db8:f000::/40")
+
+// startKea6 runs kea-dhcp6 on the WAN link: addresses from ISPPool6 and
+// prefixes from ISPDelegation.
+func (isp *ISP) startKea6(dir string) {
+	conf := fmt.Sprintf(`{"Dhcp6": {
+  "interfaces-config": {"interfaces": ["dn/%s"]},
+  "data-directory": %q,
+  "server-id": {"type": "LL", "persist": false},
+  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
+  "preferred-lifetime": 1800, "valid-lifetime": 3600, "renew-timer": 900, "rebind-timer": 1500,
+  "subnet6": [{"id": 1, "subnet": "2001:db8:100::/64", "interface": "dn",
+    "pools": [{"pool": "%s - %s"}],
+    "pd-pools": [{"prefix": "%s", "prefix-len": %d, "delegated-len": 56}],
+    "option-data": [{"name": "dns-servers", "data": "%s"}]}],
+  "loggers": [{"name": "kea-dhcp6", "severity": "INFO", "output_options": [{"output": "stdout"}]}]
+}}`, ISPDown6.Addr(), dir, filepath.Join(dir, "kea6.leases"), ISPPool6[0], ISPPool6[1],
+		ISPDelegation.Addr(), ISPDelegation.Bits(), ISPDNS6)
+	path := filepath.Join(dir, "kea6.json")
+	os.WriteFile(path, []byte(conf), 0o644)
+	k := isp.NS.Start("isp-kea6", "env", "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir, "kea-dhcp6", "-c", path)
+	isp.lab.Eventually(10*time.Second, "kea-dhcp6 started", func() error {
+		if !strings.Contains(k.Log.String(), "DHCP6_STARTED") {
+			return fmt.Errorf("not yet:\n%s", k.Log.String())
 		}
 		return nil
 	})
