@@ -30,7 +30,10 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		tunnelUp = func() bool { return v.t.Status().Up }
 	}
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
-	return append(comps, wan, lan)
+	res := newDNSComp(cfg, lan.macOf, log.With("component", "dns"))
+	lan.OnLease(res.lease)
+	wan.OnLease(res.wanLease)
+	return append(comps, wan, lan, res)
 }
 
 // registerHandlers adds the control requests of each capability.

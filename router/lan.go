@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -61,10 +62,15 @@ func (c *lanComp) Start(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.store = store
-	for _, fn := range c.subs {
-		store.Subscribe(fn)
-	}
+	subs := c.subs
 	c.mu.Unlock()
+	for _, fn := range subs {
+		store.Subscribe(fn)
+		// Leases from before a restart are news to a fresh subscriber.
+		for _, l := range store.Leases(time.Now()) {
+			fn(dhcp.Event{Lease: l})
+		}
+	}
 	ctx, c.cancel = context.WithCancel(ctx)
 	for _, l := range c.cfg.LAN {
 		log := c.log.With("iface", l.Name)
@@ -294,4 +300,18 @@ func renderLAN(st *Status, w io.Writer) {
 		fmt.Fprintf(w, "%s\t%s\n", k, strings.Join(parts, " "))
 	}
 	fmt.Fprintf(w, "lease store\t%d records in %d fsyncs\n", st.LAN.Store.Records, st.LAN.Store.Commits)
+}
+
+// macOf returns the MAC a DHCPv4 lease binds to a, or "".
+func (c *lanComp) macOf(a netip.Addr) string {
+	c.mu.Lock()
+	st := c.store
+	c.mu.Unlock()
+	if st == nil {
+		return ""
+	}
+	if l, ok := st.ByAddr(a); ok {
+		return l.MAC
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/vpn"
 )
@@ -27,6 +28,7 @@ type Status struct {
 	VPN        *vpn.Status       `json:"vpn,omitempty"`
 	Firewall   *FirewallStatus   `json:"firewall,omitempty"`
 	LAN        *LANStatus        `json:"lan,omitempty"`
+	DNS        *dns.Status       `json:"dns,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

@@ -162,6 +162,14 @@ func udpPorts(sport, dport uint16) exprs {
 	})
 }
 
+// udp sport S
+func udpSport(sport uint16) exprs {
+	return cat(l4proto(unix.IPPROTO_UDP), exprs{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(sport)},
+	})
+}
+
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 
 // TCP flags.

@@ -211,6 +211,10 @@ func (m *Main) input(r *ruleset, lan *nftables.Set) {
 	}, m.LANInput...) {
 		r.rule(in, ifIn(false, lan, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
 	}
+	// Answers to the resolver's one-shot mDNS queries come by unicast
+	// from the responder's port 5353 (RFC 6762 §5.1); conntrack cannot
+	// tie them to a query sent to the multicast group.
+	r.rule(in, ifIn(false, lan, false), udpSport(5353), accept())
 	r.rule(in, r.counter("drop_input"), drop())
 }
 

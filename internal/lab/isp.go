@@ -83,6 +83,7 @@ func (isp *ISP) startDnsmasq() {
 		"--no-resolv", "--no-hosts", "--bind-interfaces", "--log-dhcp", "--log-queries", "--log-facility=-",
 		"--interface=dn", "--listen-address=" + ISPDNS4.String(), "--listen-address=" + ISPDNS6.String(),
 		"--except-interface=lo", "--no-ping", "--dhcp-authoritative",
+		"--local=/example/", // like a real resolver: unknown names do not exist
 		fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", ISPLease4[0], ISPLease4[1], int(isp.opts.LeaseTime.Seconds())),
 		"--dhcp-option=option:router," + ISPDown4.Addr().String(),
 		"--dhcp-option=option:dns-server," + ISPDNS4.String(),

@@ -1,0 +1,162 @@
+package dns
+
+import (
+	"container/list"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// cacheKey identifies a cached answer. The path is part of it: the WAN and
+// the VPN can see different answers for the same name (CDNs, ISPs that
+// rewrite blocked names), and a VPN client must get the VPN's.
+type cacheKey struct {
+	path  string
+	name  string // lower case, fully qualified
+	qtype uint16
+	class uint16
+	do    bool // DNSSEC records requested
+}
+
+type cacheEntry struct {
+	key     cacheKey
+	msg     *dns.Msg // as received, TTLs as of stored
+	stored  time.Time
+	expires time.Time
+	elem    *list.Element
+}
+
+// cache is an LRU of answers bounded by entry count, honouring TTLs and
+// caching negative answers for their SOA minimum (RFC 2308).
+type cache struct {
+	max int
+
+	mu      sync.Mutex
+	entries map[cacheKey]*cacheEntry
+	lru     *list.List // front: most recently used
+	hits    uint64
+	misses  uint64
+}
+
+// Negative answers without an SOA are kept this long; no answer is kept
+// longer than maxTTL (a day, like unbound's cache-max-ttl default).
+const (
+	defaultNegTTL = 60 * time.Second
+	maxTTL        = 24 * time.Hour
+)
+
+func newCache(max int) *cache {
+	return &cache{max: max, entries: map[cacheKey]*cacheEntry{}, lru: list.New()}
+}
+
+func keyOf(path string, q dns.Question, do bool) cacheKey {
+	return cacheKey{path: path, name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, do: do}
+}
+
+// get returns a copy of the cached answer with TTLs aged, or nil.
+func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
+	if c.max <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	e, ok := c.entries[k]
+	if !ok || !now.Before(e.expires) {
+		if ok {
+			c.removeLocked(e)
+		}
+		c.misses++
+		c.mu.Unlock()
+		return nil
+	}
+	c.lru.MoveToFront(e.elem)
+	c.hits++
+	msg, age := e.msg, uint32(now.Sub(e.stored)/time.Second)
+	c.mu.Unlock()
+	out := msg.Copy()
+	for _, sec := range [][]dns.RR{out.Answer, out.Ns, out.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			if h.Rrtype == dns.TypeOPT {
+				continue
+			}
+			if h.Ttl > age {
+				h.Ttl -= age
+			} else {
+				h.Ttl = 0
+			}
+		}
+	}
+	return out
+}
+
+// put caches a response for its lifetime: the smallest TTL among its
+// records, or for a negative answer the SOA's minimum (RFC 2308 §5).
+func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
+	if c.max <= 0 || m.Truncated {
+		return
+	}
+	ttl, ok := cacheTTL(m)
+	if !ok || ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[k]; ok {
+		c.removeLocked(e)
+	}
+	e := &cacheEntry{key: k, msg: m.Copy(), stored: now, expires: now.Add(ttl)}
+	e.elem = c.lru.PushFront(e)
+	c.entries[k] = e
+	for c.lru.Len() > c.max {
+		c.removeLocked(c.lru.Back().Value.(*cacheEntry))
+	}
+}
+
+func (c *cache) removeLocked(e *cacheEntry) {
+	c.lru.Remove(e.elem)
+	delete(c.entries, e.key)
+}
+
+func cacheTTL(m *dns.Msg) (time.Duration, bool) {
+	switch m.Rcode {
+	case dns.RcodeSuccess, dns.RcodeNameError:
+	default:
+		return 0, false // SERVFAIL, REFUSED...: not cached
+	}
+	min := uint32(maxTTL / time.Second)
+	found := false
+	for _, rr := range m.Answer {
+		found = true
+		if rr.Header().Ttl < min {
+			min = rr.Header().Ttl
+		}
+	}
+	if !found || m.Rcode == dns.RcodeNameError {
+		// Negative: NXDOMAIN or NODATA. RFC 2308: the lesser of the SOA's
+		// TTL and its MINIMUM field.
+		neg := uint32(defaultNegTTL / time.Second)
+		for _, rr := range m.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				neg = min32(soa.Hdr.Ttl, soa.Minttl)
+			}
+		}
+		min = min32(min, neg)
+	}
+	return time.Duration(min) * time.Second, true
+}
+
+func min32(a, b uint32) uint32 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// stats returns the cache's size and hit counters.
+func (c *cache) stats() (size int, hits, misses uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries), c.hits, c.misses
+}

@@ -1,0 +1,555 @@
+// Package dns is the LAN's resolver: a forwarding cache, the router's own
+// names (static records, reservations, DHCP leases as they come and go, and
+// their PTRs), and .local names and DNS-SD answered by asking the LAN over
+// multicast DNS. It listens only on the LAN and loopback, refuses anyone
+// else, and sends each client's questions upstream by that client's path,
+// so a VPN client's lookups never leave by the WAN.
+//
+// It knows nothing of routing policy: the router tells it each client's
+// path and the socket mark of each path.
+package dns
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grandcat/zeroconf"
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+)
+
+// Record is a static name.
+type Record struct {
+	Name  string
+	Addrs []netip.Addr
+}
+
+// Config configures the resolver.
+type Config struct {
+	Domain   string // lease names answer as <host>.<Domain>
+	Hostname string // the router's own name
+	// ListenIfaces are the LAN interfaces whose addresses the resolver
+	// listens on (loopback always). It follows their addresses.
+	ListenIfaces []string
+	// Clients are the networks allowed to ask (the LANs; loopback always).
+	Clients     []netip.Prefix
+	RouterAddrs []netip.Addr // answer for <Hostname>.<Domain>
+	Records     []Record
+	Upstreams   []netip.AddrPort
+	CacheSize   int
+	MDNS        bool
+	MDNSIfaces  []string
+	// PathOf says which path a client's traffic takes ("wan" or "vpn");
+	// its questions go upstream by the same path.
+	PathOf func(client netip.Addr, iface string) string
+	// Marks is the socket mark of each path.
+	Marks map[string]uint32
+	Port  int // 53
+	// OnAnswer, when set, is called with every forwarded answer's names
+	// (the question and its CNAME chain) and addresses before the client
+	// gets it. Blocklists use it to route a blocked domain's addresses.
+	OnAnswer func(path string, names []string, addrs []netip.Addr, ttl time.Duration)
+	Log      *slog.Logger
+}
+
+// Resolver serves DNS to the LAN.
+type Resolver struct {
+	cfg   Config
+	zone  *zone
+	cache *cache
+	fwd   *forwarder
+	mdns  *mdnsForwarder
+
+	mu        sync.Mutex
+	listeners map[netip.Addr]*listener
+	announcer *zeroconf.Server
+	responder *hostResponder
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	st stats
+}
+
+type listener struct {
+	iface string
+	udp   *dns.Server
+	tcp   *dns.Server
+}
+
+// New returns a resolver for cfg.
+func New(cfg Config) *Resolver {
+	if cfg.Port == 0 {
+		cfg.Port = 53
+	}
+	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
+		fwd: newForwarder(cfg.Upstreams, cfg.Marks), listeners: map[netip.Addr]*listener{}}
+	if cfg.MDNS {
+		r.mdns = &mdnsForwarder{ifaces: cfg.MDNSIfaces}
+	}
+	for i, rec := range cfg.Records {
+		r.zone.add(fmt.Sprintf("static:%d", i), rec.Name, rec.Addrs...)
+	}
+	if cfg.Hostname != "" && len(cfg.RouterAddrs) > 0 {
+		r.zone.add("router", r.zone.qualify(cfg.Hostname), cfg.RouterAddrs...)
+		if cfg.MDNS {
+			// Its own .local name the router knows without asking: its
+			// mDNS announcer would answer over loopback, which a query
+			// socket bound to a LAN interface never hears.
+			r.zone.add("router.local", cfg.Hostname+".local", cfg.RouterAddrs...)
+		}
+	}
+	r.st.start = time.Now()
+	return r
+}
+
+// SetName binds <host>.<domain> to addrs for owner (a lease or a
+// reservation), effective at once; an empty host removes owner's name.
+func (r *Resolver) SetName(owner, host string, addrs ...netip.Addr) {
+	if host == "" {
+		r.zone.remove(owner)
+		return
+	}
+	r.zone.add(owner, r.zone.qualify(host), addrs...)
+}
+
+// RemoveName drops owner's name.
+func (r *Resolver) RemoveName(owner string) { r.zone.remove(owner) }
+
+// SetISPServers sets the fallback upstreams from the WAN lease.
+func (r *Resolver) SetISPServers(addrs []netip.Addr) { r.fwd.setISP(addrs) }
+
+// Start opens the listeners and follows address changes until Stop.
+func (r *Resolver) Start(ctx context.Context) error {
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	updates := make(chan netlink.AddrUpdate, 64)
+	if err := netlink.AddrSubscribeWithOptions(updates, ctx.Done(), netlink.AddrSubscribeOptions{}); err != nil {
+		return fmt.Errorf("subscribe to address changes: %w", err)
+	}
+	err := r.sync()
+	go func() {
+		defer close(r.done)
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-updates:
+				if !ok {
+					updates = nil
+					continue
+				}
+				// Coalesce a burst of changes into one sync.
+				for drained := false; !drained; {
+					select {
+					case <-updates:
+					default:
+						drained = true
+					}
+				}
+			case <-tick.C:
+			}
+			if err := r.sync(); err != nil {
+				r.cfg.Log.Warn("DNS listeners", "err", err)
+			}
+		}
+	}()
+	if r.cfg.MDNS && r.cfg.Hostname != "" {
+		if s, err := announce(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.RouterAddrs); err != nil {
+			r.cfg.Log.Warn("announce over mDNS", "err", err)
+		} else {
+			r.mu.Lock()
+			r.announcer = s
+			r.mu.Unlock()
+		}
+		if h, err := startHostResponder(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.Log); err != nil {
+			r.cfg.Log.Warn("mDNS host responder", "err", err)
+		} else {
+			r.mu.Lock()
+			r.responder = h
+			r.mu.Unlock()
+		}
+	}
+	return err
+}
+
+// Stop closes every listener.
+func (r *Resolver) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a, l := range r.listeners {
+		l.close()
+		delete(r.listeners, a)
+	}
+	if r.announcer != nil {
+		r.announcer.Shutdown()
+		r.announcer = nil
+	}
+	if r.responder != nil {
+		r.responder.close()
+		r.responder = nil
+	}
+}
+
+// sync makes the listeners match the current addresses of the LAN
+// interfaces, plus loopback.
+func (r *Resolver) sync() error {
+	want := map[netip.Addr]string{netip.MustParseAddr("127.0.0.1"): "lo", netip.IPv6Loopback(): "lo"}
+	for _, name := range r.cfg.ListenIfaces {
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			continue // a LAN NIC not there (yet): listen when it is
+		}
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || ip.IsLinkLocalUnicast() {
+				continue
+			}
+			want[ip.Unmap()] = name
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []string
+	for a, l := range r.listeners {
+		if _, ok := want[a]; !ok {
+			l.close()
+			delete(r.listeners, a)
+			r.cfg.Log.Info("DNS stopped listening", "addr", a)
+		}
+	}
+	for a, iface := range want {
+		if _, ok := r.listeners[a]; ok {
+			continue
+		}
+		l, err := r.listen(a, iface)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		r.listeners[a] = l
+		r.cfg.Log.Info("DNS listening", "addr", a, "iface", iface)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
+	addr := netip.AddrPortFrom(a, uint16(r.cfg.Port)).String()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
+	l := &listener{iface: iface,
+		udp: &dns.Server{PacketConn: pc, Handler: h, UDPSize: 65535},
+		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
+	go l.udp.ActivateAndServe()
+	go l.tcp.ActivateAndServe()
+	return l, nil
+}
+
+func (l *listener) close() {
+	l.udp.Shutdown()
+	l.tcp.Shutdown()
+}
+
+// serve answers one query.
+func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, iface string) {
+	client := remoteAddr(w)
+	resp := r.Answer(req, client, iface, w.RemoteAddr().Network() == "tcp")
+	if resp != nil {
+		w.WriteMsg(resp)
+	}
+}
+
+func remoteAddr(w dns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// Answer is the whole query path without sockets: it returns the answer to
+// req from client (asking over TCP or not), or nil to stay silent.
+func (r *Resolver) Answer(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
+	r.st.queries.Add(1)
+	r.st.tick()
+	if req.Response {
+		r.st.dropped.Add(1)
+		return nil // never answer an answer
+	}
+	if !r.allowed(client) {
+		r.st.refused.Add(1)
+		return reply(req, dns.RcodeRefused)
+	}
+	if req.Opcode != dns.OpcodeQuery {
+		return reply(req, dns.RcodeNotImplemented)
+	}
+	if len(req.Question) != 1 {
+		r.st.formerr.Add(1)
+		return reply(req, dns.RcodeFormatError)
+	}
+	q := req.Question[0]
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		return reply(req, dns.RcodeNotImplemented)
+	}
+	if _, ok := dns.IsDomainName(q.Name); !ok {
+		r.st.formerr.Add(1)
+		return reply(req, dns.RcodeFormatError)
+	}
+	resp := r.resolve(req, q, client, iface)
+	rcode := resp.Rcode
+	resp.SetReply(req) // which resets the rcode
+	resp.Rcode = rcode
+	resp.RecursionAvailable = true
+	return finish(req, resp, tcp)
+}
+
+// resolve finds the answer: local zone, mDNS, cache, then upstream.
+func (r *Resolver) resolve(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
+	name := strings.ToLower(q.Name)
+	if m, ok := r.zone.answer(q); ok {
+		r.st.local.Add(1)
+		return m
+	}
+	if name == "local." || strings.HasSuffix(name, ".local.") {
+		// RFC 6762: .local is never sent to unicast DNS servers.
+		if r.mdns == nil {
+			return nxdomain()
+		}
+		return r.viaMDNS(q)
+	}
+	if privateReverse(name) {
+		return nxdomain() // RFC 6303: private reverse zones stay home
+	}
+	path := "wan"
+	if r.cfg.PathOf != nil {
+		path = r.cfg.PathOf(client, iface)
+	}
+	do := false
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	key := keyOf(path, q, do)
+	now := time.Now()
+	if m := r.cache.get(key, now); m != nil {
+		r.st.hits.Add(1)
+		return m
+	}
+	up := new(dns.Msg)
+	up.SetQuestion(q.Name, q.Qtype)
+	up.Question[0].Qclass = q.Qclass
+	up.RecursionDesired = true
+	up.CheckingDisabled = req.CheckingDisabled
+	up.SetEdns0(1232, do)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := r.fwd.exchange(ctx, up, path)
+	if err != nil {
+		r.st.servfail.Add(1)
+		r.cfg.Log.Debug("upstream failed", "q", q.Name, "err", err)
+		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
+	}
+	r.st.forwarded.Add(1)
+	resp.Id = 0
+	stripOPT(resp)
+	r.cache.put(key, resp, now)
+	if r.cfg.OnAnswer != nil {
+		names, addrs, ttl := chain(q.Name, resp)
+		if len(addrs) > 0 {
+			r.cfg.OnAnswer(path, names, addrs, ttl)
+		}
+	}
+	return resp.Copy()
+}
+
+func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
+	key := keyOf("mdns", q, false)
+	now := time.Now()
+	if m := r.cache.get(key, now); m != nil {
+		r.st.hits.Add(1)
+		return m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m, err := r.mdns.lookup(ctx, q)
+	if err != nil {
+		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
+	}
+	r.st.mdns.Add(1)
+	if m.Rcode == dns.RcodeSuccess {
+		r.cache.put(key, m, now)
+	}
+	return m
+}
+
+// chain returns the names an answer covers (the question and each CNAME
+// target) and its addresses, with the smallest TTL among them.
+func chain(qname string, m *dns.Msg) ([]string, []netip.Addr, time.Duration) {
+	names := []string{strings.ToLower(strings.TrimSuffix(qname, "."))}
+	var addrs []netip.Addr
+	ttl := uint32(maxTTL / time.Second)
+	for _, rr := range m.Answer {
+		h := rr.Header()
+		ttl = min32(ttl, h.Ttl)
+		switch v := rr.(type) {
+		case *dns.CNAME:
+			names = append(names, strings.ToLower(strings.TrimSuffix(v.Target, ".")))
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(v.A.To4()); ok {
+				addrs = append(addrs, a)
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(v.AAAA); ok {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	return slices.Compact(names), addrs, time.Duration(ttl) * time.Second
+}
+
+func (r *Resolver) allowed(a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
+	for _, p := range r.cfg.Clients {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func reply(req *dns.Msg, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	return m
+}
+
+func nxdomain() *dns.Msg { return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeNameError}} }
+
+func stripOPT(m *dns.Msg) {
+	m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
+}
+
+// finish fits the answer to the client: its EDNS0 buffer size over UDP (or
+// 512 bytes without EDNS0), truncating with TC set when too big.
+func finish(req, resp *dns.Msg, tcp bool) *dns.Msg {
+	size := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		resp.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), opt.Do())
+		size = int(max(opt.UDPSize(), dns.MinMsgSize))
+	}
+	if tcp {
+		size = dns.MaxMsgSize
+	}
+	resp.Truncate(size)
+	return resp
+}
+
+// stats counts what the resolver did.
+type stats struct {
+	start                                 time.Time
+	queries, local, hits, forwarded, mdns atomic.Uint64
+	refused, formerr, servfail, dropped   atomic.Uint64
+	mu                                    sync.Mutex
+	perSec                                [60]uint64
+	second                                int64
+}
+
+func (s *stats) tick() {
+	now := time.Now().Unix()
+	s.mu.Lock()
+	if now != s.second {
+		for t := s.second + 1; t <= now && t-s.second <= 60; t++ {
+			s.perSec[t%60] = 0
+		}
+		s.second = now
+	}
+	s.perSec[now%60]++
+	s.mu.Unlock()
+}
+
+// Status is the resolver's section of routerctl status.
+type Status struct {
+	QueriesPerSecond float64          `json:"queries_per_second"` // over the last minute
+	Queries          uint64           `json:"queries"`
+	Local            uint64           `json:"local"`
+	CacheHits        uint64           `json:"cache_hits"`
+	CacheSize        int              `json:"cache_size"`
+	CacheHitRatio    float64          `json:"cache_hit_ratio"`
+	Forwarded        uint64           `json:"forwarded"`
+	MDNSQueries      uint64           `json:"mdns_queries"`
+	MDNSAnswered     uint64           `json:"mdns_answered"`
+	Refused          uint64           `json:"refused"`
+	FormErr          uint64           `json:"formerr"`
+	ServFail         uint64           `json:"servfail"`
+	Listening        []string         `json:"listening"`
+	Upstreams        []UpstreamStatus `json:"upstreams"`
+}
+
+// Status reports the resolver's counters.
+func (r *Resolver) Status() Status {
+	size, hits, misses := r.cache.stats()
+	st := Status{
+		Queries: r.st.queries.Load(), Local: r.st.local.Load(), CacheHits: r.st.hits.Load(), CacheSize: size,
+		Forwarded: r.st.forwarded.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
+		ServFail: r.st.servfail.Load(), Upstreams: r.fwd.status(),
+	}
+	if hits+misses > 0 {
+		st.CacheHitRatio = float64(hits) / float64(hits+misses)
+	}
+	if r.mdns != nil {
+		r.mdns.mu.Lock()
+		st.MDNSQueries, st.MDNSAnswered = r.mdns.asked, r.mdns.got
+		r.mdns.mu.Unlock()
+	}
+	r.st.mu.Lock()
+	var sum uint64
+	now := time.Now().Unix()
+	for t := now - 59; t <= now; t++ {
+		if t > r.st.second-60 && t <= r.st.second {
+			sum += r.st.perSec[t%60]
+		}
+	}
+	r.st.mu.Unlock()
+	st.QueriesPerSecond = float64(sum) / 60
+	r.mu.Lock()
+	for a, l := range r.listeners {
+		st.Listening = append(st.Listening, fmt.Sprintf("%s (%s)", a, l.iface))
+	}
+	r.mu.Unlock()
+	slices.Sort(st.Listening)
+	return st
+}

@@ -1,0 +1,211 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// upstreamTimeout is how long one upstream gets before the next is asked.
+const upstreamTimeout = 1500 * time.Millisecond
+
+// upstreamState is what the resolver knows of one upstream server.
+type upstreamState struct {
+	addr     netip.AddrPort
+	rtt      time.Duration // smoothed
+	ok, fail uint64
+	lastFail time.Time
+	lastErr  string
+}
+
+// forwarder sends questions upstream, by the path's socket mark, to the
+// healthiest and fastest upstream first.
+type forwarder struct {
+	configured []netip.AddrPort
+	marks      map[string]uint32 // path -> SO_MARK
+
+	mu    sync.Mutex
+	isp   []netip.AddrPort // from the WAN lease: the fallback
+	state map[netip.AddrPort]*upstreamState
+}
+
+func newForwarder(configured []netip.AddrPort, marks map[string]uint32) *forwarder {
+	return &forwarder{configured: configured, marks: marks, state: map[netip.AddrPort]*upstreamState{}}
+}
+
+// setISP replaces the ISP's servers (from the WAN lease).
+func (f *forwarder) setISP(addrs []netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.isp = nil
+	for _, a := range addrs {
+		f.isp = append(f.isp, netip.AddrPortFrom(a, 53))
+	}
+}
+
+// order returns the upstreams to try: configured ones healthy first, by
+// latency, then those that failed recently, then the ISP's as fallback.
+func (f *forwarder) order(now time.Time) []netip.AddrPort {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	up := slices.Clone(f.configured)
+	recentFail := func(a netip.AddrPort) bool {
+		s := f.state[a]
+		return s != nil && !s.healthy(now)
+	}
+	rtt := func(a netip.AddrPort) time.Duration {
+		if s := f.state[a]; s != nil && s.rtt > 0 {
+			return s.rtt
+		}
+		return upstreamTimeout // unknown: behind the measured
+	}
+	slices.SortStableFunc(up, func(a, b netip.AddrPort) int {
+		fa, fb := recentFail(a), recentFail(b)
+		if fa != fb {
+			if fa {
+				return 1
+			}
+			return -1
+		}
+		return int(rtt(a) - rtt(b))
+	})
+	for _, a := range f.isp {
+		if !slices.Contains(up, a) {
+			up = append(up, a)
+		}
+	}
+	return up
+}
+
+// healthy: no failure in the last 30 seconds (a success clears the mark).
+func (s *upstreamState) healthy(now time.Time) bool {
+	return s.lastFail.IsZero() || now.Sub(s.lastFail) > 30*time.Second
+}
+
+// exchange asks the upstreams in order until one answers.
+func (f *forwarder) exchange(ctx context.Context, req *dns.Msg, path string) (*dns.Msg, error) {
+	ups := f.order(time.Now())
+	if len(ups) == 0 {
+		return nil, errors.New("no upstream DNS server (none configured, none from the WAN lease yet)")
+	}
+	var errs []error
+	for _, up := range ups {
+		resp, rtt, err := f.ask(ctx, req, up, f.marks[path])
+		f.record(up, rtt, err)
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", up, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up netip.AddrPort, mark uint32) (*dns.Msg, time.Duration, error) {
+	dialer := &net.Dialer{Timeout: upstreamTimeout, Control: markControl(mark)}
+	c := &dns.Client{Net: "udp", Dialer: dialer, Timeout: upstreamTimeout, UDPSize: 1232}
+	start := time.Now()
+	resp, _, err := c.ExchangeContext(ctx, req, up.String())
+	if err == nil && resp.Truncated {
+		// Too big for UDP: ask again over TCP.
+		c.Net = "tcp"
+		resp, _, err = c.ExchangeContext(ctx, req, up.String())
+	}
+	rtt := time.Since(start)
+	if err != nil {
+		return nil, rtt, err
+	}
+	if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+		return nil, rtt, fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
+	}
+	return resp, rtt, nil
+}
+
+// markControl sets SO_MARK on the upstream socket, so that policy routing
+// sends it by the path: the router's own path for its clients on the WAN,
+// the tunnel for clients whose traffic takes the VPN.
+func markControl(mark uint32) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if mark == 0 {
+			return nil
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+func (f *forwarder) record(up netip.AddrPort, rtt time.Duration, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.state[up]
+	if s == nil {
+		s = &upstreamState{addr: up}
+		f.state[up] = s
+	}
+	if err != nil {
+		s.fail++
+		s.lastFail = time.Now()
+		s.lastErr = err.Error()
+		return
+	}
+	s.ok++
+	if s.rtt == 0 {
+		s.rtt = rtt
+	} else {
+		s.rtt = (7*s.rtt + rtt) / 8
+	}
+	// A success clears the failure mark.
+	s.lastFail = time.Time{}
+}
+
+// UpstreamStatus is one upstream server's health.
+type UpstreamStatus struct {
+	Address   string  `json:"address"`
+	Source    string  `json:"source"` // "config" | "isp"
+	Healthy   bool    `json:"healthy"`
+	LatencyMS float64 `json:"latency_ms"`
+	Answered  uint64  `json:"answered"`
+	Failed    uint64  `json:"failed"`
+	LastError string  `json:"last_error,omitempty"`
+}
+
+func (f *forwarder) status() []UpstreamStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []UpstreamStatus
+	add := func(a netip.AddrPort, src string) {
+		st := UpstreamStatus{Address: a.String(), Source: src, Healthy: true}
+		if s := f.state[a]; s != nil {
+			st.LatencyMS = float64(s.rtt.Microseconds()) / 1000
+			st.Answered, st.Failed, st.LastError = s.ok, s.fail, s.lastErr
+			st.Healthy = s.healthy(time.Now())
+		}
+		out = append(out, st)
+	}
+	for _, a := range f.configured {
+		add(a, "config")
+	}
+	for _, a := range f.isp {
+		if !slices.Contains(f.configured, a) {
+			add(a, "isp")
+		}
+	}
+	return out
+}

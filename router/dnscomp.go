@@ -1,0 +1,138 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/dns"
+	"github.com/routerd/routerd/router/config"
+)
+
+// dnsComp runs the LAN's resolver.
+type dnsComp struct {
+	cfg *config.Config
+	r   *dns.Resolver
+	// macOf finds a client's MAC from its lease, for MAC-based policies.
+	macOf func(netip.Addr) string
+}
+
+func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string, log *slog.Logger) *dnsComp {
+	c := &dnsComp{cfg: cfg, macOf: macOf}
+	var clients []netip.Prefix
+	var routerAddrs []netip.Addr
+	var lans []string
+	for _, l := range cfg.LAN {
+		lans = append(lans, l.Name)
+		for _, a := range l.Addresses {
+			clients = append(clients, a.Masked())
+			routerAddrs = append(routerAddrs, a.Addr())
+		}
+	}
+	var records []dns.Record
+	for _, r := range cfg.DNS.Records {
+		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
+	}
+	c.r = dns.New(dns.Config{
+		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: clients,
+		RouterAddrs: routerAddrs, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
+		MDNS: cfg.DNS.MDNS, MDNSIfaces: lans, PathOf: c.pathOf,
+		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, Log: log,
+	})
+	for _, l := range cfg.LAN {
+		if l.DHCP4 == nil {
+			continue
+		}
+		for _, res := range l.DHCP4.Reservations {
+			if res.Hostname != "" {
+				c.r.SetName("reservation:"+res.MAC.String(), res.Hostname, res.IP)
+			}
+		}
+	}
+	return c
+}
+
+// pathOf is the path a client's traffic takes to the internet: the first
+// policy matching it by source (address, MAC or interface) or the default.
+// Policies about destinations or ports are about other traffic than DNS.
+// The router itself (loopback) takes routing.router.
+func (c *dnsComp) pathOf(client netip.Addr, iface string) string {
+	if client.IsLoopback() {
+		return c.cfg.Routing.Router
+	}
+	mac := ""
+	if c.macOf != nil {
+		mac = c.macOf(client)
+	}
+	for _, p := range c.cfg.Routing.Policies {
+		if len(p.Destinations) > 0 || len(p.DestinationPorts) > 0 {
+			continue
+		}
+		for _, s := range p.SourceAddrs {
+			if s.Contains(client) {
+				return p.Via
+			}
+		}
+		for _, m := range p.SourceMACs {
+			if mac != "" && strings.EqualFold(m.String(), mac) {
+				return p.Via
+			}
+		}
+		for _, i := range p.SourceIfaces {
+			if i == iface {
+				return p.Via
+			}
+		}
+	}
+	return c.cfg.Routing.Default
+}
+
+// lease keeps lease hostnames in the zone as leases come and go.
+func (c *dnsComp) lease(e dhcp.Event) {
+	owner := "lease:" + e.Lease.Key()
+	if e.Removed || e.Lease.Hostname == "" {
+		c.r.RemoveName(owner)
+		return
+	}
+	c.r.SetName(owner, e.Lease.Hostname, e.Lease.Addr)
+}
+
+func (c *dnsComp) wanLease(l *dhcp.WANLease) {
+	if l == nil {
+		c.r.SetISPServers(nil)
+		return
+	}
+	c.r.SetISPServers(l.DNS)
+}
+
+func (c *dnsComp) Name() string                    { return "dns" }
+func (c *dnsComp) Start(ctx context.Context) error { return c.r.Start(ctx) }
+func (c *dnsComp) Stop(ctx context.Context) error  { c.r.Stop(); return nil }
+
+func (c *dnsComp) fillStatus(st *Status) {
+	s := c.r.Status()
+	st.DNS = &s
+}
+
+func init() { sectionRenderers = append(sectionRenderers, renderDNS) }
+
+func renderDNS(st *Status, w io.Writer) {
+	if st.DNS == nil {
+		return
+	}
+	d := st.DNS
+	section(w, fmt.Sprintf("DNS (%.1f queries/s over the last minute)", d.QueriesPerSecond))
+	fmt.Fprintf(w, "queries\t%d (local %d, cache hits %d, forwarded %d, mDNS %d/%d answered)\n",
+		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.MDNSAnswered, d.MDNSQueries)
+	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
+	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
+	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
+	fmt.Fprintln(w, "UPSTREAM\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
+	for _, u := range d.Upstreams {
+		fmt.Fprintf(w, "%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
+	}
+}
