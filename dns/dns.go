@@ -80,7 +80,7 @@ type Resolver struct {
 
 type listener struct {
 	iface string
-	udp   *dns.Server
+	udp   *udpServer
 	tcp   *dns.Server
 }
 
@@ -202,6 +202,7 @@ func (r *Resolver) Stop() {
 		r.responder.close()
 		r.responder = nil
 	}
+	r.fwd.close()
 }
 
 // sync makes the listeners match the current addresses of the LAN
@@ -254,27 +255,25 @@ func (r *Resolver) sync() error {
 }
 
 func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
-	addr := netip.AddrPortFrom(a, uint16(r.cfg.Port)).String()
-	pc, err := net.ListenPacket("udp", addr)
+	addr := netip.AddrPortFrom(a, uint16(r.cfg.Port))
+	udp, err := listenUDP(addr, iface, r, func() { r.st.queries.Add(1); r.st.formerr.Add(1) })
 	if err != nil {
-		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
-		pc.Close()
+		udp.close()
 		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
-	l := &listener{iface: iface,
-		udp: &dns.Server{PacketConn: pc, Handler: h, UDPSize: 65535},
+	l := &listener{iface: iface, udp: udp,
 		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
-	go l.udp.ActivateAndServe()
 	go l.tcp.ActivateAndServe()
 	return l, nil
 }
 
 func (l *listener) close() {
-	l.udp.Shutdown()
+	l.udp.close()
 	l.tcp.Shutdown()
 }
 
@@ -302,79 +301,130 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 // Answer is the whole query path without sockets: it returns the answer to
 // req from client (asking over TCP or not), or nil to stay silent.
 func (r *Resolver) Answer(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
+	if resp, done := r.answerFast(req, client, iface, tcp); done {
+		return resp
+	}
+	return r.answerSlow(req, client, iface, tcp)
+}
+
+// answerFast answers what needs no waiting: refusals, errors, local names
+// and the cache. done is false when the question must go upstream or to
+// mDNS (answerSlow).
+func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, tcp bool) (*dns.Msg, bool) {
 	r.st.queries.Add(1)
 	r.st.tick()
 	if req.Response {
 		r.st.dropped.Add(1)
-		return nil // never answer an answer
+		return nil, true // never answer an answer
 	}
 	if !r.allowed(client) {
 		r.st.refused.Add(1)
-		return reply(req, dns.RcodeRefused)
+		return reply(req, dns.RcodeRefused), true
 	}
 	if req.Opcode != dns.OpcodeQuery {
-		return reply(req, dns.RcodeNotImplemented)
+		return reply(req, dns.RcodeNotImplemented), true
 	}
 	if len(req.Question) != 1 {
 		r.st.formerr.Add(1)
-		return reply(req, dns.RcodeFormatError)
+		return reply(req, dns.RcodeFormatError), true
 	}
 	q := req.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
-		return reply(req, dns.RcodeNotImplemented)
+		return reply(req, dns.RcodeNotImplemented), true
 	}
 	if _, ok := dns.IsDomainName(q.Name); !ok {
 		r.st.formerr.Add(1)
-		return reply(req, dns.RcodeFormatError)
+		return reply(req, dns.RcodeFormatError), true
 	}
-	resp := r.resolve(req, q, client, iface)
+	resp := r.resolveFast(req, q, client, iface)
+	if resp == nil {
+		return nil, false
+	}
+	return r.finish(req, resp, tcp), true
+}
+
+// answerSlow answers a question that must wait for upstream or mDNS.
+func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
+	q := req.Question[0]
+	var resp *dns.Msg
+	if isLocalName(q.Name) {
+		resp = r.viaMDNS(q)
+	} else {
+		resp = r.forward(req, q, client, iface)
+	}
+	return r.finish(req, resp, tcp)
+}
+
+func (r *Resolver) finish(req, resp *dns.Msg, tcp bool) *dns.Msg {
 	rcode := resp.Rcode
 	resp.SetReply(req) // which resets the rcode
 	resp.Rcode = rcode
 	resp.RecursionAvailable = true
-	return finish(req, resp, tcp)
+	return fit(req, resp, tcp)
 }
 
-// resolve finds the answer: local zone, mDNS, cache, then upstream.
-func (r *Resolver) resolve(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
+func isLocalName(name string) bool {
+	name = strings.ToLower(name)
+	return name == "local." || strings.HasSuffix(name, ".local.")
+}
+
+// resolveFast answers from the local zone or the cache, or returns nil
+// when the question must be asked (mDNS or upstream).
+func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
 	name := strings.ToLower(q.Name)
 	if m, ok := r.zone.answer(q); ok {
 		r.st.local.Add(1)
 		return m
 	}
-	if name == "local." || strings.HasSuffix(name, ".local.") {
+	if isLocalName(name) {
 		// RFC 6762: .local is never sent to unicast DNS servers.
 		if r.mdns == nil {
 			return nxdomain()
 		}
-		return r.viaMDNS(q)
+		if m := r.cache.get(keyOf("mdns", q, false), time.Now()); m != nil {
+			r.st.hits.Add(1)
+			return m
+		}
+		return nil
 	}
 	if privateReverse(name) {
 		return nxdomain() // RFC 6303: private reverse zones stay home
 	}
-	path := "wan"
-	if r.cfg.PathOf != nil {
-		path = r.cfg.PathOf(client, iface)
+	if m := r.cache.get(r.key(req, q, client, iface), time.Now()); m != nil {
+		r.st.hits.Add(1)
+		return m
 	}
+	return nil
+}
+
+func (r *Resolver) path(client netip.Addr, iface string) string {
+	if r.cfg.PathOf != nil {
+		return r.cfg.PathOf(client, iface)
+	}
+	return "wan"
+}
+
+func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string) cacheKey {
 	do := false
 	if opt := req.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	key := keyOf(path, q, do)
+	return keyOf(r.path(client, iface), q, do)
+}
+
+// forward asks upstream by the client's path, caches and returns the answer.
+func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
+	key := r.key(req, q, client, iface)
 	now := time.Now()
-	if m := r.cache.get(key, now); m != nil {
-		r.st.hits.Add(1)
-		return m
-	}
 	up := new(dns.Msg)
 	up.SetQuestion(q.Name, q.Qtype)
 	up.Question[0].Qclass = q.Qclass
 	up.RecursionDesired = true
 	up.CheckingDisabled = req.CheckingDisabled
-	up.SetEdns0(1232, do)
+	up.SetEdns0(1232, key.do)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := r.fwd.exchange(ctx, up, path)
+	resp, err := r.fwd.exchange(ctx, up, key.path)
 	if err != nil {
 		r.st.servfail.Add(1)
 		r.cfg.Log.Debug("upstream failed", "q", q.Name, "err", err)
@@ -383,23 +433,19 @@ func (r *Resolver) resolve(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 	r.st.forwarded.Add(1)
 	resp.Id = 0
 	stripOPT(resp)
-	r.cache.put(key, resp, now)
+	r.cache.put(key, resp, now) // stores its own copy
 	if r.cfg.OnAnswer != nil {
 		names, addrs, ttl := chain(q.Name, resp)
 		if len(addrs) > 0 {
-			r.cfg.OnAnswer(path, names, addrs, ttl)
+			r.cfg.OnAnswer(key.path, names, addrs, ttl)
 		}
 	}
-	return resp.Copy()
+	return resp
 }
 
 func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
 	key := keyOf("mdns", q, false)
 	now := time.Now()
-	if m := r.cache.get(key, now); m != nil {
-		r.st.hits.Add(1)
-		return m
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	m, err := r.mdns.lookup(ctx, q)
@@ -463,9 +509,9 @@ func stripOPT(m *dns.Msg) {
 	m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
 }
 
-// finish fits the answer to the client: its EDNS0 buffer size over UDP (or
+// fit fits the answer to the client: its EDNS0 buffer size over UDP (or
 // 512 bytes without EDNS0), truncating with TC set when too big.
-func finish(req, resp *dns.Msg, tcp bool) *dns.Msg {
+func fit(req, resp *dns.Msg, tcp bool) *dns.Msg {
 	size := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
 		resp.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), opt.Do())
@@ -483,22 +529,21 @@ type stats struct {
 	start                                 time.Time
 	queries, local, hits, forwarded, mdns atomic.Uint64
 	refused, formerr, servfail, dropped   atomic.Uint64
-	mu                                    sync.Mutex
-	perSec                                [60]uint64
-	second                                int64
+	perSec                                [60]atomic.Uint64 // queries by second of the minute
+	second                                atomic.Int64      // the second perSec's current slot is for
 }
 
+// tick counts a query in the current second, clearing a slot the first
+// time a new second comes round. Racy at the edges by a query or two,
+// which is fine for a rate.
 func (s *stats) tick() {
 	now := time.Now().Unix()
-	s.mu.Lock()
-	if now != s.second {
-		for t := s.second + 1; t <= now && t-s.second <= 60; t++ {
-			s.perSec[t%60] = 0
+	if old := s.second.Load(); old != now && s.second.CompareAndSwap(old, now) {
+		for t := max(old+1, now-59); t <= now; t++ {
+			s.perSec[t%60].Store(0)
 		}
-		s.second = now
 	}
-	s.perSec[now%60]++
-	s.mu.Unlock()
+	s.perSec[now%60].Add(1)
 }
 
 // Status is the resolver's section of routerctl status.
@@ -535,15 +580,12 @@ func (r *Resolver) Status() Status {
 		st.MDNSQueries, st.MDNSAnswered = r.mdns.asked, r.mdns.got
 		r.mdns.mu.Unlock()
 	}
-	r.st.mu.Lock()
 	var sum uint64
-	now := time.Now().Unix()
-	for t := now - 59; t <= now; t++ {
-		if t > r.st.second-60 && t <= r.st.second {
-			sum += r.st.perSec[t%60]
+	if now, last := time.Now().Unix(), r.st.second.Load(); now-last < 60 {
+		for t := now - 59; t <= last; t++ {
+			sum += r.st.perSec[t%60].Load()
 		}
 	}
-	r.st.mu.Unlock()
 	st.QueriesPerSecond = float64(sum) / 60
 	r.mu.Lock()
 	for a, l := range r.listeners {

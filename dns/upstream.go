@@ -36,10 +36,16 @@ type forwarder struct {
 	mu    sync.Mutex
 	isp   []netip.AddrPort // from the WAN lease: the fallback
 	state map[netip.AddrPort]*upstreamState
+	ex    map[exKey]*exchanger
+}
+
+type exKey struct {
+	addr netip.AddrPort
+	mark uint32
 }
 
 func newForwarder(configured []netip.AddrPort, marks map[string]uint32) *forwarder {
-	return &forwarder{configured: configured, marks: marks, state: map[netip.AddrPort]*upstreamState{}}
+	return &forwarder{configured: configured, marks: marks, state: map[netip.AddrPort]*upstreamState{}, ex: map[exKey]*exchanger{}}
 }
 
 // setISP replaces the ISP's servers (from the WAN lease).
@@ -113,13 +119,11 @@ func (f *forwarder) exchange(ctx context.Context, req *dns.Msg, path string) (*d
 }
 
 func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up netip.AddrPort, mark uint32) (*dns.Msg, time.Duration, error) {
-	dialer := &net.Dialer{Timeout: upstreamTimeout, Control: markControl(mark)}
-	c := &dns.Client{Net: "udp", Dialer: dialer, Timeout: upstreamTimeout, UDPSize: 1232}
 	start := time.Now()
-	resp, _, err := c.ExchangeContext(ctx, req, up.String())
+	resp, err := f.exchanger(up, mark).exchange(ctx, req)
 	if err == nil && resp.Truncated {
 		// Too big for UDP: ask again over TCP.
-		c.Net = "tcp"
+		c := &dns.Client{Net: "tcp", Dialer: &net.Dialer{Timeout: upstreamTimeout, Control: markControl(mark)}, Timeout: upstreamTimeout}
 		resp, _, err = c.ExchangeContext(ctx, req, up.String())
 	}
 	rtt := time.Since(start)
@@ -130,6 +134,28 @@ func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up netip.AddrPort, ma
 		return nil, rtt, fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
 	}
 	return resp, rtt, nil
+}
+
+func (f *forwarder) exchanger(up netip.AddrPort, mark uint32) *exchanger {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := exKey{up, mark}
+	e := f.ex[k]
+	if e == nil {
+		e = &exchanger{addr: up, mark: mark}
+		f.ex[k] = e
+	}
+	return e
+}
+
+// close closes the upstream sockets.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, e := range f.ex {
+		e.close()
+		delete(f.ex, k)
+	}
 }
 
 // markControl sets SO_MARK on the upstream socket, so that policy routing

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/routerd/routerd/dns"
@@ -76,6 +77,12 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 		}
 		control.WriteJSON(w, struct{}{})
 	})
+	// Profiles, for whoever can reach the socket (root): go tool pprof
+	// against curl --unix-socket ... /debug/pprof/profile.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, http.StatusNotFound, errors.New("unknown request "+r.Method+" "+r.URL.Path))
 	})

@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/netns"
+)
+
+// BenchmarkDNS compares routerd's resolver with dnsmasq and unbound, each
+// in turn on the router's LAN address forwarding to the ISP's DNS: cache
+// hits per second and cache misses per second (dnsperf), and p50/p99
+// latency of cache hits at 2000 queries per second.
+func BenchmarkDNS(b *testing.B) {
+	lab.Require(b, "dnsperf", "dnsmasq", "unbound", "nsenter")
+	l := lab.New(b)
+	isp := l.NewISP(lab.ISPOptions{})
+	r := l.NewRouter(isp)
+	lan := r.AddLAN()
+	c := lan.AddClient()
+	c.SetStatic(50)
+	gw := lan.Router4().Addr()
+
+	// Hits: 100 names asked over and over. Misses: a fresh name each time,
+	// all answered by the ISP (a wildcard under miss.example).
+	hits := filepath.Join(l.Dir, "hits.txt")
+	var sb strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&sb, "h%d.hit.example A\n", i)
+	}
+	os.WriteFile(hits, []byte(sb.String()), 0o644)
+	misses := filepath.Join(l.Dir, "misses.txt")
+	sb.Reset()
+	for i := range 400000 {
+		fmt.Fprintf(&sb, "m%d.miss.example A\n", i)
+	}
+	os.WriteFile(misses, []byte(sb.String()), 0o644)
+	// The ISP answers anything under hit.example and miss.example.
+	wild := l.NewNS("wild") // a second upstream answering wildcards
+	isp.Attach(wild, "eth0", "")
+	wild.MustRun("ip", "addr", "add", "203.0.113.53/24", "dev", "eth0")
+	dir := filepath.Join(l.Dir, "wild")
+	os.MkdirAll(dir, 0o755)
+	wild.Start("wild-dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--pid-file="+filepath.Join(dir, "pid"), "--listen-address=203.0.113.53", "--bind-interfaces", "--cache-size=0",
+		"--address=/hit.example/192.0.2.201", "--address=/miss.example/192.0.2.202", "--local-ttl=300")
+	upstream := "203.0.113.53"
+
+	results := map[string]float64{}
+	measure := func(name string) {
+		// Warm the cache, then measure.
+		runDNSPerf(b, c, gw, hits, 2)
+		results[name+"_hit_qps"] = runDNSPerf(b, c, gw, hits, 5)
+		results[name+"_miss_qps"] = runDNSPerf(b, c, gw, misses, 5)
+		p50, p99 := latency(b, c, gw, 2000, 3*time.Second)
+		results[name+"_p50_us"] = float64(p50.Microseconds())
+		results[name+"_p99_us"] = float64(p99.Microseconds())
+	}
+
+	// routerd first. Stopping it leaves the network as it is (as on any
+	// restart): the peers then serve from the same address behind the same
+	// firewall, forwarding the same way.
+	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Upstreams: []string{upstream + ":53"}, NoDHCP: true}))
+	waitDNS(b, c, gw)
+	measure("routerd")
+	rd.Proc.Stop()
+
+	dm := r.NS.Start("dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--pid-file="+filepath.Join(l.Dir, "dm.pid"), "--listen-address="+gw.String(), "--bind-interfaces",
+		"--server="+upstream, "--cache-size=10000")
+	waitDNS(b, c, gw)
+	measure("dnsmasq")
+	dm.Stop()
+
+	uconf := filepath.Join(l.Dir, "unbound.conf")
+	os.WriteFile(uconf, []byte(fmt.Sprintf(`server:
+  interface: %s
+  access-control: 192.168.0.0/16 allow
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: "%s/unbound.pid"
+  use-syslog: no
+  do-ip6: no
+  num-threads: 2
+  msg-cache-size: 16m
+  rrset-cache-size: 32m
+  do-not-query-localhost: no
+  domain-insecure: "example"
+  module-config: "iterator"
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: %s
+`, gw, l.Dir, l.Dir, upstream)), 0o644)
+	ub := r.NS.Start("unbound", "unbound", "-d", "-c", uconf)
+	waitDNS(b, c, gw)
+	measure("unbound")
+	ub.Stop()
+
+	for k, v := range results {
+		b.ReportMetric(v, k)
+	}
+	for _, peer := range []string{"dnsmasq", "unbound"} {
+		b.ReportMetric(results["routerd_hit_qps"]/results[peer+"_hit_qps"], "hit_ratio_vs_"+peer)
+		b.ReportMetric(results["routerd_miss_qps"]/results[peer+"_miss_qps"], "miss_ratio_vs_"+peer)
+	}
+	for _, s := range []string{"routerd", "dnsmasq", "unbound"} {
+		b.Logf("%-8s hits %7.0f q/s  misses %7.0f q/s  p50 %5.0f µs  p99 %5.0f µs (cache hits at 2000 q/s)", s,
+			results[s+"_hit_qps"], results[s+"_miss_qps"], results[s+"_p50_us"], results[s+"_p99_us"])
+	}
+}
+
+var reQPS = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+
+func runDNSPerf(b *testing.B, c *lab.Client, server netip.Addr, file string, secs int) float64 {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+30)*time.Second)
+	defer cancel()
+	out, err := c.NS.RunContext(ctx, "dnsperf", "-s", server.String(), "-d", file, "-l", strconv.Itoa(secs), "-c", "4", "-T", "2", "-q", "500")
+	m := reQPS.FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("dnsperf: %v\n%s", err, out)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+func waitDNS(b *testing.B, c *lab.Client, server netip.Addr) {
+	b.Helper()
+	err := lab.Poll(20*time.Second, func() error {
+		out, err := c.Dig(server, "+short", "h1.hit.example")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) == "" {
+			return fmt.Errorf("no answer")
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("resolver at %s: %v", server, err)
+	}
+}
+
+// latency asks cached names at a fixed rate and returns the p50 and p99
+// round-trip times.
+func latency(b *testing.B, c *lab.Client, server netip.Addr, qps int, d time.Duration) (p50, p99 time.Duration) {
+	b.Helper()
+	var conn net.Conn
+	err := netns.Do(c.NS.Name, func() (err error) {
+		conn, err = net.Dial("udp", netip.AddrPortFrom(server, 53).String())
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	var rtts []time.Duration
+	tick := time.NewTicker(time.Second / time.Duration(qps))
+	defer tick.Stop()
+	buf := make([]byte, 1500)
+	end := time.Now().Add(d)
+	for i := 0; time.Now().Before(end); i++ {
+		<-tick.C
+		q := new(dns.Msg)
+		q.SetQuestion(fmt.Sprintf("h%d.hit.example.", i%100), dns.TypeA)
+		q.Id = uint16(i)
+		wire, _ := q.Pack()
+		start := time.Now()
+		conn.Write(wire)
+		conn.SetReadDeadline(start.Add(time.Second))
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				break
+			}
+			var m dns.Msg
+			if m.Unpack(buf[:n]) == nil && m.Id == q.Id {
+				rtts = append(rtts, time.Since(start))
+				break
+			}
+		}
+	}
+	if len(rtts) == 0 {
+		b.Fatal("no answers")
+	}
+	slices.Sort(rtts)
+	return rtts[len(rtts)/2], rtts[len(rtts)*99/100]
+}
