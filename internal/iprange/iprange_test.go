@@ -72,3 +72,27 @@ func FuzzMerge(f *testing.F) {
 		}
 	})
 }
+
+func TestCompact(t *testing.T) {
+	p := func(s string) R4 { return R4Of(netip.MustParsePrefix(s)) }
+	got := Merge4([]R4{p("10.0.1.0/24"), p("10.0.0.0/24"), p("10.0.3.0/24"), p("255.255.255.255/32"), p("255.255.255.254/32")})
+	want := []R4{{V4(netip.MustParseAddr("10.0.0.0")), V4(netip.MustParseAddr("10.0.1.255"))}, p("10.0.3.0/24"), {0xfffffffe, 0xffffffff}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Merge4 = %v, want %v", got, want)
+	}
+	add, del := Diff4([]R4{p("1.0.0.0/8"), p("3.0.0.0/8")}, []R4{p("1.0.0.0/8"), p("4.0.0.0/8")})
+	if fmt.Sprint(add) != fmt.Sprint([]R4{p("4.0.0.0/8")}) || fmt.Sprint(del) != fmt.Sprint([]R4{p("3.0.0.0/8")}) {
+		t.Errorf("Diff4 = +%v -%v", add, del)
+	}
+	sorted := Merge4([]R4{p("10.0.0.0/8"), p("192.168.0.0/16")})
+	for s, want := range map[string]bool{"10.1.0.0/16": true, "0.0.0.0/0": true, "11.0.0.0/8": false, "192.168.3.3/32": true, "192.169.0.0/16": false} {
+		if got := Overlaps4(p(s), sorted); got != want {
+			t.Errorf("Overlaps4(%s) = %v, want %v", s, got, want)
+		}
+	}
+	q := func(s string) R6 { return R6Of(netip.MustParsePrefix(s)) }
+	m6 := Merge6([]R6{q("2001:db8:1::/48"), q("2001:db8::/48"), q("fc00::/7")})
+	if len(m6) != 2 || !Overlaps6(q("2001:db8:1:2::/64"), m6) || Overlaps6(q("2001:db9::/32"), m6) {
+		t.Errorf("Merge6/Overlaps6 = %v", m6)
+	}
+}

@@ -1,0 +1,451 @@
+package blocklist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/rules"
+)
+
+// List is one configured list.
+type List struct {
+	Name, URL, File, Format string
+	Via                     string // "vpn" | "wan"
+	Refresh                 time.Duration
+	MinRatio                float64
+	DomainTTLFloor          time.Duration
+}
+
+// Config configures the manager.
+type Config struct {
+	NS        string // namespace of the lists table ("" main)
+	Dir       string // where last good copies are kept
+	Lists     []List
+	LANIfaces []string
+	Mask      uint32
+	Marks     map[string]uint32 // path -> mark
+	// Protect returns what no list may capture (asked at every parse, so
+	// it can follow the WAN address and the tunnel's endpoint).
+	Protect func() *Protected
+	Log     *slog.Logger
+}
+
+// Manager keeps the lists fresh and applied.
+type Manager struct {
+	cfg   Config
+	lists []*list
+
+	mu      sync.Mutex // serialises applies
+	applied map[string]*union
+	domains atomic.Pointer[domainIndex]
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type union struct {
+	v4 []iprange.R4
+	v6 []iprange.R6
+}
+
+type list struct {
+	List
+	kick chan chan struct{}
+
+	mu  sync.Mutex
+	cur *saved
+	st  Status
+}
+
+// Status is one list in routerctl status.
+type Status struct {
+	Name           string    `json:"name"`
+	Via            string    `json:"via"`
+	Source         string    `json:"source"`
+	Format         string    `json:"format"`
+	Prefixes4      int       `json:"prefixes_v4"` // after merging
+	Prefixes6      int       `json:"prefixes_v6"`
+	Domains        int       `json:"domains"`
+	Lines          int       `json:"lines"`
+	Rejected       int       `json:"rejected"`
+	Samples        []string  `json:"rejected_samples,omitempty"`
+	Refused        int       `json:"refused"` // would have captured a protected network
+	RefusedSamples []string  `json:"refused_samples,omitempty"`
+	LastSuccess    time.Time `json:"last_success,omitempty"`
+	LastAttempt    time.Time `json:"last_attempt,omitempty"`
+	NextRun        time.Time `json:"next_run,omitempty"`
+	LastResult     string    `json:"last_result,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+}
+
+// setsOf maps a path to its sets.
+var setsOf = map[string][4]string{
+	"vpn": {rules.SetVPN4, rules.SetVPN6, rules.SetVPN4DNS, rules.SetVPN6DNS},
+	"wan": {rules.SetWAN4, rules.SetWAN6, rules.SetWAN4DNS, rules.SetWAN6DNS},
+}
+
+// New returns a manager for cfg.
+func New(cfg Config) *Manager {
+	m := &Manager{cfg: cfg, applied: map[string]*union{}}
+	for _, l := range cfg.Lists {
+		source := l.URL
+		if source == "" {
+			source = l.File
+		}
+		m.lists = append(m.lists, &list{List: l, kick: make(chan chan struct{}),
+			st: Status{Name: l.Name, Via: l.Via, Source: source, Format: l.Format}})
+	}
+	m.domains.Store(&domainIndex{})
+	return m
+}
+
+// Start creates the lists table, applies every list's last good copy
+// (before any download: a box that boots offline already forces), and
+// starts the refresh schedule.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := rules.EnsureLists(m.cfg.NS, &rules.Lists{LANIfaces: m.cfg.LANIfaces, Mask: m.cfg.Mask,
+		MarkWAN: m.cfg.Marks["wan"], MarkVPN: m.cfg.Marks["vpn"]}); err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range m.lists {
+		s, err := load(m.cfg.Dir, l.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: last good copy unreadable: %w", l.Name, err))
+			continue
+		}
+		if s != nil {
+			l.mu.Lock()
+			l.cur = s
+			l.st.LastSuccess, l.st.LastResult = s.Meta.LastSuccess, "loaded last good copy"
+			l.fill(s)
+			l.mu.Unlock()
+		}
+	}
+	if err := m.applyAll(true); err != nil {
+		errs = append(errs, err)
+	}
+	ctx, m.cancel = context.WithCancel(ctx)
+	for _, l := range m.lists {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.schedule(ctx, l)
+		}()
+	}
+	return errors.Join(errs...)
+}
+
+// Stop ends the schedule. The sets keep their contents.
+func (m *Manager) Stop() {
+	if m.cancel != nil {
+		m.cancel()
+		m.wg.Wait()
+	}
+}
+
+// schedule refreshes a list at once, then every Refresh (with 10% jitter),
+// backing off on failure, and whenever kicked.
+func (m *Manager) schedule(ctx context.Context, l *list) {
+	backoff := time.Minute
+	next := time.Duration(0)
+	for {
+		l.mu.Lock()
+		l.st.NextRun = time.Now().Add(next)
+		l.mu.Unlock()
+		t := time.NewTimer(next)
+		var done chan struct{}
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case done = <-l.kick:
+			t.Stop()
+		}
+		ok := m.refresh(ctx, l)
+		if done != nil {
+			close(done)
+		}
+		if ok {
+			backoff = time.Minute
+			jitter := time.Duration(rand.Int64N(int64(l.Refresh)/5+1)) - l.Refresh/10
+			next = l.Refresh + jitter
+		} else {
+			next = min(backoff, l.Refresh)
+			backoff = min(backoff*2, l.Refresh)
+		}
+	}
+}
+
+// RefreshNow refreshes the named list (or every list for "") and waits.
+func (m *Manager) RefreshNow(ctx context.Context, name string) ([]Status, error) {
+	var waits []chan struct{}
+	found := false
+	for _, l := range m.lists {
+		if name != "" && l.Name != name {
+			continue
+		}
+		found = true
+		done := make(chan struct{})
+		select {
+		case l.kick <- done:
+			waits = append(waits, done)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no blocklist named %q", name)
+	}
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var out []Status
+	for _, st := range m.Status() {
+		if name == "" || st.Name == name {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// refresh fetches and parses a list and, when it is good, makes it the
+// list. It reports whether the list is in a good state afterwards.
+func (m *Manager) refresh(ctx context.Context, l *list) bool {
+	now := time.Now()
+	l.mu.Lock()
+	prev := l.cur
+	var v validators
+	if prev != nil {
+		v = prev.Meta.Validators
+	}
+	l.st.LastAttempt = now
+	l.mu.Unlock()
+	fail := func(err error) bool {
+		m.cfg.Log.Warn("blocklist refresh failed; keeping the last good copy", "list", l.Name, "err", err)
+		l.mu.Lock()
+		l.st.LastError, l.st.LastResult = err.Error(), "kept last good copy"
+		l.mu.Unlock()
+		return false
+	}
+	rc, nv, err := open(ctx, l.URL, l.File, v)
+	if errors.Is(err, errNotModified) {
+		l.mu.Lock()
+		l.st.LastSuccess, l.st.LastError, l.st.LastResult = now, "", "not modified"
+		l.mu.Unlock()
+		return true
+	}
+	if err != nil {
+		return fail(fmt.Errorf("fetch: %w", err))
+	}
+	p, err := Parse(rc, l.Format, m.cfg.Protect())
+	rc.Close()
+	if err != nil {
+		return fail(err)
+	}
+	switch prevEntries := entriesOf(prev); {
+	case p.Entries == 0:
+		return fail(fmt.Errorf("empty: %d lines, none usable", p.Lines))
+	case p.Rejected*2 > p.Lines:
+		return fail(fmt.Errorf("garbage: %d of %d lines unreadable (e.g. %q)", p.Rejected, p.Lines, first(p.Samples)))
+	case prevEntries > 0 && float64(p.Entries) < l.MinRatio*float64(prevEntries):
+		return fail(fmt.Errorf("shrunk from %d to %d entries, below min_ratio %.2f", prevEntries, p.Entries, l.MinRatio))
+	}
+	s := &saved{V4: p.V4, V6: p.V6, Domains: p.Domains, Meta: meta{Validators: nv, Format: p.Format, Entries: p.Entries,
+		Lines: p.Lines, Rejected: p.Rejected, Refused: p.Refused, LastSuccess: now}}
+	if err := save(m.cfg.Dir, l.Name, s); err != nil {
+		m.cfg.Log.Error("save blocklist", "list", l.Name, "err", err)
+	}
+	l.mu.Lock()
+	l.cur = s
+	l.fill(s)
+	l.st.Samples, l.st.RefusedSamples = p.Samples, p.RefusedSamples
+	l.st.LastSuccess, l.st.LastError, l.st.LastResult = now, "", "updated"
+	l.mu.Unlock()
+	if err := m.applyVia(l.Via, false); err != nil {
+		return fail(fmt.Errorf("apply: %w", err))
+	}
+	m.cfg.Log.Info("blocklist updated", "list", l.Name, "v4", len(p.V4), "v6", len(p.V6), "domains", len(p.Domains),
+		"rejected", p.Rejected, "refused", p.Refused)
+	return true
+}
+
+func entriesOf(s *saved) int {
+	if s == nil {
+		return 0
+	}
+	return s.Meta.Entries
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
+}
+
+func (l *list) fill(s *saved) {
+	l.st.Format = s.Meta.Format
+	l.st.Prefixes4, l.st.Prefixes6, l.st.Domains = len(s.V4), len(s.V6), len(s.Domains)
+	l.st.Lines, l.st.Rejected, l.st.Refused = s.Meta.Lines, s.Meta.Rejected, s.Meta.Refused
+}
+
+// applyAll applies every path's union; at start (replace) the sets are
+// emptied and refilled in one transaction, since what they hold from
+// before a restart is not known here.
+func (m *Manager) applyAll(replace bool) error {
+	var errs []error
+	for _, via := range []string{"vpn", "wan"} {
+		errs = append(errs, m.applyVia(via, replace))
+	}
+	return errors.Join(errs...)
+}
+
+// applyVia makes the path's sets hold the union of its lists, as a diff
+// against what was applied, in one transaction; and rebuilds the domain
+// index.
+func (m *Manager) applyVia(via string, replace bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := &union{}
+	for _, l := range m.lists {
+		if l.Via != via {
+			continue
+		}
+		l.mu.Lock()
+		if l.cur != nil {
+			u.v4 = append(u.v4, l.cur.V4...)
+			u.v6 = append(u.v6, l.cur.V6...)
+		}
+		l.mu.Unlock()
+	}
+	u.v4, u.v6 = iprange.Merge4(u.v4), iprange.Merge6(u.v6)
+	sets := setsOf[via]
+	old := m.applied[via]
+	var err error
+	if replace || old == nil {
+		err = rules.ReplaceLists(m.cfg.NS, []rules.ListDiff{{Set4: sets[0], Set6: sets[1], Add4: u.v4, Add6: u.v6}})
+	} else {
+		d := rules.ListDiff{Set4: sets[0], Set6: sets[1]}
+		d.Add4, d.Del4 = iprange.Diff4(old.v4, u.v4)
+		d.Add6, d.Del6 = iprange.Diff6(old.v6, u.v6)
+		err = rules.ApplyListDiffs(m.cfg.NS, []rules.ListDiff{d})
+	}
+	if err != nil {
+		return err
+	}
+	m.applied[via] = u
+	m.domains.Store(m.buildDomains())
+	return nil
+}
+
+// domainIndex maps every listed domain to its path and address lifetime.
+type domainIndex struct {
+	by map[string]domainEntry
+}
+
+type domainEntry struct {
+	via   string
+	floor time.Duration
+}
+
+func (m *Manager) buildDomains() *domainIndex {
+	idx := &domainIndex{by: map[string]domainEntry{}}
+	for _, via := range []string{"wan", "vpn"} { // vpn last: it wins a tie
+		for _, l := range m.lists {
+			if l.Via != via {
+				continue
+			}
+			l.mu.Lock()
+			if l.cur != nil {
+				for _, d := range l.cur.Domains {
+					idx.by[d] = domainEntry{via: via, floor: l.DomainTTLFloor}
+				}
+			}
+			l.mu.Unlock()
+		}
+	}
+	return idx
+}
+
+// match finds the entry for name or its closest listed parent.
+func (idx *domainIndex) match(name string) (domainEntry, bool) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	for {
+		if e, ok := idx.by[name]; ok {
+			return e, true
+		}
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			return domainEntry{}, false
+		}
+		name = name[i+1:]
+	}
+}
+
+// Observe is the resolver's hook: when an answer's names (the question
+// and its CNAME chain) are on a domain list, its addresses join the list's
+// path, for max(TTL, floor), before the client gets the answer.
+func (m *Manager) Observe(path string, names []string, addrs []netip.Addr, ttl time.Duration) {
+	idx := m.domains.Load()
+	if len(idx.by) == 0 {
+		return
+	}
+	var hit *domainEntry
+	for _, n := range names {
+		if e, ok := idx.match(n); ok {
+			if hit == nil || e.via == "vpn" {
+				e := e
+				hit = &e
+			}
+		}
+	}
+	if hit == nil {
+		return
+	}
+	p := m.cfg.Protect()
+	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool {
+		if a.Is4() {
+			v := iprange.V4(a)
+			return iprange.Overlaps4(iprange.R4{Lo: v, Hi: v}, p.V4)
+		}
+		v := a.As16()
+		return iprange.Overlaps6(iprange.R6{Lo: v, Hi: v}, p.V6)
+	})
+	if len(addrs) == 0 {
+		return
+	}
+	sets := setsOf[hit.via]
+	if err := rules.AddDynamic(m.cfg.NS, sets[2], sets[3], addrs, max(ttl, hit.floor)); err != nil {
+		m.cfg.Log.Warn("route a listed domain's addresses", "names", names, "err", err)
+	}
+}
+
+// Status reports every list.
+func (m *Manager) Status() []Status {
+	var out []Status
+	for _, l := range m.lists {
+		l.mu.Lock()
+		out = append(out, l.st)
+		l.mu.Unlock()
+	}
+	return out
+}
+
+// Teardown removes the lists table. The saved copies stay: they are data.
+func Teardown(ns string) error { return rules.RemoveLists(ns) }

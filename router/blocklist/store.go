@@ -1,0 +1,122 @@
+package blocklist
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/internal/iprange"
+)
+
+// saved is a list's last good content as kept in state_dir, with what is
+// known of it.
+type saved struct {
+	Meta    meta
+	V4      []iprange.R4
+	V6      []iprange.R6
+	Domains []string
+}
+
+type meta struct {
+	Validators  validators `json:"validators"`
+	Format      string     `json:"format"`
+	Entries     int        `json:"entries"`
+	Lines       int        `json:"lines"`
+	Rejected    int        `json:"rejected"`
+	Refused     int        `json:"refused"`
+	LastSuccess time.Time  `json:"last_success"`
+}
+
+const magic = "RDBL1\n"
+
+func paths(dir, name string) (data, metaPath string) {
+	return filepath.Join(dir, name+".list"), filepath.Join(dir, name+".json")
+}
+
+// save writes the list atomically: ranges in 8- or 32-byte records, then
+// the domains a line each. The metadata goes after it, so a crash between
+// the two leaves an older metadata beside a newer list, never the reverse.
+func save(dir, name string, s *saved) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	data, metaPath := paths(dir, name)
+	buf := make([]byte, 0, len(magic)+16+8*len(s.V4)+32*len(s.V6))
+	buf = append(buf, magic...)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.V4)))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.V6)))
+	for _, r := range s.V4 {
+		buf = binary.BigEndian.AppendUint32(buf, r.Lo)
+		buf = binary.BigEndian.AppendUint32(buf, r.Hi)
+	}
+	for _, r := range s.V6 {
+		buf = append(append(buf, r.Lo[:]...), r.Hi[:]...)
+	}
+	for _, d := range s.Domains {
+		buf = append(append(buf, d...), '\n')
+	}
+	if err := atomicfile.WriteFile(data, buf, 0o600); err != nil {
+		return err
+	}
+	mb, _ := json.MarshalIndent(s.Meta, "", "  ")
+	return atomicfile.WriteFile(metaPath, mb, 0o600)
+}
+
+// load reads a saved list; a missing one is (nil, nil).
+func load(dir, name string) (*saved, error) {
+	data, metaPath := paths(dir, name)
+	f, err := os.Open(data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	head := make([]byte, len(magic)+16)
+	if _, err := io.ReadFull(br, head); err != nil || string(head[:len(magic)]) != magic {
+		return nil, fmt.Errorf("%s: not a saved list", data)
+	}
+	n4 := binary.BigEndian.Uint64(head[len(magic):])
+	n6 := binary.BigEndian.Uint64(head[len(magic)+8:])
+	if n4 > 1<<28 || n6 > 1<<26 {
+		return nil, fmt.Errorf("%s: implausible sizes", data)
+	}
+	s := &saved{V4: make([]iprange.R4, n4), V6: make([]iprange.R6, n6)}
+	var rec [32]byte
+	for i := range s.V4 {
+		if _, err := io.ReadFull(br, rec[:8]); err != nil {
+			return nil, fmt.Errorf("%s: truncated", data)
+		}
+		s.V4[i] = iprange.R4{Lo: binary.BigEndian.Uint32(rec[:]), Hi: binary.BigEndian.Uint32(rec[4:])}
+	}
+	for i := range s.V6 {
+		if _, err := io.ReadFull(br, rec[:]); err != nil {
+			return nil, fmt.Errorf("%s: truncated", data)
+		}
+		copy(s.V6[i].Lo[:], rec[:16])
+		copy(s.V6[i].Hi[:], rec[16:])
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 1 {
+			s.Domains = append(s.Domains, line[:len(line)-1])
+		}
+		if err != nil {
+			break
+		}
+	}
+	if mb, err := os.ReadFile(metaPath); err == nil {
+		json.Unmarshal(mb, &s.Meta)
+	}
+	return s, nil
+}
