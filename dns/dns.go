@@ -433,13 +433,15 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 	r.st.forwarded.Add(1)
 	resp.Id = 0
 	stripOPT(resp)
-	r.cache.put(key, resp, now) // stores its own copy
+	// The hook runs before the answer is cached, so no client, not even
+	// one asking concurrently, gets the addresses before they are routed.
 	if r.cfg.OnAnswer != nil {
 		names, addrs, ttl := chain(q.Name, resp)
 		if len(addrs) > 0 {
 			r.cfg.OnAnswer(key.path, names, addrs, ttl)
 		}
 	}
+	r.cache.put(key, resp, now) // stores its own copy
 	return resp
 }
 

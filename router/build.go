@@ -1,7 +1,9 @@
 package router
 
 import (
+	"errors"
 	"net/http"
+	"net/netip"
 
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
@@ -23,17 +25,23 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		fw,
 	}
 	var tunnelUp func() bool
+	var endpoints func() []netip.Addr
 	if cfg.VPN != nil {
 		v := newVPNComp(cfg, log.With("component", "vpn"))
 		wan.OnLease(v.wanLease)
 		comps = append(comps, v)
 		tunnelUp = func() bool { return v.t.Status().Up }
+		endpoints = v.endpoints
 	}
+	// The lists go in before the WAN comes up: a box that boots offline
+	// already forces from the last good copies.
+	bl := newBlocklistComp(cfg, endpoints, log.With("component", "blocklist"))
+	wan.OnLease(bl.wanLease)
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
-	res := newDNSComp(cfg, lan.macOf, log.With("component", "dns"))
+	res := newDNSComp(cfg, lan.macOf, bl.observe, log.With("component", "dns"))
 	lan.OnLease(res.lease)
 	wan.OnLease(res.wanLease)
-	return append(comps, wan, lan, res)
+	return append(comps, bl, wan, lan, res)
 }
 
 // registerHandlers adds the control requests of each capability.
@@ -45,6 +53,13 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 			return
 		}
 		control.WriteJSON(w, LeasesStatus{})
+	})
+	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {
+		if bl, ok := s.component("blocklist").(*blocklistComp); ok {
+			bl.refreshHandler(w, r)
+			return
+		}
+		control.WriteError(w, http.StatusServiceUnavailable, errors.New("blocklists are not running"))
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/dns"
@@ -21,7 +22,8 @@ type dnsComp struct {
 	macOf func(netip.Addr) string
 }
 
-func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string, log *slog.Logger) *dnsComp {
+func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
+	onAnswer func(path string, names []string, addrs []netip.Addr, ttl time.Duration), log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf}
 	var clients []netip.Prefix
 	var routerAddrs []netip.Addr
@@ -41,7 +43,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string, log *slog.Log
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: clients,
 		RouterAddrs: routerAddrs, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lans, PathOf: c.pathOf,
-		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, Log: log,
+		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, OnAnswer: onAnswer, Log: log,
 	})
 	for _, l := range cfg.LAN {
 		if l.DHCP4 == nil {

@@ -265,6 +265,7 @@ func (c *firewallComp) fillStatus(st *Status) {
 		{"wan", c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table},
 		{"wan-ingress", c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable},
 		{"vpn", c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table},
+		{"lists", "", nftables.TableFamilyINet, rules.ListsTable},
 	} {
 		cs, err := rules.Counters(t.ns, t.fam, t.table)
 		if err == nil {

@@ -30,6 +30,7 @@ type Status struct {
 	Firewall   *FirewallStatus   `json:"firewall,omitempty"`
 	LAN        *LANStatus        `json:"lan,omitempty"`
 	DNS        *dns.Status       `json:"dns,omitempty"`
+	Blocklists *BlocklistsStatus `json:"blocklists,omitempty"`
 }
 
 // statusFiller is implemented by components that add a section to Status.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +21,8 @@ const usage = `usage: routerctl [--socket PATH] COMMAND
 commands:
   status [--json]              the whole picture
   leases [--json]              DHCP leases
-  blocklist refresh [NAME]     refresh one blocklist, or all
+  blocklist refresh [NAME] [--json]
+                               refresh one blocklist, or all, and show them
   vpn pubkey                   the WireGuard public key to give the VPN provider
   reload                       re-read the config file (like SIGHUP)
 `
@@ -61,14 +63,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = leases(ctx, c, asJSON, stdout)
 		return exit(err, stderr)
 	case "blocklist":
-		if len(rest) < 1 || rest[0] != "refresh" || len(rest) > 2 {
+		if len(rest) < 1 || rest[0] != "refresh" {
+			break
+		}
+		var args []string
+		asJSON := false
+		for _, a := range rest[1:] {
+			if a == "--json" {
+				asJSON = true
+			} else {
+				args = append(args, a)
+			}
+		}
+		if len(args) > 1 {
 			break
 		}
 		name := ""
-		if len(rest) == 2 {
-			name = rest[1]
+		if len(args) == 1 {
+			name = args[0]
 		}
-		return exit(blocklistRefresh(ctx, c, name, stdout), stderr)
+		return exit(blocklistRefresh(ctx, c, name, asJSON, stdout), stderr)
 	case "vpn":
 		if len(rest) != 1 || rest[0] != "pubkey" {
 			break
@@ -135,15 +149,21 @@ func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 	return ls.WriteText(w)
 }
 
-func blocklistRefresh(ctx context.Context, c *control.Client, name string, w io.Writer) error {
+// blocklistRefresh refreshes and waits, then shows the lists as they are
+// afterwards (a refused download shows as the kept copy and the reason).
+func blocklistRefresh(ctx context.Context, c *control.Client, name string, asJSON bool, w io.Writer) error {
 	path := "/v1/blocklist/refresh"
 	if name != "" {
-		path += "?name=" + name
+		path += "?name=" + url.QueryEscape(name)
 	}
 	var raw []byte
-	if err := c.Do(ctx, "POST", path, nil, &raw); err != nil {
+	var bs router.BlocklistsStatus
+	if err := c.Do(ctx, "POST", path, &bs, &raw); err != nil {
 		return err
 	}
-	_, err := w.Write(raw)
-	return err
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return bs.WriteText(w)
 }

@@ -10,10 +10,6 @@ import (
 	"time"
 )
 
-// maxDownload caps a list download: a registry dump is tens of megabytes;
-// anything far bigger is not a blocklist.
-const maxDownload = 256 << 20
-
 // errNotModified means the server says the list did not change.
 var errNotModified = errors.New("not modified")
 
@@ -25,14 +21,16 @@ type validators struct {
 
 // open returns the list's content as a stream: the file, or the URL's
 // body (conditional on the last good download, with retries and backoff).
-func open(ctx context.Context, url, file string, v validators) (io.ReadCloser, validators, error) {
-	if file != "" {
-		f, err := os.Open(file)
+func open(ctx context.Context, l *List, tr http.RoundTripper, v validators) (io.ReadCloser, validators, error) {
+	if l.File != "" {
+		f, err := os.Open(l.File)
 		return f, v, err
 	}
-	client := &http.Client{Timeout: 2 * time.Minute}
+	client := &http.Client{Timeout: l.Timeout, Transport: tr}
+	url := l.URL
 	var lastErr error
-	for attempt, backoff := 0, time.Second; attempt < 3; attempt, backoff = attempt+1, backoff*2 {
+	// Three attempts, 1s and 2s apart.
+	for attempt, backoff := 0, time.Second/2; attempt < 3; attempt, backoff = attempt+1, backoff*2 {
 		if attempt > 0 {
 			select {
 			case <-time.After(backoff):
@@ -62,7 +60,7 @@ func open(ctx context.Context, url, file string, v validators) (io.ReadCloser, v
 			return nil, v, errNotModified
 		case resp.StatusCode/100 == 2:
 			nv := validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}
-			return &capped{ReadCloser: resp.Body, left: maxDownload}, nv, nil
+			return &capped{ReadCloser: resp.Body, max: l.MaxSize, left: l.MaxSize}, nv, nil
 		case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
 			resp.Body.Close()
 			lastErr = fmt.Errorf("HTTP %s", resp.Status)
@@ -78,12 +76,12 @@ func open(ctx context.Context, url, file string, v validators) (io.ReadCloser, v
 // capped fails a read once more than left bytes came.
 type capped struct {
 	io.ReadCloser
-	left int64
+	max, left int64
 }
 
 func (c *capped) Read(p []byte) (int, error) {
 	if c.left <= 0 {
-		return 0, fmt.Errorf("list larger than %d MiB", maxDownload>>20)
+		return 0, fmt.Errorf("list larger than max_size (%d bytes)", c.max)
 	}
 	if int64(len(p)) > c.left {
 		p = p[:c.left]

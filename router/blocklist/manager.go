@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,6 +25,8 @@ type List struct {
 	Refresh                 time.Duration
 	MinRatio                float64
 	DomainTTLFloor          time.Duration
+	Timeout                 time.Duration // one download attempt
+	MaxSize                 int64         // cap on a download's body
 }
 
 // Config configures the manager.
@@ -37,7 +40,10 @@ type Config struct {
 	// Protect returns what no list may capture (asked at every parse, so
 	// it can follow the WAN address and the tunnel's endpoint).
 	Protect func() *Protected
-	Log     *slog.Logger
+	// Transport fetches URLs (nil: http.DefaultTransport). The router
+	// gives one that resolves names through its own resolver.
+	Transport http.RoundTripper
+	Log       *slog.Logger
 }
 
 // Manager keeps the lists fresh and applied.
@@ -48,6 +54,7 @@ type Manager struct {
 	mu      sync.Mutex // serialises applies
 	applied map[string]*union
 	domains atomic.Pointer[domainIndex]
+	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -106,7 +113,36 @@ func New(cfg Config) *Manager {
 			st: Status{Name: l.Name, Via: l.Via, Source: source, Format: l.Format}})
 	}
 	m.domains.Store(&domainIndex{})
+	m.protect.Store(&Protected{})
 	return m
+}
+
+// protected asks for what no list may capture now, and remembers it for
+// the resolver's hook, which must not wait on it.
+func (m *Manager) protected() *Protected {
+	p := &Protected{}
+	if m.cfg.Protect != nil {
+		p = m.cfg.Protect()
+	}
+	m.protect.Store(p)
+	return p
+}
+
+// Retry refreshes at once every list whose last attempt failed or that
+// never succeeded, without waiting: the router calls it when the WAN comes
+// up, so a box that booted offline does not wait out a backoff.
+func (m *Manager) Retry() {
+	for _, l := range m.lists {
+		l.mu.Lock()
+		failed := l.st.LastError != "" || l.st.LastAttempt.IsZero() || l.st.LastSuccess.Before(l.st.LastAttempt)
+		l.mu.Unlock()
+		if failed {
+			select {
+			case l.kick <- nil:
+			default: // refreshing already
+			}
+		}
+	}
 }
 
 // Start creates the lists table, applies every list's last good copy
@@ -132,6 +168,7 @@ func (m *Manager) Start(ctx context.Context) error {
 			l.mu.Unlock()
 		}
 	}
+	m.protected()
 	if err := m.applyAll(true); err != nil {
 		errs = append(errs, err)
 	}
@@ -157,7 +194,8 @@ func (m *Manager) Stop() {
 // schedule refreshes a list at once, then every Refresh (with 10% jitter),
 // backing off on failure, and whenever kicked.
 func (m *Manager) schedule(ctx context.Context, l *list) {
-	backoff := time.Minute
+	const firstBackoff = 15 * time.Second
+	backoff := firstBackoff
 	next := time.Duration(0)
 	for {
 		l.mu.Lock()
@@ -178,7 +216,7 @@ func (m *Manager) schedule(ctx context.Context, l *list) {
 			close(done)
 		}
 		if ok {
-			backoff = time.Minute
+			backoff = firstBackoff
 			jitter := time.Duration(rand.Int64N(int64(l.Refresh)/5+1)) - l.Refresh/10
 			next = l.Refresh + jitter
 		} else {
@@ -243,7 +281,7 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 		l.mu.Unlock()
 		return false
 	}
-	rc, nv, err := open(ctx, l.URL, l.File, v)
+	rc, nv, err := open(ctx, &l.List, m.cfg.Transport, v)
 	if errors.Is(err, errNotModified) {
 		l.mu.Lock()
 		l.st.LastSuccess, l.st.LastError, l.st.LastResult = now, "", "not modified"
@@ -253,16 +291,16 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 	if err != nil {
 		return fail(fmt.Errorf("fetch: %w", err))
 	}
-	p, err := Parse(rc, l.Format, m.cfg.Protect())
+	p, err := Parse(rc, l.Format, m.protected())
 	rc.Close()
 	if err != nil {
 		return fail(err)
 	}
 	switch prevEntries := entriesOf(prev); {
-	case p.Entries == 0:
-		return fail(fmt.Errorf("empty: %d lines, none usable", p.Lines))
 	case p.Rejected*2 > p.Lines:
 		return fail(fmt.Errorf("garbage: %d of %d lines unreadable (e.g. %q)", p.Rejected, p.Lines, first(p.Samples)))
+	case p.Entries == 0:
+		return fail(fmt.Errorf("empty: %d lines, none usable", p.Lines))
 	case prevEntries > 0 && float64(p.Entries) < l.MinRatio*float64(prevEntries):
 		return fail(fmt.Errorf("shrunk from %d to %d entries, below min_ratio %.2f", prevEntries, p.Entries, l.MinRatio))
 	}
@@ -335,6 +373,11 @@ func (m *Manager) applyVia(via string, replace bool) error {
 		l.mu.Unlock()
 	}
 	u.v4, u.v6 = iprange.Merge4(u.v4), iprange.Merge6(u.v6)
+	// What is protected may have grown since a copy was parsed (a new LAN,
+	// another WAN address): nothing protected is ever applied.
+	prot := m.protect.Load()
+	u.v4 = slices.DeleteFunc(u.v4, func(r iprange.R4) bool { return iprange.Overlaps4(r, prot.V4) })
+	u.v6 = slices.DeleteFunc(u.v6, func(r iprange.R6) bool { return iprange.Overlaps6(r, prot.V6) })
 	sets := setsOf[via]
 	old := m.applied[via]
 	var err error
@@ -418,7 +461,7 @@ func (m *Manager) Observe(path string, names []string, addrs []netip.Addr, ttl t
 	if hit == nil {
 		return
 	}
-	p := m.cfg.Protect()
+	p := m.protect.Load()
 	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool {
 		if a.Is4() {
 			v := iprange.V4(a)

@@ -215,6 +215,9 @@ type Blocklist struct {
 	// DomainTTLFloor is the minimum lifetime of an address learnt from a
 	// domain list through the resolver.
 	DomainTTLFloor time.Duration
+	// Timeout bounds one download attempt; MaxSize caps its body.
+	Timeout time.Duration
+	MaxSize int64
 }
 
 // Firewall configures nftables hardening and port forwards.

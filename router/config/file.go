@@ -131,6 +131,8 @@ type fileBlocklist struct {
 	Via            string   `toml:"via"`
 	MinRatio       *float64 `toml:"min_ratio"`
 	DomainTTLFloor string   `toml:"domain_ttl_floor"`
+	Timeout        string   `toml:"timeout"`
+	MaxSize        string   `toml:"max_size"`
 }
 
 type fileFirewall struct {

@@ -577,7 +577,8 @@ func (v *validator) routing(f *fileRouting) {
 }
 
 func (v *validator) blocklist(path string, f *fileBlocklist) {
-	b := Blocklist{Name: f.Name, URL: f.URL, File: f.File, MinRatio: 0.5, DomainTTLFloor: time.Hour}
+	b := Blocklist{Name: f.Name, URL: f.URL, File: f.File, MinRatio: 0.5, DomainTTLFloor: time.Hour,
+		Timeout: 2 * time.Minute, MaxSize: 256 << 20}
 	if f.Name == "" {
 		v.p.errf(path+".name", "required")
 	} else if !validSetName(f.Name) {
@@ -620,6 +621,17 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 	}
 	if f.DomainTTLFloor != "" {
 		b.DomainTTLFloor = v.duration(path+".domain_ttl_floor", f.DomainTTLFloor)
+	}
+	if f.Timeout != "" {
+		b.Timeout = v.duration(path+".timeout", f.Timeout)
+	}
+	if f.MaxSize != "" {
+		n, err := parseSize(f.MaxSize)
+		if err != nil || n < 1<<10 {
+			v.p.errf(path+".max_size", "%q is not a size of at least 1KiB (e.g. \"64MiB\")", f.MaxSize)
+		} else {
+			b.MaxSize = n
+		}
 	}
 	v.c.Blocklists = append(v.c.Blocklists, b)
 }
@@ -1108,4 +1120,23 @@ func quoteList(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// parseSize reads "512KiB", "64MiB", "1GiB" or a plain number of bytes.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
 }

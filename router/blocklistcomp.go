@@ -1,0 +1,210 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/router/blocklist"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+)
+
+// blocklistComp keeps the blocklists applied. It runs even with no list
+// configured, so that removing the last list from the config empties the
+// sets instead of leaving them forcing.
+type blocklistComp struct {
+	cfg *config.Config
+	m   *blocklist.Manager
+	// endpoints are the tunnel's resolved endpoint addresses (nil without
+	// a tunnel).
+	endpoints func() []netip.Addr
+
+	mu      sync.Mutex
+	wanAddr netip.Addr
+}
+
+func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, log *slog.Logger) *blocklistComp {
+	c := &blocklistComp{cfg: cfg, endpoints: endpoints}
+	var lans []string
+	for _, l := range cfg.LAN {
+		lans = append(lans, l.Name)
+	}
+	bc := blocklist.Config{
+		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: lans, Mask: MarkMask,
+		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, Protect: c.protected,
+		Transport: selfResolvingTransport(), Log: log,
+	}
+	for _, b := range cfg.Blocklists {
+		bc.Lists = append(bc.Lists, blocklist.List{Name: b.Name, URL: b.URL, File: b.File, Format: b.Format, Via: b.Via,
+			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize})
+	}
+	c.m = blocklist.New(bc)
+	return c
+}
+
+// selfResolvingTransport fetches lists with names resolved by routerd's
+// own resolver on loopback: the host's resolv.conf may point nowhere (a
+// fresh image) or at the router itself anyway. Downloads take the router's
+// path (routing.router), like all of its own traffic.
+func selfResolvingTransport() http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, Resolver: &net.Resolver{PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, "127.0.0.1:53")
+		}}}
+	tr.DialContext = d.DialContext
+	return tr
+}
+
+// protected is what no list may capture: the router's own networks (LANs,
+// transit, the tunnel's addresses), the tunnel's endpoints (a list must
+// never route the tunnel into itself), the WAN address and the bogons.
+func (c *blocklistComp) protected() *blocklist.Protected {
+	ps := append([]netip.Prefix(nil), blocklist.Bogons...)
+	ps = append(ps, c.cfg.Netns.Transit4.Masked(), c.cfg.Netns.Transit6.Masked())
+	for _, l := range c.cfg.LAN {
+		for _, a := range l.Addresses {
+			ps = append(ps, a.Masked())
+		}
+	}
+	if c.cfg.WAN.Address.IsValid() {
+		ps = append(ps, c.cfg.WAN.Address.Masked())
+	}
+	var eps []netip.Addr
+	if v := c.cfg.VPN; v != nil {
+		for _, a := range v.Addresses {
+			ps = append(ps, a.Masked())
+		}
+		for _, p := range v.Peers {
+			if ap, err := netip.ParseAddrPort(p.Endpoint); err == nil {
+				eps = append(eps, ap.Addr())
+			}
+		}
+	}
+	if c.endpoints != nil {
+		eps = append(eps, c.endpoints()...)
+	}
+	c.mu.Lock()
+	if c.wanAddr.IsValid() {
+		eps = append(eps, c.wanAddr)
+	}
+	c.mu.Unlock()
+	for _, a := range eps {
+		a = a.Unmap()
+		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return blocklist.NewProtected(ps...)
+}
+
+// wanLease remembers the WAN address (protected) and, when the WAN comes
+// up, retries the lists that could not be fetched without it.
+func (c *blocklistComp) wanLease(l *dhcp.WANLease) {
+	c.mu.Lock()
+	c.wanAddr = netip.Addr{}
+	if l != nil {
+		c.wanAddr = l.Address.Addr()
+	}
+	c.mu.Unlock()
+	if l != nil {
+		c.m.Retry()
+	}
+}
+
+// observe is the resolver's hook for domain lists.
+func (c *blocklistComp) observe(path string, names []string, addrs []netip.Addr, ttl time.Duration) {
+	c.m.Observe(path, names, addrs, ttl)
+}
+
+func (c *blocklistComp) Name() string                    { return "blocklist" }
+func (c *blocklistComp) Start(ctx context.Context) error { return c.m.Start(ctx) }
+func (c *blocklistComp) Stop(ctx context.Context) error  { c.m.Stop(); return nil }
+
+// Teardown removes the lists' table; the last good copies stay in
+// state_dir, as data.
+func (c *blocklistComp) Teardown(ctx context.Context) error { return blocklist.Teardown("") }
+
+// BlocklistsStatus is the blocklists section.
+type BlocklistsStatus struct {
+	Lists []blocklist.Status `json:"lists"`
+}
+
+// WriteText renders the lists as a table.
+func (bs *BlocklistsStatus) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeBlocklists(tw, bs.Lists)
+	return tw.Flush()
+}
+
+func (c *blocklistComp) fillStatus(st *Status) {
+	if len(c.cfg.Blocklists) == 0 {
+		return
+	}
+	st.Blocklists = &BlocklistsStatus{Lists: c.m.Status()}
+}
+
+// refreshHandler serves routerctl blocklist refresh [NAME]: it refreshes
+// and answers with the lists' status afterwards.
+func (c *blocklistComp) refreshHandler(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+	defer cancel()
+	out, err := c.m.RefreshNow(ctx, r.URL.Query().Get("name"))
+	if err != nil {
+		control.WriteError(w, http.StatusNotFound, err)
+		return
+	}
+	control.WriteJSON(w, BlocklistsStatus{Lists: out})
+}
+
+func init() { sectionRenderers = append(sectionRenderers, renderBlocklists) }
+
+func renderBlocklists(st *Status, w io.Writer) {
+	if st.Blocklists == nil {
+		return
+	}
+	section(w, "Blocklists")
+	writeBlocklists(w, st.Blocklists.Lists)
+}
+
+// writeBlocklists prints a table of lists and, under it, why any list is
+// not fresh and samples of what was rejected or refused.
+func writeBlocklists(w io.Writer, lists []blocklist.Status) {
+	fmt.Fprintln(w, "NAME\tVIA\tFORMAT\tV4\tV6\tDOMAINS\tLINES\tREJECTED\tREFUSED\tLAST SUCCESS\tNEXT RUN\tRESULT")
+	for _, l := range lists {
+		next := "-"
+		if !l.NextRun.IsZero() {
+			next = "in " + time.Until(l.NextRun).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", l.Name, l.Via, l.Format, l.Prefixes4, l.Prefixes6,
+			l.Domains, l.Lines, l.Rejected, l.Refused, ago(l.LastSuccess), next, or(l.LastResult, "-"))
+	}
+	for _, l := range lists {
+		if l.LastError != "" {
+			fmt.Fprintf(w, "  %s: last error: %s\n", l.Name, l.LastError)
+		}
+		if len(l.Samples) > 0 {
+			fmt.Fprintf(w, "  %s: rejected, e.g.: %s\n", l.Name, strings.Join(l.Samples, " | "))
+		}
+		if len(l.RefusedSamples) > 0 {
+			fmt.Fprintf(w, "  %s: refused (would capture the router's own networks), e.g.: %s\n", l.Name, strings.Join(l.RefusedSamples, " | "))
+		}
+	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
