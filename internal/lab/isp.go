@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/routerd/routerd/netns"
@@ -252,5 +253,77 @@ func veth(l *Lab, near *NS, nearName string, far *NS, farName, farMAC string) {
 	// bringing it up is routerd's job, not ours.
 	if out, err := far.Run("ip", "link", "set", "dev", farName, "up"); err != nil && !strings.Contains(out, "Cannot find device") {
 		l.T.Fatalf("lab: %v", err)
+	}
+}
+
+// ListsPort is where the ISP serves blocklists over HTTP, on every ISP
+// address (the echo service has the usual ports).
+const ListsPort = 8081
+
+// ListServer serves blocklists from the isp namespace, as a list provider
+// does. Tests change a list, or make the server fail, between refreshes.
+type ListServer struct {
+	mu       sync.Mutex
+	files    map[string]string
+	failWith int // an HTTP status to answer everything with; 0: serve
+	hits     int
+}
+
+// ServeLists starts the list server.
+func (isp *ISP) ServeLists() *ListServer {
+	ls := &ListServer{files: map[string]string{}}
+	var ln net.Listener
+	err := netns.Do(isp.NS.Name, func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", ListsPort))
+		return err
+	})
+	if err != nil {
+		isp.lab.T.Fatalf("lab: list server: %v", err)
+	}
+	srv := &http.Server{Handler: ls, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	isp.lab.OnCleanup(func() { srv.Close() })
+	return ls
+}
+
+// ListURL is the address of a list on the ISP's list server.
+func ListURL(name string) string {
+	return fmt.Sprintf("http://%s:%d/%s", Echo4, ListsPort, name)
+}
+
+// Set makes name serve content.
+func (ls *ListServer) Set(name, content string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.files[name] = content
+}
+
+// Fail makes every request answer status (0 serves again).
+func (ls *ListServer) Fail(status int) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.failWith = status
+}
+
+// Hits is how many requests the server answered.
+func (ls *ListServer) Hits() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.hits
+}
+
+func (ls *ListServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ls.mu.Lock()
+	ls.hits++
+	fail := ls.failWith
+	content, ok := ls.files[strings.TrimPrefix(r.URL.Path, "/")]
+	ls.mu.Unlock()
+	switch {
+	case fail != 0:
+		w.WriteHeader(fail)
+	case !ok:
+		http.NotFound(w, r)
+	default:
+		fmt.Fprint(w, content)
 	}
 }
