@@ -70,8 +70,14 @@ via = "vpn"
 
 [[routing.policy]]
 name = "tv-direct"
-sources = ["192.168.11.60", "fd00:11::3c"]
+sources = ["192.168.11.60", "02:42:ac:01:01:02"]  # by address, and by MAC for its SLAAC addresses
 via = "wan"
+
+# Served by the lab's ISP: the registry lists 192.0.2.20 and blocked.example.
+[[blocklist]]
+name = "rkn"
+url = "http://192.0.2.10:8081/rkn.csv"
+via = "vpn"
 `
 
 func demo(t *runner) {
@@ -84,6 +90,10 @@ func demo(t *runner) {
 	laptop, tv := lan.AddClient(), lan.AddClient()
 	laptop.SetStatic(50)
 	tv.SetStatic(60)
+	lists := isp.ServeLists()
+	lists.Set("rkn.csv", "Updated: 2026-11-22 08:00:00 +0000\n"+
+		lab.EchoAlt4[0].String()+";;;Court;1-2026;2026-01-01\n"+
+		";*.blocked.example;https://www.blocked.example/;Court;2-2026;2026-01-02\n")
 	cfg := r.Config(lab.ConfigOptions{VPN: vp, Default: "vpn", WANIPv6: "slaac", NoDHCP: true, Extra: demoPolicy})
 	step("routerd config (%s)", r.WriteConfig(cfg))
 	fmt.Print(cfg)
@@ -123,16 +133,40 @@ func demo(t *runner) {
 		}
 	}
 
+	step("routerctl blocklist refresh (waits for the download)")
+	out, err := rd.Ctl("blocklist", "refresh")
+	fmt.Print(out, errOr(err, ""), "\n")
+	step("blocklist rkn (via vpn) wins over the tv's policy: a listed address, and a listed domain once resolved")
+	for _, dst := range []struct {
+		what string
+		name string
+		addr netip.Addr
+	}{{"listed address", "", lab.EchoAlt4[0]}, {"listed domain", "cdn.blocked.example", lab.EchoAlt4[2]}, {"unlisted", "", lab.EchoAlt4[1]}} {
+		if dst.name != "" {
+			out, err := tv.Dig(lan.Router4().Addr(), "+short", dst.name, "A")
+			fmt.Printf("    tv resolves %s: %s %v\n", dst.name, strings.Join(strings.Fields(out), " "), errOr(err, ""))
+		}
+		seen := "FAILED"
+		if err := lab.Poll(15*time.Second, func() (err error) { seen, err = tv.Echo(dst.addr, 80); return err }); err != nil {
+			seen = "FAILED: " + err.Error()
+		}
+		path := "WAN"
+		if seen == lab.VPNPublic4.Addr().String() {
+			path = "VPN"
+		}
+		fmt.Printf("    tv     -> %-22s seen as %-30s => via %s (%s)\n", netip.AddrPortFrom(dst.addr, 80), seen, path, dst.what)
+	}
+
 	step("kill switch: the VPN provider goes down; the laptop gets nothing, the tv is unaffected")
 	vp.Stop()
-	_, err := laptop.Echo(lab.Echo4, 80)
+	_, err = laptop.Echo(lab.Echo4, 80)
 	fmt.Printf("    laptop -> %s: %v\n", lab.Echo4, errOr(err, "reached it (leak!)"))
 	seen, err := tv.Echo(lab.Echo4, 80)
 	fmt.Printf("    tv     -> %s: seen as %s %v\n", lab.Echo4, seen, errOr(err, ""))
 	vp.Start()
 	fmt.Println("    (provider back up)")
 
-	out, _ := rd.Ctl("status")
+	out, _ = rd.Ctl("status")
 	step("routerctl status")
 	fmt.Print(out)
 	keep(l)
