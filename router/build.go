@@ -41,7 +41,11 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	res := newDNSComp(cfg, lan.macOf, bl.observe, log.With("component", "dns"))
 	lan.OnLease(res.lease)
 	wan.OnLease(res.wanLease)
-	return append(comps, bl, wan, lan, res)
+	comps = append(comps, bl, wan, lan, res)
+	if cfg.Status.Metrics != "" {
+		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
+	}
+	return comps
 }
 
 // registerHandlers adds the control requests of each capability.

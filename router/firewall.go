@@ -70,6 +70,10 @@ func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 		Mask: MarkMask, MarkWAN: MarkWAN, MarkVPN: MarkVPN, Default: MarkFor(cfg.Routing.Default),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds,
 	}
+	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
+	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {
+		m.LANInput = append(m.LANInput, rules.Port{Proto: "tcp", From: ap.Port(), To: ap.Port()})
+	}
 	for _, p := range cfg.Routing.Policies {
 		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: MarkFor(p.Via)}
 		for _, s := range p.SourceAddrs {

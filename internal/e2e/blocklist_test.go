@@ -92,7 +92,7 @@ url = %q
 format = "domains"
 via = "vpn"
 `, lab.ListURL("rkn.csv"), lab.ListURL("direct.txt"), lab.ListURL("names.txt"))
-	a := newAppliance(t, lab.ConfigOptions{NoDHCP: true, Default: "wan"}, extra, setup)
+	a := newAppliance(t, lab.ConfigOptions{NoDHCP: true, Default: "wan", Metrics: "192.168.11.1:9100"}, extra, setup)
 	wan, vpn := a.wan.String(), lab.VPNPublic4.Addr().String()
 	a.l.Eventually(30*time.Second, "every list downloaded", func() error {
 		for _, n := range []string{"rkn", "direct", "names"} {
@@ -138,6 +138,33 @@ via = "vpn"
 			t.Errorf("status text lacks %q:\n%s", want, text.String())
 		}
 	}
+
+	t.Run("metrics", func(t *testing.T) {
+		out, err := wanClient.NS.Run("curl", "-sS", "--max-time", "5", "http://192.168.11.1:9100/metrics")
+		if err != nil {
+			t.Fatalf("scrape from the LAN: %v\n%s", err, out)
+		}
+		for _, want := range []string{
+			"# TYPE routerd_component_up gauge\nrouterd_component_up{component=\"netns\"} 1\n",
+			`routerd_blocklist_prefixes{list="rkn",family="v4"} 2`,
+			`routerd_nft_packets_total{table="lists",counter="forced_vpn"}`,
+			`routerd_vpn_up 1`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("metrics lack %q:\n%s", want, out)
+			}
+		}
+		// Every family is one group: no TYPE line twice.
+		seen := map[string]bool{}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "# TYPE ") {
+				if seen[line] {
+					t.Errorf("family split: %s", line)
+				}
+				seen[line] = true
+			}
+		}
+	})
 
 	t.Run("refresh switches paths", func(t *testing.T) {
 		ls.Set("rkn.csv", rknCSV(append(filler(2000, 0), other.String())...))

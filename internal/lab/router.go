@@ -110,6 +110,7 @@ type ConfigOptions struct {
 	LeaseTime      string
 	PrivateKeyFile string
 	Pool4          [2]int // first and last host of the DHCPv4 pool; default 100-199
+	Metrics        string // status.metrics
 }
 
 // Config returns a routerd config for this topology: namespaces named with
@@ -167,6 +168,9 @@ func (r *Router) Config(o ConfigOptions) string {
 	}
 	fmt.Fprintf(&b, "\n[routing]\ndefault = %q\nrouter = %q\n", def, or(o.Router, "wan"))
 	fmt.Fprintf(&b, "\n[status]\nsocket = %q\n", r.Sock)
+	if o.Metrics != "" {
+		fmt.Fprintf(&b, "metrics = %q\n", o.Metrics)
+	}
 	if o.Extra != "" {
 		b.WriteString("\n" + o.Extra + "\n")
 	}

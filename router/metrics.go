@@ -1,0 +1,213 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// metricsComp serves the status model as Prometheus text metrics on
+// status.metrics. It is a component so a reload that changes the address
+// moves it.
+type metricsComp struct {
+	addr   string
+	status func() *Status
+	srv    *http.Server
+}
+
+func newMetricsComp(addr string, status func() *Status) *metricsComp {
+	return &metricsComp{addr: addr, status: status}
+}
+
+func (c *metricsComp) Name() string { return "metrics" }
+
+func (c *metricsComp) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen for metrics on %s: %w", c.addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		c.status().WriteMetrics(w)
+	})
+	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go c.srv.Serve(ln)
+	return nil
+}
+
+// Stop closes at once: a scrape in flight may be waiting for the status
+// lock that a reload holds while it stops the components.
+func (c *metricsComp) Stop(ctx context.Context) error {
+	if c.srv == nil {
+		return nil
+	}
+	if err := c.srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// metricWriter gathers samples by family and writes each family as one
+// group, HELP and TYPE first, as the exposition format requires.
+type metricWriter struct {
+	order    []string
+	families map[string]*family
+}
+
+type family struct {
+	typ, help string
+	samples   []string
+}
+
+func (m *metricWriter) emit(name, typ, help string, value float64, labels ...string) {
+	name = "routerd_" + name
+	f := m.families[name]
+	if f == nil {
+		f = &family{typ: typ, help: help}
+		m.families[name] = f
+		m.order = append(m.order, name)
+	}
+	var lb strings.Builder
+	for i := 0; i+1 < len(labels); i += 2 {
+		if lb.Len() > 0 {
+			lb.WriteByte(',')
+		}
+		fmt.Fprintf(&lb, "%s=%q", labels[i], labels[i+1])
+	}
+	if lb.Len() > 0 {
+		f.samples = append(f.samples, fmt.Sprintf("%s{%s} %g", name, lb.String(), value))
+	} else {
+		f.samples = append(f.samples, fmt.Sprintf("%s %g", name, value))
+	}
+}
+
+func (m *metricWriter) flush(w io.Writer) {
+	for _, name := range m.order {
+		f := m.families[name]
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, f.help, name, f.typ)
+		for _, s := range f.samples {
+			fmt.Fprintln(w, s)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// WriteMetrics renders the status as Prometheus text exposition: every
+// counter routerctl status shows, as numbers with labels.
+func (st *Status) WriteMetrics(w io.Writer) {
+	m := &metricWriter{families: map[string]*family{}}
+	defer m.flush(w)
+	m.emit("uptime_seconds", "gauge", "Seconds since routerd started.", st.Uptime)
+	for _, c := range st.Components {
+		m.emit("component_up", "gauge", "1 when the component is running.", b2f(c.State == StateRunning), "component", c.Name)
+	}
+	if st.NICs != nil {
+		for _, n := range st.NICs.NICs {
+			m.emit("nic_up", "gauge", "1 when the NIC is up with carrier.", b2f(n.State == "up"), "nic", n.Name)
+			for _, v := range []struct {
+				name string
+				val  uint64
+			}{{"rx_bytes", n.RxBytes}, {"tx_bytes", n.TxBytes}, {"rx_packets", n.RxPackets}, {"tx_packets", n.TxPackets},
+				{"rx_errors", n.RxErrors}, {"tx_errors", n.TxErrors}, {"rx_dropped", n.RxDropped}, {"tx_dropped", n.TxDropped}} {
+				m.emit("nic_"+v.name+"_total", "counter", "NIC "+strings.ReplaceAll(v.name, "_", " ")+".", float64(v.val), "nic", n.Name)
+			}
+			m.emit("nic_readopted_total", "counter", "Times the NIC came back after going away.", float64(n.Readopted), "nic", n.Name)
+		}
+	}
+	if st.WAN != nil && st.WAN.DHCP != nil {
+		m.emit("wan_dhcp_bound", "gauge", "1 while the WAN holds a DHCPv4 lease.", b2f(st.WAN.DHCP.State == "bound"))
+		if !st.WAN.DHCP.Expires.IsZero() {
+			m.emit("wan_dhcp_lease_expiry_seconds", "gauge", "Seconds until the WAN lease runs out.", time.Until(st.WAN.DHCP.Expires).Seconds())
+		}
+	}
+	if v := st.VPN; v != nil {
+		m.emit("vpn_up", "gauge", "1 when the tunnel had a handshake in the last 3 minutes.", b2f(v.Up))
+		for _, p := range v.Peers {
+			m.emit("vpn_rx_bytes_total", "counter", "Bytes received from the peer.", float64(p.RxBytes), "peer", p.PublicKey)
+			m.emit("vpn_tx_bytes_total", "counter", "Bytes sent to the peer.", float64(p.TxBytes), "peer", p.PublicKey)
+			if !p.LastHandshake.IsZero() {
+				m.emit("vpn_last_handshake_seconds", "gauge", "Seconds since the last handshake.", time.Since(p.LastHandshake).Seconds(), "peer", p.PublicKey)
+			}
+		}
+	}
+	if f := st.Firewall; f != nil {
+		tables := make([]string, 0, len(f.Counters))
+		for t := range f.Counters {
+			tables = append(tables, t)
+		}
+		sort.Strings(tables)
+		for _, t := range tables {
+			for _, c := range f.Counters[t] {
+				m.emit("nft_packets_total", "counter", "Packets counted by routerd's nftables counters.", float64(c.Packets), "table", t, "counter", c.Name)
+			}
+		}
+	}
+	if l := st.LAN; l != nil {
+		byIface := map[[2]string]int{}
+		for _, lv := range l.Leases {
+			byIface[[2]string{lv.Interface, lv.Family}]++
+		}
+		keys := make([][2]string, 0, len(byIface))
+		for k := range byIface {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+		for _, k := range keys {
+			m.emit("dhcp_leases", "gauge", "Active LAN leases.", float64(byIface[k]), "iface", k[0], "family", k[1])
+		}
+		services := make([]string, 0, len(l.Stats))
+		for s := range l.Stats {
+			services = append(services, s)
+		}
+		sort.Strings(services)
+		for _, s := range services {
+			names := make([]string, 0, len(l.Stats[s]))
+			for n := range l.Stats[s] {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				m.emit("lan_messages_total", "counter", "LAN service messages by kind (DHCP, DHCPv6, RA).", float64(l.Stats[s][n]), "service", s, "kind", n)
+			}
+		}
+	}
+	if d := st.DNS; d != nil {
+		for _, v := range []struct {
+			kind string
+			n    uint64
+		}{{"all", d.Queries}, {"local", d.Local}, {"cache_hit", d.CacheHits}, {"forwarded", d.Forwarded}, {"mdns", d.MDNSQueries},
+			{"refused", d.Refused}, {"formerr", d.FormErr}, {"servfail", d.ServFail}} {
+			m.emit("dns_queries_total", "counter", "DNS queries by how they were answered.", float64(v.n), "kind", v.kind)
+		}
+		m.emit("dns_cache_entries", "gauge", "Answers in the DNS cache.", float64(d.CacheSize))
+		for _, u := range d.Upstreams {
+			m.emit("dns_upstream_healthy", "gauge", "1 when the upstream answers.", b2f(u.Healthy), "upstream", u.Address)
+			m.emit("dns_upstream_latency_seconds", "gauge", "Smoothed upstream latency.", u.LatencyMS/1000, "upstream", u.Address)
+		}
+	}
+	if b := st.Blocklists; b != nil {
+		for _, l := range b.Lists {
+			m.emit("blocklist_prefixes", "gauge", "Merged prefixes in force per list.", float64(l.Prefixes4), "list", l.Name, "family", "v4")
+			m.emit("blocklist_prefixes", "gauge", "Merged prefixes in force per list.", float64(l.Prefixes6), "list", l.Name, "family", "v6")
+			m.emit("blocklist_domains", "gauge", "Domains in force per list.", float64(l.Domains), "list", l.Name)
+			m.emit("blocklist_rejected_lines", "gauge", "Unreadable lines in the last good copy.", float64(l.Rejected), "list", l.Name)
+			if !l.LastSuccess.IsZero() {
+				m.emit("blocklist_last_success_timestamp_seconds", "gauge", "When the list was last fetched successfully.", float64(l.LastSuccess.Unix()), "list", l.Name)
+			}
+			m.emit("blocklist_failing", "gauge", "1 when the last refresh failed.", b2f(l.LastError != ""), "list", l.Name)
+		}
+	}
+}
