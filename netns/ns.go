@@ -96,10 +96,12 @@ func Delete(name string) error {
 }
 
 // Handle returns a netlink handle for the named namespace ("" is the
-// namespace routerd runs in).
+// namespace routerd runs in). It speaks rtnetlink only: asking for every
+// family fails the whole handle on a kernel without xfrm_user (the
+// image's), and routerd needs no other.
 func Handle(name string) (*netlink.Handle, error) {
 	if name == "" {
-		h, err := netlink.NewHandle()
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("netlink handle: %w", err)
 		}
@@ -110,7 +112,7 @@ func Handle(name string) (*netlink.Handle, error) {
 		return nil, fmt.Errorf("open netns %s: %w", name, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in netns %s: %w", name, err)
 	}

@@ -2,9 +2,13 @@ package router
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"syscall"
 
+	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
 )
@@ -58,6 +62,8 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		}
 		control.WriteJSON(w, LeasesStatus{})
 	})
+	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
+	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
 	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {
 		if bl, ok := s.component("blocklist").(*blocklistComp); ok {
 			bl.refreshHandler(w, r)
@@ -84,4 +90,21 @@ func (s *Supervisor) config() *config.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cfg
+}
+
+// powerHandler asks the image's init (PID 1) to power off or reboot. Only
+// an appliance started by that init may: elsewhere PID 1 is some other
+// init, and routerd is not the machine.
+func powerHandler(sig syscall.Signal) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv(boot.EnvChild) != "1" {
+			control.WriteError(w, http.StatusConflict, errors.New("routerd is not the machine's init here; use the host's own shutdown"))
+			return
+		}
+		if err := syscall.Kill(1, sig); err != nil {
+			control.WriteError(w, http.StatusInternalServerError, fmt.Errorf("signal init: %w", err))
+			return
+		}
+		control.WriteJSON(w, struct{}{})
+	}
 }

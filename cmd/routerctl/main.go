@@ -25,6 +25,7 @@ commands:
                                refresh one blocklist, or all, and show them
   vpn pubkey                   the WireGuard public key to give the VPN provider
   reload                       re-read the config file (like SIGHUP)
+  poweroff | reboot            stop the appliance cleanly and power off or reboot (on the image)
 `
 
 func main() {
@@ -95,6 +96,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, out.PublicKey)
 		return 0
+	case "poweroff", "reboot":
+		if len(rest) != 0 {
+			break
+		}
+		return exit(c.Do(ctx, "POST", "/v1/"+cmd, nil, nil), stderr)
 	case "reload":
 		if len(rest) != 0 {
 			break

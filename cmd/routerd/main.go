@@ -14,10 +14,22 @@ import (
 	"syscall"
 
 	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
 )
 
 func main() {
+	// On the image routerd is /init: PID 1 runs the init mode, which runs
+	// the appliance as its child.
+	if os.Getpid() == 1 || (len(os.Args) > 1 && os.Args[1] == "--init") {
+		self, err := os.Executable()
+		if err != nil {
+			self = "/init"
+		}
+		err = boot.Main(self)
+		fmt.Fprintf(os.Stderr, "routerd: %v\n", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -29,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	teardown := fs.Bool("teardown", false, "remove everything routerd created for this config and exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
+	fs.Bool("init", false, "run as the image's init (PID 1 only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -1,0 +1,195 @@
+// Command mkimage builds routerd's bootable disk image from Debian's own
+// parts, without root, loop devices or any network but the package
+// registries:
+//
+//   - the current linux-image-amd64 kernel, fetched with apt-get download;
+//   - an initramfs (newc cpio, gzip) whose /init is the static routerd
+//     binary (init mode), with the closure of the modules in modules.txt and
+//     the Mozilla CA bundle;
+//   - a unified kernel image (systemd's EFI stub + kernel + initramfs +
+//     command line) as \EFI\BOOT\BOOTX64.EFI on a FAT EFI system partition;
+//   - a FAT partition named "routerd-data" holding routerd.toml and the
+//     state directory, editable from any computer after flashing.
+//
+// Usage: mkimage -routerd bin/routerd [-config routerd.toml] -out routerd.img
+package main
+
+import (
+	"compress/gzip"
+	_ "embed"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// defaultModules is modules.txt: what the image loads at boot.
+//
+//go:embed modules.txt
+var defaultModules string
+
+func main() {
+	if err := build(); err != nil {
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		os.Exit(1)
+	}
+}
+
+const dataREADME = `This is routerd's config and state partition.
+
+routerd.toml   the config (see docs/config.md); edit it here and reboot the router.
+state/         leases, the WireGuard key, last good blocklists, NIC records.
+
+routerd reads /etc/routerd/routerd.toml, which on the image is this
+partition's routerd.toml; relative file names in the config (keys,
+blocklist files) can live here too, as /etc/routerd/NAME.
+`
+
+func build() error {
+	routerd := flag.String("routerd", "bin/routerd", "the static routerd binary (becomes /init)")
+	cfgPath := flag.String("config", "", "routerd.toml to put on the data partition")
+	out := flag.String("out", "images/build/routerd.img", "the disk image to write")
+	cache := flag.String("cache", "images/build/cache", "where downloaded packages are kept")
+	modList := flag.String("modules", "", "file listing the modules the image loads (default: the built-in modules.txt)")
+	cmdline := flag.String("cmdline", "console=tty0 console=ttyS0,115200n8 loglevel=4 panic=10", "kernel command line")
+	dataMiB := flag.Int64("data-size", 32, "size of the data partition in MiB")
+	version := flag.String("version", "dev", "version for the image's os-release")
+	flag.Parse()
+
+	work, err := os.MkdirTemp("", "mkimage-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	kpkg, err := kernelPackage()
+	if err != nil {
+		return err
+	}
+	kroot, err := fetch(*cache, kpkg)
+	if err != nil {
+		return err
+	}
+	kver := strings.TrimPrefix(kpkg, "linux-image-")
+	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kver)
+	caRoot, err := fetch(*cache, "ca-certificates")
+	if err != nil {
+		return err
+	}
+	stubRoot, err := fetch(*cache, "systemd-boot-efi")
+	if err != nil {
+		return err
+	}
+	stub := filepath.Join(stubRoot, "usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+
+	// The initramfs.
+	idx, err := indexModules(filepath.Join(kroot, "lib/modules", kver))
+	if err != nil {
+		return err
+	}
+	list := defaultModules
+	if *modList != "" {
+		b, err := os.ReadFile(*modList)
+		if err != nil {
+			return fmt.Errorf("read module list: %w", err)
+		}
+		list = string(b)
+	}
+	wanted := parseModuleList(list)
+	order, err := idx.closure(wanted)
+	if err != nil {
+		return err
+	}
+	bin, err := os.ReadFile(*routerd)
+	if err != nil {
+		return err
+	}
+	ca, err := caBundle(caRoot)
+	if err != nil {
+		return err
+	}
+	files := []initramfsFile{
+		{"init", 0o755, bin},
+		{"etc/ssl/certs/ca-certificates.crt", 0o644, ca},
+		{"etc/os-release", 0o644, []byte(osRelease(*version, kver))},
+	}
+	var loadList strings.Builder
+	for _, m := range order {
+		data, err := os.ReadFile(idx.path[m])
+		if err != nil {
+			return err
+		}
+		files = append(files, initramfsFile{"lib/modules/" + m + ".ko", 0o644, data})
+		fmt.Fprintf(&loadList, "%s\n", m)
+	}
+	files = append(files, initramfsFile{"lib/modules/routerd.list", 0o644, []byte(loadList.String())})
+	initrd := filepath.Join(work, "initrd.img")
+	f, err := os.Create(initrd)
+	if err != nil {
+		return err
+	}
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
+	err = writeInitramfs(zw, []string{"proc", "sys", "dev", "run", "tmp", "data", "etc", "var/lib"}, files, nil)
+	if err == nil {
+		err = zw.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write initramfs: %w", err)
+	}
+
+	// The unified kernel image on the EFI system partition.
+	osrel, cmd := filepath.Join(work, "os-release"), filepath.Join(work, "cmdline")
+	os.WriteFile(osrel, []byte(osRelease(*version, kver)), 0o644)
+	os.WriteFile(cmd, []byte(*cmdline+"\n"), 0o644)
+	efi := filepath.Join(work, "BOOTX64.EFI")
+	if err := uki(stub, kernel, initrd, osrel, cmd, efi); err != nil {
+		return err
+	}
+	fi, err := os.Stat(efi)
+	if err != nil {
+		return err
+	}
+	// FAT32 needs at least 65525 clusters: 34 MiB of 512-byte ones.
+	espSize := max(roundMiB(fi.Size()+fi.Size()/4), 34<<20)
+	esp := filepath.Join(work, "esp.img")
+	if err := fatImage(esp, "ROUTERD-EFI", espSize, []string{"/EFI", "/EFI/BOOT"}, map[string]string{"/EFI/BOOT/BOOTX64.EFI": efi}); err != nil {
+		return err
+	}
+
+	// The data partition.
+	readme := filepath.Join(work, "README.txt")
+	os.WriteFile(readme, []byte(strings.ReplaceAll(dataREADME, "\n", "\r\n")), 0o644)
+	dataFiles := map[string]string{"/README.txt": readme}
+	if *cfgPath != "" {
+		dataFiles["/routerd.toml"] = *cfgPath
+	}
+	data := filepath.Join(work, "data.img")
+	if err := fatImage(data, "ROUTERD", *dataMiB<<20, []string{"/state"}, dataFiles); err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	if err := gptDisk(*out, []partition{
+		{name: "EFI system partition", typ: "ef00", image: esp, size: espSize},
+		{name: "routerd-data", typ: "0700", image: data, size: *dataMiB << 20},
+	}); err != nil {
+		return err
+	}
+	dfi, _ := os.Stat(*out)
+	ifi, _ := os.Stat(initrd)
+	fmt.Printf("%s: %d MiB (kernel %s, %d modules, initramfs %.1f MiB, UKI %.1f MiB)\n",
+		*out, dfi.Size()>>20, kver, len(order), float64(ifi.Size())/(1<<20), float64(fi.Size())/(1<<20))
+	return nil
+}
+
+func roundMiB(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
+
+func osRelease(version, kver string) string {
+	return fmt.Sprintf("NAME=routerd\nID=routerd\nVERSION_ID=%s\nPRETTY_NAME=\"routerd %s (Linux %s)\"\n", version, version, kver)
+}
