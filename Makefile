@@ -48,6 +48,17 @@ fuzz:
 	  done; \
 	done
 
+# The bootable disk image (see README, "The image"): images/build/routerd.img,
+# with CONFIG (if given) as routerd.toml on its data partition and the
+# contents of the directory DATA (if given) beside it.
+image: build
+	$(GO) run ./images/mkimage -routerd $(BIN)/routerd -version $(VERSION) -out images/build/routerd.img \
+	  -cache images/build/cache $(if $(CONFIG),-config $(CONFIG)) $(if $(DATA),-data-dir $(DATA))
+
+# Boots a freshly built image in qemu (TCG, OVMF) on the lab; part of make test.
+image-test: deps build
+	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -run TestImageBoots -v ./images/
+
 bench: build
 	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -run XXX -bench . -benchtime 1x -timeout 60m ./bench/...
 

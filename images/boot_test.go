@@ -25,9 +25,30 @@ const (
 )
 
 // imageConfig is the appliance's config on the test image: the WAN on
-// DHCP from the lab's ISP, one LAN with DHCP, everything else defaults
-// (state_dir and socket where the image puts them).
-const imageConfig = `hostname = "gw"
+// DHCP from the lab's ISP, one LAN with DHCP, a WireGuard tunnel to the
+// lab's VPN provider that one client (by MAC) takes, everything else
+// defaults (state_dir and socket where the image puts them).
+func imageConfig(vp *lab.VPNProvider, vpnClientMAC string) string {
+	return fmt.Sprintf(imageConfigBase+`
+[vpn]
+interface = "wg0"
+private_key_file = "wg0.key"
+addresses = [%q, %q]
+
+[[vpn.peer]]
+public_key = %q
+endpoint = %q
+allowed_ips = ["0.0.0.0/0", "::/0"]
+persistent_keepalive = "5s"
+
+[[routing.policy]]
+name = "via-tunnel"
+sources = [%q]
+via = "vpn"
+`, lab.VPNClient4, lab.VPNClient6, vp.Key.PublicKey(), vp.Endpoint(), vpnClientMAC)
+}
+
+const imageConfigBase = `hostname = "gw"
 
 [wan]
 name = "wan0"
@@ -46,8 +67,9 @@ range = ["192.168.11.100", "192.168.11.199"]
 default = "wan"
 `
 
-// buildImage runs mkimage with cfg on the data partition.
-func buildImage(t *testing.T, dir, cfg string) string {
+// buildImage runs mkimage with cfg and the files of data (relative path
+// -> content) on the data partition.
+func buildImage(t *testing.T, dir, cfg string, data map[string]string, valid bool) string {
 	t.Helper()
 	bin := os.Getenv("ROUTERD_BIN_DIR")
 	if bin == "" {
@@ -55,12 +77,19 @@ func buildImage(t *testing.T, dir, cfg string) string {
 	}
 	cfgFile := filepath.Join(dir, "routerd.toml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
-	if out, err := exec.Command(filepath.Join(bin, "routerd"), "--config", cfgFile, "--check").CombinedOutput(); err != nil {
-		t.Fatalf("the test config does not check: %v\n%s", err, out)
+	if out, err := exec.Command(filepath.Join(bin, "routerd"), "--config", cfgFile, "--check").CombinedOutput(); (err == nil) != valid {
+		t.Fatalf("routerd --check of the test config: %v (want valid=%v)\n%s", err, valid, out)
+	}
+	dataDir := filepath.Join(dir, "data")
+	os.MkdirAll(dataDir, 0o755)
+	for name, content := range data {
+		os.MkdirAll(filepath.Dir(filepath.Join(dataDir, name)), 0o755)
+		os.WriteFile(filepath.Join(dataDir, name), []byte(content), 0o600)
 	}
 	img := filepath.Join(dir, "routerd.img")
 	start := time.Now()
-	args := []string{"run", "./mkimage", "-routerd", filepath.Join(bin, "routerd"), "-config", cfgFile, "-out", img, "-cache", "build/cache"}
+	args := []string{"run", "./mkimage", "-routerd", filepath.Join(bin, "routerd"), "-config", cfgFile, "-out", img,
+		"-cache", "build/cache", "-data-dir", dataDir}
 	if os.Getenv("IMAGE_DEBUG") != "" {
 		args = append(args, "-cmdline", "console=ttyS0,115200n8 routerd.log_level=debug")
 	}
@@ -109,19 +138,15 @@ func qmp(t *testing.T, sock string, cmds ...string) {
 // reaches the ISP's echo through it, and the ACPI power button powers it
 // off cleanly with its leases saved on the data partition.
 func TestImageBoots(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "sgdisk", "mformat", "mtype", "objcopy", "apt-get", "dpkg-deb", "udhcpc", "curl", "dnsmasq")
-	ovmfCode, ovmfVars := "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	if _, err := os.Stat(ovmfCode); err != nil {
-		lab.Require(t, "OVMF (package ovmf)")
-	}
+	requireQemu(t, "udhcpc", "curl", "dnsmasq")
 	l := lab.New(t)
-	img := buildImage(t, l.Dir, imageConfig)
-	fi, _ := os.Stat(img)
-
 	isp := l.NewISP(lab.ISPOptions{})
+	vp := l.NewVPNProvider(isp)
 	host := l.NewRouter(isp) // the namespace qemu runs in: eth0 on the ISP, eth1 to the LAN switch
 	lan := host.AddLAN()
-	client := lan.AddClient()
+	client, tunnelled := lan.AddClient(), lan.AddClient()
+	img := buildImage(t, l.Dir, imageConfig(vp, tunnelled.MAC), map[string]string{"state/wg0.key": vp.ClientKey.String() + "\n"}, true)
+	fi, _ := os.Stat(img)
 	for _, b := range []struct{ br, tap, nic string }{{"brw", "tapw", "eth0"}, {"brl", "tapl", lan.NIC}} {
 		host.NS.MustRun("ip", "link", "add", "name", b.br, "type", "bridge")
 		host.NS.MustRun("ip", "tuntap", "add", "dev", b.tap, "mode", "tap")
@@ -134,23 +159,15 @@ func TestImageBoots(t *testing.T) {
 	if os.Getenv("IMAGE_DEBUG") != "" {
 		host.NS.Start("tcpdump", "tcpdump", "-n", "-e", "--immediate-mode", "-i", "brw")
 	}
-	vars := filepath.Join(l.Dir, "OVMF_VARS.fd")
-	b, _ := os.ReadFile(ovmfVars)
-	os.WriteFile(vars, b, 0o644)
-	qmpSock := filepath.Join(l.Dir, "qmp.sock")
 	boot := time.Now()
-	vm := host.NS.StartNet("qemu", "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1",
-		"-display", "none", "-monitor", "none", "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode, "-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", "file="+img+",format=raw,if=virtio", "-device", "virtio-rng-pci",
+	vm := startVM(t, l, host.NS, img,
 		"-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no", "-device", "virtio-net-pci,netdev=wan,mac="+vmWANMAC,
-		"-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no", "-device", "virtio-net-pci,netdev=lan,mac="+vmLANMAC,
-		"-qmp", "unix:"+qmpSock+",server=on,wait=off", "-no-reboot")
-	console := func() string { return vm.Log.String() }
+		"-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no", "-device", "virtio-net-pci,netdev=lan,mac="+vmLANMAC)
+	console := vm.console
 
 	var ready time.Duration
 	l.Eventually(180*time.Second, "the ready line on the serial console", func() error {
-		if done, err := vm.Exited(); done {
+		if done, err := vm.proc.Exited(); done {
 			return fmt.Errorf("qemu exited: %v", err)
 		}
 		if !strings.Contains(console(), `msg="routerd ready"`) {
@@ -186,30 +203,125 @@ func TestImageBoots(t *testing.T) {
 	if seen != wan.String() {
 		t.Errorf("the echo saw %s, want the appliance's WAN address %s", seen, wan)
 	}
+	// The tunnelled client: kernel WireGuard inside the VM.
+	if _, err := tunnelled.UDHCPC("phone"); err != nil {
+		t.Fatalf("no lease for the second client: %v", err)
+	}
+	l.Eventually(60*time.Second, "the tunnelled client reaches the echo through the VPN", func() (err error) {
+		seen, err = tunnelled.Echo(lab.Echo4, 80)
+		if err == nil && seen != lab.VPNPublic4.Addr().String() {
+			return fmt.Errorf("seen as %s, want the VPN provider's %s", seen, lab.VPNPublic4.Addr())
+		}
+		return err
+	})
+	if !strings.Contains(console(), `implementation=kernel`) {
+		t.Errorf("the tunnel did not use the image's kernel WireGuard:\n%s", console())
+	}
 	if strings.Contains(console(), `msg="start failed"`) {
 		t.Errorf("a component failed to start on the image:\n%s", console())
 	}
 
-	// The ACPI power button: a clean stop, then poweroff.
-	qmp(t, qmpSock, "system_powerdown")
-	select {
-	case <-vm.Done():
-	case <-time.After(90 * time.Second):
-		t.Fatalf("still running 90s after the power button:\n%s", console())
-	}
-	if _, err := vm.Exited(); err != nil {
-		t.Errorf("qemu: %v", err)
-	}
-	for _, want := range []string{"power button pressed", `msg="routerd stopped"`, "routerd: powering off"} {
-		if !strings.Contains(console(), want) {
-			t.Errorf("console lacks %q:\n%s", want, console())
-		}
-	}
+	vm.powerButton(t)
 	// The lease outlived the poweroff, on the data partition.
 	journal, err := exec.Command("mtype", "-i", img+"@@"+dataOffset(t, img), "::/state/leases/leases.journal").CombinedOutput()
 	if err != nil || !strings.Contains(strings.ToLower(string(journal)), strings.ToLower(client.MAC)) {
 		t.Errorf("the lease journal on the data partition lacks the client %s: %v\n%s", client.MAC, err, journal)
 	}
+}
+
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+func requireQemu(t *testing.T, tools ...string) {
+	t.Helper()
+	lab.Require(t, append([]string{"qemu-system-x86_64", "sgdisk", "mformat", "mtype", "objcopy", "apt-get", "dpkg-deb"}, tools...)...)
+	if _, err := os.Stat(ovmfCode); err != nil {
+		lab.Require(t, "OVMF (package ovmf)")
+	}
+}
+
+// vm is the image booted in qemu: TCG, OVMF, the image as a virtio disk,
+// a virtio RNG, the serial console captured, QMP on a socket.
+type vm struct {
+	proc *lab.Proc
+	qmp  string
+}
+
+func startVM(t *testing.T, l *lab.Lab, ns *lab.NS, img string, extra ...string) *vm {
+	t.Helper()
+	vars := filepath.Join(l.Dir, "OVMF_VARS.fd")
+	b, err := os.ReadFile(ovmfVars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(vars, b, 0o644)
+	v := &vm{qmp: filepath.Join(l.Dir, "qmp.sock")}
+	args := append([]string{"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1",
+		"-display", "none", "-monitor", "none", "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode, "-drive", "if=pflash,format=raw,file=" + vars,
+		"-drive", "file=" + img + ",format=raw,if=virtio", "-device", "virtio-rng-pci",
+		"-qmp", "unix:" + v.qmp + ",server=on,wait=off", "-no-reboot"}, extra...)
+	v.proc = ns.StartNet("qemu", args...)
+	return v
+}
+
+func (v *vm) console() string { return v.proc.Log.String() }
+
+// showConsole logs the serial console in verbose runs (make image-test):
+// the boot is worth seeing.
+func (v *vm) showConsole(t *testing.T) {
+	if testing.Verbose() {
+		t.Logf("serial console:\n%s", v.console())
+	}
+}
+
+// powerButton presses the ACPI power button and expects a clean stop and
+// a poweroff.
+func (v *vm) powerButton(t *testing.T) {
+	t.Helper()
+	defer v.showConsole(t)
+	qmp(t, v.qmp, "system_powerdown")
+	select {
+	case <-v.proc.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatalf("still running 90s after the power button:\n%s", v.console())
+	}
+	if _, err := v.proc.Exited(); err != nil {
+		t.Errorf("qemu: %v", err)
+	}
+	for _, want := range []string{"power button pressed", "routerd: powering off"} {
+		if !strings.Contains(v.console(), want) {
+			t.Errorf("console lacks %q:\n%s", want, v.console())
+		}
+	}
+}
+
+// TestImageBadConfig: an image whose config is wrong says why on the
+// console, keeps init running (no kernel panic, no reboot loop) and still
+// powers off on the button.
+func TestImageBadConfig(t *testing.T) {
+	requireQemu(t)
+	l := lab.New(t)
+	bad := strings.Replace(imageConfigBase, `ipv4 = "dhcp"`, `ipv4 = "dhcp"`+"\nset_mac = \"01:00:5e:00:00:01\"", 1)
+	img := buildImage(t, l.Dir, bad, nil, false)
+	v := startVM(t, l, l.NewNS("vm"), img)
+	l.Eventually(180*time.Second, "the config errors on the console", func() error {
+		if done, err := v.proc.Exited(); done {
+			return fmt.Errorf("qemu exited: %v", err)
+		}
+		for _, want := range []string{"routerd.toml: wan.set_mac", "the config is not usable"} {
+			if !strings.Contains(v.console(), want) {
+				return fmt.Errorf("no %q yet", want)
+			}
+		}
+		return nil
+	})
+	if strings.Contains(v.console(), "appliance started") || strings.Contains(v.console(), "Kernel panic") {
+		t.Errorf("a bad config started the appliance or panicked:\n%s", v.console())
+	}
+	v.powerButton(t)
 }
 
 // dataOffset is the byte offset of partition 2 (routerd-data).

@@ -31,8 +31,9 @@ func uki(stub, kernel, initrd, osrel, cmdline, out string) error {
 const sector = 512
 
 // fatImage makes a FAT filesystem of size bytes in file with mtools (no
-// loop device, no root) and copies files into it: dest path -> source.
-func fatImage(file, label string, size int64, dirs []string, files map[string]string) error {
+// loop device, no root), makes dirs, copies files into it (dest path ->
+// source) and then the trees: directories whose contents go to the root.
+func fatImage(file, label string, size int64, dirs []string, files map[string]string, trees ...string) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return err
@@ -54,6 +55,19 @@ func fatImage(file, label string, size int64, dirs []string, files map[string]st
 	for dest, src := range files {
 		if _, err := run("", env, "mcopy", "-i", file, src, "::"+dest); err != nil {
 			return err
+		}
+	}
+	for _, tree := range trees {
+		entries, err := os.ReadDir(tree)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			// -s: recursively; -o: over what is there; -Q: stop at the
+			// first error.
+			if _, err := run("", env, "mcopy", "-s", "-o", "-Q", "-i", file, filepath.Join(tree, e.Name()), "::/"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -49,6 +49,7 @@ blocklist files) can live here too, as /etc/routerd/NAME.
 func build() error {
 	routerd := flag.String("routerd", "bin/routerd", "the static routerd binary (becomes /init)")
 	cfgPath := flag.String("config", "", "routerd.toml to put on the data partition")
+	dataDir := flag.String("data-dir", "", "a directory whose contents go onto the data partition too (keys, blocklist files, state/)")
 	out := flag.String("out", "images/build/routerd.img", "the disk image to write")
 	cache := flag.String("cache", "images/build/cache", "where downloaded packages are kept")
 	modList := flag.String("modules", "", "file listing the modules the image loads (default: the built-in modules.txt)")
@@ -168,7 +169,15 @@ func build() error {
 		dataFiles["/routerd.toml"] = *cfgPath
 	}
 	data := filepath.Join(work, "data.img")
-	if err := fatImage(data, "ROUTERD", *dataMiB<<20, []string{"/state"}, dataFiles); err != nil {
+	var trees []string
+	dirs := []string{"/state"}
+	if *dataDir != "" {
+		trees = append(trees, *dataDir)
+		if fi, err := os.Stat(filepath.Join(*dataDir, "state")); err == nil && fi.IsDir() {
+			dirs = nil
+		}
+	}
+	if err := fatImage(data, "ROUTERD", *dataMiB<<20, dirs, dataFiles, trees...); err != nil {
 		return err
 	}
 

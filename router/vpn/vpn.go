@@ -124,6 +124,7 @@ func (t *Tunnel) Start(ctx context.Context) error {
 	if err := t.ensureLink(); err != nil {
 		return err
 	}
+	t.cfg.Log.Info("tunnel configured", "iface", t.cfg.Iface, "netns", t.cfg.VPNNS, "implementation", t.impl)
 	ctx, t.cancel = context.WithCancel(ctx)
 	t.done = make(chan struct{})
 	go t.watch(ctx)
