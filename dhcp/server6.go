@@ -43,13 +43,30 @@ type Server6 struct {
 	duid   dhcpv6.DUID
 	offers map[netip.Addr]offer
 	next   netip.Addr
+	scan   int // addresses a search for a free one looks at
 	stats  map[string]int64
 }
 
 // NewServer6 returns a server for cfg.
 func NewServer6(cfg Server6Config, store *Store) *Server6 {
 	return &Server6{cfg: cfg, store: store, reopen: make(chan struct{}, 1), ready: make(chan struct{}), offers: map[netip.Addr]offer{},
-		next: cfg.Start, stats: map[string]int64{}}
+		next: cfg.Start, stats: map[string]int64{}, scan: scanLimit(cfg.Start, cfg.End)}
+}
+
+// maxIAs is how many IA_NAs of one message are served.
+const maxIAs = 8
+
+// scanLimit is how many addresses a search for a free one looks at: the
+// whole range when it is small, 65536 otherwise.
+func scanLimit(start, end netip.Addr) int {
+	a, b := start.As16(), end.As16()
+	for i := 0; i < 14; i++ {
+		if a[i] != b[i] {
+			return 1 << 16
+		}
+	}
+	n := (int(b[14])<<8 | int(b[15])) - (int(a[14])<<8 | int(a[15])) + 1
+	return max(n, 1)
 }
 
 // Reopen makes the server reopen its socket (its interface was replaced).
@@ -250,8 +267,10 @@ func (s *Server6) common(ias []*dhcpv6.OptIANA) []dhcpv6.Modifier {
 	if s.cfg.Domain != "" {
 		mods = append(mods, dhcpv6.WithDomainSearchList(s.cfg.Domain))
 	}
+	// AddOption, not WithOption: WithOption replaces an option of the same
+	// code, and a client asking for two IA_NAs must get both.
 	for _, ia := range ias {
-		mods = append(mods, dhcpv6.WithOption(ia))
+		mods = append(mods, func(d dhcpv6.DHCPv6) { d.AddOption(ia) })
 	}
 	return mods
 }
@@ -265,7 +284,14 @@ func (s *Server6) status(code iana.StatusCode, msg string) dhcpv6.Modifier {
 func (s *Server6) assign(msg *dhcpv6.Message, duid string, now time.Time, commit bool) []*dhcpv6.OptIANA {
 	var out []*dhcpv6.OptIANA
 	renew := msg.Type() == dhcpv6.MessageTypeRenew || msg.Type() == dhcpv6.MessageTypeRebind
-	for _, ia := range msg.Options.IANA() {
+	ias := msg.Options.IANA()
+	if len(ias) > maxIAs {
+		// A client has one IA_NA per interface; hundreds in one message
+		// would each cost a pool scan.
+		s.count("drop_extra_ia")
+		ias = ias[:maxIAs]
+	}
+	for _, ia := range ias {
 		iaid := binary.BigEndian.Uint32(ia.IaId[:])
 		key := (&Lease{Iface: s.cfg.Iface, DUID: duid, IAID: iaid}).Key()
 		resp := &dhcpv6.OptIANA{IaId: ia.IaId, T1: s.cfg.LeaseTime / 2, T2: s.cfg.LeaseTime * 4 / 5}
@@ -320,8 +346,9 @@ func (s *Server6) choose(ia *dhcpv6.OptIANA, key string, now time.Time) (netip.A
 	a := s.next
 	s.mu.Unlock()
 	// A range can be huge; a bounded scan from the cursor finds a free
-	// address quickly because leases are few compared to the range.
-	for i := 0; i < 1<<16; i++ {
+	// address quickly because leases are few compared to the range. A
+	// small range is scanned once around, no more.
+	for i := 0; i < s.scan; i++ {
 		if s.free(a, key, now) {
 			s.mu.Lock()
 			s.next = s.advance(a)
