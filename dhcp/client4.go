@@ -346,15 +346,11 @@ func toWANLease(l *nclient4.Lease) (*WANLease, error) {
 }
 
 func (c *Client4) install(wl *WANLease) error {
-	h, err := netns.Handle(c.cfg.NS)
+	h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	link, err := h.LinkByName(c.cfg.Iface)
-	if err != nil {
-		return fmt.Errorf("look up %s: %w", c.cfg.Iface, err)
-	}
 	left := int(time.Until(wl.Expires()).Seconds())
 	if left < 1 {
 		left = 1
@@ -382,14 +378,12 @@ func (c *Client4) install(wl *WANLease) error {
 }
 
 func (c *Client4) uninstall(wl *WANLease) {
-	h, err := netns.Handle(c.cfg.NS)
+	h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface)
 	if err != nil {
 		return
 	}
 	defer h.Close()
-	if link, err := h.LinkByName(c.cfg.Iface); err == nil {
-		h.AddrDel(link, &netlink.Addr{IPNet: ipnet(wl.Address)})
-	}
+	h.AddrDel(link, &netlink.Addr{IPNet: ipnet(wl.Address)})
 	// the default route goes with the address
 }
 
@@ -573,15 +567,11 @@ func prefixOf(n *net.IPNet) netip.Prefix {
 
 // InstallStatic configures a static WAN address and default route.
 func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
-	h, err := netns.Handle(ns)
+	h, link, err := netns.HandleLink(ns, iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	link, err := h.LinkByName(iface)
-	if err != nil {
-		return fmt.Errorf("look up %s: %w", iface, err)
-	}
 	if _, err := netns.SyncAddrs(h, link, []netip.Prefix{addr}, false); err != nil {
 		return err
 	}

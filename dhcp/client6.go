@@ -268,15 +268,11 @@ func (c *Client6) bound(rep *dhcpv6.Message) error {
 }
 
 func (c *Client6) install(l *WANLease6) error {
-	h, err := netns.Handle(c.cfg.NS)
+	h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	link, err := h.LinkByName(c.cfg.Iface)
-	if err != nil {
-		return fmt.Errorf("look up %s: %w", c.cfg.Iface, err)
-	}
 	life := int(l.Valid.Seconds())
 	a := &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, 128)), ValidLft: life, PreferedLft: life, Flags: unix.IFA_F_NODAD}
 	if err := h.AddrReplace(link, a); err != nil {
@@ -292,10 +288,8 @@ func (c *Client6) unbind(why string) {
 	c.mu.Unlock()
 	c.cfg.Log.Warn("WAN DHCPv6 lease lost", "why", why)
 	if l != nil && l.Address.IsValid() {
-		if h, err := netns.Handle(c.cfg.NS); err == nil {
-			if link, err := h.LinkByName(c.cfg.Iface); err == nil {
-				h.AddrDel(link, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, 128))})
-			}
+		if h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface); err == nil {
+			h.AddrDel(link, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, 128))})
 			h.Close()
 		}
 	}

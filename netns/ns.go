@@ -119,6 +119,21 @@ func Handle(name string) (*netlink.Handle, error) {
 	return h, nil
 }
 
+// HandleLink returns a handle for the named namespace and the link name in
+// it. The caller closes the handle.
+func HandleLink(ns, name string) (*netlink.Handle, netlink.Link, error) {
+	h, err := Handle(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	link, err := h.LinkByName(name)
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("look up %s in %s: %w", name, nsName(ns), err)
+	}
+	return h, link, nil
+}
+
 // Open returns a handle (file descriptor) of the named namespace; "" is the
 // current one. The caller closes it.
 func Open(name string) (netns.NsHandle, error) {

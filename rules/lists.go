@@ -42,18 +42,8 @@ func EnsureLists(ns string, l *Lists) error {
 		return err
 	}
 	defer done()
-	existing := map[string]bool{}
-	t := &nftables.Table{Name: ListsTable, Family: nftables.TableFamilyINet}
-	if old, err := c.ListTableOfFamily(ListsTable, nftables.TableFamilyINet); err == nil && old != nil {
-		if objs, err := c.GetObjects(old); err == nil {
-			for _, o := range objs {
-				if co, ok := o.(*nftables.CounterObj); ok {
-					existing[co.Name] = true
-				}
-			}
-		}
-	}
-	t = c.AddTable(t)
+	existing := counterObjs(c, nftables.TableFamilyINet, ListsTable)
+	t := c.AddTable(&nftables.Table{Name: ListsTable, Family: nftables.TableFamilyINet})
 	sets := map[string]*nftables.Set{}
 	for _, s := range []struct {
 		name    string
@@ -78,7 +68,7 @@ func EnsureLists(ns string, l *Lists) error {
 		return err
 	}
 	for _, name := range []string{"forced_vpn", "forced_wan"} {
-		if !existing[name] {
+		if _, ok := existing[name]; !ok {
 			c.AddObj(&nftables.CounterObj{Table: t, Name: name})
 		}
 	}

@@ -78,25 +78,12 @@ func (r *ruleset) set(name string, key nftables.SetDatatype, interval bool, elem
 // replace builds a table with build and swaps it in atomically in namespace
 // ns: create-if-missing, delete, create, fill, all in one batch.
 func replace(ns string, family nftables.TableFamily, name string, build func(r *ruleset)) error {
-	fd, err := netns.Open(ns)
+	c, done, err := openConn(ns)
 	if err != nil {
 		return err
 	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		return fmt.Errorf("nftables in %s: %w", nsLabel(ns), err)
-	}
-	prev := map[string]nftables.CounterObj{}
-	if old, err := c.ListTableOfFamily(name, family); err == nil && old != nil {
-		if objs, err := c.GetObjects(old); err == nil {
-			for _, o := range objs {
-				if co, ok := o.(*nftables.CounterObj); ok {
-					prev[co.Name] = *co
-				}
-			}
-		}
-	}
+	defer done()
+	prev := counterObjs(c, family, name)
 	t := &nftables.Table{Name: name, Family: family}
 	c.AddTable(t)
 	c.DelTable(t)
@@ -116,15 +103,11 @@ func Remove(ns string, family nftables.TableFamily, name string) error {
 	if ns != "" && !netns.Exists(ns) {
 		return nil
 	}
-	fd, err := netns.Open(ns)
+	c, done, err := openConn(ns)
 	if err != nil {
 		return err
 	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		return err
-	}
+	defer done()
 	t := &nftables.Table{Name: name, Family: family}
 	c.AddTable(t)
 	c.DelTable(t)
@@ -143,15 +126,11 @@ type Counter struct {
 
 // Counters reads the named counters of a table, sorted by name.
 func Counters(ns string, family nftables.TableFamily, name string) ([]Counter, error) {
-	fd, err := netns.Open(ns)
+	c, done, err := openConn(ns)
 	if err != nil {
 		return nil, err
 	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	t := &nftables.Table{Name: name, Family: family}
 	objs, err := c.GetObjects(t)
 	if err != nil {
@@ -169,15 +148,11 @@ func Counters(ns string, family nftables.TableFamily, name string) ([]Counter, e
 
 // Exists reports whether a table exists in namespace ns.
 func Exists(ns string, family nftables.TableFamily, name string) bool {
-	fd, err := netns.Open(ns)
+	c, done, err := openConn(ns)
 	if err != nil {
 		return false
 	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		return false
-	}
+	defer done()
 	t, err := c.ListTableOfFamily(name, family)
 	return err == nil && t != nil
 }
@@ -201,6 +176,23 @@ func familyName(f nftables.TableFamily) string {
 		return "ip6"
 	}
 	return fmt.Sprint(f)
+}
+
+// counterObjs returns the named counters of a table as the kernel has
+// them (none if the table is missing), so that a replacement can carry
+// their values over.
+func counterObjs(c *nftables.Conn, family nftables.TableFamily, name string) map[string]nftables.CounterObj {
+	out := map[string]nftables.CounterObj{}
+	if old, err := c.ListTableOfFamily(name, family); err == nil && old != nil {
+		if objs, err := c.GetObjects(old); err == nil {
+			for _, o := range objs {
+				if co, ok := o.(*nftables.CounterObj); ok {
+					out[co.Name] = *co
+				}
+			}
+		}
+	}
+	return out
 }
 
 // openConn returns an nftables connection working in namespace ns. The

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/routerd/routerd/internal/iprange"
 )
 
 // Defaults for keys a config may leave out.
@@ -218,7 +220,7 @@ func (v *validator) dhcp4(path string, f *fileDHCP4, iface netip.Prefix) *DHCP4 
 	subnet := iface.Masked()
 	d.RangeStart, d.RangeEnd = v.addrRange(path+".range", f.Range, iface, fam4)
 	if d.RangeStart.IsValid() && d.RangeEnd.IsValid() {
-		bcast := lastAddr(subnet)
+		bcast := iprange.Last(subnet)
 		if d.RangeStart == subnet.Addr() || d.RangeEnd == bcast ||
 			(d.RangeStart.Less(bcast) && bcast.Less(d.RangeEnd)) {
 			v.p.errf(path+".range", "%s-%s contains the network or broadcast address of %s", d.RangeStart, d.RangeEnd, subnet)
@@ -257,7 +259,7 @@ func (v *validator) dhcp4(path string, f *fileDHCP4, iface netip.Prefix) *DHCP4 
 				v.p.errf(rp+".ip", "%s is outside %s", res.IP, subnet)
 			case res.IP == iface.Addr():
 				v.p.errf(rp+".ip", "%s is the router's own address", res.IP)
-			case res.IP == subnet.Addr() || res.IP == lastAddr(subnet):
+			case res.IP == subnet.Addr() || res.IP == iprange.Last(subnet):
 				v.p.errf(rp+".ip", "%s is the network or broadcast address of %s", res.IP, subnet)
 			}
 			if j, dup := seenIP[res.IP]; dup {
@@ -1096,22 +1098,6 @@ func isZero(m net.HardwareAddr) bool {
 		}
 	}
 	return true
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As16()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	for i := bits; i < 128; i++ {
-		a[i/8] |= 1 << (7 - i%8)
-	}
-	out := netip.AddrFrom16(a)
-	if p.Addr().Is4() {
-		return out.Unmap()
-	}
-	return out
 }
 
 func quoteList(ss []string) string {

@@ -340,15 +340,11 @@ func sameConfig(dev *wgtypes.Device, want *wgtypes.Config) bool {
 // ensureLink gives the interface its MTU, addresses, up state, sysctls and
 // the routes for the peers' allowed IPs, in the vpn namespace.
 func (t *Tunnel) ensureLink() error {
-	h, err := netns.Handle(t.cfg.VPNNS)
+	h, l, err := netns.HandleLink(t.cfg.VPNNS, t.cfg.Iface)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := h.LinkByName(t.cfg.Iface)
-	if err != nil {
-		return fmt.Errorf("look up %s in netns %s: %w", t.cfg.Iface, t.cfg.VPNNS, err)
-	}
 	if t.cfg.MTU != 0 && l.Attrs().MTU != t.cfg.MTU {
 		if err := h.LinkSetMTU(l, t.cfg.MTU); err != nil {
 			return fmt.Errorf("set MTU of %s: %w", t.cfg.Iface, err)
