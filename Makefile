@@ -27,8 +27,12 @@ deps:
 # The whole suite. Integration tests build network-namespace labs and need
 # root; with CI set they fail instead of skipping. Packages run one at a time
 # because the lab's mDNS peer (avahi-daemon) is one per machine.
+# Afterwards, cicheck checks that every program the suite ran comes from a
+# package in .ci/packages, so a fresh machine has it.
 test: deps build lint
-	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./...
+	rm -f $(BIN)/programs.log
+	ROUTERD_PROGRAMS_LOG=$(BIN)/programs.log ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./...
+	$(GO) run ./internal/cicheck -packages .ci/packages $(BIN)/programs.log
 
 # A virtual ISP, VPN provider and LAN clients in namespaces, routerd on them,
 # its status and the path each client takes. Needs root.

@@ -62,7 +62,7 @@ func blocklistChild(mode string) error {
 		return err
 	}
 	res["start_ms"] = ms(time.Since(t0))
-	defer m.Stop()
+	defer m.Stop(ctx)
 	refresh := func(key string) error {
 		t0 := time.Now()
 		sts, err := m.RefreshNow(ctx, "bench")

@@ -149,11 +149,17 @@ func (s *Server4) listen() (net.PacketConn, *packet.Conn, error) {
 // serve reads requests and answers them, several at a time so that lease
 // commits share fsyncs; it returns on ctx's end or a Reopen.
 func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *packet.Conn) {
+	// The watcher must end with serve: left waiting after a read error, it
+	// would swallow the next Reopen meant for the socket Run opens next.
 	stop := make(chan struct{})
+	served := make(chan struct{})
+	defer close(served)
 	go func() {
 		select {
 		case <-ctx.Done():
 		case <-s.reopen:
+		case <-served:
+			return
 		}
 		close(stop)
 		conn.SetReadDeadline(time.Now())

@@ -138,11 +138,17 @@ func (s *Server6) listen() (net.PacketConn, error) {
 }
 
 func (s *Server6) serve(ctx context.Context, conn net.PacketConn) {
+	// The watcher must end with serve: left waiting after a read error, it
+	// would swallow the next Reopen meant for the socket Run opens next.
 	stop := make(chan struct{})
+	served := make(chan struct{})
+	defer close(served)
 	go func() {
 		select {
 		case <-ctx.Done():
 		case <-s.reopen:
+		case <-served:
+			return
 		}
 		close(stop)
 		conn.SetReadDeadline(time.Now())

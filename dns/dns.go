@@ -23,6 +23,7 @@ import (
 
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/vishvananda/netlink"
 )
 
@@ -72,8 +73,7 @@ type Resolver struct {
 	listeners map[netip.Addr]*listener
 	announcer *zeroconf.Server
 	responder *hostResponder
-	cancel    context.CancelFunc
-	done      chan struct{}
+	run       lifecycle.Group
 
 	st stats
 }
@@ -128,15 +128,13 @@ func (r *Resolver) SetISPServers(addrs []netip.Addr) { r.fwd.setISP(addrs) }
 
 // Start opens the listeners and follows address changes until Stop.
 func (r *Resolver) Start(ctx context.Context) error {
-	ctx, r.cancel = context.WithCancel(ctx)
-	r.done = make(chan struct{})
+	ctx = r.run.Start(ctx)
 	updates := make(chan netlink.AddrUpdate, 64)
 	if err := netlink.AddrSubscribeWithOptions(updates, ctx.Done(), netlink.AddrSubscribeOptions{}); err != nil {
 		return fmt.Errorf("subscribe to address changes: %w", err)
 	}
 	err := r.sync()
-	go func() {
-		defer close(r.done)
+	r.run.Go(func(ctx context.Context) {
 		tick := time.NewTicker(30 * time.Second)
 		defer tick.Stop()
 		for {
@@ -162,7 +160,7 @@ func (r *Resolver) Start(ctx context.Context) error {
 				r.cfg.Log.Warn("DNS listeners", "err", err)
 			}
 		}
-	}()
+	})
 	if r.cfg.MDNS && r.cfg.Hostname != "" {
 		if s, err := announce(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.RouterAddrs); err != nil {
 			r.cfg.Log.Warn("announce over mDNS", "err", err)
@@ -182,12 +180,10 @@ func (r *Resolver) Start(ctx context.Context) error {
 	return err
 }
 
-// Stop closes every listener.
-func (r *Resolver) Stop() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
+// Stop closes every listener. It waits for the address watch until ctx
+// ends, and closes the listeners either way.
+func (r *Resolver) Stop(ctx context.Context) error {
+	err := r.run.Stop(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for a, l := range r.listeners {
@@ -203,6 +199,7 @@ func (r *Resolver) Stop() {
 		r.responder = nil
 	}
 	r.fwd.close()
+	return err
 }
 
 // sync makes the listeners match the current addresses of the LAN

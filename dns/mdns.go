@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"syscall"
+
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
-	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -32,8 +33,8 @@ type Manager struct {
 	changes int           // mutations made by the last pass
 	total   int           // mutations made since start
 	wait    time.Duration // how long Start waited for missing NICs
-	stop    context.CancelFunc
-	done    chan struct{}
+
+	run lifecycle.Group
 }
 
 // binding is what a spec is bound to now.
@@ -81,13 +82,11 @@ func (m *Manager) Start(ctx context.Context, wait time.Duration) error {
 	m.mu.Lock()
 	m.wait = wait
 	m.mu.Unlock()
-	ctx, m.stop = context.WithCancel(ctx)
-	m.done = make(chan struct{})
+	ctx = m.run.Start(ctx)
 	if err := m.subscribe(ctx); err != nil {
-		m.stop()
 		return err
 	}
-	go m.loop(ctx)
+	m.run.Go(m.loop)
 
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -115,13 +114,9 @@ func (m *Manager) Start(ctx context.Context, wait time.Duration) error {
 	}
 }
 
-// Stop ends the watch. The NICs stay as they are.
-func (m *Manager) Stop() {
-	if m.stop != nil {
-		m.stop()
-		<-m.done
-	}
-}
+// Stop ends the watch, waiting for it until ctx ends. The NICs stay as
+// they are.
+func (m *Manager) Stop(ctx context.Context) error { return m.run.Stop(ctx) }
 
 func (m *Manager) problemsLocked() (missing []string, failed []error) {
 	for i, s := range m.specs {
@@ -165,11 +160,12 @@ func (m *Manager) subscribe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("subscribe to link events in %s: %w", nsLabel(ns), err)
 		}
-		go func() {
+		// The library closes ch once ctx ends.
+		m.run.Go(func(context.Context) {
 			for range ch {
 				m.poke()
 			}
-		}()
+		})
 	}
 	return nil
 }
@@ -182,7 +178,6 @@ func (m *Manager) poke() {
 }
 
 func (m *Manager) loop(ctx context.Context) {
-	defer close(m.done)
 	for {
 		m.reconcile()
 		select {

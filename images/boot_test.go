@@ -2,6 +2,7 @@ package images
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -93,7 +94,7 @@ func buildImage(t *testing.T, dir, cfg string, data map[string]string, valid boo
 	if os.Getenv("IMAGE_DEBUG") != "" {
 		args = append(args, "-cmdline", "console=ttyS0,115200n8 routerd.log_level=debug")
 	}
-	cmd := exec.Command("go", args...)
+	cmd := lab.Command(context.Background(), append([]string{"go"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("mkimage: %v\n%s", err, out)
@@ -223,7 +224,7 @@ func TestImageBoots(t *testing.T) {
 
 	vm.powerButton(t)
 	// The lease outlived the poweroff, on the data partition.
-	journal, err := exec.Command("mtype", "-i", img+"@@"+dataOffset(t, img), "::/state/leases/leases.journal").CombinedOutput()
+	journal, err := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/state/leases/leases.journal").CombinedOutput()
 	if err != nil || !strings.Contains(strings.ToLower(string(journal)), strings.ToLower(client.MAC)) {
 		t.Errorf("the lease journal on the data partition lacks the client %s: %v\n%s", client.MAC, err, journal)
 	}
@@ -326,7 +327,7 @@ func TestImageBadConfig(t *testing.T) {
 
 // dataOffset is the byte offset of partition 2 (routerd-data).
 func dataOffset(t *testing.T, img string) string {
-	out, err := exec.Command("sgdisk", "-i", "2", img).CombinedOutput()
+	out, err := lab.Command(context.Background(), "sgdisk", "-i", "2", img).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sgdisk: %v\n%s", err, out)
 	}

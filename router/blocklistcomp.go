@@ -129,7 +129,7 @@ func (c *blocklistComp) observe(path string, names []string, addrs []netip.Addr,
 
 func (c *blocklistComp) Name() string                    { return "blocklist" }
 func (c *blocklistComp) Start(ctx context.Context) error { return c.m.Start(ctx) }
-func (c *blocklistComp) Stop(ctx context.Context) error  { c.m.Stop(); return nil }
+func (c *blocklistComp) Stop(ctx context.Context) error  { return c.m.Stop(ctx) }
 
 // Teardown removes the lists' table; the last good copies stay in
 // state_dir, as data.

@@ -73,12 +73,12 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 	})
 }
 
-// component returns the running component with the given name, or nil.
+// component returns the component with the given name if its Start has
+// returned and its Stop has not begun, or nil.
 func (s *Supervisor) component(name string) Component {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.comps {
-		if c.Name() == name {
+	g := s.cur.Load()
+	for i, c := range g.comps {
+		if c.Name() == name && g.health[i].started() {
 			return c
 		}
 	}
@@ -86,11 +86,7 @@ func (s *Supervisor) component(name string) Component {
 }
 
 // config returns the running config.
-func (s *Supervisor) config() *config.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg
-}
+func (s *Supervisor) config() *config.Config { return s.cur.Load().cfg }
 
 // powerHandler asks the image's init (PID 1) to power off or reboot. Only
 // an appliance started by that init may: elsewhere PID 1 is some other

@@ -42,6 +42,7 @@ const (
 	StateStarting State = "starting"
 	StateRunning  State = "running"
 	StateFailed   State = "failed"
+	StateStopping State = "stopping"
 	StateStopped  State = "stopped"
 )
 
@@ -58,6 +59,7 @@ type ComponentStatus struct {
 type Health struct {
 	mu sync.Mutex
 	st ComponentStatus
+	up bool // Start returned and Stop has not begun; only the supervisor sets it
 }
 
 func newHealth(name string) *Health {
@@ -85,6 +87,20 @@ func (h *Health) set(s State, msg string) {
 	if h.st.State != s || h.st.Error != msg {
 		h.st.State, h.st.Error, h.st.Since = s, msg, time.Now()
 	}
+}
+
+// started reports whether the component's Start has returned and its Stop
+// has not begun: only then may others read its state.
+func (h *Health) started() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.up
+}
+
+func (h *Health) setUp(up bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.up = up
 }
 
 func (h *Health) status() ComponentStatus {

@@ -113,7 +113,7 @@ func (c *dnsComp) wanLease(l *dhcp.WANLease) {
 
 func (c *dnsComp) Name() string                    { return "dns" }
 func (c *dnsComp) Start(ctx context.Context) error { return c.r.Start(ctx) }
-func (c *dnsComp) Stop(ctx context.Context) error  { c.r.Stop(); return nil }
+func (c *dnsComp) Stop(ctx context.Context) error  { return c.r.Stop(ctx) }
 
 func (c *dnsComp) fillStatus(st *Status) {
 	s := c.r.Status()

@@ -15,6 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/rules"
@@ -37,8 +38,7 @@ type firewallComp struct {
 	generation int
 	applied    time.Time
 	wanAddrs   []netip.Addr
-	cancel     context.CancelFunc
-	done       chan struct{}
+	run        lifecycle.Group
 }
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
@@ -159,26 +159,8 @@ func (c *firewallComp) Name() string { return "firewall" }
 func (c *firewallComp) Start(ctx context.Context) error {
 	events := c.nics.Subscribe()
 	err := c.apply()
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		for {
-			select {
-			case e := <-events:
-				if e.Kind != hw.Adopted {
-					continue
-				}
-				if err := c.apply(); err != nil {
-					c.health.Failed(err)
-				} else {
-					c.health.Running()
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	c.run.Start(ctx)
+	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	return err
 }
 
@@ -232,13 +214,7 @@ func (c *firewallComp) wanLease(l *dhcp.WANLease) {
 	}
 }
 
-func (c *firewallComp) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
-	return nil
-}
+func (c *firewallComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 func (c *firewallComp) Teardown(ctx context.Context) error {
 	return errors.Join(

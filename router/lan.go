@@ -15,6 +15,7 @@ import (
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
@@ -31,14 +32,13 @@ type lanComp struct {
 	// router lifetime).
 	pathUp func() bool
 
-	mu     sync.Mutex
-	store  *dhcp.Store
-	v4     map[string]*dhcp.Server4
-	v6     map[string]*dhcp.Server6
-	ra     map[string]*dhcp.Advertiser
-	subs   []func(dhcp.Event)
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	store *dhcp.Store
+	v4    map[string]*dhcp.Server4
+	v6    map[string]*dhcp.Server6
+	ra    map[string]*dhcp.Advertiser
+	subs  []func(dhcp.Event)
+	run   lifecycle.Group
 }
 
 func newLANComp(cfg *config.Config, nics *hw.Manager, pathUp func() bool, log *slog.Logger) *lanComp {
@@ -71,7 +71,7 @@ func (c *lanComp) Start(ctx context.Context) error {
 			fn(dhcp.Event{Lease: l})
 		}
 	}
-	ctx, c.cancel = context.WithCancel(ctx)
+	ctx = c.run.Start(ctx)
 	for _, l := range c.cfg.LAN {
 		log := c.log.With("iface", l.Name)
 		if d := l.DHCP4; d != nil {
@@ -82,22 +82,22 @@ func (c *lanComp) Start(ctx context.Context) error {
 				sc.Reservations = append(sc.Reservations, dhcp.Reservation{MAC: r.MAC, IP: r.IP, Hostname: r.Hostname})
 			}
 			c.v4[l.Name] = dhcp.NewServer4(sc, store)
-			c.run(ctx, c.v4[l.Name].Run)
+			c.run.Go(c.v4[l.Name].Run)
 		}
 		if d := l.DHCP6; d != nil {
 			a6, _ := l.Addr6()
 			c.v6[l.Name] = dhcp.NewServer6(dhcp.Server6Config{Iface: l.Name, Addr: a6, Start: d.RangeStart, End: d.RangeEnd,
 				LeaseTime: d.LeaseTime, DNS: d.DNS, Domain: c.cfg.DNS.Domain, Log: log}, store)
-			c.run(ctx, c.v6[l.Name].Run)
+			c.run.Go(c.v6[l.Name].Run)
 		}
 		if r := l.RA; r != nil {
 			c.ra[l.Name] = dhcp.NewAdvertiser(dhcp.RAConfig{Iface: l.Name, Prefixes: r.Prefixes, Managed: r.Managed,
 				Other: r.Other, Autonomous: r.Autonomous, DNS: r.DNS, Domain: c.cfg.DNS.Domain, MTU: l.MTU,
 				DefaultPath: c.pathUp, Log: log})
-			c.run(ctx, c.ra[l.Name].Run)
+			c.run.Go(c.ra[l.Name].Run)
 		}
 	}
-	c.run(ctx, c.watch)
+	c.run.Go(c.watch)
 	return c.waitReady(ctx)
 }
 
@@ -139,14 +139,6 @@ func (c *lanComp) readiness() []readiness {
 		out = append(out, readiness{n + "/ra", s.Ready()})
 	}
 	return out
-}
-
-func (c *lanComp) run(ctx context.Context, fn func(context.Context)) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		fn(ctx)
-	}()
 }
 
 // watch reopens a LAN's servers when hw re-adopts its NIC, tells lease
@@ -191,9 +183,10 @@ func (c *lanComp) watch(ctx context.Context) {
 }
 
 func (c *lanComp) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		c.wg.Wait()
+	if err := c.run.Stop(ctx); err != nil {
+		// A server still running may still commit: closing the store
+		// under it would lose that lease.
+		return err
 	}
 	if c.store != nil {
 		return c.store.Close()

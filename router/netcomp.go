@@ -17,6 +17,7 @@ import (
 
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/vishvananda/netlink"
@@ -190,6 +191,7 @@ type nicsComp struct {
 	cfg *config.Config
 	m   *hw.Manager
 	log *slog.Logger
+	run lifecycle.Group
 }
 
 func newNICsComp(cfg *config.Config, log *slog.Logger) *nicsComp {
@@ -198,13 +200,15 @@ func newNICsComp(cfg *config.Config, log *slog.Logger) *nicsComp {
 }
 
 func (c *nicsComp) Name() string { return "nics" }
+func (c *nicsComp) liveStatus()  {}
 
 func (c *nicsComp) Start(ctx context.Context) error {
 	events := c.m.Subscribe()
+	c.run.Start(ctx)
 	err := c.m.Start(ctx, c.cfg.WAN.Wait)
 	// Health follows the NICs after start: a late NIC turns it running, a
 	// lost one failed.
-	go func() {
+	c.run.Go(func(ctx context.Context) {
 		for {
 			select {
 			case <-events:
@@ -217,13 +221,12 @@ func (c *nicsComp) Start(ctx context.Context) error {
 				return
 			}
 		}
-	}()
+	})
 	return err
 }
 
 func (c *nicsComp) Stop(ctx context.Context) error {
-	c.m.Stop()
-	return nil
+	return errors.Join(c.run.Stop(ctx), c.m.Stop(ctx))
 }
 
 func (c *nicsComp) Teardown(ctx context.Context) error { return c.m.Teardown() }
@@ -252,8 +255,7 @@ type routingComp struct {
 
 	mu      sync.Mutex
 	changes int
-	stop    context.CancelFunc
-	done    chan struct{}
+	run     lifecycle.Group
 }
 
 func newRoutingComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *routingComp {
@@ -265,27 +267,29 @@ func (c *routingComp) Name() string { return "routing" }
 func (c *routingComp) Start(ctx context.Context) error {
 	events := c.nics.Subscribe()
 	err := c.apply()
-	ctx, c.stop = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		for {
-			select {
-			case e := <-events:
-				if e.Kind != hw.Adopted {
-					continue
-				}
-				if err := c.apply(); err != nil {
-					c.health.Failed(err)
-				} else {
-					c.health.Running()
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	c.run.Start(ctx)
+	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	return err
+}
+
+// reapplyOnAdoption converges again with apply each time hw adopts a NIC
+// (a USB NIC that reset comes back with a new index), until ctx ends.
+func reapplyOnAdoption(ctx context.Context, events <-chan hw.Event, apply func() error, h *Health) {
+	for {
+		select {
+		case e := <-events:
+			if e.Kind != hw.Adopted {
+				continue
+			}
+			if err := apply(); err != nil {
+				h.Failed(err)
+			} else {
+				h.Running()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (c *routingComp) apply() error {
@@ -301,13 +305,7 @@ func (c *routingComp) apply() error {
 	return err
 }
 
-func (c *routingComp) Stop(ctx context.Context) error {
-	if c.stop != nil {
-		c.stop()
-		<-c.done
-	}
-	return nil
-}
+func (c *routingComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 func (c *routingComp) Teardown(ctx context.Context) error {
 	return c.plan.Teardown(nil, nil)

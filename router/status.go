@@ -38,29 +38,41 @@ type statusFiller interface {
 	fillStatus(st *Status)
 }
 
-// Status assembles the current status.
+// Status assembles the current status from the published generation,
+// without waiting for a start, reload or stop in progress: a component
+// adds its section only between its Start and its Stop (or throughout, if
+// it says its section is safe to read while it starts).
 func (s *Supervisor) Status() *Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	g := s.cur.Load()
 	st := &Status{
 		Version:    Version,
 		ConfigPath: s.path,
-		ConfigHash: s.hash,
+		ConfigHash: g.hash,
 		Started:    s.started,
 		Uptime:     time.Since(s.started).Round(time.Second).Seconds(),
 	}
+	s.reloadMu.Lock()
 	if !s.lastReload.At.IsZero() {
 		r := s.lastReload
 		st.Reload = &r
 	}
-	for i, c := range s.comps {
-		st.Components = append(st.Components, s.health[i].status())
-		if f, ok := c.(statusFiller); ok {
+	s.reloadMu.Unlock()
+	for i, c := range g.comps {
+		st.Components = append(st.Components, g.health[i].status())
+		f, ok := c.(statusFiller)
+		if !ok {
+			continue
+		}
+		if _, live := c.(liveStatus); live || g.health[i].started() {
 			f.fillStatus(st)
 		}
 	}
 	return st
 }
+
+// liveStatus marks a component whose fillStatus is safe while its Start
+// runs: the NICs, whose section says what a long start is waiting for.
+type liveStatus interface{ liveStatus() }
 
 func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 	l, err := control.Listen(path)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/routerd/routerd/router/config"
@@ -16,19 +17,36 @@ import (
 var Version = "dev"
 
 // Supervisor runs the appliance described by one config file.
+//
+// Two locks, so that status never waits for the network: life serialises
+// the slow lifecycle changes (start, reload, stop; a start may wait
+// wan.wait for a NIC), and the running generation is published through an
+// atomic pointer that Status reads without taking life.
 type Supervisor struct {
-	path string
-	log  *slog.Logger
+	path    string
+	log     *slog.Logger
+	started time.Time
+	// newComponents builds a generation's components; tests replace it.
+	newComponents func(*config.Config) []Component
+	stopTimeout   time.Duration // per component
 
-	mu         sync.Mutex // guards everything below
-	cfg        *config.Config
-	hash       string
-	started    time.Time
-	comps      []Component
-	health     []*Health
-	base       context.Context    // Run's context; components run under a child of it
-	cancel     context.CancelFunc // of the running components' context
+	life   sync.Mutex         // held across start, reload and stop
+	base   context.Context    // Run's context; components run under a child of it
+	cancel context.CancelFunc // of the running components' context
+
+	cur atomic.Pointer[generation]
+
+	reloadMu   sync.Mutex
 	lastReload ReloadStatus
+}
+
+// generation is one config and the components built from it. Status reads
+// the current one while life may be held for minutes.
+type generation struct {
+	cfg    *config.Config
+	hash   string
+	comps  []Component
+	health []*Health
 }
 
 // ReloadStatus says how the last SIGHUP went.
@@ -37,33 +55,43 @@ type ReloadStatus struct {
 	Error string    `json:"error,omitempty"`
 }
 
+// stopTimeout bounds each component's Stop, so that one stuck component
+// cannot hold up the others or routerd's exit.
+const stopTimeout = 5 * time.Second
+
 // New returns a supervisor for a config that has already been validated.
 func New(path string, cfg *config.Config, hash string, log *slog.Logger) *Supervisor {
-	return &Supervisor{path: path, cfg: cfg, hash: hash, log: log}
+	s := &Supervisor{path: path, log: log, stopTimeout: stopTimeout}
+	s.newComponents = s.build
+	s.cur.Store(&generation{cfg: cfg, hash: hash})
+	return s
 }
 
 // Run starts the control socket and every component, then blocks until ctx
 // is cancelled and stops them again in reverse order.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.started = time.Now()
-	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+	cfg := s.config()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state_dir: %w", err)
 	}
-	ctl, err := s.serveControl(s.cfg.Status.Socket)
+	ctl, err := s.serveControl(cfg.Status.Socket)
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
 
-	s.mu.Lock()
+	s.life.Lock()
 	s.base = ctx
-	s.startLocked()
-	s.mu.Unlock()
-	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", len(s.comps))
+	g := s.cur.Load()
+	s.startLocked(g.cfg, g.hash)
+	n := len(s.cur.Load().comps)
+	s.life.Unlock()
+	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", n)
 
 	<-ctx.Done()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.life.Lock()
+	defer s.life.Unlock()
 	s.stopLocked()
 	s.log.Info("routerd stopped")
 	return nil
@@ -73,61 +101,78 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // running one stays in force.
 func (s *Supervisor) Reload() error {
 	cfg, hash, err := config.Load(s.path)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastReload = ReloadStatus{At: time.Now()}
+	s.life.Lock()
+	defer s.life.Unlock()
+	s.setReload(ReloadStatus{At: time.Now()}, err)
 	if err != nil {
-		s.lastReload.Error = err.Error()
 		s.log.Error("reload refused; keeping the running config", "err", err)
 		return err
 	}
-	if hash == s.hash {
+	if hash == s.cur.Load().hash {
 		s.log.Info("reload: config unchanged")
 		return nil
 	}
 	s.log.Info("reloading", "hash", hash)
 	s.stopLocked()
-	s.cfg, s.hash = cfg, hash
-	s.startLocked()
+	s.startLocked(cfg, hash)
 	return nil
 }
 
-// startLocked builds the components from the config and starts them in
-// order. A component that fails does not stop the others: a missing WAN NIC
-// must not keep the LAN from getting addresses.
-func (s *Supervisor) startLocked() {
+func (s *Supervisor) setReload(r ReloadStatus, err error) {
+	if err != nil {
+		r.Error = err.Error()
+	}
+	s.reloadMu.Lock()
+	s.lastReload = r
+	s.reloadMu.Unlock()
+}
+
+// startLocked builds the components of cfg, publishes them (every one
+// "starting") and starts them in order. A component that fails does not
+// stop the others: a missing WAN NIC must not keep the LAN from getting
+// addresses.
+func (s *Supervisor) startLocked(cfg *config.Config, hash string) {
 	ctx, cancel := context.WithCancel(s.base)
 	s.cancel = cancel
-	s.comps = s.build(s.cfg)
-	s.health = make([]*Health, len(s.comps))
-	for i, c := range s.comps {
-		s.health[i] = healthOf(c)
+	g := &generation{cfg: cfg, hash: hash, comps: s.newComponents(cfg)}
+	g.health = make([]*Health, len(g.comps))
+	for i, c := range g.comps {
+		g.health[i] = healthOf(c)
 	}
-	for i, c := range s.comps {
+	s.cur.Store(g)
+	for i, c := range g.comps {
 		log := s.log.With("component", c.Name())
 		start := time.Now()
-		if err := c.Start(ctx); err != nil {
-			s.health[i].Failed(err)
+		err := c.Start(ctx)
+		g.health[i].setUp(true)
+		if err != nil {
+			g.health[i].Failed(err)
 			log.Error("start failed", "err", err)
 			continue
 		}
-		s.health[i].Running()
+		g.health[i].Running()
 		log.Debug("started", "took", time.Since(start))
 	}
 }
 
+// stopLocked stops the running components in reverse order, each within
+// s.stopTimeout, including those whose Start failed (they may have started
+// part of their work).
 func (s *Supervisor) stopLocked() {
 	if s.cancel == nil {
 		return
 	}
 	s.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := len(s.comps) - 1; i >= 0; i-- {
-		if err := s.comps[i].Stop(ctx); err != nil {
-			s.log.Error("stop failed", "component", s.comps[i].Name(), "err", err)
+	g := s.cur.Load()
+	for i := len(g.comps) - 1; i >= 0; i-- {
+		g.health[i].setUp(false)
+		g.health[i].set(StateStopping, "")
+		ctx, cancel := context.WithTimeout(context.Background(), s.stopTimeout)
+		if err := g.comps[i].Stop(ctx); err != nil {
+			s.log.Error("stop failed", "component", g.comps[i].Name(), "err", err)
 		}
-		s.health[i].set(StateStopped, "")
+		cancel()
+		g.health[i].set(StateStopped, "")
 	}
 	s.cancel = nil
 }
@@ -135,7 +180,7 @@ func (s *Supervisor) stopLocked() {
 // Teardown removes everything routerd created for cfg, in reverse start
 // order, and reports every failure.
 func Teardown(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	s := &Supervisor{cfg: cfg, log: log}
+	s := &Supervisor{log: log}
 	comps := s.build(cfg)
 	var errs []error
 	for i := len(comps) - 1; i >= 0; i-- {

@@ -68,7 +68,7 @@ func (c *vpnComp) wanLease(l *dhcp.WANLease) {
 
 func (c *vpnComp) Name() string                       { return "vpn" }
 func (c *vpnComp) Start(ctx context.Context) error    { return c.t.Start(ctx) }
-func (c *vpnComp) Stop(ctx context.Context) error     { c.t.Stop(); return nil }
+func (c *vpnComp) Stop(ctx context.Context) error     { return c.t.Stop(ctx) }
 func (c *vpnComp) Teardown(ctx context.Context) error { return vpn.Teardown(c.vc) }
 
 // endpoints are the peers' endpoint addresses as the device has them.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/config"
 )
 
@@ -27,8 +28,7 @@ type wanComp struct {
 
 	mu      sync.Mutex
 	onLease []func(*dhcp.WANLease)
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
+	run     lifecycle.Group
 }
 
 func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp {
@@ -72,10 +72,8 @@ func (c *wanComp) Name() string { return "wan" }
 
 func (c *wanComp) Start(ctx context.Context) error {
 	events := c.nics.Subscribe()
-	ctx, c.cancel = context.WithCancel(ctx)
-	c.done.Add(1)
-	go func() {
-		defer c.done.Done()
+	c.run.Start(ctx)
+	c.run.Go(func(ctx context.Context) {
 		for {
 			select {
 			case e := <-events:
@@ -97,22 +95,14 @@ func (c *wanComp) Start(ctx context.Context) error {
 				return
 			}
 		}
-	}()
+	})
 	if c.v6 != nil {
-		c.done.Add(1)
-		go func() {
-			defer c.done.Done()
-			c.v6.Run(ctx)
-		}()
+		c.run.Go(c.v6.Run)
 	}
 	if c.client == nil {
 		return c.static()
 	}
-	c.done.Add(1)
-	go func() {
-		defer c.done.Done()
-		c.client.Run(ctx)
-	}()
+	c.run.Go(c.client.Run)
 	// Starting does not wait for the ISP: the LAN comes up regardless, and
 	// status shows the lease when it arrives.
 	return nil
@@ -123,13 +113,7 @@ func (c *wanComp) static() error {
 	return dhcp.InstallStatic(c.cfg.Netns.WAN, w.Name, w.Address, w.Gateway)
 }
 
-func (c *wanComp) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		c.done.Wait()
-	}
-	return nil
-}
+func (c *wanComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 // WANStatus is the WAN section of routerctl status.
 type WANStatus struct {

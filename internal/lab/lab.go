@@ -44,6 +44,7 @@ func Require(t testing.TB, tools ...string) {
 		missing = append(missing, "root")
 	}
 	for _, tool := range append([]string{"ip"}, tools...) {
+		record(tool)
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -116,7 +117,7 @@ func (l *Lab) cleanup() {
 }
 
 func (l *Lab) listNetns() []string {
-	out, err := exec.Command("ip", "netns", "list").Output()
+	out, err := hostCmd("ip", "netns", "list").Output()
 	if err != nil {
 		return nil
 	}
@@ -139,7 +140,7 @@ type NS struct {
 func (l *Lab) NewNS(name string) *NS {
 	l.T.Helper()
 	n := &NS{Name: l.Prefix + "-" + name, lab: l}
-	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
+	if out, err := hostCmd("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
 		l.T.Fatalf("lab: ip netns add %s: %v: %s", n.Name, err, out)
 	}
 	l.mu.Lock()
@@ -158,15 +159,15 @@ func (l *Lab) ExistingNS(name string) *NS { return &NS{Name: name, lab: l} }
 func (n *NS) delete() {
 	// Processes still inside keep the namespace's links alive; the lab has
 	// already stopped its own, so this only reaps what a test leaked.
-	exec.Command("ip", "netns", "pids", n.Name).Run()
-	exec.Command("ip", "netns", "del", n.Name).Run()
+	hostCmd("ip", "netns", "pids", n.Name).Run()
+	hostCmd("ip", "netns", "del", n.Name).Run()
 }
 
-func hostCmd(argv ...string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
+func hostCmd(argv ...string) *exec.Cmd { return Command(context.Background(), argv...) }
 
 // Cmd returns a command that runs argv inside the namespace.
 func (n *NS) Cmd(argv ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+	return hostCmd(append([]string{"ip", "netns", "exec", n.Name}, argv...)...)
 }
 
 // Run runs argv in the namespace and returns its combined output.
@@ -176,7 +177,7 @@ func (n *NS) Run(argv ...string) (string, error) {
 
 // RunContext is Run with a deadline.
 func (n *NS) RunContext(ctx context.Context, argv ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+	cmd := Command(ctx, append([]string{"ip", "netns", "exec", n.Name}, argv...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = time.Second
@@ -211,7 +212,7 @@ type Proc struct {
 // (to remount /sys), and namespaces the command creates there are not
 // visible outside it; routerd, which creates namespaces, runs this way.
 func (n *NS) NetCmd(argv ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=" + filepath.Join("/run/netns", n.Name), "--"}, argv...)...)
+	return hostCmd(append([]string{"nsenter", "--net=" + filepath.Join("/run/netns", n.Name), "--"}, argv...)...)
 }
 
 // Start starts argv in the namespace in the background; the lab kills it at

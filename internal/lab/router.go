@@ -204,7 +204,7 @@ func Binaries(t T) (routerd, routerctl string) {
 		if binErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/routerd/routerd/cmd/routerd", "github.com/routerd/routerd/cmd/routerctl")
+		cmd := hostCmd("go", "build", "-o", binDir+"/", "github.com/routerd/routerd/cmd/routerd", "github.com/routerd/routerd/cmd/routerctl")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v: %s", err, out)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/rules"
 )
 
@@ -56,8 +57,7 @@ type Manager struct {
 	domains atomic.Pointer[domainIndex]
 	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	run lifecycle.Group
 }
 
 type union struct {
@@ -172,24 +172,15 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.applyAll(true); err != nil {
 		errs = append(errs, err)
 	}
-	ctx, m.cancel = context.WithCancel(ctx)
+	m.run.Start(ctx)
 	for _, l := range m.lists {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.schedule(ctx, l)
-		}()
+		m.run.Go(func(ctx context.Context) { m.schedule(ctx, l) })
 	}
 	return errors.Join(errs...)
 }
 
 // Stop ends the schedule. The sets keep their contents.
-func (m *Manager) Stop() {
-	if m.cancel != nil {
-		m.cancel()
-		m.wg.Wait()
-	}
-}
+func (m *Manager) Stop(ctx context.Context) error { return m.run.Stop(ctx) }
 
 // schedule refreshes a list at once, then every Refresh (with 10% jitter),
 // backing off on failure, and whenever kicked.

@@ -49,7 +49,7 @@ func (f *fixture) manager(lists ...List) *Manager {
 	if err := m.Start(context.Background()); err != nil {
 		f.t.Fatal(err)
 	}
-	f.t.Cleanup(m.Stop)
+	f.t.Cleanup(func() { m.Stop(context.Background()) })
 	return m
 }
 
@@ -122,14 +122,14 @@ func TestFileListLifecycle(t *testing.T) {
 	}
 
 	// A restart with the source gone: the saved copy is in force at once.
-	m.Stop()
+	m.Stop(context.Background())
 	f.ns.MustRun("nft", "flush", "set", "inet", rules.ListsTable, rules.SetVPN4)
 	os.Remove(src)
 	m2 := New(m.cfg)
 	if err := m2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Stop()
+	defer m2.Stop(context.Background())
 	if got, want := f.set(rules.SetVPN4), "192.0.2.3, 203.0.113.0/24"; got != want {
 		t.Errorf("after restart: vpn4 = %q, want the saved %q", got, want)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -68,8 +69,7 @@ type Tunnel struct {
 	mu        sync.Mutex
 	endpoints map[wgtypes.Key]string // resolved endpoint per peer
 	err       error
-	cancel    context.CancelFunc
-	done      chan struct{}
+	run       lifecycle.Group
 }
 
 // New returns a tunnel for cfg; Start brings it up.
@@ -125,23 +125,20 @@ func (t *Tunnel) Start(ctx context.Context) error {
 		return err
 	}
 	t.cfg.Log.Info("tunnel configured", "iface", t.cfg.Iface, "netns", t.cfg.VPNNS, "implementation", t.impl)
-	ctx, t.cancel = context.WithCancel(ctx)
-	t.done = make(chan struct{})
-	go t.watch(ctx)
+	t.run.Start(ctx)
+	t.run.Go(t.watch)
 	return nil
 }
 
 // Stop stops watching; the interface stays. A userspace tunnel's TUN is
 // persistent, so its link, addresses and routes outlive routerd and its
 // packets simply wait (nothing leaves the vpn namespace another way).
-func (t *Tunnel) Stop() {
-	if t.cancel != nil {
-		t.cancel()
-		<-t.done
-	}
+func (t *Tunnel) Stop(ctx context.Context) error {
+	err := t.run.Stop(ctx)
 	if t.user != nil {
 		t.user.close()
 	}
+	return err
 }
 
 // uapiName is the userspace device's name for wgctrl: its UAPI socket lives
@@ -421,7 +418,6 @@ func prefixOf(n *net.IPNet, fam int) netip.Prefix {
 // watch re-resolves endpoint names when handshakes stop (the provider
 // moved), and keeps the link in shape.
 func (t *Tunnel) watch(ctx context.Context) {
-	defer close(t.done)
 	tick := time.NewTicker(30 * time.Second)
 	defer tick.Stop()
 	for {

@@ -1,0 +1,104 @@
+// Package lifecycle is the one way routerd's components run background work.
+//
+// A Group owns a context and the goroutines started under it. Start derives
+// the context; Go runs a tracked goroutine; Stop cancels and waits for the
+// goroutines, but never longer than its own context allows, so a stuck
+// goroutine cannot hang the supervisor. A Group whose Start failed half-way,
+// or that was never started, stops at once: there is nothing to wait for.
+//
+// It owns nothing else: what a component converges (links, rules, sockets)
+// is the component's to close after Stop returns.
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Group tracks the goroutines of one component. The zero value is ready to
+// use; a Group can be started again after Stop.
+type Group struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	running int // goroutines not yet returned, for Stop's error
+}
+
+// Start derives the group's context from parent and returns it. A group
+// that is already running is stopped first (without waiting) so that its
+// goroutines end with the old context.
+func (g *Group) Start(parent context.Context) context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.ctx, g.cancel = context.WithCancel(parent)
+	return g.ctx
+}
+
+// Context is the group's context: cancelled by Stop. Before Start it is
+// already cancelled, so that work started by mistake ends at once.
+func (g *Group) Context() context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx
+	}
+	return g.ctx
+}
+
+// Go runs f in a goroutine that Stop waits for. f must return once ctx is
+// done.
+func (g *Group) Go(f func(ctx context.Context)) {
+	ctx := g.Context()
+	g.mu.Lock()
+	g.running++
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer func() {
+			g.mu.Lock()
+			g.running--
+			g.mu.Unlock()
+			g.wg.Done()
+		}()
+		f(ctx)
+	}()
+}
+
+// Stop cancels the group's context and waits for its goroutines until ctx
+// ends. It returns an error saying how many were still running if ctx ended
+// first; they are left to finish on their own.
+func (g *Group) Stop(ctx context.Context) error {
+	g.mu.Lock()
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		n := g.running
+		g.mu.Unlock()
+		return fmt.Errorf("%d goroutines still running: %w", n, ctx.Err())
+	}
+}
+
+// Running reports how many of the group's goroutines have not returned.
+func (g *Group) Running() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running
+}
