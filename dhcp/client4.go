@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/routerd/routerd/internal/atomicfile"
@@ -497,18 +499,7 @@ func (c *Client4) count(what string) {
 }
 
 // Client4Status is the WAN lease in routerctl status.
-type Client4Status struct {
-	State     string         `json:"state"`
-	Address   string         `json:"address,omitempty"`
-	Router    string         `json:"router,omitempty"`
-	DNS       []string       `json:"dns,omitempty"`
-	Server    string         `json:"server,omitempty"`
-	Acquired  time.Time      `json:"acquired,omitempty"`
-	Expires   time.Time      `json:"expires,omitempty"`
-	NextRenew time.Time      `json:"next_renew,omitempty"`
-	Error     string         `json:"error,omitempty"`
-	Counts    map[string]int `json:"counts,omitempty"`
-}
+type Client4Status = status.DHCP4
 
 // Status reports the client's state and lease.
 func (c *Client4) Status() Client4Status {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/insomniacslk/dhcp/iana"
@@ -312,14 +314,7 @@ func (c *Client6) fail(err error) {
 }
 
 // Client6Status is the WAN's DHCPv6 state for routerctl status.
-type Client6Status struct {
-	State     string    `json:"state"`
-	Address   string    `json:"address,omitempty"`
-	Delegated string    `json:"delegated_prefix,omitempty"`
-	DNS       []string  `json:"dns,omitempty"`
-	Expires   time.Time `json:"expires,omitempty"`
-	Error     string    `json:"error,omitempty"`
-}
+type Client6Status = status.DHCP6
 
 // Status reports the client's state and lease.
 func (c *Client6) Status() Client6Status {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/routerd/routerd/internal/atomicfile"
 )
 
@@ -84,11 +86,8 @@ type pendingWrite struct {
 	done chan error
 }
 
-// StoreStats counts the store's disk work.
-type StoreStats struct {
-	Commits int64 `json:"commits"` // fsyncs
-	Records int64 `json:"records"` // records written
-}
+// StoreStats counts the journal's writes.
+type StoreStats = status.LeaseStore
 
 // Event is a lease change, for subscribers such as the resolver.
 type Event struct {

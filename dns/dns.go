@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/lifecycle"
@@ -546,22 +548,7 @@ func (s *stats) tick() {
 }
 
 // Status is the resolver's section of routerctl status.
-type Status struct {
-	QueriesPerSecond float64          `json:"queries_per_second"` // over the last minute
-	Queries          uint64           `json:"queries"`
-	Local            uint64           `json:"local"`
-	CacheHits        uint64           `json:"cache_hits"`
-	CacheSize        int              `json:"cache_size"`
-	CacheHitRatio    float64          `json:"cache_hit_ratio"`
-	Forwarded        uint64           `json:"forwarded"`
-	MDNSQueries      uint64           `json:"mdns_queries"`
-	MDNSAnswered     uint64           `json:"mdns_answered"`
-	Refused          uint64           `json:"refused"`
-	FormErr          uint64           `json:"formerr"`
-	ServFail         uint64           `json:"servfail"`
-	Listening        []string         `json:"listening"`
-	Upstreams        []UpstreamStatus `json:"upstreams"`
-}
+type Status = status.DNS
 
 // Status reports the resolver's counters.
 func (r *Resolver) Status() Status {

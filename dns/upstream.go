@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -202,15 +204,7 @@ func (f *forwarder) record(up netip.AddrPort, rtt time.Duration, err error) {
 }
 
 // UpstreamStatus is one upstream server's health.
-type UpstreamStatus struct {
-	Address   string  `json:"address"`
-	Source    string  `json:"source"` // "config" | "isp"
-	Healthy   bool    `json:"healthy"`
-	LatencyMS float64 `json:"latency_ms"`
-	Answered  uint64  `json:"answered"`
-	Failed    uint64  `json:"failed"`
-	LastError string  `json:"last_error,omitempty"`
-}
+type UpstreamStatus = status.Upstream
 
 func (f *forwarder) status() []UpstreamStatus {
 	f.mu.Lock()

@@ -13,7 +13,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
+
+	"github.com/routerd/routerd/router/status"
 
 	"github.com/routerd/routerd/netns"
 )
@@ -59,28 +60,7 @@ func (k EventKind) String() string {
 }
 
 // NICStatus is one row of routerctl status.
-type NICStatus struct {
-	Name       string    `json:"name"`
-	Role       string    `json:"role"`
-	MatchMAC   string    `json:"match_mac"`
-	CurrentMAC string    `json:"current_mac,omitempty"`
-	Namespace  string    `json:"namespace"`
-	State      string    `json:"state"` // "missing", "down", "no-carrier", "up"
-	MTU        int       `json:"mtu,omitempty"`
-	Index      int       `json:"ifindex,omitempty"`
-	RxBytes    uint64    `json:"rx_bytes"`
-	TxBytes    uint64    `json:"tx_bytes"`
-	RxPackets  uint64    `json:"rx_packets"`
-	TxPackets  uint64    `json:"tx_packets"`
-	RxErrors   uint64    `json:"rx_errors"`
-	TxErrors   uint64    `json:"tx_errors"`
-	RxDropped  uint64    `json:"rx_dropped"`
-	TxDropped  uint64    `json:"tx_dropped"`
-	Adopted    int       `json:"adopted"`     // times adopted since routerd started
-	Readopted  int       `json:"readopted"`   // of which after the NIC went away
-	LastChange time.Time `json:"last_change"` //
-	Error      string    `json:"error,omitempty"`
-}
+type NICStatus = status.NIC
 
 // matches reports whether a link with permanent address perm and current
 // address cur is the NIC the spec means. A driver that reports no permanent

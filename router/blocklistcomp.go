@@ -2,22 +2,19 @@ package router
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/router/blocklist"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 )
 
 // blocklistComp keeps the blocklists applied. It runs even with no list
@@ -135,23 +132,11 @@ func (c *blocklistComp) Stop(ctx context.Context) error  { return c.m.Stop(ctx) 
 // state_dir, as data.
 func (c *blocklistComp) Teardown(ctx context.Context) error { return blocklist.Teardown("") }
 
-// BlocklistsStatus is the blocklists section.
-type BlocklistsStatus struct {
-	Lists []blocklist.Status `json:"lists"`
-}
-
-// WriteText renders the lists as a table.
-func (bs *BlocklistsStatus) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	writeBlocklists(tw, bs.Lists)
-	return tw.Flush()
-}
-
-func (c *blocklistComp) fillStatus(st *Status) {
+func (c *blocklistComp) fillStatus(st *status.Status) {
 	if len(c.cfg.Blocklists) == 0 {
 		return
 	}
-	st.Blocklists = &BlocklistsStatus{Lists: c.m.Status()}
+	st.Blocklists = &status.Blocklists{Lists: c.m.Status()}
 }
 
 // refreshHandler serves routerctl blocklist refresh [NAME]: it refreshes
@@ -164,47 +149,5 @@ func (c *blocklistComp) refreshHandler(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, http.StatusNotFound, err)
 		return
 	}
-	control.WriteJSON(w, BlocklistsStatus{Lists: out})
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderBlocklists) }
-
-func renderBlocklists(st *Status, w io.Writer) {
-	if st.Blocklists == nil {
-		return
-	}
-	section(w, "Blocklists")
-	writeBlocklists(w, st.Blocklists.Lists)
-}
-
-// writeBlocklists prints a table of lists and, under it, why any list is
-// not fresh and samples of what was rejected or refused.
-func writeBlocklists(w io.Writer, lists []blocklist.Status) {
-	fmt.Fprintln(w, "NAME\tVIA\tFORMAT\tV4\tV6\tDOMAINS\tLINES\tREJECTED\tREFUSED\tLAST SUCCESS\tNEXT RUN\tRESULT")
-	for _, l := range lists {
-		next := "-"
-		if !l.NextRun.IsZero() {
-			next = "in " + time.Until(l.NextRun).Round(time.Second).String()
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", l.Name, l.Via, l.Format, l.Prefixes4, l.Prefixes6,
-			l.Domains, l.Lines, l.Rejected, l.Refused, ago(l.LastSuccess), next, or(l.LastResult, "-"))
-	}
-	for _, l := range lists {
-		if l.LastError != "" {
-			fmt.Fprintf(w, "  %s: last error: %s\n", l.Name, l.LastError)
-		}
-		if len(l.Samples) > 0 {
-			fmt.Fprintf(w, "  %s: rejected, e.g.: %s\n", l.Name, strings.Join(l.Samples, " | "))
-		}
-		if len(l.RefusedSamples) > 0 {
-			fmt.Fprintf(w, "  %s: refused (would capture the router's own networks), e.g.: %s\n", l.Name, strings.Join(l.RefusedSamples, " | "))
-		}
-	}
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	control.WriteJSON(w, status.Blocklists{Lists: out})
 }

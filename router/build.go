@@ -11,6 +11,7 @@ import (
 	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 )
 
 // build returns the components for cfg in start order: hardware first, then
@@ -60,7 +61,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 			lan.leasesHandler(w, r)
 			return
 		}
-		control.WriteJSON(w, LeasesStatus{})
+		control.WriteJSON(w, status.Leases{})
 	})
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))

@@ -12,6 +12,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/routerd/routerd/router/status"
 )
 
 // Component is one part of the appliance under supervision.
@@ -35,39 +37,20 @@ type Teardowner interface {
 	Teardown(ctx context.Context) error
 }
 
-// State of a component.
-type State string
-
-const (
-	StateStarting State = "starting"
-	StateRunning  State = "running"
-	StateFailed   State = "failed"
-	StateStopping State = "stopping"
-	StateStopped  State = "stopped"
-)
-
-// ComponentStatus is one row of the component table.
-type ComponentStatus struct {
-	Name  string    `json:"name"`
-	State State     `json:"state"`
-	Error string    `json:"error,omitempty"`
-	Since time.Time `json:"since"`
-}
-
 // Health is how a component reports its state after Start returned: a NIC
 // that appears late, a tunnel that goes down.
 type Health struct {
 	mu sync.Mutex
-	st ComponentStatus
+	st status.Component
 	up bool // Start returned and Stop has not begun; only the supervisor sets it
 }
 
 func newHealth(name string) *Health {
-	return &Health{st: ComponentStatus{Name: name, State: StateStarting, Since: time.Now()}}
+	return &Health{st: status.Component{Name: name, State: status.Starting, Since: time.Now()}}
 }
 
 // Running marks the component healthy.
-func (h *Health) Running() { h.set(StateRunning, "") }
+func (h *Health) Running() { h.set(status.Running, "") }
 
 // Failed marks the component failed with err.
 func (h *Health) Failed(err error) {
@@ -75,10 +58,10 @@ func (h *Health) Failed(err error) {
 	if err != nil {
 		msg = err.Error()
 	}
-	h.set(StateFailed, msg)
+	h.set(status.Failed, msg)
 }
 
-func (h *Health) set(s State, msg string) {
+func (h *Health) set(s status.State, msg string) {
 	if h == nil {
 		return
 	}
@@ -103,7 +86,7 @@ func (h *Health) setUp(up bool) {
 	h.up = up
 }
 
-func (h *Health) status() ComponentStatus {
+func (h *Health) status() status.Component {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.st

@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 )
 
 // dnsComp runs the LAN's resolver.
@@ -115,26 +114,7 @@ func (c *dnsComp) Name() string                    { return "dns" }
 func (c *dnsComp) Start(ctx context.Context) error { return c.r.Start(ctx) }
 func (c *dnsComp) Stop(ctx context.Context) error  { return c.r.Stop(ctx) }
 
-func (c *dnsComp) fillStatus(st *Status) {
+func (c *dnsComp) fillStatus(st *status.Status) {
 	s := c.r.Status()
 	st.DNS = &s
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderDNS) }
-
-func renderDNS(st *Status, w io.Writer) {
-	if st.DNS == nil {
-		return
-	}
-	d := st.DNS
-	section(w, fmt.Sprintf("DNS (%.1f queries/s over the last minute)", d.QueriesPerSecond))
-	fmt.Fprintf(w, "queries\t%d (local %d, cache hits %d, forwarded %d, mDNS %d/%d answered)\n",
-		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.MDNSAnswered, d.MDNSQueries)
-	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
-	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
-	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
-	fmt.Fprintln(w, "UPSTREAM\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
-	for _, u := range d.Upstreams {
-		fmt.Fprintf(w, "%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
-	}
 }

@@ -3,11 +3,8 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/rules"
 )
 
@@ -225,16 +223,9 @@ func (c *firewallComp) Teardown(ctx context.Context) error {
 	)
 }
 
-// FirewallStatus is the firewall section: counters as the kernel has them.
-type FirewallStatus struct {
-	Generation int                        `json:"generation"`
-	Applied    time.Time                  `json:"applied"`
-	Counters   map[string][]rules.Counter `json:"counters"` // by "namespace/table"
-}
-
-func (c *firewallComp) fillStatus(st *Status) {
+func (c *firewallComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
-	fs := &FirewallStatus{Generation: c.generation, Applied: c.applied, Counters: map[string][]rules.Counter{}}
+	fs := &status.Firewall{Generation: c.generation, Applied: c.applied, Counters: map[string][]rules.Counter{}}
 	c.mu.Unlock()
 	for _, t := range []struct {
 		label, ns string
@@ -253,44 +244,4 @@ func (c *firewallComp) fillStatus(st *Status) {
 		}
 	}
 	st.Firewall = fs
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderPolicy, renderFirewall) }
-
-// renderPolicy shows the path decisions: which policy sent how many
-// connections where.
-func renderPolicy(st *Status, w io.Writer) {
-	if st.Firewall == nil {
-		return
-	}
-	section(w, "Policy (new LAN connections by decision)")
-	fmt.Fprintln(w, "DECISION\tCONNECTIONS")
-	for _, c := range st.Firewall.Counters["main"] {
-		if strings.HasPrefix(c.Name, "policy_") || strings.HasPrefix(c.Name, "default_") || c.Name == "nat_loopback" || c.Name == "inbound_wan" {
-			fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
-		}
-	}
-	for _, c := range st.Firewall.Counters["lists"] {
-		fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
-	}
-}
-
-func renderFirewall(st *Status, w io.Writer) {
-	if st.Firewall == nil {
-		return
-	}
-	section(w, fmt.Sprintf("Firewall (ruleset generation %d, applied %s)", st.Firewall.Generation, ago(st.Firewall.Applied)))
-	fmt.Fprintln(w, "TABLE\tDROP REASON\tPACKETS")
-	labels := make([]string, 0, len(st.Firewall.Counters))
-	for k := range st.Firewall.Counters {
-		labels = append(labels, k)
-	}
-	sort.Strings(labels)
-	for _, l := range labels {
-		for _, c := range st.Firewall.Counters[l] {
-			if strings.HasPrefix(c.Name, "drop_") {
-				fmt.Fprintf(w, "%s\t%s\t%d\n", l, strings.TrimPrefix(c.Name, "drop_"), c.Packets)
-			}
-		}
-	}
 }

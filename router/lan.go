@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 )
 
@@ -194,24 +194,17 @@ func (c *lanComp) Stop(ctx context.Context) error {
 	return nil
 }
 
-// LANStatus is the LAN services section.
-type LANStatus struct {
-	Leases []LeaseView                 `json:"leases"`
-	Stats  map[string]map[string]int64 `json:"stats"` // by "iface/service"
-	Store  dhcp.StoreStats             `json:"store"`
-}
-
-func (c *lanComp) leases() []LeaseView {
+func (c *lanComp) leases() []status.Lease {
 	if c.store == nil {
 		return nil
 	}
-	var out []LeaseView
+	var out []status.Lease
 	for _, l := range c.store.Leases(time.Now()) {
 		fam := "v4"
 		if l.Addr.Is6() {
 			fam = "v6"
 		}
-		out = append(out, LeaseView{Interface: l.Iface, Family: fam, Address: l.Addr.String(), MAC: l.MAC, DUID: l.DUID,
+		out = append(out, status.Lease{Interface: l.Iface, Family: fam, Address: l.Addr.String(), MAC: l.MAC, DUID: l.DUID,
 			IAID: l.IAID, Hostname: l.Hostname, Expires: l.Expires, Reserved: l.Reserved})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -223,8 +216,8 @@ func (c *lanComp) leases() []LeaseView {
 	return out
 }
 
-func (c *lanComp) fillStatus(st *Status) {
-	ls := &LANStatus{Leases: c.leases(), Stats: map[string]map[string]int64{}}
+func (c *lanComp) fillStatus(st *status.Status) {
+	ls := &status.LAN{Leases: c.leases(), Stats: map[string]map[string]int64{}}
 	for n, s := range c.v4 {
 		ls.Stats[n+"/dhcpv4"] = s.Stats()
 	}
@@ -241,7 +234,7 @@ func (c *lanComp) fillStatus(st *Status) {
 }
 
 func (c *lanComp) leasesHandler(w http.ResponseWriter, r *http.Request) {
-	control.WriteJSON(w, LeasesStatus{Leases: c.leases()})
+	control.WriteJSON(w, status.Leases{Leases: c.leases()})
 }
 
 // defaultPathUp reports whether LAN clients' default path has a way out:
@@ -267,32 +260,6 @@ func defaultPathUp(cfg *config.Config, tunnelUp func() bool) func() bool {
 		}
 		return false
 	}
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderLAN) }
-
-func renderLAN(st *Status, w io.Writer) {
-	if st.LAN == nil {
-		return
-	}
-	section(w, fmt.Sprintf("LAN leases (%d)", len(st.LAN.Leases)))
-	writeLeases(w, st.LAN.Leases)
-	section(w, "LAN services")
-	fmt.Fprintln(w, "SERVICE\tCOUNTERS")
-	keys := make([]string, 0, len(st.LAN.Stats))
-	for k := range st.LAN.Stats {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		var parts []string
-		for name, v := range st.LAN.Stats[k] {
-			parts = append(parts, fmt.Sprintf("%s=%d", name, v))
-		}
-		sort.Strings(parts)
-		fmt.Fprintf(w, "%s\t%s\n", k, strings.Join(parts, " "))
-	}
-	fmt.Fprintf(w, "lease store\t%d records in %d fsyncs\n", st.LAN.Store.Records, st.LAN.Store.Commits)
 }
 
 // macOf returns the MAC a DHCPv4 lease binds to a, or "".

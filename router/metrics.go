@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/routerd/routerd/router/status"
 )
 
 // metricsComp serves the status model as Prometheus text metrics on
@@ -17,11 +19,11 @@ import (
 // moves it.
 type metricsComp struct {
 	addr   string
-	status func() *Status
+	status func() *status.Status
 	srv    *http.Server
 }
 
-func newMetricsComp(addr string, status func() *Status) *metricsComp {
+func newMetricsComp(addr string, status func() *status.Status) *metricsComp {
 	return &metricsComp{addr: addr, status: status}
 }
 
@@ -35,7 +37,7 @@ func (c *metricsComp) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		c.status().WriteMetrics(w)
+		writeMetrics(c.status(), w)
 	})
 	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go c.srv.Serve(ln)
@@ -107,12 +109,12 @@ func b2f(b bool) float64 {
 
 // WriteMetrics renders the status as Prometheus text exposition: every
 // counter routerctl status shows, as numbers with labels.
-func (st *Status) WriteMetrics(w io.Writer) {
+func writeMetrics(st *status.Status, w io.Writer) {
 	m := &metricWriter{families: map[string]*family{}}
 	defer m.flush(w)
 	m.emit("uptime_seconds", "gauge", "Seconds since routerd started.", st.Uptime)
 	for _, c := range st.Components {
-		m.emit("component_up", "gauge", "1 when the component is running.", b2f(c.State == StateRunning), "component", c.Name)
+		m.emit("component_up", "gauge", "1 when the component is running.", b2f(c.State == status.Running), "component", c.Name)
 	}
 	if st.NICs != nil {
 		for _, n := range st.NICs.NICs {

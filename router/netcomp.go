@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -119,26 +118,12 @@ func (c *netnsComp) Teardown(ctx context.Context) error {
 	return nil
 }
 
-// NamespaceStatus is one namespace in routerctl status.
-type NamespaceStatus struct {
-	Name   string   `json:"name"`
-	Role   string   `json:"role"` // "main", "wan", "vpn"
-	Exists bool     `json:"exists"`
-	Links  []string `json:"links"` // "name state addr..."
-}
-
-// NetnsStatus is the namespaces section.
-type NetnsStatus struct {
-	Namespaces  []NamespaceStatus `json:"namespaces"`
-	LastChanges int               `json:"last_apply_changes"`
-}
-
-func (c *netnsComp) fillStatus(st *Status) {
+func (c *netnsComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
-	s := &NetnsStatus{LastChanges: c.changes}
+	s := &status.Netns{LastChanges: c.changes}
 	c.mu.Unlock()
 	for _, ns := range []struct{ name, role string }{{"", "main"}, {c.cfg.Netns.WAN, "wan"}, {c.cfg.Netns.VPN, "vpn"}} {
-		n := NamespaceStatus{Name: nsLabel(ns.name), Role: ns.role, Exists: ns.name == "" || netns.Exists(ns.name)}
+		n := status.Namespace{Name: nsLabel(ns.name), Role: ns.role, Exists: ns.name == "" || netns.Exists(ns.name)}
 		if n.Exists {
 			n.Links = describeLinks(ns.name)
 		}
@@ -231,15 +216,9 @@ func (c *nicsComp) Stop(ctx context.Context) error {
 
 func (c *nicsComp) Teardown(ctx context.Context) error { return c.m.Teardown() }
 
-// NICsStatus is the NICs section.
-type NICsStatus struct {
-	NICs        []hw.NICStatus `json:"nics"`
-	LastChanges int            `json:"last_apply_changes"`
-}
-
-func (c *nicsComp) fillStatus(st *Status) {
+func (c *nicsComp) fillStatus(st *status.Status) {
 	last, _ := c.m.Changes()
-	st.NICs = &NICsStatus{NICs: c.m.Status(), LastChanges: last}
+	st.NICs = &status.NICs{NICs: c.m.Status(), LastChanges: last}
 }
 
 // --- routing ------------------------------------------------------------------
@@ -311,17 +290,9 @@ func (c *routingComp) Teardown(ctx context.Context) error {
 	return c.plan.Teardown(nil, nil)
 }
 
-// RoutingStatus is the routing section: routerd's rules and routes as the
-// kernel has them.
-type RoutingStatus struct {
-	Rules       []string            `json:"rules"`
-	Routes      map[string][]string `json:"routes"` // by namespace
-	LastChanges int                 `json:"last_apply_changes"`
-}
-
-func (c *routingComp) fillStatus(st *Status) {
+func (c *routingComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
-	rs := &RoutingStatus{Routes: map[string][]string{}, LastChanges: c.changes}
+	rs := &status.Routing{Routes: map[string][]string{}, LastChanges: c.changes}
 	c.mu.Unlock()
 	for _, ns := range c.plan.RouteNamespaces {
 		rules, routes := netns.Owned(ns)
@@ -329,72 +300,4 @@ func (c *routingComp) fillStatus(st *Status) {
 		rs.Routes[nsLabel(ns)] = routes
 	}
 	st.Routing = rs
-}
-
-// --- rendering ----------------------------------------------------------------
-
-func init() {
-	sectionRenderers = append(sectionRenderers, renderNICs, renderNetns, renderRouting)
-}
-
-func renderNICs(st *Status, w io.Writer) {
-	if st.NICs == nil {
-		return
-	}
-	section(w, "NICs")
-	fmt.Fprintln(w, "NAME\tROLE\tMATCH MAC\tMAC\tNETNS\tSTATE\tRX\tTX\tADOPTED\tERROR")
-	for _, n := range st.NICs.NICs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%d\t%s/%d\t%d (re %d)\t%s\n", n.Name, n.Role, n.MatchMAC, orDash(n.CurrentMAC),
-			n.Namespace, n.State, bytesH(n.RxBytes), n.RxPackets, bytesH(n.TxBytes), n.TxPackets, n.Adopted, n.Readopted, oneLine(n.Error))
-	}
-}
-
-func renderNetns(st *Status, w io.Writer) {
-	if st.Netns == nil {
-		return
-	}
-	section(w, "Namespaces and transit links")
-	for _, n := range st.Netns.Namespaces {
-		if !n.Exists {
-			fmt.Fprintf(w, "%s (%s)\tMISSING\n", n.Name, n.Role)
-			continue
-		}
-		fmt.Fprintf(w, "%s (%s)\t%s\n", n.Name, n.Role, strings.Join(n.Links, "\n\t"))
-	}
-}
-
-func renderRouting(st *Status, w io.Writer) {
-	if st.Routing == nil {
-		return
-	}
-	section(w, "Routing")
-	for _, r := range st.Routing.Rules {
-		fmt.Fprintf(w, "\t%s\n", r)
-	}
-	keys := make([]string, 0, len(st.Routing.Routes))
-	for k := range st.Routing.Routes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, ns := range keys {
-		for i, r := range st.Routing.Routes[ns] {
-			label := ""
-			if i == 0 {
-				label = ns
-			}
-			fmt.Fprintf(w, "%s\t%s\n", label, r)
-		}
-	}
-}
-
-func bytesH(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
 }

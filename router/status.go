@@ -7,44 +7,22 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/router/control"
-	"github.com/routerd/routerd/router/vpn"
+	"github.com/routerd/routerd/router/status"
 )
-
-// Status is the whole picture routerctl status shows. Each capability adds
-// its section; sections are nil while their component is not configured.
-type Status struct {
-	Version    string            `json:"version"`
-	ConfigPath string            `json:"config_path"`
-	ConfigHash string            `json:"config_hash"`
-	Started    time.Time         `json:"started"`
-	Uptime     float64           `json:"uptime_seconds"`
-	Components []ComponentStatus `json:"components"`
-	Reload     *ReloadStatus     `json:"last_reload,omitempty"`
-	NICs       *NICsStatus       `json:"nics,omitempty"`
-	Netns      *NetnsStatus      `json:"netns,omitempty"`
-	Routing    *RoutingStatus    `json:"routing,omitempty"`
-	WAN        *WANStatus        `json:"wan,omitempty"`
-	VPN        *vpn.Status       `json:"vpn,omitempty"`
-	Firewall   *FirewallStatus   `json:"firewall,omitempty"`
-	LAN        *LANStatus        `json:"lan,omitempty"`
-	DNS        *dns.Status       `json:"dns,omitempty"`
-	Blocklists *BlocklistsStatus `json:"blocklists,omitempty"`
-}
 
 // statusFiller is implemented by components that add a section to Status.
 type statusFiller interface {
-	fillStatus(st *Status)
+	fillStatus(st *status.Status)
 }
 
 // Status assembles the current status from the published generation,
 // without waiting for a start, reload or stop in progress: a component
 // adds its section only between its Start and its Stop (or throughout, if
 // it says its section is safe to read while it starts).
-func (s *Supervisor) Status() *Status {
+func (s *Supervisor) Status() *status.Status {
 	g := s.cur.Load()
-	st := &Status{
+	st := &status.Status{
 		Version:    Version,
 		ConfigPath: s.path,
 		ConfigHash: g.hash,

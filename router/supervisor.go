@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 )
 
 // Version is stamped by the build (-ldflags -X).
@@ -37,7 +38,7 @@ type Supervisor struct {
 	cur atomic.Pointer[generation]
 
 	reloadMu   sync.Mutex
-	lastReload ReloadStatus
+	lastReload status.Reload
 }
 
 // generation is one config and the components built from it. Status reads
@@ -47,12 +48,6 @@ type generation struct {
 	hash   string
 	comps  []Component
 	health []*Health
-}
-
-// ReloadStatus says how the last SIGHUP went.
-type ReloadStatus struct {
-	At    time.Time `json:"at"`
-	Error string    `json:"error,omitempty"`
 }
 
 // stopTimeout bounds each component's Stop, so that one stuck component
@@ -103,7 +98,7 @@ func (s *Supervisor) Reload() error {
 	cfg, hash, err := config.Load(s.path)
 	s.life.Lock()
 	defer s.life.Unlock()
-	s.setReload(ReloadStatus{At: time.Now()}, err)
+	s.setReload(status.Reload{At: time.Now()}, err)
 	if err != nil {
 		s.log.Error("reload refused; keeping the running config", "err", err)
 		return err
@@ -118,7 +113,7 @@ func (s *Supervisor) Reload() error {
 	return nil
 }
 
-func (s *Supervisor) setReload(r ReloadStatus, err error) {
+func (s *Supervisor) setReload(r status.Reload, err error) {
 	if err != nil {
 		r.Error = err.Error()
 	}
@@ -166,13 +161,13 @@ func (s *Supervisor) stopLocked() {
 	g := s.cur.Load()
 	for i := len(g.comps) - 1; i >= 0; i-- {
 		g.health[i].setUp(false)
-		g.health[i].set(StateStopping, "")
+		g.health[i].set(status.Stopping, "")
 		ctx, cancel := context.WithTimeout(context.Background(), s.stopTimeout)
 		if err := g.comps[i].Stop(ctx); err != nil {
 			s.log.Error("stop failed", "component", g.comps[i].Name(), "err", err)
 		}
 		cancel()
-		g.health[i].set(StateStopped, "")
+		g.health[i].set(status.Stopped, "")
 	}
 	s.cancel = nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 )
 
 // fake is a component whose Start blocks until released (a NIC that is
@@ -59,7 +60,7 @@ func (f *fake) Stop(ctx context.Context) error {
 	return f.run.Stop(ctx)
 }
 
-func (f *fake) fillStatus(st *Status) { st.Routing = &RoutingStatus{} }
+func (f *fake) fillStatus(st *status.Status) { st.Routing = &status.Routing{} }
 
 func (f *fake) record(s string) {
 	f.mu.Lock()
@@ -109,11 +110,11 @@ socket = "` + sock + `"
 
 // statusWithin asks for status over the control socket, as routerctl does,
 // and fails the test if the answer takes longer than budget.
-func statusWithin(t *testing.T, c *control.Client, budget time.Duration) *Status {
+func statusWithin(t *testing.T, c *control.Client, budget time.Duration) *status.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	var st Status
+	var st status.Status
 	if err := c.Do(ctx, "GET", "/v1/status", &st, nil); err != nil {
 		t.Fatalf("status within %v: %v", budget, err)
 	}
@@ -137,8 +138,8 @@ func waitSocket(t *testing.T, c *control.Client) {
 	}
 }
 
-func states(st *Status) map[string]State {
-	out := map[string]State{}
+func states(st *status.Status) map[string]status.State {
+	out := map[string]status.State{}
 	for _, c := range st.Components {
 		out[c.Name] = c.State
 	}
@@ -164,7 +165,7 @@ func TestStatusNeverStalls(t *testing.T) {
 
 	const budget = 200 * time.Millisecond
 	st := statusWithin(t, c, budget)
-	if got, want := states(st), map[string]State{"nics": StateRunning, "lan": StateStarting}; !maps.Equal(got, want) {
+	if got, want := states(st), map[string]status.State{"nics": status.Running, "lan": status.Starting}; !maps.Equal(got, want) {
 		t.Errorf("while lan starts: states = %v, want %v", got, want)
 	}
 	if st.Routing == nil {
@@ -183,7 +184,7 @@ func TestStatusNeverStalls(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		st = statusWithin(t, c, budget)
 	}
-	if got, want := states(st)["lan"], StateStarting; got != want {
+	if got, want := states(st)["lan"], status.Starting; got != want {
 		t.Errorf("during reload: lan = %v, want %v", got, want)
 	}
 	close(slow.release)
@@ -210,7 +211,7 @@ func TestStopAlwaysReturns(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	waitSocket(t, c)
 	st := statusWithin(t, c, 200*time.Millisecond)
-	if got, want := states(st), map[string]State{"wan": StateFailed, "dns": StateRunning, "metrics": StateRunning}; !maps.Equal(got, want) {
+	if got, want := states(st), map[string]status.State{"wan": status.Failed, "dns": status.Running, "metrics": status.Running}; !maps.Equal(got, want) {
 		t.Errorf("states = %v, want %v", got, want)
 	}
 	cancel()

@@ -3,8 +3,6 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -13,6 +11,7 @@ import (
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/vpn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -82,7 +81,7 @@ func (c *vpnComp) endpoints() []netip.Addr {
 	return out
 }
 
-func (c *vpnComp) fillStatus(st *Status) {
+func (c *vpnComp) fillStatus(st *status.Status) {
 	s := c.t.Status()
 	st.VPN = &s
 }
@@ -102,31 +101,5 @@ func pubkeyHandler(cfg func() *config.Config) http.HandlerFunc {
 			return
 		}
 		control.WriteJSON(w, map[string]string{"public_key": k.PublicKey().String()})
-	}
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderVPN) }
-
-func renderVPN(st *Status, w io.Writer) {
-	if st.VPN == nil {
-		return
-	}
-	v := st.VPN
-	state := "DOWN (no recent handshake)"
-	if v.Up {
-		state = "up"
-	}
-	section(w, fmt.Sprintf("VPN %s (%s, listen port %d): %s", v.Interface, v.Implementation, v.ListenPort, state))
-	fmt.Fprintf(w, "public key\t%s\n", v.PublicKey)
-	for _, p := range v.Peers {
-		hs := "never"
-		if !p.LastHandshake.IsZero() {
-			hs = ago(p.LastHandshake)
-		}
-		fmt.Fprintf(w, "peer %.12s…\tendpoint %s, handshake %s, rx %s, tx %s\n", p.PublicKey, orDash(p.Endpoint), hs,
-			bytesH(uint64(p.RxBytes)), bytesH(uint64(p.TxBytes)))
-	}
-	if v.Error != "" {
-		fmt.Fprintf(w, "error\t%s\n", oneLine(v.Error))
 	}
 }

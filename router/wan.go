@@ -3,17 +3,15 @@ package router
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 )
 
 // wanComp gives the WAN NIC its address: the DHCPv4 client, or the static
@@ -115,17 +113,8 @@ func (c *wanComp) static() error {
 
 func (c *wanComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
-// WANStatus is the WAN section of routerctl status.
-type WANStatus struct {
-	Mode  string              `json:"mode"` // "dhcp" | "static"
-	DHCP  *dhcp.Client4Status `json:"dhcp,omitempty"`
-	Addr  string              `json:"address,omitempty"`
-	IPv6  string              `json:"ipv6_mode"`
-	DHCP6 *dhcp.Client6Status `json:"dhcp6,omitempty"`
-}
-
-func (c *wanComp) fillStatus(st *Status) {
-	ws := &WANStatus{Mode: c.cfg.WAN.IPv4, IPv6: c.cfg.WAN.IPv6}
+func (c *wanComp) fillStatus(st *status.Status) {
+	ws := &status.WAN{Mode: c.cfg.WAN.IPv4, IPv6: c.cfg.WAN.IPv6}
 	if c.v6 != nil {
 		s := c.v6.Status()
 		ws.DHCP6 = &s
@@ -137,40 +126,4 @@ func (c *wanComp) fillStatus(st *Status) {
 		ws.Addr = c.cfg.WAN.Address.String() + " via " + c.cfg.WAN.Gateway.String()
 	}
 	st.WAN = ws
-}
-
-func init() { sectionRenderers = append(sectionRenderers, renderWAN) }
-
-func renderWAN(st *Status, w io.Writer) {
-	if st.WAN == nil {
-		return
-	}
-	section(w, "WAN")
-	if d := st.WAN.DHCP; d != nil {
-		fmt.Fprintf(w, "dhcp\t%s\t%s\n", d.State, orDash(d.Address))
-		if d.Address != "" {
-			fmt.Fprintf(w, "\trouter %s, dns %s, server %s\n", orDash(d.Router), orDash(strings.Join(d.DNS, " ")), orDash(d.Server))
-			fmt.Fprintf(w, "\texpires in %s, next renew in %s\n", until(d.Expires), until(d.NextRenew))
-		}
-		if d.Error != "" {
-			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
-		}
-	} else {
-		fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
-	}
-	if d := st.WAN.DHCP6; d != nil {
-		fmt.Fprintf(w, "dhcpv6\t%s\t%s\n", d.State, orDash(d.Address))
-		if d.Delegated != "" {
-			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
-		}
-	} else {
-		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
-	}
-}
-
-func until(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return time.Until(t).Round(time.Second).String()
 }

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -117,12 +119,8 @@ func Remove(ns string, family nftables.TableFamily, name string) error {
 	return nil
 }
 
-// Counter is one named counter's value.
-type Counter struct {
-	Name    string `json:"name"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
+// Counter is one named counter as the kernel has it.
+type Counter = status.Counter
 
 // Counters reads the named counters of a table, sorted by name.
 func Counters(ns string, family nftables.TableFamily, name string) ([]Counter, error) {

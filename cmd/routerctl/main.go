@@ -11,9 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/routerd/routerd/router"
-	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
 )
 
 const usage = `usage: routerctl [--socket PATH] COMMAND
@@ -36,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("routerctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	socket := fs.String("socket", config.DefaultSocket, "routerd's control socket")
+	socket := fs.String("socket", control.DefaultSocket, "routerd's control socket")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -54,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			break
 		}
-		err = status(ctx, c, asJSON, stdout)
+		err = showStatus(ctx, c, asJSON, stdout)
 		return exit(err, stderr)
 	case "leases":
 		asJSON, ok := jsonFlag(rest)
@@ -129,9 +128,9 @@ func exit(err error, stderr io.Writer) int {
 	return 0
 }
 
-func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+func showStatus(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
 	var raw []byte
-	var st router.Status
+	var st status.Status
 	if err := c.Do(ctx, "GET", "/v1/status", &st, &raw); err != nil {
 		return err
 	}
@@ -144,7 +143,7 @@ func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 
 func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
 	var raw []byte
-	var ls router.LeasesStatus
+	var ls status.Leases
 	if err := c.Do(ctx, "GET", "/v1/leases", &ls, &raw); err != nil {
 		return err
 	}
@@ -163,7 +162,7 @@ func blocklistRefresh(ctx context.Context, c *control.Client, name string, asJSO
 		path += "?name=" + url.QueryEscape(name)
 	}
 	var raw []byte
-	var bs router.BlocklistsStatus
+	var bs status.Blocklists
 	if err := c.Do(ctx, "POST", path, &bs, &raw); err != nil {
 		return err
 	}

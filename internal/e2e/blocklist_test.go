@@ -36,7 +36,7 @@ func filler(n, offset int) []string {
 
 func listStatus(t *testing.T, a *appliance, name string) blocklist.Status {
 	t.Helper()
-	st, err := status(a.rd)
+	st, err := getStatus(a.rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ via = "vpn"
 		vpnClient: {listed: vpn, other: vpn, direct: wan},
 	})
 
-	st, err := status(a.rd)
+	st, err := getStatus(a.rd)
 	if err != nil {
 		t.Fatal(err)
 	}

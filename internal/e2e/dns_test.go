@@ -118,13 +118,13 @@ func TestDNSResolver(t *testing.T) {
 	})
 
 	// Never an open resolver: from the ISP's side nothing answers.
-	st, _ := status(rd)
+	st, _ := getStatus(rd)
 	wanIP := netip.MustParsePrefix(st.WAN.DHCP.Address).Addr()
 	if out, err := isp.NS.Run("dig", "+time=1", "+tries=1", "@"+wanIP.String(), "echo.example"); err == nil && strings.Contains(out, "ANSWER: 1") {
 		t.Errorf("the resolver answered the ISP side:\n%s", out)
 	}
 
-	st, _ = status(rd)
+	st, _ = getStatus(rd)
 	if st.DNS == nil || st.DNS.CacheHits == 0 || st.DNS.Local == 0 || len(st.DNS.Upstreams) < 2 || st.DNS.Upstreams[0].Healthy {
 		t.Errorf("DNS status = %+v", st.DNS)
 	}

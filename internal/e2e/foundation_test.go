@@ -95,7 +95,7 @@ func TestSupervisor(t *testing.T) {
 		t.Errorf("socket dir mode = %o, want 700", got)
 	}
 
-	st, err := status(rd)
+	st, err := getStatus(rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestSupervisor(t *testing.T) {
 	r.WriteConfig(strings.Replace(cfg, `hostname = "gw"`, `hostname = "g w"`, 1))
 	rd.Proc.Signal(syscall.SIGHUP)
 	l.Eventually(10*time.Second, "reload refused in status", func() error {
-		st, err := status(rd)
+		st, err := getStatus(rd)
 		if err != nil {
 			return err
 		}
@@ -145,7 +145,7 @@ func TestSupervisor(t *testing.T) {
 	if _, err := rd.Ctl("reload"); err != nil {
 		t.Fatal(err)
 	}
-	st, err = status(rd)
+	st, err = getStatus(rd)
 	if err != nil {
 		t.Fatal(err)
 	}

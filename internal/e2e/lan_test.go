@@ -19,7 +19,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/routerd/routerd/internal/lab"
 	"github.com/routerd/routerd/netns"
-	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/status"
 )
 
 const reservationExtra = `
@@ -39,13 +39,13 @@ func lanRouter(t *testing.T, o lab.ConfigOptions) (*lab.Lab, *lab.Router, *lab.S
 	return l, r, lan, nil
 }
 
-func leases(t *testing.T, rd *lab.Routerd) []router.LeaseView {
+func leases(t *testing.T, rd *lab.Routerd) []status.Lease {
 	t.Helper()
 	out, err := rd.Ctl("leases", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ls router.LeasesStatus
+	var ls status.Leases
 	if err := json.Unmarshal([]byte(out), &ls); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestDHCPClients(t *testing.T) {
 	if l3.IP.String() != "192.168.11.10" {
 		t.Errorf("reserved client got %s, want 192.168.11.10", l3.IP)
 	}
-	byAddr := map[string]router.LeaseView{}
+	byAddr := map[string]status.Lease{}
 	for _, le := range leases(t, rd) {
 		byAddr[le.Address] = le
 	}

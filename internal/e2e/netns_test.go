@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
-	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/status"
 )
 
 // skeleton is a router with one LAN and a WAN on the ISP, without a VPN.
@@ -34,15 +34,15 @@ func (s *skeleton) vpnNS() *lab.NS { return s.l.ExistingNS(s.l.Prefix + "-vpn") 
 
 // waitConverged waits until every component runs and reports that its last
 // apply changed nothing.
-func waitConverged(t *testing.T, l *lab.Lab, rd *lab.Routerd) *router.Status {
+func waitConverged(t *testing.T, l *lab.Lab, rd *lab.Routerd) *status.Status {
 	t.Helper()
-	var st *router.Status
+	var st *status.Status
 	l.Eventually(30*time.Second, "components running", func() (err error) {
-		if st, err = status(rd); err != nil {
+		if st, err = getStatus(rd); err != nil {
 			return err
 		}
 		for _, c := range st.Components {
-			if c.State != router.StateRunning {
+			if c.State != status.Running {
 				return fmt.Errorf("%s is %s: %s", c.Name, c.State, c.Error)
 			}
 		}
@@ -53,7 +53,7 @@ func waitConverged(t *testing.T, l *lab.Lab, rd *lab.Routerd) *router.Status {
 
 // lastChanges returns what each apply-style component says its last apply
 // changed.
-func lastChanges(st *router.Status) map[string]int {
+func lastChanges(st *status.Status) map[string]int {
 	m := map[string]int{}
 	if st.Netns != nil {
 		m["netns"] = st.Netns.LastChanges
@@ -183,7 +183,7 @@ func TestWANNICReset(t *testing.T) {
 
 	s.wanNS().MustRun("ip", "link", "del", "wan0")
 	s.l.Eventually(10*time.Second, "status shows the WAN NIC missing", func() error {
-		st, err := status(rd)
+		st, err := getStatus(rd)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func TestWANNICReset(t *testing.T) {
 	// The USB NIC comes back: a new link with the permanent MAC, in main.
 	s.isp.Attach(s.r.NS, "eth7", lab.WANMAC)
 	s.l.Eventually(10*time.Second, "WAN NIC re-adopted", func() error {
-		st, err := status(rd)
+		st, err := getStatus(rd)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func TestLANNICReset(t *testing.T) {
 	s.lan.NS.MustRun("ip", "link", "add", "name", "uplink2", "type", "veth", "peer", "name", "eth9", "netns", s.r.NS.Name, "address", lab.LANMAC(1))
 	s.lan.NS.MustRun("ip", "link", "set", "dev", "uplink2", "master", "br", "up")
 	s.l.Eventually(10*time.Second, "LAN NIC re-adopted with its routes", func() error {
-		st, err := status(rd)
+		st, err := getStatus(rd)
 		if err != nil {
 			return err
 		}
@@ -288,18 +288,18 @@ func TestMissingNIC(t *testing.T) {
 	cfg := s.r.Config(lab.ConfigOptions{WANWait: 2 * time.Second})
 	cfg = strings.Replace(cfg, `match_mac = "`+lab.WANMAC+`"`, `match_mac = "02:42:ac:00:00:99"`, 1)
 	rd := s.r.StartRouterd(cfg)
-	st, err := status(rd)
+	st, err := getStatus(rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range st.Components {
 		switch c.Name {
 		case "nics":
-			if c.State != router.StateFailed || !strings.Contains(c.Error, "02:42:ac:00:00:99") || !strings.Contains(c.Error, "not found within 2s") {
+			if c.State != status.Failed || !strings.Contains(c.Error, "02:42:ac:00:00:99") || !strings.Contains(c.Error, "not found within 2s") {
 				t.Errorf("nics = %+v, want failed naming the missing MAC and the wait", c)
 			}
 		default:
-			if c.State != router.StateRunning {
+			if c.State != status.Running {
 				t.Errorf("%s = %+v, want running despite the missing WAN NIC", c.Name, c)
 			}
 		}

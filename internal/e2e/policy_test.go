@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
-	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/status"
 )
 
 // appliance is the full lab: ISP, VPN provider, router, one LAN.
@@ -57,7 +57,7 @@ func newAppliance(t *testing.T, o lab.ConfigOptions, extra string, setup func(*a
 func (a *appliance) waitVPN(t *testing.T) {
 	t.Helper()
 	a.l.Eventually(30*time.Second, "VPN handshake", func() error {
-		st, err := status(a.rd)
+		st, err := getStatus(a.rd)
 		if err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ func (a *appliance) echo(t *testing.T, c *lab.Client, dst netip.Addr, port int) 
 	return got
 }
 
-func counters(st *router.Status, table string) map[string]uint64 {
+func counters(st *status.Status, table string) map[string]uint64 {
 	m := map[string]uint64{}
 	if st.Firewall != nil {
 		for _, c := range st.Firewall.Counters[table] {
@@ -140,7 +140,7 @@ func TestPolicyPaths(t *testing.T) {
 				t.Errorf("%s to port %d seen as %s, want %s", tc.c.NS.Name, tc.port, got, tc.want)
 			}
 		}
-		st, err := status(a.rd)
+		st, err := getStatus(a.rd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +302,7 @@ func TestPolicyPaths(t *testing.T) {
 			}
 			return nil
 		})
-		st0, _ := status(a.rd)
+		st0, _ := getStatus(a.rd)
 		gen := st0.Firewall.Generation
 		// A different config: every component restarts and the firewall
 		// is replaced, in the middle of the download.
@@ -310,7 +310,7 @@ func TestPolicyPaths(t *testing.T) {
 		if _, err := a.rd.Ctl("reload"); err != nil {
 			t.Fatal(err)
 		}
-		st, err := status(a.rd)
+		st, err := getStatus(a.rd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,16 +339,16 @@ func TestPolicyPaths(t *testing.T) {
 
 func ingress(t *testing.T, a *appliance) map[string]uint64 {
 	t.Helper()
-	st, err := status(a.rd)
+	st, err := getStatus(a.rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return counters(st, "wan-ingress")
 }
 
-func mustStatus(t *testing.T, rd *lab.Routerd) *router.Status {
+func mustStatus(t *testing.T, rd *lab.Routerd) *status.Status {
 	t.Helper()
-	st, err := status(rd)
+	st, err := getStatus(rd)
 	if err != nil {
 		t.Fatal(err)
 	}

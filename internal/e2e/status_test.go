@@ -5,16 +5,16 @@ import (
 	"fmt"
 
 	"github.com/routerd/routerd/internal/lab"
-	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/status"
 )
 
 // status returns routerd's status model.
-func status(rd *lab.Routerd) (*router.Status, error) {
+func getStatus(rd *lab.Routerd) (*status.Status, error) {
 	b, err := rd.StatusJSON()
 	if err != nil {
 		return nil, err
 	}
-	var st router.Status
+	var st status.Status
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("decode status: %w", err)
 	}

@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
-	"github.com/routerd/routerd/router"
+	"github.com/routerd/routerd/router/status"
 )
 
 // waitWANLease waits for routerd to report a bound WAN lease and returns it.
-func waitWANLease(t *testing.T, l *lab.Lab, rd *lab.Routerd, cond func(*router.Status) error) *router.Status {
+func waitWANLease(t *testing.T, l *lab.Lab, rd *lab.Routerd, cond func(*status.Status) error) *status.Status {
 	t.Helper()
-	var st *router.Status
+	var st *status.Status
 	l.Eventually(30*time.Second, "WAN lease", func() (err error) {
-		if st, err = status(rd); err != nil {
+		if st, err = getStatus(rd); err != nil {
 			return err
 		}
 		if st.WAN == nil || st.WAN.DHCP == nil || st.WAN.DHCP.State != "bound" {
@@ -67,7 +67,7 @@ func TestWANDHCP(t *testing.T) {
 
 	// Renewal at T1 (3s) keeps the address.
 	acks := d.Counts["ack"]
-	waitWANLease(t, l, rd, func(st *router.Status) error {
+	waitWANLease(t, l, rd, func(st *status.Status) error {
 		if st.WAN.DHCP.Counts["ack"] < acks+2 {
 			return fmt.Errorf("acks = %d, want renewals beyond %d", st.WAN.DHCP.Counts["ack"], acks)
 		}
@@ -80,7 +80,7 @@ func TestWANDHCP(t *testing.T) {
 	// A restart confirms the saved lease instead of discovering anew.
 	discovers := strings.Count(isp.Dnsmasq.Log.String(), "DHCPDISCOVER")
 	rd.Restart()
-	waitWANLease(t, l, rd, func(st *router.Status) error {
+	waitWANLease(t, l, rd, func(st *status.Status) error {
 		if st.WAN.DHCP.Address != addr.String() {
 			return fmt.Errorf("address after restart %s, want %s", st.WAN.DHCP.Address, addr)
 		}
@@ -123,7 +123,7 @@ func TestWANDHCPv6PD(t *testing.T) {
 	rd := r.StartRouterd(r.Config(lab.ConfigOptions{WANIPv6: "dhcp"}))
 	var d6 struct{ addr, prefix string }
 	l.Eventually(40*time.Second, "WAN DHCPv6 lease with a delegated prefix", func() error {
-		st, err := status(rd)
+		st, err := getStatus(rd)
 		if err != nil {
 			return err
 		}

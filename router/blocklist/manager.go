@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/routerd/routerd/internal/iprange"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/rules"
@@ -75,25 +77,7 @@ type list struct {
 }
 
 // Status is one list in routerctl status.
-type Status struct {
-	Name           string    `json:"name"`
-	Via            string    `json:"via"`
-	Source         string    `json:"source"`
-	Format         string    `json:"format"`
-	Prefixes4      int       `json:"prefixes_v4"` // after merging
-	Prefixes6      int       `json:"prefixes_v6"`
-	Domains        int       `json:"domains"`
-	Lines          int       `json:"lines"`
-	Rejected       int       `json:"rejected"`
-	Samples        []string  `json:"rejected_samples,omitempty"`
-	Refused        int       `json:"refused"` // would have captured a protected network
-	RefusedSamples []string  `json:"refused_samples,omitempty"`
-	LastSuccess    time.Time `json:"last_success,omitempty"`
-	LastAttempt    time.Time `json:"last_attempt,omitempty"`
-	NextRun        time.Time `json:"next_run,omitempty"`
-	LastResult     string    `json:"last_result,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
-}
+type Status = status.Blocklist
 
 // setsOf maps a path to its sets.
 var setsOf = map[string][4]string{

@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/router/control"
 )
 
 // Defaults for keys a config may leave out.
 const (
 	DefaultStateDir  = "/var/lib/routerd"
-	DefaultSocket    = "/run/routerd/routerd.sock"
+	DefaultSocket    = control.DefaultSocket
 	defaultLeaseTime = 12 * time.Hour
 )
 

@@ -22,6 +22,10 @@ import (
 	"time"
 )
 
+// DefaultSocket is where routerd listens and routerctl asks unless told
+// otherwise.
+const DefaultSocket = "/run/routerd/routerd.sock"
+
 // Listen opens the control socket at path. A stale socket left by a crashed
 // routerd is replaced; a live one means another routerd runs, which is an
 // error rather than a silent takeover.

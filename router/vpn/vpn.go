@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/status"
+
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
@@ -506,24 +508,10 @@ func parsePort(s string) uint16 {
 }
 
 // PeerStatus is one peer in status.
-type PeerStatus struct {
-	PublicKey     string    `json:"public_key"`
-	Endpoint      string    `json:"endpoint,omitempty"`
-	LastHandshake time.Time `json:"last_handshake,omitempty"`
-	RxBytes       int64     `json:"rx_bytes"`
-	TxBytes       int64     `json:"tx_bytes"`
-}
+type PeerStatus = status.Peer
 
 // Status is the tunnel's state for routerctl status.
-type Status struct {
-	Interface      string       `json:"interface"`
-	Implementation string       `json:"implementation"`
-	PublicKey      string       `json:"public_key"`
-	ListenPort     int          `json:"listen_port"`
-	Up             bool         `json:"up"` // a handshake in the last 3 minutes
-	Peers          []PeerStatus `json:"peers"`
-	Error          string       `json:"error,omitempty"`
-}
+type Status = status.VPN
 
 // Status reads the device through wgctrl.
 func (t *Tunnel) Status() Status {

@@ -1,0 +1,335 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// sections is the order routerctl status prints in: what the box is made
+// of (NICs, namespaces, routing), its uplinks (WAN, VPN), what it serves
+// (LAN, DNS), then how traffic was steered and dropped.
+var sections = []func(*Status, io.Writer){
+	renderNICs,
+	renderNetns,
+	renderRouting,
+	renderWAN,
+	renderVPN,
+	renderLAN,
+	renderDNS,
+	renderPolicy,
+	renderBlocklists,
+	renderFirewall,
+}
+
+// WriteText renders the status for a person, section by section.
+func (st *Status) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "routerd %s, up %s\n", st.Version, time.Duration(st.Uptime)*time.Second)
+	fmt.Fprintf(tw, "config %s (sha256 %.12s)\n", st.ConfigPath, st.ConfigHash)
+	if r := st.Reload; r != nil {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "last reload %s REFUSED: %s\n", r.At.Format(time.RFC3339), oneLine(r.Error))
+		} else {
+			fmt.Fprintf(tw, "last reload %s ok\n", r.At.Format(time.RFC3339))
+		}
+	}
+	section(tw, "Components")
+	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tERROR")
+	for _, c := range st.Components {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.State, ago(c.Since), oneLine(c.Error))
+	}
+	for _, r := range sections {
+		r(st, tw)
+	}
+	return tw.Flush()
+}
+
+// WriteText renders the leases as a table.
+func (ls *Leases) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeLeases(tw, ls.Leases)
+	return tw.Flush()
+}
+
+// WriteText renders the lists as a table.
+func (bs *Blocklists) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeBlocklists(tw, bs.Lists)
+	return tw.Flush()
+}
+
+func renderNICs(st *Status, w io.Writer) {
+	if st.NICs == nil {
+		return
+	}
+	section(w, "NICs")
+	fmt.Fprintln(w, "NAME\tROLE\tMATCH MAC\tMAC\tNETNS\tSTATE\tRX\tTX\tADOPTED\tERROR")
+	for _, n := range st.NICs.NICs {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%d\t%s/%d\t%d (re %d)\t%s\n", n.Name, n.Role, n.MatchMAC, orDash(n.CurrentMAC),
+			n.Namespace, n.State, bytesH(n.RxBytes), n.RxPackets, bytesH(n.TxBytes), n.TxPackets, n.Adopted, n.Readopted, oneLine(n.Error))
+	}
+}
+
+func renderNetns(st *Status, w io.Writer) {
+	if st.Netns == nil {
+		return
+	}
+	section(w, "Namespaces and transit links")
+	for _, n := range st.Netns.Namespaces {
+		if !n.Exists {
+			fmt.Fprintf(w, "%s (%s)\tMISSING\n", n.Name, n.Role)
+			continue
+		}
+		fmt.Fprintf(w, "%s (%s)\t%s\n", n.Name, n.Role, strings.Join(n.Links, "\n\t"))
+	}
+}
+
+func renderRouting(st *Status, w io.Writer) {
+	if st.Routing == nil {
+		return
+	}
+	section(w, "Routing")
+	for _, r := range st.Routing.Rules {
+		fmt.Fprintf(w, "\t%s\n", r)
+	}
+	keys := make([]string, 0, len(st.Routing.Routes))
+	for k := range st.Routing.Routes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, ns := range keys {
+		for i, r := range st.Routing.Routes[ns] {
+			label := ""
+			if i == 0 {
+				label = ns
+			}
+			fmt.Fprintf(w, "%s\t%s\n", label, r)
+		}
+	}
+}
+
+func bytesH(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func renderWAN(st *Status, w io.Writer) {
+	if st.WAN == nil {
+		return
+	}
+	section(w, "WAN")
+	if d := st.WAN.DHCP; d != nil {
+		fmt.Fprintf(w, "dhcp\t%s\t%s\n", d.State, orDash(d.Address))
+		if d.Address != "" {
+			fmt.Fprintf(w, "\trouter %s, dns %s, server %s\n", orDash(d.Router), orDash(strings.Join(d.DNS, " ")), orDash(d.Server))
+			fmt.Fprintf(w, "\texpires in %s, next renew in %s\n", until(d.Expires), until(d.NextRenew))
+		}
+		if d.Error != "" {
+			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
+		}
+	} else {
+		fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
+	}
+	if d := st.WAN.DHCP6; d != nil {
+		fmt.Fprintf(w, "dhcpv6\t%s\t%s\n", d.State, orDash(d.Address))
+		if d.Delegated != "" {
+			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
+		}
+	} else {
+		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
+	}
+}
+
+func until(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Until(t).Round(time.Second).String()
+}
+
+func renderVPN(st *Status, w io.Writer) {
+	if st.VPN == nil {
+		return
+	}
+	v := st.VPN
+	state := "DOWN (no recent handshake)"
+	if v.Up {
+		state = "up"
+	}
+	section(w, fmt.Sprintf("VPN %s (%s, listen port %d): %s", v.Interface, v.Implementation, v.ListenPort, state))
+	fmt.Fprintf(w, "public key\t%s\n", v.PublicKey)
+	for _, p := range v.Peers {
+		hs := "never"
+		if !p.LastHandshake.IsZero() {
+			hs = ago(p.LastHandshake)
+		}
+		fmt.Fprintf(w, "peer %.12s…\tendpoint %s, handshake %s, rx %s, tx %s\n", p.PublicKey, orDash(p.Endpoint), hs,
+			bytesH(uint64(p.RxBytes)), bytesH(uint64(p.TxBytes)))
+	}
+	if v.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(v.Error))
+	}
+}
+
+func renderLAN(st *Status, w io.Writer) {
+	if st.LAN == nil {
+		return
+	}
+	section(w, fmt.Sprintf("LAN leases (%d)", len(st.LAN.Leases)))
+	writeLeases(w, st.LAN.Leases)
+	section(w, "LAN services")
+	fmt.Fprintln(w, "SERVICE\tCOUNTERS")
+	keys := make([]string, 0, len(st.LAN.Stats))
+	for k := range st.LAN.Stats {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var parts []string
+		for name, v := range st.LAN.Stats[k] {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, v))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "%s\t%s\n", k, strings.Join(parts, " "))
+	}
+	fmt.Fprintf(w, "lease store\t%d records in %d fsyncs\n", st.LAN.Store.Records, st.LAN.Store.Commits)
+}
+
+func writeLeases(w io.Writer, leases []Lease) {
+	fmt.Fprintln(w, "IFACE\tADDRESS\tCLIENT\tHOSTNAME\tEXPIRES")
+	for _, l := range leases {
+		client := l.MAC
+		if l.DUID != "" {
+			client = fmt.Sprintf("%s/%d", l.DUID, l.IAID)
+		}
+		exp := "in " + time.Until(l.Expires).Round(time.Second).String()
+		if l.Reserved {
+			exp += " (reserved)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Interface, l.Address, client, orDash(l.Hostname), exp)
+	}
+}
+
+func renderDNS(st *Status, w io.Writer) {
+	if st.DNS == nil {
+		return
+	}
+	d := st.DNS
+	section(w, fmt.Sprintf("DNS (%.1f queries/s over the last minute)", d.QueriesPerSecond))
+	fmt.Fprintf(w, "queries\t%d (local %d, cache hits %d, forwarded %d, mDNS %d/%d answered)\n",
+		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.MDNSAnswered, d.MDNSQueries)
+	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
+	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
+	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
+	fmt.Fprintln(w, "UPSTREAM\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
+	for _, u := range d.Upstreams {
+		fmt.Fprintf(w, "%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
+	}
+}
+
+func renderPolicy(st *Status, w io.Writer) {
+	if st.Firewall == nil {
+		return
+	}
+	section(w, "Policy (new LAN connections by decision)")
+	fmt.Fprintln(w, "DECISION\tCONNECTIONS")
+	for _, c := range st.Firewall.Counters["main"] {
+		if strings.HasPrefix(c.Name, "policy_") || strings.HasPrefix(c.Name, "default_") || c.Name == "nat_loopback" || c.Name == "inbound_wan" {
+			fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
+		}
+	}
+	for _, c := range st.Firewall.Counters["lists"] {
+		fmt.Fprintf(w, "%s\t%d\n", c.Name, c.Packets)
+	}
+}
+
+func renderFirewall(st *Status, w io.Writer) {
+	if st.Firewall == nil {
+		return
+	}
+	section(w, fmt.Sprintf("Firewall (ruleset generation %d, applied %s)", st.Firewall.Generation, ago(st.Firewall.Applied)))
+	fmt.Fprintln(w, "TABLE\tDROP REASON\tPACKETS")
+	labels := make([]string, 0, len(st.Firewall.Counters))
+	for k := range st.Firewall.Counters {
+		labels = append(labels, k)
+	}
+	sort.Strings(labels)
+	for _, l := range labels {
+		for _, c := range st.Firewall.Counters[l] {
+			if strings.HasPrefix(c.Name, "drop_") {
+				fmt.Fprintf(w, "%s\t%s\t%d\n", l, strings.TrimPrefix(c.Name, "drop_"), c.Packets)
+			}
+		}
+	}
+}
+
+func renderBlocklists(st *Status, w io.Writer) {
+	if st.Blocklists == nil {
+		return
+	}
+	section(w, "Blocklists")
+	writeBlocklists(w, st.Blocklists.Lists)
+}
+
+func writeBlocklists(w io.Writer, lists []Blocklist) {
+	fmt.Fprintln(w, "NAME\tVIA\tFORMAT\tV4\tV6\tDOMAINS\tLINES\tREJECTED\tREFUSED\tLAST SUCCESS\tNEXT RUN\tRESULT")
+	for _, l := range lists {
+		next := "-"
+		if !l.NextRun.IsZero() {
+			next = "in " + time.Until(l.NextRun).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", l.Name, l.Via, l.Format, l.Prefixes4, l.Prefixes6,
+			l.Domains, l.Lines, l.Rejected, l.Refused, ago(l.LastSuccess), next, orDash(l.LastResult))
+	}
+	for _, l := range lists {
+		if l.LastError != "" {
+			fmt.Fprintf(w, "  %s: last error: %s\n", l.Name, l.LastError)
+		}
+		if len(l.Samples) > 0 {
+			fmt.Fprintf(w, "  %s: rejected, e.g.: %s\n", l.Name, strings.Join(l.Samples, " | "))
+		}
+		if len(l.RefusedSamples) > 0 {
+			fmt.Fprintf(w, "  %s: refused (would capture the router's own networks), e.g.: %s\n", l.Name, strings.Join(l.RefusedSamples, " | "))
+		}
+	}
+}
+
+func section(w io.Writer, title string) {
+	fmt.Fprintf(w, "\n%s\n", title)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

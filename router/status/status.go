@@ -1,0 +1,262 @@
+// Package status is routerctl status as data: the types routerd fills and
+// routerctl renders, and their rendering for a person.
+//
+// It imports only the standard library. routerctl, a thin client, links
+// this package and the control socket client and nothing of netlink,
+// nftables or WireGuard (cmd/routerctl's TestThinClient checks), and the
+// leaf packages (hw, dhcp, dns, rules, vpn, blocklist) describe their state
+// in its types without depending on the supervisor.
+package status
+
+import "time"
+
+// Status is the whole picture routerctl status shows. A section is nil
+// while its component is not configured or not started.
+type Status struct {
+	Version    string      `json:"version"`
+	ConfigPath string      `json:"config_path"`
+	ConfigHash string      `json:"config_hash"`
+	Started    time.Time   `json:"started"`
+	Uptime     float64     `json:"uptime_seconds"`
+	Components []Component `json:"components"`
+	Reload     *Reload     `json:"last_reload,omitempty"`
+	NICs       *NICs       `json:"nics,omitempty"`
+	Netns      *Netns      `json:"netns,omitempty"`
+	Routing    *Routing    `json:"routing,omitempty"`
+	WAN        *WAN        `json:"wan,omitempty"`
+	VPN        *VPN        `json:"vpn,omitempty"`
+	Firewall   *Firewall   `json:"firewall,omitempty"`
+	LAN        *LAN        `json:"lan,omitempty"`
+	DNS        *DNS        `json:"dns,omitempty"`
+	Blocklists *Blocklists `json:"blocklists,omitempty"`
+}
+
+// State of a component.
+type State string
+
+const (
+	Starting State = "starting"
+	Running  State = "running"
+	Failed   State = "failed"
+	Stopping State = "stopping"
+	Stopped  State = "stopped"
+)
+
+// Component is one row of the component table.
+type Component struct {
+	Name  string    `json:"name"`
+	State State     `json:"state"`
+	Error string    `json:"error,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Reload says how the last SIGHUP went.
+type Reload struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error,omitempty"`
+}
+
+// NICs is the NICs section.
+type NICs struct {
+	NICs        []NIC `json:"nics"`
+	LastChanges int   `json:"last_apply_changes"`
+}
+
+// NIC is one adopted (or awaited) NIC.
+type NIC struct {
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	MatchMAC   string    `json:"match_mac"`
+	CurrentMAC string    `json:"current_mac,omitempty"`
+	Namespace  string    `json:"namespace"`
+	State      string    `json:"state"` // "missing", "down", "no-carrier", "up"
+	MTU        int       `json:"mtu,omitempty"`
+	Index      int       `json:"ifindex,omitempty"`
+	RxBytes    uint64    `json:"rx_bytes"`
+	TxBytes    uint64    `json:"tx_bytes"`
+	RxPackets  uint64    `json:"rx_packets"`
+	TxPackets  uint64    `json:"tx_packets"`
+	RxErrors   uint64    `json:"rx_errors"`
+	TxErrors   uint64    `json:"tx_errors"`
+	RxDropped  uint64    `json:"rx_dropped"`
+	TxDropped  uint64    `json:"tx_dropped"`
+	Adopted    int       `json:"adopted"`   // times adopted since routerd started
+	Readopted  int       `json:"readopted"` // of which after the NIC went away
+	LastChange time.Time `json:"last_change"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Netns is the namespaces section.
+type Netns struct {
+	Namespaces  []Namespace `json:"namespaces"`
+	LastChanges int         `json:"last_apply_changes"`
+}
+
+// Namespace is one namespace and its links.
+type Namespace struct {
+	Name   string   `json:"name"`
+	Role   string   `json:"role"` // "main", "wan", "vpn"
+	Exists bool     `json:"exists"`
+	Links  []string `json:"links"` // "name state addr..."
+}
+
+// Routing is routerd's rules and routes as the kernel has them.
+type Routing struct {
+	Rules       []string            `json:"rules"`
+	Routes      map[string][]string `json:"routes"` // by namespace
+	LastChanges int                 `json:"last_apply_changes"`
+}
+
+// WAN is the uplink: its address and how it was obtained.
+type WAN struct {
+	Mode  string `json:"mode"` // "dhcp" | "static"
+	DHCP  *DHCP4 `json:"dhcp,omitempty"`
+	Addr  string `json:"address,omitempty"`
+	IPv6  string `json:"ipv6_mode"`
+	DHCP6 *DHCP6 `json:"dhcp6,omitempty"`
+}
+
+// DHCP4 is the WAN's DHCPv4 client and its lease.
+type DHCP4 struct {
+	State     string         `json:"state"`
+	Address   string         `json:"address,omitempty"`
+	Router    string         `json:"router,omitempty"`
+	DNS       []string       `json:"dns,omitempty"`
+	Server    string         `json:"server,omitempty"`
+	Acquired  time.Time      `json:"acquired,omitempty"`
+	Expires   time.Time      `json:"expires,omitempty"`
+	NextRenew time.Time      `json:"next_renew,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	Counts    map[string]int `json:"counts,omitempty"`
+}
+
+// DHCP6 is the WAN's DHCPv6 client: its address and delegated prefix.
+type DHCP6 struct {
+	State     string    `json:"state"`
+	Address   string    `json:"address,omitempty"`
+	Delegated string    `json:"delegated_prefix,omitempty"`
+	DNS       []string  `json:"dns,omitempty"`
+	Expires   time.Time `json:"expires,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// VPN is the WireGuard tunnel.
+type VPN struct {
+	Interface      string `json:"interface"`
+	Implementation string `json:"implementation"`
+	PublicKey      string `json:"public_key"`
+	ListenPort     int    `json:"listen_port"`
+	Up             bool   `json:"up"` // a handshake in the last 3 minutes
+	Peers          []Peer `json:"peers"`
+	Error          string `json:"error,omitempty"`
+}
+
+// Peer is one WireGuard peer.
+type Peer struct {
+	PublicKey     string    `json:"public_key"`
+	Endpoint      string    `json:"endpoint,omitempty"`
+	LastHandshake time.Time `json:"last_handshake,omitempty"`
+	RxBytes       int64     `json:"rx_bytes"`
+	TxBytes       int64     `json:"tx_bytes"`
+}
+
+// Firewall is the rulesets' counters as the kernel has them.
+type Firewall struct {
+	Generation int                  `json:"generation"`
+	Applied    time.Time            `json:"applied"`
+	Counters   map[string][]Counter `json:"counters"` // by "namespace/table"
+}
+
+// Counter is one named nftables counter.
+type Counter struct {
+	Name    string `json:"name"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// LAN is the LAN services: leases and per-service counters.
+type LAN struct {
+	Leases []Lease                     `json:"leases"`
+	Stats  map[string]map[string]int64 `json:"stats"` // by "iface/service"
+	Store  LeaseStore                  `json:"store"`
+}
+
+// LeaseStore is the lease journal's work.
+type LeaseStore struct {
+	Commits int64 `json:"commits"` // fsyncs
+	Records int64 `json:"records"` // records written
+}
+
+// Leases is the answer to routerctl leases.
+type Leases struct {
+	Leases []Lease `json:"leases"`
+}
+
+// Lease is one DHCP lease.
+type Lease struct {
+	Interface string    `json:"interface"`
+	Family    string    `json:"family"` // "v4" | "v6"
+	Address   string    `json:"address"`
+	MAC       string    `json:"mac,omitempty"`
+	DUID      string    `json:"duid,omitempty"`
+	IAID      uint32    `json:"iaid,omitempty"`
+	Hostname  string    `json:"hostname,omitempty"`
+	Expires   time.Time `json:"expires"`
+	Reserved  bool      `json:"reserved,omitempty"`
+}
+
+// DNS is the resolver's counters and upstreams.
+type DNS struct {
+	QueriesPerSecond float64    `json:"queries_per_second"` // over the last minute
+	Queries          uint64     `json:"queries"`
+	Local            uint64     `json:"local"`
+	CacheHits        uint64     `json:"cache_hits"`
+	CacheSize        int        `json:"cache_size"`
+	CacheHitRatio    float64    `json:"cache_hit_ratio"`
+	Forwarded        uint64     `json:"forwarded"`
+	MDNSQueries      uint64     `json:"mdns_queries"`
+	MDNSAnswered     uint64     `json:"mdns_answered"`
+	Refused          uint64     `json:"refused"`
+	FormErr          uint64     `json:"formerr"`
+	ServFail         uint64     `json:"servfail"`
+	Listening        []string   `json:"listening"`
+	Upstreams        []Upstream `json:"upstreams"`
+}
+
+// Upstream is one upstream server's health.
+type Upstream struct {
+	Address   string  `json:"address"`
+	Source    string  `json:"source"` // "config" | "isp"
+	Healthy   bool    `json:"healthy"`
+	LatencyMS float64 `json:"latency_ms"`
+	Answered  uint64  `json:"answered"`
+	Failed    uint64  `json:"failed"`
+	LastError string  `json:"last_error,omitempty"`
+}
+
+// Blocklists is the blocklists section, and the answer to routerctl
+// blocklist refresh.
+type Blocklists struct {
+	Lists []Blocklist `json:"lists"`
+}
+
+// Blocklist is one list.
+type Blocklist struct {
+	Name           string    `json:"name"`
+	Via            string    `json:"via"`
+	Source         string    `json:"source"`
+	Format         string    `json:"format"`
+	Prefixes4      int       `json:"prefixes_v4"` // after merging
+	Prefixes6      int       `json:"prefixes_v6"`
+	Domains        int       `json:"domains"`
+	Lines          int       `json:"lines"`
+	Rejected       int       `json:"rejected"`
+	Samples        []string  `json:"rejected_samples,omitempty"`
+	Refused        int       `json:"refused"` // would have captured a protected network
+	RefusedSamples []string  `json:"refused_samples,omitempty"`
+	LastSuccess    time.Time `json:"last_success,omitempty"`
+	LastAttempt    time.Time `json:"last_attempt,omitempty"`
+	NextRun        time.Time `json:"next_run,omitempty"`
+	LastResult     string    `json:"last_result,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+}
