@@ -11,7 +11,6 @@ import (
 	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
-	"github.com/routerd/routerd/router/status"
 )
 
 // build returns the components for cfg in start order: hardware first, then
@@ -61,7 +60,9 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 			lan.leasesHandler(w, r)
 			return
 		}
-		control.WriteJSON(w, status.Leases{})
+		// An empty answer would read as "no leases" while they are
+		// being loaded.
+		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
 	})
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
@@ -70,7 +71,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 			bl.refreshHandler(w, r)
 			return
 		}
-		control.WriteError(w, http.StatusServiceUnavailable, errors.New("blocklists are not running"))
+		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("blocklists are not running (routerd is %s)", s.phase.Load()))
 	})
 }
 

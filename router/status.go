@@ -28,6 +28,7 @@ func (s *Supervisor) Status() *status.Status {
 		ConfigHash: g.hash,
 		Started:    s.started,
 		Uptime:     time.Since(s.started).Round(time.Second).Seconds(),
+		Phase:      s.phase.Load().(status.Phase),
 	}
 	s.reloadMu.Lock()
 	if !s.lastReload.At.IsZero() {

@@ -35,7 +35,8 @@ type Supervisor struct {
 	base   context.Context    // Run's context; components run under a child of it
 	cancel context.CancelFunc // of the running components' context
 
-	cur atomic.Pointer[generation]
+	cur   atomic.Pointer[generation]
+	phase atomic.Value // status.Phase
 
 	reloadMu   sync.Mutex
 	lastReload status.Reload
@@ -59,6 +60,7 @@ func New(path string, cfg *config.Config, hash string, log *slog.Logger) *Superv
 	s := &Supervisor{path: path, log: log, stopTimeout: stopTimeout}
 	s.newComponents = s.build
 	s.cur.Store(&generation{cfg: cfg, hash: hash})
+	s.phase.Store(status.PhaseStarting)
 	return s
 }
 
@@ -81,12 +83,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	g := s.cur.Load()
 	s.startLocked(g.cfg, g.hash)
 	n := len(s.cur.Load().comps)
+	s.phase.Store(status.PhaseReady)
 	s.life.Unlock()
 	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", n)
 
 	<-ctx.Done()
 	s.life.Lock()
 	defer s.life.Unlock()
+	s.phase.Store(status.PhaseStopping)
 	s.stopLocked()
 	s.log.Info("routerd stopped")
 	return nil
@@ -108,8 +112,10 @@ func (s *Supervisor) Reload() error {
 		return nil
 	}
 	s.log.Info("reloading", "hash", hash)
+	s.phase.Store(status.PhaseReloading)
 	s.stopLocked()
 	s.startLocked(cfg, hash)
+	s.phase.Store(status.PhaseReady)
 	return nil
 }
 

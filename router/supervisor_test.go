@@ -171,6 +171,9 @@ func TestStatusNeverStalls(t *testing.T) {
 	if st.Routing == nil {
 		t.Error("while lan starts: the started component's section is missing")
 	}
+	if st.Phase != status.PhaseStarting {
+		t.Errorf("while lan starts: phase %q, want %q", st.Phase, status.PhaseStarting)
+	}
 	close(slow.release)
 
 	// A reload whose new lan component blocks in Start.
@@ -187,9 +190,15 @@ func TestStatusNeverStalls(t *testing.T) {
 	if got, want := states(st)["lan"], status.Starting; got != want {
 		t.Errorf("during reload: lan = %v, want %v", got, want)
 	}
+	if st.Phase != status.PhaseReloading {
+		t.Errorf("during reload: phase %q, want %q", st.Phase, status.PhaseReloading)
+	}
 	close(slow.release)
 	if err := <-reloaded; err != nil {
 		t.Fatalf("Reload: %v", err)
+	}
+	if st := statusWithin(t, c, budget); st.Phase != status.PhaseReady {
+		t.Errorf("after reload: phase %q, want %q", st.Phase, status.PhaseReady)
 	}
 	cancel()
 	if err := <-done; err != nil {

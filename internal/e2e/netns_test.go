@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
 
@@ -323,4 +325,62 @@ func TestNameClash(t *testing.T) {
 	if out := s.r.NS.MustRun("ip", "-br", "link"); !strings.Contains(out, "rdtmp") {
 		t.Errorf("the clashing link was not renamed out of the way:\n%s", out)
 	}
+}
+
+// TestStatusWhileWaitingForNIC: while routerd waits wan.wait for a WAN NIC
+// that is not there, status answers at once, says routerd is starting and
+// shows the NIC it waits for; stopping it mid-wait is clean.
+func TestStatusWhileWaitingForNIC(t *testing.T) {
+	s := newSkeleton(t)
+	cfg := s.r.Config(lab.ConfigOptions{WANWait: 5 * time.Minute})
+	cfg = strings.Replace(cfg, `match_mac = "`+lab.WANMAC+`"`, `match_mac = "02:42:ac:00:00:99"`, 1)
+	rd := s.r.LaunchRouterd(cfg)
+	c := control.NewClient(s.r.Sock)
+	const budget = 200 * time.Millisecond
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
+		var st status.Status
+		t0 := time.Now()
+		err := c.Do(ctx, "GET", "/v1/status", &st, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("status %d while waiting for the WAN NIC: no answer within %v: %v", i, budget, err)
+		}
+		if st.Phase != status.PhaseStarting {
+			t.Fatalf("status %d after %v: phase %q, want %q (the wait is 5 minutes)", i, time.Since(t0), st.Phase, status.PhaseStarting)
+		}
+		if st.NICs == nil {
+			t.Fatalf("status %d: no NICs section while waiting for a NIC", i)
+		}
+		for _, n := range st.NICs.NICs {
+			if n.Role == "wan" && n.State != "missing" {
+				t.Errorf("status %d: WAN NIC %+v, want missing", i, n)
+			}
+		}
+	}
+	if out, err := rd.Ctl("status"); err != nil || !strings.Contains(out, ", starting\n") {
+		t.Errorf("routerctl status while starting: %v\n%s", err, out)
+	}
+	if _, err := rd.Ctl("leases"); err == nil || !strings.Contains(err.Error(), "not running (routerd is starting)") {
+		t.Errorf("routerctl leases while starting: %v, want an error saying routerd is starting", err)
+	}
+	// SIGTERM mid-wait: routerd stops by itself (Proc.Stop would SIGKILL
+	// after a while and hide a hang).
+	stopped := time.Now()
+	rd.Proc.Signal(syscall.SIGTERM)
+	var exitErr error
+	if err := lab.Poll(30*time.Second, func() error {
+		done, err := rd.Proc.Exited()
+		if !done {
+			return errors.New("still running")
+		}
+		exitErr = err
+		return nil
+	}); err != nil {
+		t.Fatalf("routerd did not stop on SIGTERM while waiting for a NIC: %v", err)
+	}
+	if exitErr != nil {
+		t.Errorf("routerd exited with %v after SIGTERM, want a clean exit", exitErr)
+	}
+	t.Logf("stopped mid-wait in %v", time.Since(stopped).Round(time.Millisecond))
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -238,9 +239,18 @@ func (r *Router) WriteConfig(cfg string) string {
 // and, so that no namespace or link outlives the test, torn down.
 func (r *Router) StartRouterd(cfg string) *Routerd {
 	r.lab.T.Helper()
+	rd := r.LaunchRouterd(cfg)
+	rd.waitUntil("ready")
+	return rd
+}
+
+// LaunchRouterd is StartRouterd that returns as soon as the control socket
+// answers, while routerd may still be starting.
+func (r *Router) LaunchRouterd(cfg string) *Routerd {
+	r.lab.T.Helper()
 	path := r.WriteConfig(cfg)
 	rd := &Routerd{ConfigPath: path, r: r}
-	rd.Start()
+	rd.launch()
 	r.lab.OnCleanup(func() {
 		rd.Proc.Stop()
 		bin, _ := Binaries(r.lab.T)
@@ -248,21 +258,43 @@ func (r *Router) StartRouterd(cfg string) *Routerd {
 			r.lab.T.Logf("routerd --teardown: %v\n%s", err, out)
 		}
 	})
+	rd.waitUntil("")
 	return rd
 }
 
-// Start (re)starts the routerd process and waits for its socket.
+// Start (re)starts the routerd process and waits until it is ready: every
+// component's Start has returned (status answers before that).
 func (rd *Routerd) Start() {
+	rd.r.lab.T.Helper()
+	rd.launch()
+	rd.waitUntil("ready")
+}
+
+func (rd *Routerd) launch() {
+	bin, _ := Binaries(rd.r.lab.T)
+	rd.Proc = rd.r.NS.StartNet("routerd", bin, "--config", rd.ConfigPath, "--log-level", "debug")
+}
+
+// waitUntil waits until status answers, in the given phase if not "".
+func (rd *Routerd) waitUntil(phase string) {
 	t := rd.r.lab.T
 	t.Helper()
-	bin, _ := Binaries(t)
-	rd.Proc = rd.r.NS.StartNet("routerd", bin, "--config", rd.ConfigPath, "--log-level", "debug")
 	err := Poll(60*time.Second, func() error {
 		if done, err := rd.Proc.Exited(); done {
 			return fmt.Errorf("routerd exited: %v", err)
 		}
-		_, err := rd.StatusJSON()
-		return err
+		out, err := rd.StatusJSON()
+		if err != nil {
+			return err
+		}
+		var st struct{ Phase string }
+		if err := json.Unmarshal(out, &st); err != nil {
+			return err
+		}
+		if phase != "" && st.Phase != phase {
+			return fmt.Errorf("routerd is %s", st.Phase)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("lab: routerd did not come up: %v\n%s", err, rd.Proc.Log.String())

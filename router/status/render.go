@@ -28,7 +28,7 @@ var sections = []func(*Status, io.Writer){
 // WriteText renders the status for a person, section by section.
 func (st *Status) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "routerd %s, up %s\n", st.Version, time.Duration(st.Uptime)*time.Second)
+	fmt.Fprintf(tw, "routerd %s, up %s, %s\n", st.Version, time.Duration(st.Uptime)*time.Second, st.Phase)
 	fmt.Fprintf(tw, "config %s (sha256 %.12s)\n", st.ConfigPath, st.ConfigHash)
 	if r := st.Reload; r != nil {
 		if r.Error != "" {

@@ -18,6 +18,7 @@ type Status struct {
 	ConfigHash string      `json:"config_hash"`
 	Started    time.Time   `json:"started"`
 	Uptime     float64     `json:"uptime_seconds"`
+	Phase      Phase       `json:"phase"`
 	Components []Component `json:"components"`
 	Reload     *Reload     `json:"last_reload,omitempty"`
 	NICs       *NICs       `json:"nics,omitempty"`
@@ -30,6 +31,18 @@ type Status struct {
 	DNS        *DNS        `json:"dns,omitempty"`
 	Blocklists *Blocklists `json:"blocklists,omitempty"`
 }
+
+// Phase is where routerd is in its lifecycle. Status answers in every
+// phase; sections of components that have not finished starting are
+// missing until then.
+type Phase string
+
+const (
+	PhaseStarting  Phase = "starting"  // the first start pass is running
+	PhaseReady     Phase = "ready"     // every component's Start has returned
+	PhaseReloading Phase = "reloading" // stopping the old config's components and starting the new
+	PhaseStopping  Phase = "stopping"
+)
 
 // State of a component.
 type State string
