@@ -18,6 +18,7 @@ import (
 
 	"github.com/routerd/routerd/internal/iprange"
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/blocklist"
 	"github.com/routerd/routerd/rules"
 )
@@ -49,9 +50,9 @@ type childResult map[string]float64
 // kernel part alone, diff against full replace.
 func blocklistChild(mode string) error {
 	ns, dir, file, next := os.Getenv("BENCH_NS"), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_FILE"), os.Getenv("BENCH_NEXT")
-	cfg := blocklist.Config{NS: ns, Dir: dir, LANIfaces: []string{"lan0"}, Mask: 0xff, Marks: map[string]uint32{"wan": 1, "vpn": 2},
+	cfg := blocklist.Config{NS: ns, Dir: dir, LANIfaces: []string{"lan0"}, Mask: 0xff,
 		Protect: func() *blocklist.Protected { return blocklist.NewProtected(blocklist.Bogons...) },
-		Lists: []blocklist.List{{Name: "bench", File: file, Format: "lines", Via: "vpn", Refresh: time.Hour, MinRatio: 0.5,
+		Lists: []blocklist.List{{Name: "bench", File: file, Format: "lines", Via: via.VPN, Refresh: time.Hour, MinRatio: 0.5,
 			Timeout: time.Minute, MaxSize: 1 << 30}},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	res := childResult{}

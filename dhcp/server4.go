@@ -149,54 +149,26 @@ func (s *Server4) listen() (net.PacketConn, *packet.Conn, error) {
 // serve reads requests and answers them, several at a time so that lease
 // commits share fsyncs; it returns on ctx's end or a Reopen.
 func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *packet.Conn) {
-	// The watcher must end with serve: left waiting after a read error, it
-	// would swallow the next Reopen meant for the socket Run opens next.
-	stop := make(chan struct{})
-	served := make(chan struct{})
-	defer close(served)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.reopen:
-		case <-served:
-			return
-		}
-		close(stop)
-		conn.SetReadDeadline(time.Now())
-	}()
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := conn.ReadFrom(buf)
-		if err != nil {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.cfg.Log.Warn("DHCPv4 read", "iface", s.cfg.Iface, "err", err)
-			return
-		}
-		req, err := dhcpv4.FromBytes(buf[:n])
+	err := readLoop(ctx, conn, s.reopen, make([]byte, 1500), func(b []byte, from net.Addr) {
+		req, err := dhcpv4.FromBytes(b)
 		if err != nil {
 			s.count("drop_malformed")
-			continue
+			return
 		}
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(req *dhcpv4.DHCPv4, from net.Addr) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
-			resp := s.Handle(req, time.Now())
-			if resp != nil {
+			if resp := s.Handle(req, time.Now()); resp != nil {
 				s.send(conn, raw, req, resp)
 			}
-		}(req, from)
+		}()
+	})
+	if err != nil {
+		s.cfg.Log.Warn("DHCPv4 read", "iface", s.cfg.Iface, "err", err)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -138,54 +137,27 @@ func (s *Server6) listen() (net.PacketConn, error) {
 }
 
 func (s *Server6) serve(ctx context.Context, conn net.PacketConn) {
-	// The watcher must end with serve: left waiting after a read error, it
-	// would swallow the next Reopen meant for the socket Run opens next.
-	stop := make(chan struct{})
-	served := make(chan struct{})
-	defer close(served)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.reopen:
-		case <-served:
-			return
-		}
-		close(stop)
-		conn.SetReadDeadline(time.Now())
-	}()
-	buf := make([]byte, 4096)
-	for {
-		n, from, err := conn.ReadFrom(buf)
-		if err != nil {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.cfg.Log.Warn("DHCPv6 read", "iface", s.cfg.Iface, "err", err)
-			return
-		}
-		pkt, err := dhcpv6.FromBytes(buf[:n])
+	err := readLoop(ctx, conn, s.reopen, make([]byte, 4096), func(b []byte, from net.Addr) {
+		pkt, err := dhcpv6.FromBytes(b)
 		if err != nil {
 			s.count("drop_malformed")
-			continue
+			return
 		}
 		msg, ok := pkt.(*dhcpv6.Message)
 		if !ok {
 			s.count("drop_relayed") // relay messages are not served
-			continue
+			return
 		}
 		resp := s.Handle(msg, time.Now())
 		if resp == nil {
-			continue
+			return
 		}
 		if _, err := conn.WriteTo(resp.ToBytes(), from); err != nil {
 			s.count("send_errors")
 		}
+	})
+	if err != nil {
+		s.cfg.Log.Warn("DHCPv6 read", "iface", s.cfg.Iface, "err", err)
 	}
 }
 

@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/via"
 )
+
+// pathMDNS keys answers learnt over mDNS: they belong to no upstream path.
+const pathMDNS via.Path = 0xff
 
 // cacheKey identifies a cached answer. The path is part of it: the WAN and
 // the VPN can see different answers for the same name (CDNs, ISPs that
 // rewrite blocked names), and a VPN client must get the VPN's.
 type cacheKey struct {
-	path  string
+	path  via.Path
 	name  string // lower case, fully qualified
 	qtype uint16
 	class uint16
@@ -51,7 +55,7 @@ func newCache(max int) *cache {
 	return &cache{max: max, entries: map[cacheKey]*cacheEntry{}, lru: list.New()}
 }
 
-func keyOf(path string, q dns.Question, do bool) cacheKey {
+func keyOf(path via.Path, q dns.Question, do bool) cacheKey {
 	return cacheKey{path: path, name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, do: do}
 }
 

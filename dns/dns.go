@@ -26,6 +26,7 @@ import (
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/vishvananda/netlink"
 )
 
@@ -50,16 +51,14 @@ type Config struct {
 	CacheSize   int
 	MDNS        bool
 	MDNSIfaces  []string
-	// PathOf says which path a client's traffic takes ("wan" or "vpn");
-	// its questions go upstream by the same path.
-	PathOf func(client netip.Addr, iface string) string
-	// Marks is the socket mark of each path.
-	Marks map[string]uint32
-	Port  int // 53
+	// PathOf says which path a client's traffic takes; its questions go
+	// upstream by the same path, with that path's socket mark.
+	PathOf func(client netip.Addr, iface string) via.Path
+	Port   int // 53
 	// OnAnswer, when set, is called with every forwarded answer's names
 	// (the question and its CNAME chain) and addresses before the client
 	// gets it. Blocklists use it to route a blocked domain's addresses.
-	OnAnswer func(path string, names []string, addrs []netip.Addr, ttl time.Duration)
+	OnAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration)
 	Log      *slog.Logger
 }
 
@@ -92,7 +91,7 @@ func New(cfg Config) *Resolver {
 		cfg.Port = 53
 	}
 	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
-		fwd: newForwarder(cfg.Upstreams, cfg.Marks), listeners: map[netip.Addr]*listener{}}
+		fwd: newForwarder(cfg.Upstreams), listeners: map[netip.Addr]*listener{}}
 	if cfg.MDNS {
 		r.mdns = &mdnsForwarder{ifaces: cfg.MDNSIfaces}
 	}
@@ -380,7 +379,7 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 		if r.mdns == nil {
 			return nxdomain()
 		}
-		if m := r.cache.get(keyOf("mdns", q, false), time.Now()); m != nil {
+		if m := r.cache.get(keyOf(pathMDNS, q, false), time.Now()); m != nil {
 			r.st.hits.Add(1)
 			return m
 		}
@@ -396,11 +395,11 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 	return nil
 }
 
-func (r *Resolver) path(client netip.Addr, iface string) string {
+func (r *Resolver) path(client netip.Addr, iface string) via.Path {
 	if r.cfg.PathOf != nil {
 		return r.cfg.PathOf(client, iface)
 	}
-	return "wan"
+	return via.WAN
 }
 
 func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string) cacheKey {
@@ -445,7 +444,7 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 }
 
 func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
-	key := keyOf("mdns", q, false)
+	key := keyOf(pathMDNS, q, false)
 	now := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

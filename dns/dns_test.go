@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/via"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -183,7 +184,7 @@ func TestForwardAndCache(t *testing.T) {
 		t.Errorf("TCP retry: %v", resp)
 	}
 	// Cached entries age.
-	k := keyOf("wan", dns.Question{Name: "echo.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
+	k := keyOf(via.WAN, dns.Question{Name: "echo.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
 	if m := r.cache.get(k, time.Now().Add(100*time.Second)); m == nil || m.Answer[0].Header().Ttl > 200 {
 		t.Errorf("aged TTL = %v", m)
 	}
@@ -220,7 +221,7 @@ func TestOnAnswerSeesCNAMEChain(t *testing.T) {
 	var mu sync.Mutex
 	var names []string
 	var addrs []netip.Addr
-	r.cfg.OnAnswer = func(path string, n []string, a []netip.Addr, ttl time.Duration) {
+	r.cfg.OnAnswer = func(path via.Path, n []string, a []netip.Addr, ttl time.Duration) {
 		mu.Lock()
 		names, addrs = n, a
 		mu.Unlock()

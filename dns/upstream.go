@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/status"
 
 	"github.com/miekg/dns"
@@ -33,7 +34,6 @@ type upstreamState struct {
 // healthiest and fastest upstream first.
 type forwarder struct {
 	configured []netip.AddrPort
-	marks      map[string]uint32 // path -> SO_MARK
 
 	mu    sync.Mutex
 	isp   []netip.AddrPort // from the WAN lease: the fallback
@@ -46,8 +46,8 @@ type exKey struct {
 	mark uint32
 }
 
-func newForwarder(configured []netip.AddrPort, marks map[string]uint32) *forwarder {
-	return &forwarder{configured: configured, marks: marks, state: map[netip.AddrPort]*upstreamState{}, ex: map[exKey]*exchanger{}}
+func newForwarder(configured []netip.AddrPort) *forwarder {
+	return &forwarder{configured: configured, state: map[netip.AddrPort]*upstreamState{}, ex: map[exKey]*exchanger{}}
 }
 
 // setISP replaces the ISP's servers (from the WAN lease).
@@ -100,14 +100,14 @@ func (s *upstreamState) healthy(now time.Time) bool {
 }
 
 // exchange asks the upstreams in order until one answers.
-func (f *forwarder) exchange(ctx context.Context, req *dns.Msg, path string) (*dns.Msg, error) {
+func (f *forwarder) exchange(ctx context.Context, req *dns.Msg, path via.Path) (*dns.Msg, error) {
 	ups := f.order(time.Now())
 	if len(ups) == 0 {
 		return nil, errors.New("no upstream DNS server (none configured, none from the WAN lease yet)")
 	}
 	var errs []error
 	for _, up := range ups {
-		resp, rtt, err := f.ask(ctx, req, up, f.marks[path])
+		resp, rtt, err := f.ask(ctx, req, up, path.Mark())
 		f.record(up, rtt, err)
 		if err == nil {
 			return resp, nil

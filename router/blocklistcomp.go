@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/blocklist"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
@@ -38,8 +39,8 @@ func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, log *sl
 		lans = append(lans, l.Name)
 	}
 	bc := blocklist.Config{
-		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: lans, Mask: MarkMask,
-		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, Protect: c.protected,
+		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: lans, Mask: via.Mask,
+		Protect:   c.protected,
 		Transport: selfResolvingTransport(), Log: log,
 	}
 	for _, b := range cfg.Blocklists {
@@ -120,7 +121,7 @@ func (c *blocklistComp) wanLease(l *dhcp.WANLease) {
 }
 
 // observe is the resolver's hook for domain lists.
-func (c *blocklistComp) observe(path string, names []string, addrs []netip.Addr, ttl time.Duration) {
+func (c *blocklistComp) observe(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration) {
 	c.m.Observe(path, names, addrs, ttl)
 }
 

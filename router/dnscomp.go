@@ -3,12 +3,13 @@ package router
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/dns"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 )
@@ -22,7 +23,7 @@ type dnsComp struct {
 }
 
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
-	onAnswer func(path string, names []string, addrs []netip.Addr, ttl time.Duration), log *slog.Logger) *dnsComp {
+	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf}
 	var clients []netip.Prefix
 	var routerAddrs []netip.Addr
@@ -42,7 +43,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: clients,
 		RouterAddrs: routerAddrs, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lans, PathOf: c.pathOf,
-		Marks: map[string]uint32{config.ViaWAN: MarkWAN, config.ViaVPN: MarkVPN}, OnAnswer: onAnswer, Log: log,
+		OnAnswer: onAnswer, Log: log,
 	})
 	for _, l := range cfg.LAN {
 		if l.DHCP4 == nil {
@@ -57,39 +58,21 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	return c
 }
 
-// pathOf is the path a client's traffic takes to the internet: the first
-// policy matching it by source (address, MAC or interface) or the default.
-// Policies about destinations or ports are about other traffic than DNS.
-// The router itself (loopback) takes routing.router.
-func (c *dnsComp) pathOf(client netip.Addr, iface string) string {
+// pathOf is the path a client's traffic takes to the internet, by the
+// firewall's own decision; its destination is unknown, so policies about
+// destinations or ports (other traffic than DNS) do not match. The router
+// itself (loopback) takes routing.router.
+func (c *dnsComp) pathOf(client netip.Addr, iface string) via.Path {
 	if client.IsLoopback() {
 		return c.cfg.Routing.Router
 	}
-	mac := ""
+	f := config.Flow{Src: client, Iface: iface}
 	if c.macOf != nil {
-		mac = c.macOf(client)
-	}
-	for _, p := range c.cfg.Routing.Policies {
-		if len(p.Destinations) > 0 || len(p.DestinationPorts) > 0 {
-			continue
-		}
-		for _, s := range p.SourceAddrs {
-			if s.Contains(client) {
-				return p.Via
-			}
-		}
-		for _, m := range p.SourceMACs {
-			if mac != "" && strings.EqualFold(m.String(), mac) {
-				return p.Via
-			}
-		}
-		for _, i := range p.SourceIfaces {
-			if i == iface {
-				return p.Via
-			}
+		if mac, err := net.ParseMAC(c.macOf(client)); err == nil {
+			f.MAC = mac
 		}
 	}
-	return c.cfg.Routing.Default
+	return c.cfg.Routing.PathOf(f)
 }
 
 // lease keeps lease hostnames in the zone as leases come and go.

@@ -13,6 +13,7 @@ import (
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
@@ -65,7 +66,7 @@ func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 	}
 	m := &rules.Main{
 		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
-		Mask: MarkMask, MarkWAN: MarkWAN, MarkVPN: MarkVPN, Default: MarkFor(cfg.Routing.Default),
+		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds,
 	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
@@ -73,7 +74,7 @@ func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 		m.LANInput = append(m.LANInput, rules.Port{Proto: "tcp", From: ap.Port(), To: ap.Port()})
 	}
 	for _, p := range cfg.Routing.Policies {
-		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: MarkFor(p.Via)}
+		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
 		for _, s := range p.SourceAddrs {
 			if s.Addr().Is4() {
 				rp.Src4 = append(rp.Src4, s)

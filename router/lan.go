@@ -15,6 +15,7 @@ import (
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/control"
@@ -241,7 +242,7 @@ func (c *lanComp) leasesHandler(w http.ResponseWriter, r *http.Request) {
 // the tunnel has a recent handshake, or the WAN has an IPv6 default route.
 func defaultPathUp(cfg *config.Config, tunnelUp func() bool) func() bool {
 	return func() bool {
-		if cfg.Routing.Default == config.ViaVPN {
+		if cfg.Routing.Default == via.VPN {
 			return tunnelUp != nil && tunnelUp()
 		}
 		h, err := netns.Handle(cfg.Netns.WAN)

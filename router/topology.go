@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"golang.org/x/sys/unix"
@@ -13,10 +14,6 @@ import (
 // each new LAN connection with its path and saves the mark in conntrack;
 // these rules send marked packets to the path's table.
 const (
-	MarkWAN  = 0x1
-	MarkVPN  = 0x2
-	MarkMask = 0xff // routerd's bits of the packet mark; others may use the rest
-
 	TableWAN = 101 // default via the wan namespace's transit address
 	TableVPN = 102 // default via the vpn namespace's transit address
 
@@ -27,14 +24,6 @@ const (
 	// default that takes over whenever the tunnel's own default is gone.
 	killSwitchMetric = 4096
 )
-
-// MarkFor returns the packet mark of a path.
-func MarkFor(via string) uint32 {
-	if via == config.ViaVPN {
-		return MarkVPN
-	}
-	return MarkWAN
-}
 
 func sysctl(ns, key, value string) netns.Sysctl { return netns.Sysctl{NS: ns, Key: key, Value: value} }
 
@@ -131,22 +120,20 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 func routingPlan(cfg *config.Config) *netns.Plan {
 	n := cfg.Netns
 	p := &netns.Plan{RouteNamespaces: []string{"", n.WAN, n.VPN}}
-	gw4 := map[string]netip.Addr{config.ViaWAN: n.WANAddr4().Addr(), config.ViaVPN: n.VPNAddr4().Addr()}
-	gw6 := map[string]netip.Addr{config.ViaWAN: n.WANAddr6().Addr(), config.ViaVPN: n.VPNAddr6().Addr()}
 	default4 := netip.MustParsePrefix("0.0.0.0/0")
 	default6 := netip.MustParsePrefix("::/0")
 	for _, t := range []struct {
-		via   string
+		via   via.Path
 		table int
 		prio  int
-		mark  uint32
-	}{{config.ViaWAN, TableWAN, RulePrioWAN, MarkWAN}, {config.ViaVPN, TableVPN, RulePrioVPN, MarkVPN}} {
+	}{{via.WAN, TableWAN, RulePrioWAN}, {via.VPN, TableVPN, RulePrioVPN}} {
+		gw4, gw6 := n.Gateways(t.via)
 		for _, v6 := range []bool{false, true} {
-			p.Rules = append(p.Rules, netns.Rule{V6: v6, Priority: t.prio, Mark: t.mark, Mask: MarkMask, Table: t.table})
+			p.Rules = append(p.Rules, netns.Rule{V6: v6, Priority: t.prio, Mark: t.via.Mark(), Mask: via.Mask, Table: t.table})
 		}
 		p.Routes = append(p.Routes,
-			netns.Route{Table: t.table, Dst: default4, Gw: gw4[t.via], Dev: n.Bridge},
-			netns.Route{Table: t.table, Dst: default6, Gw: gw6[t.via], Dev: n.Bridge},
+			netns.Route{Table: t.table, Dst: default4, Gw: gw4, Dev: n.Bridge},
+			netns.Route{Table: t.table, Dst: default6, Gw: gw6, Dev: n.Bridge},
 			netns.Route{Table: t.table, Dst: n.Transit4.Masked(), Dev: n.Bridge, Src: n.MainAddr4().Addr()},
 			netns.Route{Table: t.table, Dst: n.Transit6.Masked(), Dev: n.Bridge},
 		)
@@ -160,9 +147,10 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 			}
 		}
 	}
+	gw4, gw6 := n.Gateways(cfg.Routing.Router)
 	p.Routes = append(p.Routes,
-		netns.Route{Dst: default4, Gw: gw4[cfg.Routing.Router], Dev: n.Bridge},
-		netns.Route{Dst: default6, Gw: gw6[cfg.Routing.Router], Dev: n.Bridge},
+		netns.Route{Dst: default4, Gw: gw4, Dev: n.Bridge},
+		netns.Route{Dst: default6, Gw: gw6, Dev: n.Bridge},
 	)
 	for _, l := range cfg.LAN {
 		for _, a := range l.Addresses {

@@ -18,13 +18,14 @@ import (
 
 	"github.com/routerd/routerd/internal/iprange"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/rules"
 )
 
 // List is one configured list.
 type List struct {
 	Name, URL, File, Format string
-	Via                     string // "vpn" | "wan"
+	Via                     via.Path
 	Refresh                 time.Duration
 	MinRatio                float64
 	DomainTTLFloor          time.Duration
@@ -39,7 +40,6 @@ type Config struct {
 	Lists     []List
 	LANIfaces []string
 	Mask      uint32
-	Marks     map[string]uint32 // path -> mark
 	// Protect returns what no list may capture (asked at every parse, so
 	// it can follow the WAN address and the tunnel's endpoint).
 	Protect func() *Protected
@@ -55,7 +55,7 @@ type Manager struct {
 	lists []*list
 
 	mu      sync.Mutex // serialises applies
-	applied map[string]*union
+	applied map[via.Path]*union
 	domains atomic.Pointer[domainIndex]
 	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
@@ -80,21 +80,21 @@ type list struct {
 type Status = status.Blocklist
 
 // setsOf maps a path to its sets.
-var setsOf = map[string][4]string{
-	"vpn": {rules.SetVPN4, rules.SetVPN6, rules.SetVPN4DNS, rules.SetVPN6DNS},
-	"wan": {rules.SetWAN4, rules.SetWAN6, rules.SetWAN4DNS, rules.SetWAN6DNS},
+var setsOf = map[via.Path][4]string{
+	via.VPN: {rules.SetVPN4, rules.SetVPN6, rules.SetVPN4DNS, rules.SetVPN6DNS},
+	via.WAN: {rules.SetWAN4, rules.SetWAN6, rules.SetWAN4DNS, rules.SetWAN6DNS},
 }
 
 // New returns a manager for cfg.
 func New(cfg Config) *Manager {
-	m := &Manager{cfg: cfg, applied: map[string]*union{}}
+	m := &Manager{cfg: cfg, applied: map[via.Path]*union{}}
 	for _, l := range cfg.Lists {
 		source := l.URL
 		if source == "" {
 			source = l.File
 		}
 		m.lists = append(m.lists, &list{List: l, kick: make(chan chan struct{}),
-			st: Status{Name: l.Name, Via: l.Via, Source: source, Format: l.Format}})
+			st: Status{Name: l.Name, Via: l.Via.String(), Source: source, Format: l.Format}})
 	}
 	m.domains.Store(&domainIndex{})
 	m.protect.Store(&Protected{})
@@ -134,7 +134,7 @@ func (m *Manager) Retry() {
 // starts the refresh schedule.
 func (m *Manager) Start(ctx context.Context) error {
 	if err := rules.EnsureLists(m.cfg.NS, &rules.Lists{LANIfaces: m.cfg.LANIfaces, Mask: m.cfg.Mask,
-		MarkWAN: m.cfg.Marks["wan"], MarkVPN: m.cfg.Marks["vpn"]}); err != nil {
+		MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark()}); err != nil {
 		return err
 	}
 	var errs []error
@@ -323,8 +323,8 @@ func (l *list) fill(s *saved) {
 // before a restart is not known here.
 func (m *Manager) applyAll(replace bool) error {
 	var errs []error
-	for _, via := range []string{"vpn", "wan"} {
-		errs = append(errs, m.applyVia(via, replace))
+	for _, p := range []via.Path{via.VPN, via.WAN} {
+		errs = append(errs, m.applyVia(p, replace))
 	}
 	return errors.Join(errs...)
 }
@@ -332,12 +332,12 @@ func (m *Manager) applyAll(replace bool) error {
 // applyVia makes the path's sets hold the union of its lists, as a diff
 // against what was applied, in one transaction; and rebuilds the domain
 // index.
-func (m *Manager) applyVia(via string, replace bool) error {
+func (m *Manager) applyVia(p via.Path, replace bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u := &union{}
 	for _, l := range m.lists {
-		if l.Via != via {
+		if l.Via != p {
 			continue
 		}
 		l.mu.Lock()
@@ -353,8 +353,8 @@ func (m *Manager) applyVia(via string, replace bool) error {
 	prot := m.protect.Load()
 	u.v4 = slices.DeleteFunc(u.v4, func(r iprange.R4) bool { return iprange.Overlaps4(r, prot.V4) })
 	u.v6 = slices.DeleteFunc(u.v6, func(r iprange.R6) bool { return iprange.Overlaps6(r, prot.V6) })
-	sets := setsOf[via]
-	old := m.applied[via]
+	sets := setsOf[p]
+	old := m.applied[p]
 	var err error
 	if replace || old == nil {
 		err = rules.ReplaceLists(m.cfg.NS, []rules.ListDiff{{Set4: sets[0], Set6: sets[1], Add4: u.v4, Add6: u.v6}})
@@ -367,7 +367,7 @@ func (m *Manager) applyVia(via string, replace bool) error {
 	if err != nil {
 		return err
 	}
-	m.applied[via] = u
+	m.applied[p] = u
 	m.domains.Store(m.buildDomains())
 	return nil
 }
@@ -378,21 +378,21 @@ type domainIndex struct {
 }
 
 type domainEntry struct {
-	via   string
+	via   via.Path
 	floor time.Duration
 }
 
 func (m *Manager) buildDomains() *domainIndex {
 	idx := &domainIndex{by: map[string]domainEntry{}}
-	for _, via := range []string{"wan", "vpn"} { // vpn last: it wins a tie
+	for _, p := range []via.Path{via.WAN, via.VPN} { // vpn last: it wins a tie
 		for _, l := range m.lists {
-			if l.Via != via {
+			if l.Via != p {
 				continue
 			}
 			l.mu.Lock()
 			if l.cur != nil {
 				for _, d := range l.cur.Domains {
-					idx.by[d] = domainEntry{via: via, floor: l.DomainTTLFloor}
+					idx.by[d] = domainEntry{via: p, floor: l.DomainTTLFloor}
 				}
 			}
 			l.mu.Unlock()
@@ -419,7 +419,7 @@ func (idx *domainIndex) match(name string) (domainEntry, bool) {
 // Observe is the resolver's hook: when an answer's names (the question
 // and its CNAME chain) are on a domain list, its addresses join the list's
 // path, for max(TTL, floor), before the client gets the answer.
-func (m *Manager) Observe(path string, names []string, addrs []netip.Addr, ttl time.Duration) {
+func (m *Manager) Observe(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration) {
 	idx := m.domains.Load()
 	if len(idx.by) == 0 {
 		return
@@ -427,7 +427,7 @@ func (m *Manager) Observe(path string, names []string, addrs []netip.Addr, ttl t
 	var hit *domainEntry
 	for _, n := range names {
 		if e, ok := idx.match(n); ok {
-			if hit == nil || e.via == "vpn" {
+			if hit == nil || e.via == via.VPN {
 				e := e
 				hit = &e
 			}

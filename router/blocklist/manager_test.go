@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/rules"
 )
 
@@ -41,7 +42,6 @@ func (f *fixture) manager(lists ...List) *Manager {
 		lists[i].MinRatio, lists[i].Timeout, lists[i].MaxSize = 0.5, 10*time.Second, 1<<20
 	}
 	m := New(Config{NS: f.ns.Name, Dir: f.dir, Lists: lists, LANIfaces: []string{"lan0"}, Mask: 0xff,
-		Marks: map[string]uint32{"wan": 1, "vpn": 2},
 		Protect: func() *Protected {
 			return NewProtected(append(Bogons, netip.MustParsePrefix("198.51.100.7/32"))...)
 		},
@@ -88,7 +88,7 @@ func TestFileListLifecycle(t *testing.T) {
 	f := newFixture(t)
 	src := filepath.Join(t.TempDir(), "list.txt")
 	write(t, src, "203.0.113.0/25\n203.0.113.128/25\n192.0.2.1\n192.0.2.2\n198.51.100.7\n2001:db8:9::/48\n")
-	m := f.manager(List{Name: "rkn", File: src, Via: "vpn"})
+	m := f.manager(List{Name: "rkn", File: src, Via: via.VPN})
 	st := refresh(t, m, "rkn")
 	if got, want := f.set(rules.SetVPN4), "192.0.2.1-192.0.2.2, 203.0.113.0/24,"; got != strings.TrimSuffix(want, ",") {
 		t.Errorf("vpn4 = %q, want %q", got, want)
@@ -162,7 +162,7 @@ func TestURLList(t *testing.T) {
 	defer srv.Close()
 	other := filepath.Join(t.TempDir(), "other.txt")
 	write(t, other, "192.0.3.0/24\n")
-	m := f.manager(List{Name: "web", URL: srv.URL, Via: "vpn"}, List{Name: "local", File: other, Via: "vpn"})
+	m := f.manager(List{Name: "web", URL: srv.URL, Via: via.VPN}, List{Name: "local", File: other, Via: via.VPN})
 	refresh(t, m, "")
 	if got, want := f.set(rules.SetVPN4), "192.0.2.0/23"; got != want {
 		t.Errorf("union: vpn4 = %q, want %q", got, want)
@@ -200,11 +200,11 @@ func TestDomainList(t *testing.T) {
 	f := newFixture(t)
 	src := filepath.Join(t.TempDir(), "domains.txt")
 	write(t, src, "blocked.example\n*.wild.example\n")
-	m := f.manager(List{Name: "names", File: src, Via: "vpn", DomainTTLFloor: time.Hour})
+	m := f.manager(List{Name: "names", File: src, Via: via.VPN, DomainTTLFloor: time.Hour})
 	refresh(t, m, "names")
-	m.Observe("wan", []string{"www.example.", "cdn.blocked.example."}, []netip.Addr{netip.MustParseAddr("192.0.2.77"),
+	m.Observe(via.WAN, []string{"www.example.", "cdn.blocked.example."}, []netip.Addr{netip.MustParseAddr("192.0.2.77"),
 		netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("2001:db8::77")}, 30*time.Second)
-	m.Observe("wan", []string{"fine.example."}, []netip.Addr{netip.MustParseAddr("192.0.2.88")}, time.Minute)
+	m.Observe(via.WAN, []string{"fine.example."}, []netip.Addr{netip.MustParseAddr("192.0.2.88")}, time.Minute)
 	got := f.set(rules.SetVPN4DNS)
 	if !strings.HasPrefix(got, "192.0.2.77 timeout 1h") || strings.Contains(got, "10.1.1.1") || strings.Contains(got, "192.0.2.88") {
 		t.Errorf("vpn4_dns = %q, want only 192.0.2.77 with a 1h timeout", got)

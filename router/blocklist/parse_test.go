@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/internal/via"
 )
 
 func r4(t *testing.T, lo, hi string) iprange.R4 {
@@ -168,23 +169,23 @@ func TestParseLongLine(t *testing.T) {
 
 func TestDomainIndexMatch(t *testing.T) {
 	idx := &domainIndex{by: map[string]domainEntry{
-		"blocked.example": {via: "vpn"},
-		"bank.example":    {via: "wan"},
+		"blocked.example": {via: via.VPN},
+		"bank.example":    {via: via.WAN},
 	}}
 	for _, tc := range []struct {
 		name string
-		via  string
+		via  via.Path
 	}{
-		{"blocked.example.", "vpn"},
-		{"WWW.Blocked.Example.", "vpn"},
-		{"a.b.c.blocked.example", "vpn"},
-		{"notblocked.example.", ""},
-		{"example.", ""},
-		{"online.bank.example.", "wan"},
+		{"blocked.example.", via.VPN},
+		{"WWW.Blocked.Example.", via.VPN},
+		{"a.b.c.blocked.example", via.VPN},
+		{"notblocked.example.", 0},
+		{"example.", 0},
+		{"online.bank.example.", via.WAN},
 	} {
 		e, ok := idx.match(tc.name)
-		if got := map[bool]string{true: e.via, false: ""}[ok]; got != tc.via {
-			t.Errorf("match(%q) = %q, want %q", tc.name, got, tc.via)
+		if got := map[bool]via.Path{true: e.via, false: 0}[ok]; got != tc.via {
+			t.Errorf("match(%q) = %v, want %v", tc.name, got, tc.via)
 		}
 	}
 }
@@ -236,7 +237,7 @@ func FuzzParse(f *testing.F) {
 func BenchmarkDomainMatch(b *testing.B) {
 	idx := &domainIndex{by: map[string]domainEntry{}}
 	for i := range 500_000 {
-		idx.by[fmt.Sprintf("site%d.example%d.com", i, i%1000)] = domainEntry{via: "vpn"}
+		idx.by[fmt.Sprintf("site%d.example%d.com", i, i%1000)] = domainEntry{via: via.VPN}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/routerd/routerd/internal/via"
 )
 
 // Links routerd creates for the transit network. Their names are reserved:
@@ -20,12 +22,6 @@ const (
 	TransitWANLink  = "tr-wan"   // main namespace end of the wan namespace's veth
 	TransitVPNLink  = "tr-vpn"   // main namespace end of the vpn namespace's veth
 	TransitPeerLink = "transit0" // the far end, in the wan and vpn namespaces
-)
-
-// Path names, used by routing policy, blocklists and the firewall.
-const (
-	ViaWAN = "wan"
-	ViaVPN = "vpn"
 )
 
 // Config is a validated routerd configuration.
@@ -58,6 +54,15 @@ func (n Netns) WANAddr4() netip.Prefix  { return nth(n.Transit4, 3) }
 func (n Netns) MainAddr6() netip.Prefix { return nth(n.Transit6, 1) }
 func (n Netns) VPNAddr6() netip.Prefix  { return nth(n.Transit6, 2) }
 func (n Netns) WANAddr6() netip.Prefix  { return nth(n.Transit6, 3) }
+
+// Gateways are the transit addresses of path p's namespace: where the main
+// namespace routes p's traffic.
+func (n Netns) Gateways(p via.Path) (v4, v6 netip.Addr) {
+	if p == via.VPN {
+		return n.VPNAddr4().Addr(), n.VPNAddr6().Addr()
+	}
+	return n.WANAddr4().Addr(), n.WANAddr6().Addr()
+}
 
 // nth returns the i-th address of p with p's prefix length.
 func nth(p netip.Prefix, i int) netip.Prefix {
@@ -178,8 +183,8 @@ type Peer struct {
 
 // Routing is the per-client path policy.
 type Routing struct {
-	Default  string // ViaWAN | ViaVPN
-	Router   string // path of the router's own traffic
+	Default  via.Path
+	Router   via.Path // path of the router's own traffic
 	Policies []Policy
 }
 
@@ -192,7 +197,7 @@ type Policy struct {
 	SourceIfaces     []string           // LAN interface names
 	Destinations     []netip.Prefix
 	DestinationPorts []PortRange
-	Via              string
+	Via              via.Path
 }
 
 // PortRange is "tcp/25", "udp/5000-5010".
@@ -208,7 +213,7 @@ type Blocklist struct {
 	File    string
 	Format  string // "auto" | "lines" | "rkn-csv" | "domains"
 	Refresh time.Duration
-	Via     string
+	Via     via.Path
 	// MinRatio guards against a suspiciously shrunk download: a new list
 	// smaller than MinRatio times the last good one is refused.
 	MinRatio float64
@@ -260,16 +265,16 @@ func (c *Config) LANPrefixes() []netip.Prefix {
 
 // UsesVPN reports whether any path decision can send traffic through the VPN.
 func (c *Config) UsesVPN() bool {
-	if c.Routing.Default == ViaVPN || c.Routing.Router == ViaVPN {
+	if c.Routing.Default == via.VPN || c.Routing.Router == via.VPN {
 		return true
 	}
 	for _, p := range c.Routing.Policies {
-		if p.Via == ViaVPN {
+		if p.Via == via.VPN {
 			return true
 		}
 	}
 	for _, b := range c.Blocklists {
-		if b.Via == ViaVPN {
+		if b.Via == via.VPN {
 			return true
 		}
 	}

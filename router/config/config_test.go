@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerd/routerd/internal/via"
 )
 
 func example(t testing.TB) string {
@@ -227,7 +229,7 @@ range = ["192.168.1.100", "192.168.1.200"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Routing.Default != ViaWAN || c.Routing.Router != ViaWAN {
+	if c.Routing.Default != via.WAN || c.Routing.Router != via.WAN {
 		t.Errorf("routing = %+v, want wan/wan without [vpn]", c.Routing)
 	}
 	if got, want := c.DNS.Listen, []string{"lan0"}; len(got) != 1 || got[0] != want[0] {

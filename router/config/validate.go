@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/control"
 )
 
@@ -521,12 +522,12 @@ func (v *validator) dns(f *fileDNS) {
 
 func (v *validator) routing(f *fileRouting) {
 	r := &v.c.Routing
-	def := ViaWAN
+	def := via.WAN
 	if v.c.VPN != nil {
-		def = ViaVPN
+		def = via.VPN
 	}
-	r.Default = v.via("routing.default", or(f.Default, def))
-	r.Router = v.via("routing.router", or(f.Router, ViaWAN))
+	r.Default = v.via("routing.default", or(f.Default, def.String()))
+	r.Router = v.via("routing.router", or(f.Router, via.WAN.String()))
 	names := map[string]int{}
 	for i, fp := range f.Policy {
 		pp := idx("routing.policy", i)
@@ -871,16 +872,19 @@ func (v *validator) enum(path, s string, allowed ...string) string {
 	return ""
 }
 
-func (v *validator) via(path, s string) string {
+func (v *validator) via(path, s string) via.Path {
 	if s == "" {
-		v.p.errf(path, "required: %q or %q", ViaWAN, ViaVPN)
-		return ""
+		v.p.errf(path, "required: %q or %q", via.WAN, via.VPN)
+		return 0
 	}
-	via := v.enum(path, s, ViaWAN, ViaVPN)
-	if via == ViaVPN && v.c.VPN == nil {
+	p, err := via.Parse(v.enum(path, s, via.WAN.String(), via.VPN.String()))
+	if err != nil {
+		return 0 // enum said why
+	}
+	if p == via.VPN && v.c.VPN == nil {
 		v.p.errf(path, "\"vpn\" needs a [vpn] section")
 	}
-	return via
+	return p
 }
 
 func (v *validator) mtu(path string, n *int64, min int, ipv6 bool) int {
