@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -357,20 +356,20 @@ func (c *Client4) install(wl *WANLease) error {
 	if left < 1 {
 		left = 1
 	}
-	addr := &netlink.Addr{IPNet: ipnet(wl.Address), ValidLft: left, PreferedLft: left}
+	addr := &netlink.Addr{IPNet: netns.IPNet(wl.Address), ValidLft: left, PreferedLft: left}
 	if err := h.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", wl.Address, c.cfg.Iface, err)
 	}
 	// An address from an earlier lease must go.
 	if addrs, err := h.AddrList(link, netlink.FAMILY_V4); err == nil {
 		for _, a := range addrs {
-			if p := prefixOf(a.IPNet); p != wl.Address {
+			if p := netns.PrefixOf(a.IPNet); p != wl.Address {
 				h.AddrDel(link, &a)
 			}
 		}
 	}
 	if wl.Router.IsValid() {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipnet(netip.MustParsePrefix("0.0.0.0/0")),
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
 			Gw: wl.Router.AsSlice(), Protocol: RouteProtoDHCP, Family: netlink.FAMILY_V4}
 		if err := h.RouteReplace(r); err != nil {
 			return fmt.Errorf("add default route via %s: %w", wl.Router, err)
@@ -385,7 +384,7 @@ func (c *Client4) uninstall(wl *WANLease) {
 		return
 	}
 	defer h.Close()
-	h.AddrDel(link, &netlink.Addr{IPNet: ipnet(wl.Address)})
+	h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(wl.Address)})
 	// the default route goes with the address
 }
 
@@ -546,16 +545,6 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
-func ipnet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-func prefixOf(n *net.IPNet) netip.Prefix {
-	a, _ := netip.AddrFromSlice(n.IP)
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones)
-}
-
 // InstallStatic configures a static WAN address and default route.
 func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
 	h, link, err := netns.HandleLink(ns, iface)
@@ -566,7 +555,7 @@ func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
 	if _, err := netns.SyncAddrs(h, link, []netip.Prefix{addr}, false); err != nil {
 		return err
 	}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipnet(netip.MustParsePrefix("0.0.0.0/0")),
+	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
 		Gw: gw.AsSlice(), Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V4}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("add default route via %s: %w", gw, err)

@@ -276,7 +276,7 @@ func (c *Client6) install(l *WANLease6) error {
 	}
 	defer h.Close()
 	life := int(l.Valid.Seconds())
-	a := &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, 128)), ValidLft: life, PreferedLft: life, Flags: unix.IFA_F_NODAD}
+	a := &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(l.Address, 128)), ValidLft: life, PreferedLft: life, Flags: unix.IFA_F_NODAD}
 	if err := h.AddrReplace(link, a); err != nil {
 		return fmt.Errorf("add %s to %s: %w", l.Address, c.cfg.Iface, err)
 	}
@@ -291,7 +291,7 @@ func (c *Client6) unbind(why string) {
 	c.cfg.Log.Warn("WAN DHCPv6 lease lost", "why", why)
 	if l != nil && l.Address.IsValid() {
 		if h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface); err == nil {
-			h.AddrDel(link, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, 128))})
+			h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(l.Address, 128))})
 			h.Close()
 		}
 	}

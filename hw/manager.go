@@ -158,7 +158,7 @@ func (m *Manager) subscribe(ctx context.Context) error {
 		})
 		h.Close()
 		if err != nil {
-			return fmt.Errorf("subscribe to link events in %s: %w", nsLabel(ns), err)
+			return fmt.Errorf("subscribe to link events in %s: %w", netns.Label(ns), err)
 		}
 		// The library closes ch once ctx ends.
 		m.run.Go(func(context.Context) {
@@ -236,7 +236,7 @@ func (m *Manager) reconcile() {
 			}
 			b.everBound = true
 			b.index, b.ns, b.lastChange = idx, s.NS, time.Now()
-			m.log.Info("NIC adopted", "nic", s.Name, "mac", s.MatchMAC.String(), "netns", nsLabel(s.NS), "ifindex", idx, "times", b.adopted)
+			m.log.Info("NIC adopted", "nic", s.Name, "mac", s.MatchMAC.String(), "netns", netns.Label(s.NS), "ifindex", idx, "times", b.adopted)
 			events = append(events, Event{Name: s.Name, Role: s.Role, Kind: Adopted, Index: idx, NS: s.NS, Adopted: b.adopted})
 		}
 		next[i] = b
@@ -279,7 +279,7 @@ func (m *Manager) scan() ([]*link, error) {
 		ls, err := h.LinkList()
 		h.Close()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list links in %s: %w", nsLabel(ns), err))
+			errs = append(errs, fmt.Errorf("list links in %s: %w", netns.Label(ns), err))
 			continue
 		}
 		for _, l := range ls {
@@ -388,7 +388,7 @@ func (m *Manager) converge(s *Spec, found *link) (changes, index int, err error)
 		// Addresses an earlier config gave it, no longer wanted.
 		for _, old := range rec.Addrs {
 			if !slices.Contains(s.Addrs, old) {
-				if err := h.AddrDel(l, &netlink.Addr{IPNet: ipnet(old)}); err == nil {
+				if err := h.AddrDel(l, &netlink.Addr{IPNet: netns.IPNet(old)}); err == nil {
 					changes++
 				}
 			}
@@ -433,12 +433,12 @@ func move(l netlink.Link, from, to string) (int, netlink.Link, error) {
 	}
 	defer fd.Close()
 	if err := src.LinkSetNsFd(l, int(fd)); err != nil {
-		return changes, nil, fmt.Errorf("move %s to %s: %w", name, nsLabel(to), err)
+		return changes, nil, fmt.Errorf("move %s to %s: %w", name, netns.Label(to), err)
 	}
 	changes++
 	moved, err := dst.LinkByName(name)
 	if err != nil {
-		return changes, nil, fmt.Errorf("find %s in %s after the move: %w", name, nsLabel(to), err)
+		return changes, nil, fmt.Errorf("find %s in %s after the move: %w", name, netns.Label(to), err)
 	}
 	return changes, moved, nil
 }
@@ -486,13 +486,6 @@ func setDown(h *netlink.Handle, l netlink.Link) (int, error) {
 
 func tempName(index int) string { return fmt.Sprintf("rdtmp%d", index) }
 
-func nsLabel(ns string) string {
-	if ns == "" {
-		return "main netns"
-	}
-	return "netns " + ns
-}
-
 // Changes returns the mutations made by the last reconcile pass and since
 // start: a converged machine shows 0 for the last pass.
 func (m *Manager) Changes() (last, total int) {
@@ -509,7 +502,7 @@ func (m *Manager) Status() []NICStatus {
 	out := make([]NICStatus, len(m.specs))
 	for i, s := range m.specs {
 		b := binds[i]
-		st := NICStatus{Name: s.Name, Role: s.Role, MatchMAC: s.MatchMAC.String(), Namespace: nsLabel(s.NS),
+		st := NICStatus{Name: s.Name, Role: s.Role, MatchMAC: s.MatchMAC.String(), Namespace: netns.Label(s.NS),
 			State: "missing", Adopted: b.adopted, Readopted: b.readopted, LastChange: b.lastChange}
 		if b.err != nil {
 			st.Error = b.err.Error()

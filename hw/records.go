@@ -143,7 +143,7 @@ func restore(s *Spec, rec *record, found *link) error {
 		return err
 	}
 	for _, a := range rec.Addrs {
-		h.AddrDel(l, &netlink.Addr{IPNet: ipnet(a)})
+		h.AddrDel(l, &netlink.Addr{IPNet: netns.IPNet(a)})
 	}
 	if l.Attrs().Name != rec.OrigName {
 		if _, err := rename(h, l, rec.OrigName); err != nil {
@@ -166,8 +166,4 @@ func restore(s *Spec, rec *record, found *link) error {
 		}
 	}
 	return nil
-}
-
-func ipnet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

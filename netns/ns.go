@@ -129,7 +129,7 @@ func HandleLink(ns, name string) (*netlink.Handle, netlink.Link, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {
 		h.Close()
-		return nil, nil, fmt.Errorf("look up %s in %s: %w", name, nsName(ns), err)
+		return nil, nil, fmt.Errorf("look up %s in %s: %w", name, Label(ns), err)
 	}
 	return h, link, nil
 }

@@ -367,7 +367,7 @@ func loopbackUp(ns string) (int, error) {
 	defer h.Close()
 	lo, err := h.LinkByName("lo")
 	if err != nil {
-		return 0, fmt.Errorf("look up lo in %s: %w", nsName(ns), err)
+		return 0, fmt.Errorf("look up lo in %s: %w", Label(ns), err)
 	}
 	return ensureUp(h, lo)
 }
@@ -404,7 +404,7 @@ func SyncAddrs(h *netlink.Handle, l netlink.Link, want []netip.Prefix, exclusive
 	}
 	present := map[netip.Prefix]bool{}
 	for _, a := range have {
-		p := toPrefix(a.IPNet)
+		p := PrefixOf(a.IPNet)
 		if p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -420,7 +420,7 @@ func SyncAddrs(h *netlink.Handle, l netlink.Link, want []netip.Prefix, exclusive
 		if present[w] {
 			continue
 		}
-		a := &netlink.Addr{IPNet: toIPNet(w)}
+		a := &netlink.Addr{IPNet: IPNet(w)}
 		if w.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
@@ -462,7 +462,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 	have, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Proto, Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
-		return 0, missing, fmt.Errorf("list routes in %s: %w", nsName(ns), err)
+		return 0, missing, fmt.Errorf("list routes in %s: %w", Label(ns), err)
 	}
 	present := map[string]bool{}
 	for i := range have {
@@ -472,7 +472,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 			continue
 		}
 		if err := h.RouteDel(&have[i]); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("delete route %s in %s: %w", k, nsName(ns), err))
+			errs = append(errs, fmt.Errorf("delete route %s in %s: %w", k, Label(ns), err))
 			continue
 		}
 		changes++
@@ -482,7 +482,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 			continue
 		}
 		if err := h.RouteReplace(want[k]); err != nil {
-			errs = append(errs, fmt.Errorf("add route %s in %s: %w", k, nsName(ns), err))
+			errs = append(errs, fmt.Errorf("add route %s in %s: %w", k, Label(ns), err))
 			continue
 		}
 		present[k] = true
@@ -493,7 +493,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 
 func (r Route) netlink(h *netlink.Handle) (*netlink.Route, error) {
 	nr := &netlink.Route{
-		Dst:      toIPNet(r.Dst.Masked()),
+		Dst:      IPNet(r.Dst.Masked()),
 		Protocol: Proto,
 		Table:    r.Table,
 		Priority: r.Metric,
@@ -536,7 +536,7 @@ func (r Route) netlink(h *netlink.Handle) (*netlink.Route, error) {
 func routeKey(r *netlink.Route) string {
 	dst := "default"
 	if r.Dst != nil {
-		dst = toPrefix(r.Dst).String()
+		dst = PrefixOf(r.Dst).String()
 	}
 	if dst == "0.0.0.0/0" || dst == "::/0" {
 		dst = "default"
@@ -581,7 +581,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		have, err := h.RuleList(fam)
 		if err != nil {
-			return changes, fmt.Errorf("list rules in %s: %w", nsName(ns), err)
+			return changes, fmt.Errorf("list rules in %s: %w", Label(ns), err)
 		}
 		want := map[string]Rule{}
 		var order []string
@@ -608,7 +608,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 			}
 			hr := hr
 			if err := h.RuleDel(&hr); err != nil {
-				errs = append(errs, fmt.Errorf("delete rule %s in %s: %w", k, nsName(ns), err))
+				errs = append(errs, fmt.Errorf("delete rule %s in %s: %w", k, Label(ns), err))
 				continue
 			}
 			changes++
@@ -627,7 +627,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 			nr.Table = r.Table
 			nr.Protocol = Proto
 			if err := h.RuleAdd(nr); err != nil {
-				errs = append(errs, fmt.Errorf("add %s in %s: %w", k, nsName(ns), err))
+				errs = append(errs, fmt.Errorf("add %s in %s: %w", k, Label(ns), err))
 				continue
 			}
 			present[k] = true
@@ -691,7 +691,8 @@ func (p *Plan) Teardown(created []string, restore []Sysctl) error {
 	return errors.Join(errs...)
 }
 
-func nsName(ns string) string {
+// Label names a namespace in errors and logs: "main netns" or "netns NAME".
+func Label(ns string) string {
 	if ns == "" {
 		return "main netns"
 	}
@@ -703,15 +704,17 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
-func toIPNet(p netip.Prefix) *net.IPNet {
+// IPNet converts a prefix to netlink's form.
+func IPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func toPrefix(n *net.IPNet) netip.Prefix {
+// PrefixOf converts netlink's form back; IPv4-mapped addresses come back as
+// IPv4.
+func PrefixOf(n *net.IPNet) netip.Prefix {
 	a, _ := netip.AddrFromSlice(n.IP)
-	a = a.Unmap()
 	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a, ones)
+	return netip.PrefixFrom(a.Unmap(), ones)
 }
 
 // Owned lists routerd's rules and routes in namespace ns, in ip's words,
@@ -752,7 +755,7 @@ func Owned(ns string) (rules, routes []string) {
 			out.Type = 0
 		}
 		if r.Dst != nil {
-			out.Dst = toPrefix(r.Dst)
+			out.Dst = PrefixOf(r.Dst)
 		} else if r.Family == netlink.FAMILY_V6 {
 			out.Dst = netip.MustParsePrefix("::/0")
 		} else {

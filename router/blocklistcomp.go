@@ -34,12 +34,8 @@ type blocklistComp struct {
 
 func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, log *slog.Logger) *blocklistComp {
 	c := &blocklistComp{cfg: cfg, endpoints: endpoints}
-	var lans []string
-	for _, l := range cfg.LAN {
-		lans = append(lans, l.Name)
-	}
 	bc := blocklist.Config{
-		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: lans, Mask: via.Mask,
+		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: cfg.LANNets.Ifaces, Mask: via.Mask,
 		Protect:   c.protected,
 		Transport: selfResolvingTransport(), Log: log,
 	}
@@ -72,11 +68,7 @@ func selfResolvingTransport() http.RoundTripper {
 func (c *blocklistComp) protected() *blocklist.Protected {
 	ps := append([]netip.Prefix(nil), blocklist.Bogons...)
 	ps = append(ps, c.cfg.Netns.Transit4.Masked(), c.cfg.Netns.Transit6.Masked())
-	for _, l := range c.cfg.LAN {
-		for _, a := range l.Addresses {
-			ps = append(ps, a.Masked())
-		}
-	}
+	ps = append(ps, c.cfg.LANNets.All()...)
 	if c.cfg.WAN.Address.IsValid() {
 		ps = append(ps, c.cfg.WAN.Address.Masked())
 	}
@@ -86,8 +78,8 @@ func (c *blocklistComp) protected() *blocklist.Protected {
 			ps = append(ps, a.Masked())
 		}
 		for _, p := range v.Peers {
-			if ap, err := netip.ParseAddrPort(p.Endpoint); err == nil {
-				eps = append(eps, ap.Addr())
+			if p.Endpoint.Addr.IsValid() {
+				eps = append(eps, p.Endpoint.Addr)
 			}
 		}
 	}

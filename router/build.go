@@ -35,7 +35,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		wan.OnLease(v.wanLease)
 		comps = append(comps, v)
 		tunnelUp = func() bool { return v.t.Status().Up }
-		endpoints = v.endpoints
+		endpoints = v.t.Endpoints
 	}
 	// The lists go in before the WAN comes up: a box that boots offline
 	// already forces from the last good copies.

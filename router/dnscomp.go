@@ -25,24 +25,15 @@ type dnsComp struct {
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf}
-	var clients []netip.Prefix
-	var routerAddrs []netip.Addr
-	var lans []string
-	for _, l := range cfg.LAN {
-		lans = append(lans, l.Name)
-		for _, a := range l.Addresses {
-			clients = append(clients, a.Masked())
-			routerAddrs = append(routerAddrs, a.Addr())
-		}
-	}
+	lan := cfg.LANNets
 	var records []dns.Record
 	for _, r := range cfg.DNS.Records {
 		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
 	}
 	c.r = dns.New(dns.Config{
-		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: clients,
-		RouterAddrs: routerAddrs, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
-		MDNS: cfg.DNS.MDNS, MDNSIfaces: lans, PathOf: c.pathOf,
+		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: lan.All(),
+		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
+		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf,
 		OnAnswer: onAnswer, Log: log,
 	})
 	for _, l := range cfg.LAN {

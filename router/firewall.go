@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -48,18 +47,7 @@ func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *fi
 
 // firewallSpecs translates the config into the three rulesets.
 func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
-	var lan4, lan6 []netip.Prefix
-	var ifaces []string
-	for _, l := range cfg.LAN {
-		ifaces = append(ifaces, l.Name)
-		for _, a := range l.Addresses {
-			if a.Addr().Is4() {
-				lan4 = append(lan4, a.Masked())
-			} else {
-				lan6 = append(lan6, a.Masked())
-			}
-		}
-	}
+	lan4, lan6, ifaces := cfg.LANNets.V4, cfg.LANNets.V6, cfg.LANNets.Ifaces
 	var fwds []rules.Forward
 	for _, f := range cfg.Firewall.PortForwards {
 		fwds = append(fwds, rules.Forward{Proto: f.Proto, Port: f.Port, To: f.To})
@@ -141,11 +129,7 @@ func TunnelMSS(cfg *config.Config) (mss4, mss6 uint16) {
 	}
 	outer := ipv4Header
 	for _, p := range cfg.VPN.Peers {
-		host := p.Endpoint
-		if i := strings.LastIndex(host, ":"); i >= 0 {
-			host = strings.Trim(host[:i], "[]")
-		}
-		if a, err := netip.ParseAddr(host); err != nil || a.Is6() {
+		if p.Endpoint.OuterIPv6() {
 			outer = ipv6Header
 		}
 	}

@@ -70,17 +70,6 @@ func (c *vpnComp) Start(ctx context.Context) error    { return c.t.Start(ctx) }
 func (c *vpnComp) Stop(ctx context.Context) error     { return c.t.Stop(ctx) }
 func (c *vpnComp) Teardown(ctx context.Context) error { return vpn.Teardown(c.vc) }
 
-// endpoints are the peers' endpoint addresses as the device has them.
-func (c *vpnComp) endpoints() []netip.Addr {
-	var out []netip.Addr
-	for _, p := range c.t.Status().Peers {
-		if ap, err := netip.ParseAddrPort(p.Endpoint); err == nil {
-			out = append(out, ap.Addr())
-		}
-	}
-	return out
-}
-
 func (c *vpnComp) fillStatus(st *status.Status) {
 	s := c.t.Status()
 	st.VPN = &s

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/routerd/routerd/internal/iprange"
+	"github.com/routerd/routerd/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,7 @@ func EnsureLists(ns string, l *Lists) error {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply table %s in %s: %w", ListsTable, nsLabel(ns), err)
+		return fmt.Errorf("apply table %s in %s: %w", ListsTable, netns.Label(ns), err)
 	}
 	return nil
 }

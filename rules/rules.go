@@ -95,7 +95,7 @@ func replace(ns string, family nftables.TableFamily, name string, build func(r *
 		return r.err
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply %s table %s in %s: %w", familyName(family), name, nsLabel(ns), err)
+		return fmt.Errorf("apply %s table %s in %s: %w", familyName(family), name, netns.Label(ns), err)
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func Remove(ns string, family nftables.TableFamily, name string) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("delete table %s in %s: %w", name, nsLabel(ns), err)
+		return fmt.Errorf("delete table %s in %s: %w", name, netns.Label(ns), err)
 	}
 	return nil
 }
@@ -132,7 +132,7 @@ func Counters(ns string, family nftables.TableFamily, name string) ([]Counter, e
 	t := &nftables.Table{Name: name, Family: family}
 	objs, err := c.GetObjects(t)
 	if err != nil {
-		return nil, fmt.Errorf("read counters of %s in %s: %w", name, nsLabel(ns), err)
+		return nil, fmt.Errorf("read counters of %s in %s: %w", name, netns.Label(ns), err)
 	}
 	var out []Counter
 	for _, o := range objs {
@@ -153,13 +153,6 @@ func Exists(ns string, family nftables.TableFamily, name string) bool {
 	defer done()
 	t, err := c.ListTableOfFamily(name, family)
 	return err == nil && t != nil
-}
-
-func nsLabel(ns string) string {
-	if ns == "" {
-		return "main netns"
-	}
-	return "netns " + ns
 }
 
 func familyName(f nftables.TableFamily) string {
@@ -204,7 +197,7 @@ func openConn(ns string) (*nftables.Conn, func(), error) {
 	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
 	if err != nil {
 		fd.Close()
-		return nil, nil, fmt.Errorf("nftables in %s: %w", nsLabel(ns), err)
+		return nil, nil, fmt.Errorf("nftables in %s: %w", netns.Label(ns), err)
 	}
 	return c, func() { fd.Close() }, nil
 }

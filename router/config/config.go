@@ -11,6 +11,7 @@ package config
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/routerd/routerd/internal/via"
@@ -37,6 +38,8 @@ type Config struct {
 	Blocklists []Blocklist
 	Firewall   Firewall
 	Status     Status
+
+	LANNets LANNets // derived from LAN
 }
 
 // Netns describes the namespaces and the transit network joining them.
@@ -176,7 +179,7 @@ type Peer struct {
 	PublicKey           [32]byte
 	PublicKeyText       string
 	PresharedKeyFile    string
-	Endpoint            string // host:port; host may be a name, resolved in the wan namespace
+	Endpoint            Endpoint
 	AllowedIPs          []netip.Prefix
 	PersistentKeepalive time.Duration
 }
@@ -252,16 +255,16 @@ type Status struct {
 	Metrics string // host:port or "" for off
 }
 
-// LANPrefixes returns every LAN address prefix, masked.
-func (c *Config) LANPrefixes() []netip.Prefix {
-	var out []netip.Prefix
-	for _, l := range c.LAN {
-		for _, a := range l.Addresses {
-			out = append(out, a.Masked())
-		}
-	}
-	return out
+// LANNets is every LAN's networks and interfaces, gathered once for the
+// firewall, the resolver's access list and the blocklists' protection.
+type LANNets struct {
+	Ifaces     []string
+	V4, V6     []netip.Prefix // masked
+	RouterAddr []netip.Addr   // the router's own address on each
 }
+
+// All is every LAN prefix, IPv4 first.
+func (n LANNets) All() []netip.Prefix { return append(append([]netip.Prefix(nil), n.V4...), n.V6...) }
 
 // UsesVPN reports whether any path decision can send traffic through the VPN.
 func (c *Config) UsesVPN() bool {
@@ -280,3 +283,23 @@ func (c *Config) UsesVPN() bool {
 	}
 	return false
 }
+
+// Endpoint is a WireGuard peer's host:port, parsed once. Exactly one of
+// Addr and Host is set: a name is resolved in the wan namespace when the
+// tunnel is configured, and again when handshakes stop.
+type Endpoint struct {
+	Addr netip.Addr // the host, when it is an IP address
+	Host string     // the host, when it is a name
+	Port uint16
+}
+
+func (e Endpoint) String() string {
+	if e.Addr.IsValid() {
+		return netip.AddrPortFrom(e.Addr, e.Port).String()
+	}
+	return net.JoinHostPort(e.Host, strconv.Itoa(int(e.Port)))
+}
+
+// OuterIPv6 reports whether the tunnel's packets to this endpoint may be
+// IPv6 (a name may resolve to either family: assume the larger header).
+func (e Endpoint) OuterIPv6() bool { return !e.Addr.IsValid() || e.Addr.Is6() }

@@ -215,6 +215,16 @@ func (v *validator) lan(path string, f *fileLAN) {
 		l.RA.DNS = []netip.Addr{a6.Addr()}
 	}
 	v.c.LAN = append(v.c.LAN, l)
+	n := &v.c.LANNets
+	n.Ifaces = append(n.Ifaces, l.Name)
+	for _, a := range l.Addresses {
+		n.RouterAddr = append(n.RouterAddr, a.Addr())
+		if a.Addr().Is4() {
+			n.V4 = append(n.V4, a.Masked())
+		} else {
+			n.V6 = append(n.V6, a.Masked())
+		}
+	}
 }
 
 func (v *validator) dhcp4(path string, f *fileDHCP4, iface netip.Prefix) *DHCP4 {
@@ -405,10 +415,10 @@ func (v *validator) vpn(f *fileVPN) {
 		}
 		if fp.Endpoint == "" {
 			v.p.errf(pp+".endpoint", "required (host:port or [v6]:port)")
-		} else if err := checkHostPort(fp.Endpoint); err != nil {
+		} else if ep, err := parseEndpoint(fp.Endpoint); err != nil {
 			v.p.errf(pp+".endpoint", "%q: %v", fp.Endpoint, err)
 		} else {
-			peer.Endpoint = fp.Endpoint
+			peer.Endpoint = ep
 		}
 		if len(fp.AllowedIPs) == 0 {
 			v.p.errf(pp+".allowed_ips", "at least one prefix is required (0.0.0.0/0 and ::/0 for a full tunnel)")
@@ -1011,25 +1021,26 @@ func parseToAddrPort(s string, defPort uint16) (netip.AddrPort, error) {
 	return netip.AddrPort{}, fmt.Errorf("want ip:port")
 }
 
-// checkHostPort accepts host:port and [v6]:port with a port in 1-65535.
-func checkHostPort(s string) error {
+// parseEndpoint accepts host:port and [v6]:port with a port in 1-65535.
+func parseEndpoint(s string) (Endpoint, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return fmt.Errorf("want host:port or [v6]:port")
+		return Endpoint{}, fmt.Errorf("want host:port or [v6]:port")
 	}
-	if _, err := parsePort(port); err != nil {
-		return err
+	p, err := parsePort(port)
+	if err != nil {
+		return Endpoint{}, err
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Is6() && !strings.HasPrefix(s, "[") {
-			return fmt.Errorf("IPv6 endpoints need brackets: [%s]:%s", host, port)
+			return Endpoint{}, fmt.Errorf("IPv6 endpoints need brackets: [%s]:%s", host, port)
 		}
-		return nil
+		return Endpoint{Addr: a.Unmap(), Port: p}, nil
 	}
 	if !validDomain(strings.TrimSuffix(host, ".")) {
-		return fmt.Errorf("%q is neither an IP address nor a host name", host)
+		return Endpoint{}, fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
-	return nil
+	return Endpoint{Host: host, Port: p}, nil
 }
 
 func parseRate(s string) (Rate, error) {

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 
 	"github.com/routerd/routerd/internal/atomicfile"
@@ -40,7 +41,7 @@ const RouteProto = 202
 type Peer struct {
 	PublicKey        wgtypes.Key
 	PresharedKeyFile string
-	Endpoint         string // host:port
+	Endpoint         config.Endpoint
 	AllowedIPs       []netip.Prefix
 	Keepalive        time.Duration
 }
@@ -69,14 +70,14 @@ type Tunnel struct {
 	user *userspace
 
 	mu        sync.Mutex
-	endpoints map[wgtypes.Key]string // resolved endpoint per peer
+	endpoints map[wgtypes.Key]netip.AddrPort // resolved endpoint per peer
 	err       error
 	run       lifecycle.Group
 }
 
 // New returns a tunnel for cfg; Start brings it up.
 func New(cfg Config) *Tunnel {
-	return &Tunnel{cfg: cfg, endpoints: map[wgtypes.Key]string{}}
+	return &Tunnel{cfg: cfg, endpoints: map[wgtypes.Key]netip.AddrPort{}}
 }
 
 // LoadOrCreateKey reads the private key file, creating it (mode 0600)
@@ -267,7 +268,7 @@ func (t *Tunnel) configure(ctx context.Context) error {
 		ka := p.Keepalive
 		pc.PersistentKeepaliveInterval = &ka
 		for _, a := range p.AllowedIPs {
-			pc.AllowedIPs = append(pc.AllowedIPs, net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())})
+			pc.AllowedIPs = append(pc.AllowedIPs, *netns.IPNet(a))
 		}
 		if p.PresharedKeyFile != "" {
 			b, err := os.ReadFile(p.PresharedKeyFile)
@@ -286,7 +287,7 @@ func (t *Tunnel) configure(ctx context.Context) error {
 		} else {
 			pc.Endpoint = ep
 			t.mu.Lock()
-			t.endpoints[p.PublicKey] = ep.String()
+			t.endpoints[p.PublicKey] = ep.AddrPort()
 			t.mu.Unlock()
 		}
 		want.Peers = append(want.Peers, pc)
@@ -396,7 +397,7 @@ func (t *Tunnel) syncRoutes(h *netlink.Handle, index int) error {
 		if p.Addr().Is6() {
 			fam = netlink.FAMILY_V6
 		}
-		r := &netlink.Route{LinkIndex: index, Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		r := &netlink.Route{LinkIndex: index, Dst: netns.IPNet(p),
 			Protocol: RouteProto, Scope: netlink.SCOPE_LINK, Family: fam}
 		if err := h.RouteReplace(r); err != nil {
 			errs = append(errs, fmt.Errorf("route %s dev %s: %w", p, t.cfg.Iface, err))
@@ -412,9 +413,7 @@ func prefixOf(n *net.IPNet, fam int) netip.Prefix {
 		}
 		return netip.MustParsePrefix("0.0.0.0/0")
 	}
-	a, _ := netip.AddrFromSlice(n.IP)
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones)
+	return netns.PrefixOf(n)
 }
 
 // watch re-resolves endpoint names when handshakes stop (the provider
@@ -458,14 +457,11 @@ func (t *Tunnel) setErr(err error) {
 // resolve turns host:port into an address, asking DNS from a socket in the
 // wan namespace: the main namespace's resolver may route through the
 // tunnel this very endpoint is needed for.
-func (t *Tunnel) resolve(ctx context.Context, hostport string) (*net.UDPAddr, error) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return nil, err
+func (t *Tunnel) resolve(ctx context.Context, ep config.Endpoint) (*net.UDPAddr, error) {
+	if ep.Addr.IsValid() {
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ep.Addr, ep.Port)), nil
 	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, parsePort(port))), nil
-	}
+	host := ep.Host
 	var servers []netip.AddrPort
 	if t.cfg.DNS != nil {
 		servers = t.cfg.DNS()
@@ -498,13 +494,7 @@ func (t *Tunnel) resolve(ctx context.Context, hostport string) (*net.UDPAddr, er
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%s has no address", host)
 	}
-	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrs[0].Unmap(), parsePort(port))), nil
-}
-
-func parsePort(s string) uint16 {
-	var p uint16
-	fmt.Sscan(s, &p)
-	return p
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrs[0].Unmap(), ep.Port)), nil
 }
 
 // PeerStatus is one peer in status.
@@ -512,6 +502,29 @@ type PeerStatus = status.Peer
 
 // Status is the tunnel's state for routerctl status.
 type Status = status.VPN
+
+// Endpoints are the peers' endpoint addresses: as the device has them (a
+// peer that roamed is where its packets come from), else as last resolved.
+func (t *Tunnel) Endpoints() []netip.Addr {
+	var out []netip.Addr
+	if c, err := t.client(); err == nil {
+		defer c.Close()
+		if dev, err := c.Device(t.DeviceName()); err == nil {
+			for _, p := range dev.Peers {
+				if p.Endpoint != nil {
+					out = append(out, p.Endpoint.AddrPort().Addr().Unmap())
+				}
+			}
+			return out
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ap := range t.endpoints {
+		out = append(out, ap.Addr())
+	}
+	return out
+}
 
 // Status reads the device through wgctrl.
 func (t *Tunnel) Status() Status {
