@@ -1,6 +1,6 @@
 // Command cicheck checks that every program the test suite ran comes from a
-// Debian package listed in .ci/packages (or from an essential package, which
-// every Debian system has). CI runs on a machine where a developer may have
+// Debian package listed in .ci/packages (or from an essential or required
+// package, which every Debian system has). CI runs on a machine where a developer may have
 // installed tools by hand; a user's fresh machine has only what .ci/packages
 // installs, so a missing line there must fail here rather than there.
 //
@@ -66,8 +66,8 @@ func run(pkgsPath, logPath string, w io.Writer) error {
 		switch {
 		case slices.Contains(listed, pkg):
 			fmt.Fprintf(w, "%-22s %s\n", prog, pkg)
-		case essential(pkg):
-			fmt.Fprintf(w, "%-22s %s (essential)\n", prog, pkg)
+		case baseSystem(pkg):
+			fmt.Fprintf(w, "%-22s %s (base system)\n", prog, pkg)
 		default:
 			problems = append(problems, fmt.Sprintf("%s: from package %s, which %s does not list", prog, pkg, pkgsPath))
 		}
@@ -150,7 +150,10 @@ func ownerOf(out, path string) string {
 	return ""
 }
 
-func essential(pkg string) bool {
-	out, err := exec.Command("dpkg-query", "-W", "-f=${Essential}", pkg).Output()
-	return err == nil && strings.TrimSpace(string(out)) == "yes"
+// baseSystem reports whether every Debian system has pkg: it is essential
+// or of priority required (what debootstrap --variant=minbase installs).
+func baseSystem(pkg string) bool {
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Essential} ${Priority}", pkg).Output()
+	f := strings.Fields(string(out))
+	return err == nil && len(f) == 2 && (f[0] == "yes" || f[1] == "required")
 }
