@@ -55,12 +55,12 @@ type Advertiser struct {
 	rs    int
 	last  time.Time
 	lastL time.Duration // router lifetime last advertised
-	stats map[string]int64
+	counters
 }
 
 // NewAdvertiser returns an advertiser for cfg.
 func NewAdvertiser(cfg RAConfig) *Advertiser {
-	return &Advertiser{cfg: cfg, reopen: make(chan struct{}, 1), refresh: make(chan struct{}, 1), ready: make(chan struct{}), stats: map[string]int64{}}
+	return &Advertiser{cfg: cfg, reopen: make(chan struct{}, 1), refresh: make(chan struct{}, 1), ready: make(chan struct{})}
 }
 
 // Reopen makes the advertiser reopen its socket (its interface was replaced).
@@ -257,23 +257,6 @@ func (a *Advertiser) send(c *ndp.Conn, ifi *net.Interface) {
 	a.sent++
 	a.last = time.Now()
 	a.lastL = m.RouterLifetime
-	a.stats["out_ra"]++
 	a.mu.Unlock()
-}
-
-func (a *Advertiser) count(what string) {
-	a.mu.Lock()
-	a.stats[what]++
-	a.mu.Unlock()
-}
-
-// Stats returns the advertiser's counters.
-func (a *Advertiser) Stats() map[string]int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[string]int64, len(a.stats))
-	for k, v := range a.stats {
-		out[k] = v
-	}
-	return out
+	a.count("out_ra")
 }

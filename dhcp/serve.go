@@ -3,7 +3,9 @@ package dhcp
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -43,4 +45,27 @@ func readLoop(ctx context.Context, conn net.PacketConn, reopen <-chan struct{}, 
 		}
 		handle(buf[:n], from)
 	}
+}
+
+// counters are a server's messages in and out by type and drops by reason,
+// for status and metrics. The zero value is ready to use.
+type counters struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (c *counters) count(what string) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]int64{}
+	}
+	c.m[what]++
+	c.mu.Unlock()
+}
+
+// Stats returns a copy of the counters.
+func (c *counters) Stats() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
 }

@@ -47,7 +47,7 @@ type Server4 struct {
 	mu     sync.Mutex
 	offers map[netip.Addr]offer // addresses offered, held briefly
 	next   netip.Addr           // where the next pool scan starts
-	stats  map[string]int64
+	counters
 	byMAC  map[string]Reservation
 	byIP   map[netip.Addr]Reservation
 	reopen chan struct{}
@@ -69,7 +69,7 @@ const declineQuarantine = 10 * time.Minute
 // NewServer4 returns a server for cfg keeping leases in store.
 func NewServer4(cfg Server4Config, store *Store) *Server4 {
 	s := &Server4{cfg: cfg, store: store, offers: map[netip.Addr]offer{}, next: cfg.Start,
-		stats: map[string]int64{}, byMAC: map[string]Reservation{}, byIP: map[netip.Addr]Reservation{},
+		byMAC: map[string]Reservation{}, byIP: map[netip.Addr]Reservation{},
 		reopen: make(chan struct{}, 1), ready: make(chan struct{})}
 	for _, r := range cfg.Reservations {
 		s.byMAC[r.MAC.String()] = r
@@ -518,24 +518,6 @@ func lastOf(p netip.Prefix) netip.Addr {
 	v := binary.BigEndian.Uint32(a[:]) | (1<<(32-p.Bits()) - 1)
 	binary.BigEndian.PutUint32(a[:], v)
 	return netip.AddrFrom4(a)
-}
-
-func (s *Server4) count(what string) {
-	s.mu.Lock()
-	s.stats[what]++
-	s.mu.Unlock()
-}
-
-// Stats returns the server's counters: messages in and out by type, drops
-// by reason.
-func (s *Server4) Stats() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.stats))
-	for k, v := range s.stats {
-		out[k] = v
-	}
-	return out
 }
 
 // Sanitize turns a client's hostname (option 12) into one DNS label, or ""

@@ -43,13 +43,13 @@ type Server6 struct {
 	offers map[netip.Addr]offer
 	next   netip.Addr
 	scan   int // addresses a search for a free one looks at
-	stats  map[string]int64
+	counters
 }
 
 // NewServer6 returns a server for cfg.
 func NewServer6(cfg Server6Config, store *Store) *Server6 {
 	return &Server6{cfg: cfg, store: store, reopen: make(chan struct{}, 1), ready: make(chan struct{}), offers: map[netip.Addr]offer{},
-		next: cfg.Start, stats: map[string]int64{}, scan: scanLimit(cfg.Start, cfg.End)}
+		next: cfg.Start, scan: scanLimit(cfg.Start, cfg.End)}
 }
 
 // maxIAs is how many IA_NAs of one message are served.
@@ -376,21 +376,4 @@ func (s *Server6) releaseAll(msg *dhcpv6.Message, duid string, decline bool, now
 			s.store.Release(l)
 		}
 	}
-}
-
-func (s *Server6) count(what string) {
-	s.mu.Lock()
-	s.stats[what]++
-	s.mu.Unlock()
-}
-
-// Stats returns the server's counters.
-func (s *Server6) Stats() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.stats))
-	for k, v := range s.stats {
-		out[k] = v
-	}
-	return out
 }

@@ -1,0 +1,66 @@
+package config
+
+import "strings"
+
+// [dns]: the resolver.
+
+func (v *validator) dns(f *fileDNS) {
+	d := &v.c.DNS
+	d.Domain, d.CacheSize = "lan", 10000
+	if f == nil {
+		f = &fileDNS{}
+	}
+	if f.Listen == nil {
+		for _, l := range v.c.LAN {
+			d.Listen = append(d.Listen, l.Name)
+		}
+	}
+	for i, name := range f.Listen {
+		if !v.isLAN(name) {
+			v.p.errf(idx("dns.listen", i), "%q is not a [[lan]] name", name)
+			continue
+		}
+		d.Listen = append(d.Listen, name)
+	}
+	for i, s := range f.Upstream {
+		ap, err := parseUpstream(s)
+		if err != nil {
+			v.p.errf(idx("dns.upstream", i), "%q: %v", s, err)
+			continue
+		}
+		d.Upstream = append(d.Upstream, ap)
+	}
+	if f.Domain != nil {
+		d.Domain = strings.TrimSuffix(strings.ToLower(*f.Domain), ".")
+		if d.Domain != "" && !validDomain(d.Domain) {
+			v.p.errf("dns.domain", "%q is not a valid domain name", *f.Domain)
+		}
+		if d.Domain == "local" {
+			v.p.errf("dns.domain", "\"local\" is reserved for mDNS (RFC 6762); use e.g. \"lan\" or \"home.arpa\"")
+		}
+	}
+	d.MDNS = f.MDNS
+	if f.CacheSize != nil {
+		if *f.CacheSize < 0 || *f.CacheSize > 10_000_000 {
+			v.p.errf("dns.cache_size", "%d is outside 0-10000000", *f.CacheSize)
+		} else {
+			d.CacheSize = int(*f.CacheSize)
+		}
+	}
+	for i, r := range f.Record {
+		rp := idx("dns.record", i)
+		rec := Record{Name: strings.TrimSuffix(strings.ToLower(r.Name), ".")}
+		if !validDomain(rec.Name) {
+			v.p.errf(rp+".name", "%q is not a valid domain name", r.Name)
+		}
+		if len(r.Addresses) == 0 {
+			v.p.errf(rp+".addresses", "at least one address is required")
+		}
+		for j, s := range r.Addresses {
+			if a := v.addr(idx(rp+".addresses", j), s, famAny); a.IsValid() {
+				rec.Addresses = append(rec.Addresses, a)
+			}
+		}
+		d.Records = append(d.Records, rec)
+	}
+}

@@ -1,0 +1,49 @@
+package config
+
+// [firewall]: hardening, LAN input and port forwards.
+
+import (
+	"fmt"
+)
+
+func (v *validator) firewall(f *fileFirewall) {
+	fw := &v.c.Firewall
+	fw.Harden = f.Harden == nil || *f.Harden
+	rate, err := parseRate(or(f.ICMPRate, "10/second"))
+	if err != nil {
+		v.p.errf("firewall.icmp_rate", "%q: %v", f.ICMPRate, err)
+	}
+	fw.ICMPRate = rate
+	for i, s := range f.LANInput {
+		pr, err := ParsePortRange(s)
+		if err != nil {
+			v.p.errf(idx("firewall.lan_input", i), "%q: %v", s, err)
+			continue
+		}
+		fw.LANInput = append(fw.LANInput, pr)
+	}
+	seen := map[string]int{}
+	for i, pf := range f.PortForward {
+		pp := idx("firewall.port_forward", i)
+		fwd := PortForward{Proto: v.enum(pp+".proto", pf.Proto, "tcp", "udp")}
+		if pf.Port < 1 || pf.Port > 65535 {
+			v.p.errf(pp+".port", "%d is outside 1-65535", pf.Port)
+		} else {
+			fwd.Port = uint16(pf.Port)
+		}
+		key := fmt.Sprintf("%s/%d", pf.Proto, pf.Port)
+		if j, dup := seen[key]; dup {
+			v.p.errf(pp+".port", "%s is already forwarded by firewall.port_forward[%d]", key, j)
+		}
+		seen[key] = i
+		to, err := parseToAddrPort(pf.To, uint16(pf.Port))
+		if err != nil {
+			v.p.errf(pp+".to", "%q: %v", pf.To, err)
+		} else if !v.inLANSubnet(to.Addr()) {
+			v.p.errf(pp+".to", "%s is not inside any LAN subnet", to.Addr())
+		} else {
+			fwd.To = to
+		}
+		fw.PortForwards = append(fw.PortForwards, fwd)
+	}
+}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"math"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/routerd/routerd/internal/via"
+)
+
+// [routing] and [[blocklist]]: which path traffic takes.
+
+func (v *validator) routing(f *fileRouting) {
+	r := &v.c.Routing
+	def := via.WAN
+	if v.c.VPN != nil {
+		def = via.VPN
+	}
+	r.Default = v.via("routing.default", or(f.Default, def.String()))
+	r.Router = v.via("routing.router", or(f.Router, via.WAN.String()))
+	names := map[string]int{}
+	for i, fp := range f.Policy {
+		pp := idx("routing.policy", i)
+		pol := Policy{Name: fp.Name, Via: v.via(pp+".via", fp.Via)}
+		if fp.Name == "" {
+			v.p.errf(pp+".name", "required")
+		} else if j, dup := names[fp.Name]; dup {
+			v.p.errf(pp+".name", "%q is also the name of routing.policy[%d]", fp.Name, j)
+		} else {
+			names[fp.Name] = i
+		}
+		for j, s := range fp.Sources {
+			sp := idx(pp+".sources", j)
+			switch {
+			case v.isLAN(s):
+				pol.SourceIfaces = append(pol.SourceIfaces, s)
+			case strings.Count(s, ":") == 5 && !strings.Contains(s, "::"):
+				if m := v.mac(sp, s); m != nil {
+					pol.SourceMACs = append(pol.SourceMACs, m)
+				}
+			default:
+				pf, err := parseAddrOrPrefix(s)
+				if err != nil {
+					v.p.errf(sp, "%q is not an IP, CIDR, MAC or [[lan]] name", s)
+					continue
+				}
+				pol.SourceAddrs = append(pol.SourceAddrs, pf)
+			}
+		}
+		for j, s := range fp.Destinations {
+			pf, err := parseAddrOrPrefix(s)
+			if err != nil {
+				v.p.errf(idx(pp+".destinations", j), "%q is not an IP or CIDR", s)
+				continue
+			}
+			pol.Destinations = append(pol.Destinations, pf)
+		}
+		for j, s := range fp.DestinationPorts {
+			pr, err := ParsePortRange(s)
+			if err != nil {
+				v.p.errf(idx(pp+".destination_ports", j), "%q: %v", s, err)
+				continue
+			}
+			pol.DestinationPorts = append(pol.DestinationPorts, pr)
+		}
+		if len(fp.Sources)+len(fp.Destinations)+len(fp.DestinationPorts) == 0 {
+			v.p.errf(pp, "matches everything: give sources, destinations or destination_ports (or set routing.default instead)")
+		}
+		r.Policies = append(r.Policies, pol)
+	}
+}
+
+func (v *validator) blocklist(path string, f *fileBlocklist) {
+	b := Blocklist{Name: f.Name, URL: f.URL, File: f.File, MinRatio: 0.5, DomainTTLFloor: time.Hour,
+		Timeout: 2 * time.Minute, MaxSize: 256 << 20}
+	if f.Name == "" {
+		v.p.errf(path+".name", "required")
+	} else if !validSetName(f.Name) {
+		v.p.errf(path+".name", "%q: use letters, digits, '-' and '_' (at most 32)", f.Name)
+	}
+	for _, o := range v.c.Blocklists {
+		if o.Name == f.Name && f.Name != "" {
+			v.p.errf(path+".name", "%q is used by another blocklist", f.Name)
+		}
+	}
+	switch {
+	case f.URL != "" && f.File != "":
+		v.p.errf(path, "has both url and file; give exactly one")
+	case f.URL == "" && f.File == "":
+		v.p.errf(path, "needs a url or a file")
+	case f.URL != "":
+		u, err := url.Parse(f.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.p.errf(path+".url", "%q is not an http(s) URL", f.URL)
+		}
+	case !filepath.IsAbs(f.File):
+		v.p.errf(path+".file", "%q must be an absolute path", f.File)
+	}
+	b.Format = v.enum(path+".format", or(f.Format, "auto"), "auto", "lines", "rkn-csv", "domains")
+	def := "24h"
+	if f.File != "" {
+		def = "1h"
+	}
+	b.Refresh = v.duration(path+".refresh", or(f.Refresh, def))
+	if b.Refresh > 0 && b.Refresh < time.Minute {
+		v.p.errf(path+".refresh", "%s is too often (at least 1m)", f.Refresh)
+	}
+	b.Via = v.via(path+".via", f.Via)
+	if f.MinRatio != nil {
+		if *f.MinRatio < 0 || *f.MinRatio > 1 || math.IsNaN(*f.MinRatio) {
+			v.p.errf(path+".min_ratio", "%v is outside 0-1", *f.MinRatio)
+		} else {
+			b.MinRatio = *f.MinRatio
+		}
+	}
+	if f.DomainTTLFloor != "" {
+		b.DomainTTLFloor = v.duration(path+".domain_ttl_floor", f.DomainTTLFloor)
+	}
+	if f.Timeout != "" {
+		b.Timeout = v.duration(path+".timeout", f.Timeout)
+	}
+	if f.MaxSize != "" {
+		n, err := parseSize(f.MaxSize)
+		if err != nil || n < 1<<10 {
+			v.p.errf(path+".max_size", "%q is not a size of at least 1KiB (e.g. \"64MiB\")", f.MaxSize)
+		} else {
+			b.MaxSize = n
+		}
+	}
+	v.c.Blocklists = append(v.c.Blocklists, b)
+}

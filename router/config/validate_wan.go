@@ -1,0 +1,55 @@
+package config
+
+import "strings"
+
+// [wan]: the uplink NIC, its MAC and addressing.
+
+func (v *validator) wan(f *fileWAN) {
+	if f == nil {
+		v.p.errf("wan", "the [wan] section is required")
+		return
+	}
+	w := &v.c.WAN
+	w.Name = or(f.Name, "wan0")
+	v.ifname("wan.name", w.Name)
+	w.MatchMAC = v.matchMAC("wan.match_mac", f.MatchMAC)
+	if f.SetMAC != "" {
+		w.SetMAC = v.mac("wan.set_mac", f.SetMAC)
+		if w.SetMAC != nil {
+			if w.SetMAC[0]&1 != 0 {
+				v.p.errf("wan.set_mac", "%s is a multicast address; the low bit of the first octet must be clear (e.g. %02x:%s)",
+					f.SetMAC, w.SetMAC[0]&^1, strings.SplitN(w.SetMAC.String(), ":", 2)[1])
+			}
+			if isZero(w.SetMAC) {
+				v.p.errf("wan.set_mac", "%s is the all-zero address", f.SetMAC)
+			}
+		}
+	}
+	w.Wait = v.duration("wan.wait", or(f.Wait, "30s"))
+	w.IPv4 = v.enum("wan.ipv4", or(f.IPv4, "dhcp"), "dhcp", "static")
+	switch w.IPv4 {
+	case "static":
+		if f.Address == "" {
+			v.p.errf("wan.address", "required with ipv4 = \"static\"")
+		} else {
+			w.Address = v.prefix("wan.address", f.Address, fam4)
+		}
+		if f.Gateway == "" {
+			v.p.errf("wan.gateway", "required with ipv4 = \"static\"")
+		} else {
+			w.Gateway = v.addr("wan.gateway", f.Gateway, fam4)
+			if w.Address.IsValid() && w.Gateway.IsValid() && !w.Address.Contains(w.Gateway) {
+				v.p.errf("wan.gateway", "%s is outside %s", w.Gateway, w.Address.Masked())
+			}
+		}
+	case "dhcp":
+		if f.Address != "" {
+			v.p.errf("wan.address", "only meaningful with ipv4 = \"static\"")
+		}
+		if f.Gateway != "" {
+			v.p.errf("wan.gateway", "only meaningful with ipv4 = \"static\"")
+		}
+	}
+	w.IPv6 = v.enum("wan.ipv6", or(f.IPv6, "dhcp"), "dhcp", "slaac", "off")
+	w.MTU = v.mtu("wan.mtu", f.MTU, 576, w.IPv6 != "off")
+}
