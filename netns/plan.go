@@ -85,6 +85,9 @@ func (r Route) String() string {
 	if r.Metric != 0 {
 		fmt.Fprintf(&b, " metric %d", r.Metric)
 	}
+	if r.NS != "" {
+		b.WriteString(" in " + r.NS)
+	}
 	return b.String()
 }
 
