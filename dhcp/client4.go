@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -315,35 +316,70 @@ func (c *Client4) unbind(why string) {
 	}
 }
 
+// Bounds on what the ISP's server may set. Outside them a value is
+// ignored (MTU), clamped (times) or the lease refused (address, mask).
+const (
+	minLeaseTime = time.Minute
+	maxLeaseTime = 365 * 24 * time.Hour
+	minWANMTU    = 576
+	maxWANMTU    = 9216
+)
+
+// toWANLease validates the ISP's ACK into a lease routerd can install: a
+// unicast address with a usable mask, a gateway that is a unicast address,
+// lifetimes with 0 < T1 <= T2 <= lifetime (a server saying otherwise would
+// make the client renew in a busy loop or never), and a sane MTU.
 func toWANLease(l *nclient4.Lease) (*WANLease, error) {
 	ack := l.ACK
 	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
-	if !ok || !ip.IsValid() || ip.IsUnspecified() {
-		return nil, fmt.Errorf("lease without an address")
+	if !ok || !usableUnicast(ip) {
+		return nil, fmt.Errorf("lease without a usable address (%v)", ack.YourIPAddr)
 	}
 	ones := 24
 	if m := ack.SubnetMask(); m != nil {
-		ones, _ = m.Size()
+		var bits int
+		ones, bits = m.Size()
+		if bits != 32 || ones < 8 {
+			return nil, fmt.Errorf("lease with an unusable subnet mask %v", net.IP(m))
+		}
 	}
 	life := ack.IPAddressLeaseTime(0)
 	if life <= 0 {
 		life = time.Hour
 	}
+	life = min(max(life, minLeaseTime), maxLeaseTime)
+	t1 := ack.IPAddressRenewalTime(life / 2)
+	if t1 <= 0 || t1 > life {
+		t1 = life / 2
+	}
+	t2 := ack.IPAddressRebindingTime(life * 7 / 8)
+	if t2 < t1 || t2 > life {
+		t2 = max(t1, life*7/8)
+	}
 	wl := &WANLease{Address: netip.PrefixFrom(ip, ones), Acquired: l.CreationTime, Lifetime: life,
-		T1: ack.IPAddressRenewalTime(life / 2), T2: ack.IPAddressRebindingTime(life * 7 / 8), Domain: ack.DomainName()}
+		T1: t1, T2: t2, Domain: ack.DomainName()}
 	if rs := ack.Router(); len(rs) > 0 {
-		wl.Router, _ = netip.AddrFromSlice(rs[0].To4())
+		if gw, ok := netip.AddrFromSlice(rs[0].To4()); ok && usableUnicast(gw) && gw != ip {
+			wl.Router = gw
+		}
 	}
 	for _, d := range ack.DNS() {
-		if a, ok := netip.AddrFromSlice(d.To4()); ok {
+		if a, ok := netip.AddrFromSlice(d.To4()); ok && usableUnicast(a) {
 			wl.DNS = append(wl.DNS, a)
 		}
 	}
 	wl.Server, _ = netip.AddrFromSlice(ack.ServerIdentifier().To4())
-	if mtu, err := dhcpv4.GetUint16(dhcpv4.OptionInterfaceMTU, ack.Options); err == nil {
+	if mtu, err := dhcpv4.GetUint16(dhcpv4.OptionInterfaceMTU, ack.Options); err == nil && mtu >= minWANMTU && mtu <= maxWANMTU {
 		wl.MTU = int(mtu)
 	}
 	return wl, nil
+}
+
+// usableUnicast is an address a host may have or route to: not
+// unspecified, multicast, broadcast, loopback or link-local.
+func usableUnicast(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() &&
+		!a.IsLinkLocalUnicast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func (c *Client4) install(wl *WANLease) error {

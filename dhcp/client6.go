@@ -206,49 +206,9 @@ func (c *Client6) extend(reply *dhcpv6.Message, kind dhcpv6.MessageType) *dhcpv6
 
 // bound installs a REPLY's address and records its prefix.
 func (c *Client6) bound(rep *dhcpv6.Message) error {
-	if st := rep.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
-		return fmt.Errorf("server says %s: %s", st.StatusCode, st.StatusMessage)
-	}
-	l := &WANLease6{Acquired: time.Now()}
-	if sid := rep.Options.ServerID(); sid != nil {
-		l.Server = fmt.Sprintf("%x", sid.ToBytes())
-	}
-	if ia := rep.Options.OneIANA(); ia != nil {
-		if st := ia.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
-			return fmt.Errorf("IA_NA: %s", st.StatusCode)
-		}
-		if a := ia.Options.OneAddress(); a != nil {
-			l.Address, _ = netip.AddrFromSlice(a.IPv6Addr)
-			l.Valid = a.ValidLifetime
-		}
-		l.T1, l.T2 = ia.T1, ia.T2
-	}
-	if pd := rep.Options.OneIAPD(); pd != nil {
-		if p := pd.Options.Prefixes(); len(p) > 0 && p[0].Prefix != nil {
-			a, _ := netip.AddrFromSlice(p[0].Prefix.IP)
-			ones, _ := p[0].Prefix.Mask.Size()
-			l.Delegated = netip.PrefixFrom(a, ones)
-			if l.Valid == 0 {
-				l.Valid = p[0].ValidLifetime
-			}
-		}
-		if l.T1 == 0 {
-			l.T1, l.T2 = pd.T1, pd.T2
-		}
-	}
-	for _, d := range rep.Options.DNS() {
-		if a, ok := netip.AddrFromSlice(d); ok {
-			l.DNS = append(l.DNS, a)
-		}
-	}
-	if !l.Address.IsValid() && !l.Delegated.IsValid() {
-		return errors.New("reply without address or prefix")
-	}
-	if l.Valid == 0 {
-		l.Valid = time.Hour
-	}
-	if l.T1 == 0 {
-		l.T1, l.T2 = l.Valid/2, l.Valid*4/5
+	l, err := leaseOf6(rep, time.Now())
+	if err != nil {
+		return err
 	}
 	if l.Address.IsValid() {
 		if err := c.install(l); err != nil {
@@ -267,6 +227,64 @@ func (c *Client6) bound(rep *dhcpv6.Message) error {
 		c.cfg.OnLease(l)
 	}
 	return nil
+}
+
+// leaseOf6 validates the ISP's REPLY into a lease: a global unicast
+// address and/or a delegated prefix short enough to make /64s from
+// (longer ones are ignored), lifetimes with 0 < T1 <= T2 <= valid.
+func leaseOf6(rep *dhcpv6.Message, now time.Time) (*WANLease6, error) {
+	if st := rep.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
+		return nil, fmt.Errorf("server says %s: %s", st.StatusCode, st.StatusMessage)
+	}
+	l := &WANLease6{Acquired: now}
+	if sid := rep.Options.ServerID(); sid != nil {
+		l.Server = fmt.Sprintf("%x", sid.ToBytes())
+	}
+	if ia := rep.Options.OneIANA(); ia != nil {
+		if st := ia.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
+			return nil, fmt.Errorf("IA_NA: %s", st.StatusCode)
+		}
+		if a := ia.Options.OneAddress(); a != nil {
+			if addr, ok := netip.AddrFromSlice(a.IPv6Addr); ok && addr.Is6() && !addr.Is4In6() && usableUnicast(addr) {
+				l.Address, l.Valid = addr, a.ValidLifetime
+			}
+		}
+		l.T1, l.T2 = ia.T1, ia.T2
+	}
+	if pd := rep.Options.OneIAPD(); pd != nil {
+		if p := pd.Options.Prefixes(); len(p) > 0 && p[0].Prefix != nil {
+			a, ok := netip.AddrFromSlice(p[0].Prefix.IP)
+			ones, bits := p[0].Prefix.Mask.Size()
+			if ok && a.Is6() && !a.Is4In6() && bits == 128 && ones > 0 && ones <= 64 && usableUnicast(a) {
+				l.Delegated = netip.PrefixFrom(a, ones).Masked()
+				if l.Valid == 0 {
+					l.Valid = p[0].ValidLifetime
+				}
+			}
+		}
+		if l.T1 == 0 {
+			l.T1, l.T2 = pd.T1, pd.T2
+		}
+	}
+	for _, d := range rep.Options.DNS() {
+		if a, ok := netip.AddrFromSlice(d); ok && usableUnicast(a) {
+			l.DNS = append(l.DNS, a)
+		}
+	}
+	if !l.Address.IsValid() && !l.Delegated.IsValid() {
+		return nil, errors.New("reply without a usable address or prefix")
+	}
+	if l.Valid == 0 {
+		l.Valid = time.Hour
+	}
+	l.Valid = min(max(l.Valid, minLeaseTime), maxLeaseTime)
+	if l.T1 <= 0 || l.T1 > l.Valid {
+		l.T1 = l.Valid / 2
+	}
+	if l.T2 < l.T1 || l.T2 > l.Valid {
+		l.T2 = max(l.T1, l.Valid*4/5)
+	}
+	return l, nil
 }
 
 func (c *Client6) install(l *WANLease6) error {

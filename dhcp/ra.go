@@ -124,7 +124,38 @@ func (a *Advertiser) listen() (*ndp.Conn, *net.Interface, error) {
 		c.Close()
 		return nil, nil, err
 	}
+	// The hop limit proves a solicitation came from the link (RFC 4861
+	// §6.1.1); without it every RS is taken on trust.
+	if err := c.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("ask for hop limits: %w", err)
+	}
 	return c, ifi, nil
+}
+
+// solicitation reports whether m, received from "from" with the given hop
+// limit (-1: unknown), is a valid router solicitation (RFC 4861 §6.1.1),
+// counting what it is and why it is dropped. FuzzRASolicitation feeds it.
+func (a *Advertiser) solicitation(m ndp.Message, hops int, from netip.Addr) bool {
+	rs, ok := m.(*ndp.RouterSolicitation)
+	if !ok {
+		a.count("drop_not_rs") // the ICMP filter lets only RS through; count what slips by
+		return false
+	}
+	a.count("in_rs")
+	if hops != -1 && hops != ndp.HopLimit {
+		a.count("drop_rs_hop_limit")
+		return false
+	}
+	if from.IsUnspecified() {
+		for _, o := range rs.Options {
+			if _, ok := o.(*ndp.LinkLayerAddress); ok {
+				a.count("drop_rs_unspecified_with_lladdr")
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (a *Advertiser) serve(ctx context.Context, c *ndp.Conn, ifi *net.Interface) {
@@ -133,7 +164,7 @@ func (a *Advertiser) serve(ctx context.Context, c *ndp.Conn, ifi *net.Interface)
 	defer close(done)
 	go func() {
 		for {
-			m, _, from, err := c.ReadFrom()
+			m, cm, from, err := c.ReadFrom()
 			if err != nil {
 				select {
 				case <-done:
@@ -146,10 +177,13 @@ func (a *Advertiser) serve(ctx context.Context, c *ndp.Conn, ifi *net.Interface)
 				a.count("drop_malformed")
 				continue
 			}
-			if _, ok := m.(*ndp.RouterSolicitation); !ok {
+			hops := -1
+			if cm != nil {
+				hops = cm.HopLimit
+			}
+			if !a.solicitation(m, hops, from) {
 				continue
 			}
-			a.count("in_rs")
 			a.cfg.Log.Debug("router solicitation", "iface", a.cfg.Iface, "from", from)
 			select {
 			case solicited <- struct{}{}:

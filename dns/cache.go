@@ -101,6 +101,8 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 	if c.max <= 0 || m.Truncated {
 		return
 	}
+	m = m.Copy()
+	clampTTLs(m)
 	ttl, ok := cacheTTL(m)
 	if !ok || ttl <= 0 {
 		return
@@ -110,7 +112,7 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 	if e, ok := c.entries[k]; ok {
 		c.removeLocked(e)
 	}
-	e := &cacheEntry{key: k, msg: m.Copy(), stored: now, expires: now.Add(ttl)}
+	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl)}
 	e.elem = c.lru.PushFront(e)
 	c.entries[k] = e
 	for c.lru.Len() > c.max {
@@ -149,6 +151,24 @@ func cacheTTL(m *dns.Msg) (time.Duration, bool) {
 		min = min32(min, neg)
 	}
 	return time.Duration(min) * time.Second, true
+}
+
+// clampTTLs caps every record's TTL at maxTTL, and reads TTLs with the
+// top bit set as 0 (RFC 2181 §8): an upstream cannot make a client hold a
+// record for 136 years.
+func clampTTLs(m *dns.Msg) {
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			switch {
+			case h.Rrtype == dns.TypeOPT:
+			case h.Ttl >= 1<<31:
+				h.Ttl = 0
+			case h.Ttl > uint32(maxTTL/time.Second):
+				h.Ttl = uint32(maxTTL / time.Second)
+			}
+		}
+	}
 }
 
 func min32(a, b uint32) uint32 {

@@ -429,8 +429,15 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
 	}
 	r.st.forwarded.Add(1)
+	return r.accept(key, q, resp, now)
+}
+
+// accept takes an upstream's answer to q (a hostile upstream's, perhaps:
+// FuzzUpstreamResponse) into the cache and returns it for the client.
+func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {
 	resp.Id = 0
 	stripOPT(resp)
+	clampTTLs(resp)
 	// The hook runs before the answer is cached, so no client, not even
 	// one asking concurrently, gets the addresses before they are routed.
 	if r.cfg.OnAnswer != nil {

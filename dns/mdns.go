@@ -73,24 +73,11 @@ func (m *mdnsForwarder) lookup(ctx context.Context, q dns.Question) (*dns.Msg, e
 	m.mu.Lock()
 	m.asked++
 	m.mu.Unlock()
-	resp := new(dns.Msg)
-	seen := map[string]bool{}
+	var rrs []dns.RR
 	for r := range results {
-		for _, rr := range r.rrs {
-			rr.Header().Class &^= 1 << 15 // the cache-flush bit means nothing to a unicast client
-			key := rr.String()
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			h := rr.Header()
-			if strings.EqualFold(h.Name, q.Name) && (h.Rrtype == q.Qtype || q.Qtype == dns.TypeANY) {
-				resp.Answer = append(resp.Answer, rr)
-			} else {
-				resp.Extra = append(resp.Extra, rr)
-			}
-		}
+		rrs = append(rrs, r.rrs...)
 	}
+	resp := mdnsAnswer(q, rrs)
 	if len(resp.Answer) == 0 {
 		resp.Rcode = dns.RcodeNameError
 		return resp, nil
@@ -99,6 +86,43 @@ func (m *mdnsForwarder) lookup(ctx context.Context, q dns.Question) (*dns.Msg, e
 	m.got++
 	m.mu.Unlock()
 	return resp, nil
+}
+
+// mdnsAnswer builds the answer to q from what the LAN's responders sent:
+// records for q's name and type answer it; other records of the .local
+// zone (a service's SRV, TXT and addresses) go in the additional section.
+// Anything else is dropped: a host on the LAN must not get records for
+// other zones to a client under the router's name.
+func mdnsAnswer(q dns.Question, rrs []dns.RR) *dns.Msg {
+	resp := new(dns.Msg)
+	seen := map[string]bool{}
+	for _, rr := range rrs {
+		h := rr.Header()
+		h.Class &^= 1 << 15 // the cache-flush bit means nothing to a unicast client
+		if !isLocalName(h.Name) && !strings.EqualFold(h.Name, q.Name) {
+			continue
+		}
+		key := rr.String()
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if strings.EqualFold(h.Name, q.Name) && (h.Rrtype == q.Qtype || q.Qtype == dns.TypeANY) {
+			resp.Answer = append(resp.Answer, rr)
+		} else {
+			resp.Extra = append(resp.Extra, rr)
+		}
+	}
+	return resp
+}
+
+// mdnsRecords are the records of one mDNS packet, if it is a response.
+func mdnsRecords(b []byte) []dns.RR {
+	var m dns.Msg
+	if err := m.Unpack(b); err != nil || !m.Response {
+		return nil
+	}
+	return append(m.Answer, m.Extra...)
 }
 
 // askLink sends the query on one interface and collects answers until the
@@ -148,11 +172,7 @@ func askLink(ctx context.Context, ifname string, wire []byte, id uint16, window 
 		if ua, ok := from.(*net.UDPAddr); !ok || ua.Port != 5353 {
 			continue // answers come from responders' port 5353 (RFC 6762 §6.7)
 		}
-		var m dns.Msg
-		if err := m.Unpack(buf[:n]); err != nil || !m.Response {
-			continue
-		}
-		out = append(append(out, m.Answer...), m.Extra...)
+		out = append(out, mdnsRecords(buf[:n])...)
 	}
 }
 

@@ -167,8 +167,8 @@ func (s *upSock) read() {
 			s.mu.Unlock()
 			continue
 		}
-		var m dns.Msg
-		if m.Unpack(buf[:n]) != nil || !m.Response || len(m.Question) != 1 {
+		m := upstreamResponse(buf[:n])
+		if m == nil {
 			continue
 		}
 		s.mu.Lock()
@@ -178,10 +178,20 @@ func (s *upSock) read() {
 			continue // late, or forged
 		}
 		select {
-		case p.ch <- &m:
+		case p.ch <- m:
 		default:
 		}
 	}
+}
+
+// upstreamResponse parses what an upstream sent: a response with one
+// question, or nil.
+func upstreamResponse(b []byte) *dns.Msg {
+	var m dns.Msg
+	if m.Unpack(b) != nil || !m.Response || len(m.Question) != 1 {
+		return nil
+	}
+	return &m
 }
 
 func sameQuestion(a, b dns.Question) bool {

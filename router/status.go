@@ -58,6 +58,12 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return control.Serve(l, s.controlMux()), nil
+}
+
+// controlMux is the control API: every request routerctl (and, later,
+// SSH) can make. FuzzControlAPI feeds it arbitrary requests.
+func (s *Supervisor) controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, s.Status())
@@ -79,5 +85,5 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 		control.WriteError(w, http.StatusNotFound, errors.New("unknown request "+r.Method+" "+r.URL.Path))
 	})
 	s.registerHandlers(mux)
-	return control.Serve(l, mux), nil
+	return mux
 }

@@ -2,12 +2,16 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,7 +80,7 @@ func (f *fake) Calls() []string {
 
 // testSupervisor writes a minimal valid config, so that Reload can read it,
 // and returns a supervisor whose components come from comps.
-func testSupervisor(t *testing.T, comps func() []Component) (*Supervisor, *control.Client) {
+func testSupervisor(t testing.TB, comps func() []Component) (*Supervisor, *control.Client) {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "routerd.sock")
@@ -237,4 +241,43 @@ func TestStopAlwaysReturns(t *testing.T) {
 			t.Errorf("%s: calls = %v, want %v", f.name, got, want)
 		}
 	}
+}
+
+// FuzzControlAPI: any request on the control socket gets an answer (JSON
+// for the API) without a panic, and none powers the machine off outside
+// the image's init.
+func FuzzControlAPI(f *testing.F) {
+	for _, seed := range []struct{ method, target, body string }{
+		{"GET", "/v1/status", ""},
+		{"GET", "/v1/leases", ""},
+		{"POST", "/v1/reload", ""},
+		{"POST", "/v1/blocklist/refresh?name=rkn", ""},
+		{"GET", "/v1/vpn/pubkey", ""},
+		{"POST", "/v1/poweroff", "{}"},
+		{"DELETE", "/v1/status/../../etc/passwd", "x"},
+		{"GET", "/debug/pprof/", ""},
+	} {
+		f.Add(seed.method, seed.target, seed.body)
+	}
+	s, _ := testSupervisor(f, func() []Component { return []Component{newFake("lan")} })
+	s.started = time.Now()
+	mux := s.controlMux()
+	f.Fuzz(func(t *testing.T, method, target, body string) {
+		// Profiles block for their duration by design (root's tool).
+		if strings.HasPrefix(target, "/debug/pprof/profile") || strings.HasPrefix(target, "/debug/pprof/trace") {
+			return
+		}
+		req, err := http.NewRequest(method, "http://routerd"+target, strings.NewReader(body))
+		if err != nil || req.URL.Path == "" {
+			return
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code == http.StatusOK && req.URL.Path == "/v1/poweroff" {
+			t.Fatal("poweroff accepted outside the image")
+		}
+		if strings.HasPrefix(req.URL.Path, "/v1/") && (w.Code < 300 || w.Code >= 400) && !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("%s %s: %d, body not JSON: %q", method, target, w.Code, w.Body.String())
+		}
+	})
 }
