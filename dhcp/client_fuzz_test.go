@@ -156,7 +156,7 @@ func TestToWANLease(t *testing.T) {
 	// T2 before T1, an infinite lease, the gateway being our own address
 	// and a 68-byte MTU: clamped or dropped, not believed.
 	wl, err = toWANLease(ack4(t, dhcpv4.WithYourIP(net.IPv4(100, 64, 3, 7)), dhcpv4.WithRouter(net.IPv4(100, 64, 3, 7)),
-		dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(7200 * time.Second)), dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(60 * time.Second)),
+		dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(7200*time.Second)), dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(60*time.Second)),
 		dhcpv4.WithLeaseTime(0xffffffff), dhcpv4.WithOption(dhcpv4.Option{Code: dhcpv4.OptionInterfaceMTU, Value: dhcpv4.Uint16(68)})))
 	if err != nil {
 		t.Fatal(err)

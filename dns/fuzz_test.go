@@ -58,9 +58,15 @@ func upstreamSeeds(q dns.Question) [][]byte {
 		}),
 		mk(func(m *dns.Msg) { m.Truncated = true }),
 		mk(big),
-		mk(func(m *dns.Msg) { m.Question[0].Name = "other.example."; m.Answer = []dns.RR{rr("other.example. 1 IN A 192.0.2.66")} }),
+		mk(func(m *dns.Msg) {
+			m.Question[0].Name = "other.example."
+			m.Answer = []dns.RR{rr("other.example. 1 IN A 192.0.2.66")}
+		}),
 		mk(func(m *dns.Msg) { m.Id ^= 0xffff }),
-		mk(func(m *dns.Msg) { m.Answer = []dns.RR{rr(q.Name + " 4294967295 IN AAAA 2001:db8::1")}; m.SetEdns0(65535, true) }),
+		mk(func(m *dns.Msg) {
+			m.Answer = []dns.RR{rr(q.Name + " 4294967295 IN AAAA 2001:db8::1")}
+			m.SetEdns0(65535, true)
+		}),
 	}
 }
 
