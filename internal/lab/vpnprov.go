@@ -130,6 +130,13 @@ func (v *VPNProvider) LatestHandshake() (time.Time, error) {
 // the zero Prefix for "any") entering the isp namespace.
 func (isp *ISP) Count(src, dst netip.Prefix) *Counter {
 	isp.lab.T.Helper()
+	return isp.CountTCP(src, dst, 0)
+}
+
+// CountTCP is Count for TCP to destination port dport (0: any protocol and
+// port).
+func (isp *ISP) CountTCP(src, dst netip.Prefix, dport int) *Counter {
+	isp.lab.T.Helper()
 	c := &Counter{ns: isp.NS, name: fmt.Sprintf("c%d", isp.ports), lab: isp.lab}
 	isp.ports++
 	var match []string
@@ -145,6 +152,9 @@ func (isp *ISP) Count(src, dst netip.Prefix) *Counter {
 			fam = "ip6"
 		}
 		match = append(match, fmt.Sprintf("%s %s %s", fam, m.dir, m.p))
+	}
+	if dport != 0 {
+		match = append(match, fmt.Sprintf("tcp dport %d", dport))
 	}
 	rs := fmt.Sprintf(`table inet labcount_%[1]s {
 	counter %[1]s {}
