@@ -45,10 +45,8 @@ const (
 // intervals with jitter, and in answer to router solicitations.
 type Advertiser struct {
 	cfg     RAConfig
-	reopen  chan struct{}
 	refresh chan struct{}
-	ready   chan struct{}
-	once    sync.Once
+	socketLoop
 
 	mu    sync.Mutex
 	sent  int
@@ -60,15 +58,7 @@ type Advertiser struct {
 
 // NewAdvertiser returns an advertiser for cfg.
 func NewAdvertiser(cfg RAConfig) *Advertiser {
-	return &Advertiser{cfg: cfg, reopen: make(chan struct{}, 1), refresh: make(chan struct{}, 1), ready: make(chan struct{})}
-}
-
-// Reopen makes the advertiser reopen its socket (its interface was replaced).
-func (a *Advertiser) Reopen() {
-	select {
-	case a.reopen <- struct{}{}:
-	default:
-	}
+	return &Advertiser{cfg: cfg, socketLoop: newSocketLoop(), refresh: make(chan struct{}, 1)}
 }
 
 // Refresh sends an advertisement soon, e.g. because the default path came
@@ -80,28 +70,18 @@ func (a *Advertiser) Refresh() {
 	}
 }
 
-// Ready is closed once the advertiser listens.
-func (a *Advertiser) Ready() <-chan struct{} { return a.ready }
-
 // Run advertises until ctx ends.
 func (a *Advertiser) Run(ctx context.Context) {
-	for ctx.Err() == nil {
+	a.run(ctx, time.Second, func(err error) {
+		a.count("socket_errors")
+		a.cfg.Log.Debug("RA listen (retrying)", "iface", a.cfg.Iface, "err", err)
+	}, func() (func(context.Context), func(), error) {
 		c, ifi, err := a.listen()
 		if err != nil {
-			a.count("socket_errors")
-			a.cfg.Log.Debug("RA listen (retrying)", "iface", a.cfg.Iface, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-a.reopen:
-			case <-time.After(time.Second):
-			}
-			continue
+			return nil, nil, err
 		}
-		a.once.Do(func() { close(a.ready) })
-		a.serve(ctx, c, ifi)
-		c.Close()
-	}
+		return func(ctx context.Context) { a.serve(ctx, c, ifi) }, func() { c.Close() }, nil
+	})
 }
 
 func (a *Advertiser) listen() (*ndp.Conn, *net.Interface, error) {

@@ -69,3 +69,53 @@ func (c *counters) Stats() map[string]int64 {
 	defer c.mu.Unlock()
 	return maps.Clone(c.m)
 }
+
+// socketLoop is the life of a LAN server's socket, shared by the DHCPv4 and
+// DHCPv6 servers and the advertiser: open it, serve it, and open it again
+// when its interface is replaced (Reopen) or reading fails; while opening
+// fails, retry. Embedded; newSocketLoop makes the channels.
+type socketLoop struct {
+	reopen chan struct{}
+	ready  chan struct{}
+	once   sync.Once
+}
+
+func newSocketLoop() socketLoop {
+	return socketLoop{reopen: make(chan struct{}, 1), ready: make(chan struct{})}
+}
+
+// Reopen makes the server reopen its socket: its interface was replaced
+// (a USB NIC reset) and a socket bound to the old one hears nothing.
+func (l *socketLoop) Reopen() {
+	select {
+	case l.reopen <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is closed once the server first listens.
+func (l *socketLoop) Ready() <-chan struct{} { return l.ready }
+
+// run opens a session with open and serves it until ctx ends. open returns
+// the session's serve (which returns on ctx's end, a Reopen or a read
+// error) and close; when open fails, failed is told and it is retried
+// after retry, or at once on a Reopen.
+func (l *socketLoop) run(ctx context.Context, retry time.Duration, failed func(error),
+	open func() (serve func(context.Context), close func(), err error)) {
+	for ctx.Err() == nil {
+		serve, closeFn, err := open()
+		if err != nil {
+			failed(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.reopen:
+			case <-time.After(retry):
+			}
+			continue
+		}
+		l.once.Do(func() { close(l.ready) })
+		serve(ctx)
+		closeFn()
+	}
+}

@@ -48,11 +48,9 @@ type Server4 struct {
 	offers map[netip.Addr]offer // addresses offered, held briefly
 	next   netip.Addr           // where the next pool scan starts
 	counters
-	byMAC  map[string]Reservation
-	byIP   map[netip.Addr]Reservation
-	reopen chan struct{}
-	ready  chan struct{}
-	once   sync.Once
+	socketLoop
+	byMAC map[string]Reservation
+	byIP  map[netip.Addr]Reservation
 }
 
 type offer struct {
@@ -70,7 +68,7 @@ const declineQuarantine = 10 * time.Minute
 func NewServer4(cfg Server4Config, store *Store) *Server4 {
 	s := &Server4{cfg: cfg, store: store, offers: map[netip.Addr]offer{}, next: cfg.Start,
 		byMAC: map[string]Reservation{}, byIP: map[netip.Addr]Reservation{},
-		reopen: make(chan struct{}, 1), ready: make(chan struct{})}
+		socketLoop: newSocketLoop()}
 	for _, r := range cfg.Reservations {
 		s.byMAC[r.MAC.String()] = r
 		s.byIP[r.IP] = r
@@ -78,38 +76,18 @@ func NewServer4(cfg Server4Config, store *Store) *Server4 {
 	return s
 }
 
-// Reopen makes the server reopen its sockets: its interface was replaced
-// (a USB NIC reset) and sockets bound to the old one hear nothing.
-func (s *Server4) Reopen() {
-	select {
-	case s.reopen <- struct{}{}:
-	default:
-	}
-}
-
-// Ready is closed once the server listens.
-func (s *Server4) Ready() <-chan struct{} { return s.ready }
-
 // Run serves until ctx ends.
 func (s *Server4) Run(ctx context.Context) {
-	for ctx.Err() == nil {
+	s.run(ctx, 2*time.Second, func(err error) {
+		s.count("socket_errors")
+		s.cfg.Log.Warn("DHCPv4 listen", "iface", s.cfg.Iface, "err", err)
+	}, func() (func(context.Context), func(), error) {
 		conn, raw, err := s.listen()
 		if err != nil {
-			s.count("socket_errors")
-			s.cfg.Log.Warn("DHCPv4 listen", "iface", s.cfg.Iface, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.reopen:
-			case <-time.After(2 * time.Second):
-			}
-			continue
+			return nil, nil, err
 		}
-		s.once.Do(func() { close(s.ready) })
-		s.serve(ctx, conn, raw)
-		conn.Close()
-		raw.Close()
-	}
+		return func(ctx context.Context) { s.serve(ctx, conn, raw) }, func() { conn.Close(); raw.Close() }, nil
+	})
 }
 
 // listen opens the server's UDP socket on port 67 bound to its interface,

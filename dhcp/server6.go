@@ -32,11 +32,8 @@ type Server6Config struct {
 // Server6 hands out IA_NA addresses from a range, leases keyed by DUID and
 // IAID and kept in the shared store.
 type Server6 struct {
-	cfg    Server6Config
-	store  *Store
-	reopen chan struct{}
-	ready  chan struct{}
-	once   sync.Once
+	cfg   Server6Config
+	store *Store
 
 	mu     sync.Mutex
 	duid   dhcpv6.DUID
@@ -44,11 +41,12 @@ type Server6 struct {
 	next   netip.Addr
 	scan   int // addresses a search for a free one looks at
 	counters
+	socketLoop
 }
 
 // NewServer6 returns a server for cfg.
 func NewServer6(cfg Server6Config, store *Store) *Server6 {
-	return &Server6{cfg: cfg, store: store, reopen: make(chan struct{}, 1), ready: make(chan struct{}), offers: map[netip.Addr]offer{},
+	return &Server6{cfg: cfg, store: store, socketLoop: newSocketLoop(), offers: map[netip.Addr]offer{},
 		next: cfg.Start, scan: scanLimit(cfg.Start, cfg.End)}
 }
 
@@ -68,38 +66,20 @@ func scanLimit(start, end netip.Addr) int {
 	return max(n, 1)
 }
 
-// Reopen makes the server reopen its socket (its interface was replaced).
-func (s *Server6) Reopen() {
-	select {
-	case s.reopen <- struct{}{}:
-	default:
-	}
-}
-
 var allServers = net.ParseIP("ff02::1:2")
-
-// Ready is closed once the server listens.
-func (s *Server6) Ready() <-chan struct{} { return s.ready }
 
 // Run serves until ctx ends.
 func (s *Server6) Run(ctx context.Context) {
-	for ctx.Err() == nil {
+	s.run(ctx, 2*time.Second, func(err error) {
+		s.count("socket_errors")
+		s.cfg.Log.Warn("DHCPv6 listen", "iface", s.cfg.Iface, "err", err)
+	}, func() (func(context.Context), func(), error) {
 		conn, err := s.listen()
 		if err != nil {
-			s.count("socket_errors")
-			s.cfg.Log.Warn("DHCPv6 listen", "iface", s.cfg.Iface, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.reopen:
-			case <-time.After(2 * time.Second):
-			}
-			continue
+			return nil, nil, err
 		}
-		s.once.Do(func() { close(s.ready) })
-		s.serve(ctx, conn)
-		conn.Close()
-	}
+		return func(ctx context.Context) { s.serve(ctx, conn) }, func() { conn.Close() }, nil
+	})
 }
 
 func (s *Server6) listen() (net.PacketConn, error) {

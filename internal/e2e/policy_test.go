@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/internal/via"
+	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 )
 
@@ -123,21 +126,36 @@ func TestPolicyPaths(t *testing.T) {
 		}
 	})
 	vpn4 := lab.VPNPublic4.Addr().String()
+	// The firewall's decision in the kernel must be the one routerd's own
+	// PathOf makes (the resolver relies on it): derive each expectation
+	// from the config and check it against a hand-written one too.
+	cfg, err := config.Parse([]byte(a.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seenAs := map[via.Path]string{via.WAN: a.wan.String(), via.VPN: vpn4}
 
 	t.Run("IPv4", func(t *testing.T) {
 		for _, tc := range []struct {
 			c    *lab.Client
+			host int
 			port int
-			want string
+			want via.Path
 		}{
-			{c1, 80, a.wan.String()},
-			{c3, 80, a.wan.String()},
-			{c2, 80, vpn4},
-			{c1, 25, vpn4}, // smtp-out comes first: only tcp/25 of a wan client takes the VPN
-			{c2, 25, vpn4},
+			{c1, 50, 80, via.WAN},
+			{c3, 70, 80, via.WAN},
+			{c2, 60, 80, via.VPN},
+			{c1, 50, 25, via.VPN}, // smtp-out comes first: only tcp/25 of a wan client takes the VPN
+			{c2, 60, 25, via.VPN},
 		} {
-			if got := a.echo(t, tc.c, lab.Echo4, tc.port); got != tc.want {
-				t.Errorf("%s to port %d seen as %s, want %s", tc.c.NS.Name, tc.port, got, tc.want)
+			mac, _ := net.ParseMAC(tc.c.MAC)
+			flow := config.Flow{Src: netip.AddrFrom4([4]byte{192, 168, 11, byte(tc.host)}), MAC: mac, Iface: a.lan.Name,
+				Dst: lab.Echo4, Proto: "tcp", Port: uint16(tc.port)}
+			if decided := cfg.Routing.PathOf(flow); decided != tc.want {
+				t.Errorf("PathOf(%+v) = %v, want %v", flow, decided, tc.want)
+			}
+			if got := a.echo(t, tc.c, lab.Echo4, tc.port); got != seenAs[tc.want] {
+				t.Errorf("%s to port %d seen as %s, want %s (the %v path)", tc.c.NS.Name, tc.port, got, seenAs[tc.want], tc.want)
 			}
 		}
 		st, err := getStatus(a.rd)
