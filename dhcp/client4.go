@@ -14,12 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

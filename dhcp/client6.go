@@ -10,12 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

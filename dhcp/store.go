@@ -14,9 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/router/status"
 )
 
 // Lease is one address bound to one client.

@@ -21,12 +21,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 )
 

@@ -11,10 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/status"
-
-	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 

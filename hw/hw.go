@@ -14,9 +14,8 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/status"
 )
 
 // Spec says what one NIC must look like.

@@ -13,12 +13,11 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/status"
 )
 
 // Table names.

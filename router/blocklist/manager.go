@@ -14,11 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/routerd/routerd/internal/iprange"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
+	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/rules"
 )
 

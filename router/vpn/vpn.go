@@ -21,12 +21,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/status"
-
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl"
