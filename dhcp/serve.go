@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -118,4 +119,13 @@ func (l *socketLoop) run(ctx context.Context, retry time.Duration, failed func(e
 		serve(ctx)
 		closeFn()
 	}
+}
+
+// nextInRange is the address after a in the pool start-end, wrapping
+// round at the end.
+func nextInRange(a, start, end netip.Addr) netip.Addr {
+	if a == end {
+		return start
+	}
+	return a.Next()
 }

@@ -231,12 +231,7 @@ func (s *Server4) choose(req *dhcpv4.DHCPv4, key string, now time.Time) (netip.A
 	return netip.Addr{}, false
 }
 
-func (s *Server4) advance(a netip.Addr) netip.Addr {
-	if a == s.cfg.End {
-		return s.cfg.Start
-	}
-	return a.Next()
-}
+func (s *Server4) advance(a netip.Addr) netip.Addr { return nextInRange(a, s.cfg.Start, s.cfg.End) }
 
 func (s *Server4) poolSize() int {
 	a, b := s.cfg.Start.As4(), s.cfg.End.As4()

@@ -318,12 +318,7 @@ func (s *Server6) choose(ia *dhcpv6.OptIANA, key string, now time.Time) (netip.A
 	return netip.Addr{}, false
 }
 
-func (s *Server6) advance(a netip.Addr) netip.Addr {
-	if a == s.cfg.End {
-		return s.cfg.Start
-	}
-	return a.Next()
-}
+func (s *Server6) advance(a netip.Addr) netip.Addr { return nextInRange(a, s.cfg.Start, s.cfg.End) }
 
 func (s *Server6) inPool(a netip.Addr) bool {
 	return a.Is6() && s.cfg.Start.Compare(a) <= 0 && a.Compare(s.cfg.End) <= 0

@@ -123,7 +123,7 @@ func (c *netnsComp) fillStatus(st *status.Status) {
 	s := &status.Netns{LastChanges: c.changes}
 	c.mu.Unlock()
 	for _, ns := range []struct{ name, role string }{{"", "main"}, {c.cfg.Netns.WAN, "wan"}, {c.cfg.Netns.VPN, "vpn"}} {
-		n := status.Namespace{Name: nsLabel(ns.name), Role: ns.role, Exists: ns.name == "" || netns.Exists(ns.name)}
+		n := status.Namespace{Name: statusName(ns.name), Role: ns.role, Exists: ns.name == "" || netns.Exists(ns.name)}
 		if n.Exists {
 			n.Links = describeLinks(ns.name)
 		}
@@ -297,7 +297,7 @@ func (c *routingComp) fillStatus(st *status.Status) {
 	for _, ns := range c.plan.RouteNamespaces {
 		rules, routes := netns.Owned(ns)
 		rs.Rules = append(rs.Rules, rules...)
-		rs.Routes[nsLabel(ns)] = routes
+		rs.Routes[statusName(ns)] = routes
 	}
 	st.Routing = rs
 }

@@ -170,7 +170,8 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 	return p
 }
 
-func nsLabel(ns string) string {
+// statusName is how status names a namespace: "main" for routerd's own.
+func statusName(ns string) string {
 	if ns == "" {
 		return "main"
 	}
