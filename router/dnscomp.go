@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
@@ -31,7 +32,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
 	}
 	c.r = dns.New(dns.Config{
-		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: lan.All(),
+		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
 		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf,
 		OnAnswer: onAnswer, Log: log,
@@ -47,6 +48,21 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		}
 	}
 	return c
+}
+
+// dnsClients are the networks the resolver answers: those of the LANs in
+// dns.listen. A LAN left out gets REFUSED even when it reaches a listed
+// LAN's address through the router.
+func dnsClients(cfg *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, l := range cfg.LAN {
+		if slices.Contains(cfg.DNS.Listen, l.Name) {
+			for _, a := range l.Addresses {
+				out = append(out, a.Masked())
+			}
+		}
+	}
+	return out
 }
 
 // pathOf is the path a client's traffic takes to the internet, by the

@@ -252,3 +252,23 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+// A LAN left out of dns.listen is not among the resolver's clients.
+func TestDNSClientsFollowListen(t *testing.T) {
+	data, err := os.ReadFile("../docs/config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), `listen = ["lan0", "wlan0"]`, `listen = ["lan0"]`, 1))
+	cfg, err := config.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range dnsClients(cfg) {
+		got = append(got, p.String())
+	}
+	if want := "192.168.1.0/24 fd00:1::/64"; strings.Join(got, " ") != want {
+		t.Errorf("dnsClients = %v, want %s", got, want)
+	}
+}

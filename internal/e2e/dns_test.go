@@ -314,3 +314,31 @@ publish-workstation=no
 		return nil
 	})
 }
+
+// TestDNSListenIsAnAccessList: a LAN left out of dns.listen is refused,
+// even when it reaches a listed LAN's address through the router.
+func TestDNSListenIsAnAccessList(t *testing.T) {
+	lab.Require(t, "dnsmasq", "nsenter", "dig")
+	l := lab.New(t)
+	isp := l.NewISP(lab.ISPOptions{})
+	r := l.NewRouter(isp)
+	lan1, lan2 := r.AddLAN(), r.AddLAN()
+	c1, c2 := lan1.AddClient(), lan2.AddClient()
+	c1.SetStatic(50)
+	c2.SetStatic(50)
+	cfg := r.Config(lab.ConfigOptions{NoDHCP: true})
+	cfg = strings.Replace(cfg, "[dns]\n", fmt.Sprintf("[dns]\nlisten = [%q]\n", lan1.Name), 1)
+	rd := r.StartRouterd(cfg)
+	waitWANLease(t, l, rd, nil)
+	gw := lan1.Router4().Addr()
+	if got := digShort(t, c1, gw, "echo.example"); strings.Join(got, " ") != lab.Echo4.String() {
+		t.Errorf("listed LAN: echo.example = %v, want %s", got, lab.Echo4)
+	}
+	if got := digStatus(t, c2, gw, "echo.example"); got != "REFUSED" {
+		t.Errorf("unlisted LAN asking the listed LAN's address: %s, want REFUSED", got)
+	}
+	st := mustStatus(t, rd)
+	if st.DNS == nil || st.DNS.Refused == 0 {
+		t.Errorf("refusals not counted: %+v", st.DNS)
+	}
+}
