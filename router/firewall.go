@@ -48,6 +48,10 @@ func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *fi
 // firewallSpecs translates the config into the three rulesets.
 func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 	lan4, lan6, ifaces := cfg.LANNets.V4, cfg.LANNets.V6, cfg.LANNets.Ifaces
+	var sources []rules.LANSource
+	for _, l := range cfg.LAN {
+		sources = append(sources, rules.LANSource{Iface: l.Name, Prefixes: l.Addresses})
+	}
 	var fwds []rules.Forward
 	for _, f := range cfg.Firewall.PortForwards {
 		fwds = append(fwds, rules.Forward{Proto: f.Proto, Port: f.Port, To: f.To})
@@ -55,7 +59,7 @@ func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 	m := &rules.Main{
 		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
-		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds,
+		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
 	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {

@@ -120,6 +120,19 @@ func addrInFam(fam exprs, v6, dst bool, set *nftables.Set, neg bool) exprs {
 	})
 }
 
+// ip saddr A / ip6 saddr A
+func saddrEq(a netip.Addr) exprs {
+	v6 := a.Is6()
+	off, n := uint32(12), uint32(4)
+	if v6 {
+		off, n = 8, 16
+	}
+	return cat(nfproto(v6), exprs{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+	})
+}
+
 // ip daddr A / ip6 daddr A
 func daddrEq(a netip.Addr) exprs {
 	v6 := a.Is6()

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -55,12 +56,24 @@ type Main struct {
 	Default    uint32 // mark for LAN connections no policy matches
 	LANInput   []Port // extra router ports LAN clients may reach
 	Forwards   []Forward
+	// Sources are, per LAN interface, the networks its packets may come
+	// from (BCP 38): anything else is dropped before conntrack sees it.
+	Sources []LANSource
+}
+
+// LANSource is what a LAN's hosts may send from: its prefixes; link-local
+// IPv6 (NDP) and the unspecified addresses (DAD, a DHCPv4 client without
+// an address) are always allowed.
+type LANSource struct {
+	Iface    string
+	Prefixes []netip.Prefix
 }
 
 // Chain priorities in the main namespace's prerouting. The blocklist
 // table's chain runs between restore and policy, so a forced destination
 // wins over any policy but never over a connection's saved path.
 const (
+	PrioSources = -300 // raw: before conntrack, so a forged packet leaves no trace
 	PrioRestore = -160
 	PrioLists   = -155
 	PrioPolicy  = -150
@@ -77,6 +90,8 @@ func (m *Main) build(r *ruleset) {
 	lan6 := r.set("lan6", nftables.TypeIP6Addr, true, prefixElems(m.LAN6))
 	r.set("wan_addrs4", nftables.TypeIPAddr, false, nil)
 	r.set("wan_addrs6", nftables.TypeIP6Addr, false, nil)
+
+	m.sources(r)
 
 	// A connection's path, once decided, is restored on every packet.
 	restore := r.chain("restore", nftables.ChainHookPrerouting, PrioRestore, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
@@ -111,6 +126,36 @@ func (m *Main) build(r *ruleset) {
 
 	m.input(r, lan)
 	m.forward(r, lan)
+}
+
+// sources drops packets from a LAN whose source address does not belong
+// to it, counted by family: the router must not forward (nor answer) what a
+// host forges (BCP 38).
+func (m *Main) sources(r *ruleset) {
+	if len(m.Sources) == 0 {
+		return
+	}
+	ch := r.chain("sources", nftables.ChainHookPrerouting, PrioSources, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	for i, s := range m.Sources {
+		var v4, v6 []netip.Prefix
+		for _, p := range s.Prefixes {
+			if p.Addr().Is4() {
+				v4 = append(v4, p.Masked())
+			} else {
+				v6 = append(v6, p.Masked())
+			}
+		}
+		v6 = append(v6, netip.MustParsePrefix("fe80::/10"))
+		set4 := r.set(fmt.Sprintf("sources%d_v4", i), nftables.TypeIPAddr, true, prefixElems(v4))
+		set6 := r.set(fmt.Sprintf("sources%d_v6", i), nftables.TypeIP6Addr, true, prefixElems(v6))
+		in := iif(s.Iface)
+		r.rule(ch, in, addrIn(false, false, set4, false), ret())
+		r.rule(ch, in, addrIn(true, false, set6, false), ret())
+		r.rule(ch, in, saddrEq(netip.IPv4Unspecified()), l4proto(unix.IPPROTO_UDP), dportRange(67, 67), ret())
+		r.rule(ch, in, saddrEq(netip.IPv6Unspecified()), ret())
+		r.rule(ch, in, nfproto(false), r.counter("drop_spoofed_lan4"), drop())
+		r.rule(ch, in, nfproto(true), r.counter("drop_spoofed_lan6"), drop())
+	}
 }
 
 // policyRules expands one policy into rules: one per combination of source

@@ -31,6 +31,8 @@ func testMain() *Main {
 		LAN4:      pfx("192.168.1.0/24", "192.168.2.0/24"),
 		LAN6:      pfx("fd00:1::/64", "fd00:2::/64"),
 		Transit:   "br0", Mask: 0xff, MarkWAN: 1, MarkVPN: 2, Default: 2,
+		Sources: []LANSource{{Iface: "lan0", Prefixes: pfx("192.168.1.0/24", "fd00:1::/64")},
+			{Iface: "wlan0", Prefixes: pfx("192.168.2.0/24", "fd00:2::/64")}},
 		Policies: []Policy{
 			{Name: "tv-direct", Src4: pfx("192.168.1.50/32"), MACs: []net.HardwareAddr{mac}, Mark: 1},
 			{Name: "smtp-out", Ports: []Port{{"tcp", 25, 25}}, Mark: 2},

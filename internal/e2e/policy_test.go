@@ -266,6 +266,43 @@ func TestPolicyPaths(t *testing.T) {
 		}
 	})
 
+	t.Run("forged sources from the LAN are dropped (BCP 38)", func(t *testing.T) {
+		// c1 takes the WAN path, so a forged packet that got past the
+		// router would reach the echo from the ISP's customer side.
+		to4 := a.isp.Count(netip.Prefix{}, netip.PrefixFrom(lab.Echo4, 32))
+		to6 := a.isp.Count(netip.Prefix{}, netip.PrefixFrom(lab.Echo6, 128))
+		before := counters(mustStatus(t, a.rd), "main")
+		c1.NS.MustRun("ip", "addr", "add", "10.99.0.5/32", "dev", "eth0")
+		c1.NS.MustRun("ip", "addr", "add", "2001:db8:77::5/128", "dev", "eth0", "nodad")
+		for _, argv := range [][]string{
+			{"ping", "-4", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.99.0.5", lab.Echo4.String()},
+			{"ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", "-I", "2001:db8:77::5", lab.Echo6.String()},
+		} {
+			if out, err := c1.NS.Run(argv...); err == nil {
+				t.Errorf("%v answered: %s", argv, out)
+			}
+		}
+		if n4, n6 := to4.Packets(), to6.Packets(); n4 != 0 || n6 != 0 {
+			t.Errorf("forged packets reached the ISP: %d IPv4, %d IPv6", n4, n6)
+		}
+		after := counters(mustStatus(t, a.rd), "main")
+		for _, c := range []string{"drop_spoofed_lan4", "drop_spoofed_lan6"} {
+			if after[c]-before[c] < 3 {
+				t.Errorf("%s: %d -> %d, want 3 more", c, before[c], after[c])
+			}
+		}
+		// The same pings from c1's own addresses do arrive: the counters
+		// above could have seen the forged ones. (The forged global address
+		// goes first, or source selection would prefer it over c1's ULA.)
+		c1.NS.MustRun("ip", "addr", "del", "10.99.0.5/32", "dev", "eth0")
+		c1.NS.MustRun("ip", "addr", "del", "2001:db8:77::5/128", "dev", "eth0")
+		c1.NS.MustRun("ping", "-4", "-c", "1", "-W", "2", lab.Echo4.String())
+		c1.NS.MustRun("ping", "-6", "-c", "1", "-W", "2", lab.Echo6.String())
+		if to4.Packets() == 0 || to6.Packets() == 0 {
+			t.Errorf("legitimate pings not counted at the ISP (%d, %d): the check above proves nothing", to4.Packets(), to6.Packets())
+		}
+	})
+
 	t.Run("kill switch", func(t *testing.T) {
 		leak := a.isp.Count(netip.PrefixFrom(a.wan, 32), netip.PrefixFrom(lab.Echo4, 32))
 		a.vp.Stop()
