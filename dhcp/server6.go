@@ -14,6 +14,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/insomniacslk/dhcp/rfc1035label"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
@@ -166,7 +167,7 @@ func (s *Server6) Handle(msg *dhcpv6.Message, now time.Time) *dhcpv6.Message {
 			resp, err = dhcpv6.NewAdvertiseFromSolicit(msg, s.common(ias)...)
 		}
 	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
-		resp, err = dhcpv6.NewReplyFromMessage(msg, s.common(s.assign(msg, duid, now, true))...)
+		resp, err = dhcpv6.NewReplyFromMessage(msg, append(s.common(s.assign(msg, duid, now, true)), s.fqdnReply(msg))...)
 	case dhcpv6.MessageTypeConfirm:
 		code := iana.StatusSuccess
 		for _, ia := range msg.Options.IANA() {
@@ -271,8 +272,9 @@ func (s *Server6) assign(msg *dhcpv6.Message, duid string, now time.Time, commit
 			continue
 		}
 		if commit {
-			l := Lease{Iface: s.cfg.Iface, Addr: addr, DUID: duid, IAID: iaid, Expires: now.Add(s.cfg.LeaseTime)}
-			if old, has := s.store.ByKey(key); has {
+			l := Lease{Iface: s.cfg.Iface, Addr: addr, DUID: duid, IAID: iaid, Expires: now.Add(s.cfg.LeaseTime),
+				Hostname: clientHostname6(msg)}
+			if old, has := s.store.ByKey(key); has && l.Hostname == "" {
 				l.Hostname = old.Hostname
 			}
 			if err := s.store.Grant(l); err != nil {
@@ -289,6 +291,33 @@ func (s *Server6) assign(msg *dhcpv6.Message, duid string, now time.Time, commit
 		out = append(out, resp)
 	}
 	return out
+}
+
+// clientHostname6 is the host name a client gives in its Client FQDN
+// option (39, RFC 4704), as one DNS label, or "".
+func clientHostname6(msg *dhcpv6.Message) string {
+	f := msg.Options.FQDN()
+	if f == nil || f.DomainName == nil || len(f.DomainName.Labels) == 0 {
+		return ""
+	}
+	return Sanitize(f.DomainName.Labels[0])
+}
+
+// fqdnReply answers a Client FQDN option: the name the client is known by
+// in the router's zone, with S set since the router's own resolver serves
+// its AAAA and PTR records (RFC 4704 §4.1).
+func (s *Server6) fqdnReply(msg *dhcpv6.Message) dhcpv6.Modifier {
+	return func(d dhcpv6.DHCPv6) {
+		h := clientHostname6(msg)
+		if h == "" {
+			return
+		}
+		name := h
+		if s.cfg.Domain != "" {
+			name += "." + s.cfg.Domain
+		}
+		d.AddOption(&dhcpv6.OptFQDN{Flags: 0x01, DomainName: &rfc1035label.Labels{Labels: []string{name}}})
+	}
 }
 
 func (s *Server6) choose(ia *dhcpv6.OptIANA, key string, now time.Time) (netip.Addr, bool) {

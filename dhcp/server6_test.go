@@ -187,3 +187,40 @@ func TestServer6Exhausted(t *testing.T) {
 	}
 	t.Logf("answered in %s", time.Since(start))
 }
+
+// A client's FQDN option (39) names its lease, as option 12 does for
+// DHCPv4, and the reply says the router serves the name.
+func TestServer6FQDN(t *testing.T) {
+	s := testServer6(t)
+	now := time.Now()
+	sol, err := dhcpv6.NewSolicit(hw(7), dhcpv6.WithFQDN(0, "Laptop6.home.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := dhcpv6.NewRequestFromAdvertise(s.Handle(sol, now), dhcpv6.WithFQDN(0, "Laptop6.home.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := s.Handle(req, now)
+	a, code := addrOf(t, rep)
+	if code != iana.StatusSuccess {
+		t.Fatalf("no address: %v", code)
+	}
+	l, ok := s.store.ByAddr(a)
+	if !ok || l.Hostname != "laptop6" {
+		t.Errorf("lease %+v, want hostname laptop6", l)
+	}
+	f := rep.Options.FQDN()
+	if f == nil || f.Flags != 0x01 || f.DomainName == nil || len(f.DomainName.Labels) == 0 || f.DomainName.Labels[0] != "laptop6.lan" {
+		t.Errorf("reply FQDN option %v, want S flag and laptop6.lan", f)
+	}
+	// A renewal without the option keeps the name.
+	renew := retype(req, dhcpv6.MessageTypeRenew)
+	renew.Options.Del(dhcpv6.OptionFQDN)
+	if _, code := addrOf(t, s.Handle(renew, now.Add(time.Minute))); code != iana.StatusSuccess {
+		t.Fatal("renew failed")
+	}
+	if l, _ := s.store.ByAddr(a); l.Hostname != "laptop6" {
+		t.Errorf("after a renewal without the option: hostname %q, want laptop6", l.Hostname)
+	}
+}

@@ -276,6 +276,7 @@ func TestPerfdhcp200(t *testing.T) {
 // TestDHCPv6AndRA: dhclient -6 gets an address from the range, and rdisc6
 // sees the configured flags, prefix and RDNSS.
 func TestDHCPv6AndRA(t *testing.T) {
+	lab.Require(t, "dig", "rdisc6", "dhclient")
 	l, r, lan, _ := lanRouter(t, lab.ConfigOptions{})
 	c := lan.AddClient()
 	rd := r.StartRouterd(r.Config(lab.ConfigOptions{}))
@@ -303,7 +304,7 @@ func TestDHCPv6AndRA(t *testing.T) {
 		t.Errorf("router lifetime should be 0 without an IPv6 default path:\n%s", out)
 	}
 
-	_, file := c.StartDhclient(true)
+	_, file := c.StartDhclient(true, `send fqdn.fqdn "laptop6";`)
 	l6, err := c.WaitLease(file, 40*time.Second)
 	if err != nil {
 		t.Fatalf("dhclient -6: %v", err)
@@ -317,10 +318,18 @@ func TestDHCPv6AndRA(t *testing.T) {
 	}
 	found := false
 	for _, le := range leases(t, rd) {
-		found = found || (le.Family == "v6" && le.Address == l6.IP.String() && le.DUID != "")
+		found = found || (le.Family == "v6" && le.Address == l6.IP.String() && le.DUID != "" && le.Hostname == "laptop6")
 	}
 	if !found {
-		t.Errorf("routerctl leases lacks the DHCPv6 lease %s", l6.IP)
+		t.Errorf("routerctl leases lacks the DHCPv6 lease %s named laptop6: %+v", l6.IP, leases(t, rd))
+	}
+	// The name the client gave in its FQDN option resolves, both ways.
+	gw := lan.Router6().Addr()
+	if got := digShort(t, c, gw, "laptop6.lan", "AAAA"); strings.Join(got, " ") != l6.IP.String() {
+		t.Errorf("laptop6.lan AAAA = %v, want %s", got, l6.IP)
+	}
+	if got := digShort(t, c, gw, "-x", l6.IP.String()); strings.Join(got, " ") != "laptop6.lan." {
+		t.Errorf("PTR of %s = %v, want laptop6.lan.", l6.IP, got)
 	}
 }
 

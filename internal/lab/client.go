@@ -130,8 +130,9 @@ echo "$reason $new_ip_address$new_ip6_address" >> "$LAB_OUT.events"
 `
 
 // StartDhclient runs ISC dhclient (-6 for DHCPv6) in the foreground and
-// returns the process and the file its script writes the lease to.
-func (c *Client) StartDhclient(v6 bool) (*Proc, string) {
+// returns the process and the file its script writes the lease to. conf
+// lines, if any, become its dhclient.conf (send fqdn.fqdn "name";).
+func (c *Client) StartDhclient(v6 bool, conf ...string) (*Proc, string) {
 	c.lab.T.Helper()
 	fam, tag := "-4", "dhclient4"
 	if v6 {
@@ -142,7 +143,15 @@ func (c *Client) StartDhclient(v6 bool) (*Proc, string) {
 	// goes into the script itself.
 	script := c.script(c.NS.Name+"-"+tag+".sh", strings.Replace(dhclientScript, "\n", "\nLAB_OUT="+base+".lease\n", 1))
 	args := []string{"dhclient", fam, "-d", "-v", "-sf", script,
-		"-lf", base + ".leases", "-pf", base + ".pid", "eth0"}
+		"-lf", base + ".leases", "-pf", base + ".pid"}
+	if len(conf) > 0 {
+		cf := base + ".conf"
+		if err := os.WriteFile(cf, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
+			c.lab.T.Fatalf("lab: %v", err)
+		}
+		args = append(args, "-cf", cf)
+	}
+	args = append(args, "eth0")
 	return c.NS.Start(c.NS.Name+"-"+tag, args...), base + ".lease"
 }
 
