@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
@@ -24,8 +27,11 @@ type Client6Config struct {
 	NS    string
 	Iface string
 	// PD asks for a delegated prefix too (IA_PD).
-	PD  bool
-	Log *slog.Logger
+	PD bool
+	// HintPath keeps the last delegated prefix, asked for again (as a
+	// hint) after a restart so that the LAN is not renumbered needlessly.
+	HintPath string
+	Log      *slog.Logger
 	// OnLease hears of every new or renewed lease (nil: lost).
 	OnLease func(*WANLease6)
 }
@@ -38,6 +44,8 @@ type WANLease6 struct {
 	Server    string // the server's DUID, hex
 	Acquired  time.Time
 	Valid     time.Duration
+	// The delegated prefix's own lifetimes (Valid covers the address too).
+	PrefixPreferred, PrefixValid time.Duration
 	T1, T2    time.Duration
 }
 
@@ -127,7 +135,11 @@ func (c *Client6) session(ctx context.Context, nc *nclient6.Client, mac net.Hard
 			c.setState("soliciting")
 			mods := []dhcpv6.Modifier{dhcpv6.WithClientID(duidOf(mac))}
 			if c.cfg.PD {
-				mods = append(mods, dhcpv6.WithIAPD(iaidOf(mac)))
+				var hint []*dhcpv6.OptIAPrefix
+				if p := c.hint(); p.IsValid() {
+					hint = append(hint, &dhcpv6.OptIAPrefix{Prefix: netns.IPNet(p)})
+				}
+				mods = append(mods, dhcpv6.WithIAPD(iaidOf(mac), hint...))
 			}
 			adv, err := nc.Solicit(ctx, mods...)
 			var rep *dhcpv6.Message
@@ -175,6 +187,12 @@ func (c *Client6) session(ctx context.Context, nc *nclient6.Client, mac net.Hard
 		if err == nil {
 			err = c.bound(rep)
 		}
+		if errors.Is(err, errNoBinding) {
+			// The server forgot us (a restart, a renumbering): ask anew
+			// rather than renewing in vain until the lease runs out.
+			c.unbind("the server has no binding for the lease")
+			continue
+		}
 		if err != nil {
 			c.fail(fmt.Errorf("%s: %w", kind, err))
 			if waitFor(ctx, c.readopt, wait) != timedOut {
@@ -183,6 +201,9 @@ func (c *Client6) session(ctx context.Context, nc *nclient6.Client, mac net.Hard
 		}
 	}
 }
+
+// errNoBinding is a server's NoBinding status for our IA (RFC 8415 §18.2.10.1).
+var errNoBinding = errors.New("no binding")
 
 // extend builds a RENEW (to our server) or REBIND (to any) for the lease.
 func (c *Client6) extend(reply *dhcpv6.Message, kind dhcpv6.MessageType) *dhcpv6.Message {
@@ -214,6 +235,11 @@ func (c *Client6) bound(rep *dhcpv6.Message) error {
 			return err
 		}
 	}
+	if l.Delegated.IsValid() && c.cfg.HintPath != "" {
+		if err := atomicfile.WriteFile(c.cfg.HintPath, []byte(l.Delegated.String()+"\n"), 0o644); err != nil {
+			c.cfg.Log.Warn("remember the delegated prefix", "err", err)
+		}
+	}
 	c.mu.Lock()
 	changed := c.lease == nil || c.lease.Address != l.Address || c.lease.Delegated != l.Delegated
 	c.reply, c.lease, c.err = rep, l, nil
@@ -226,6 +252,22 @@ func (c *Client6) bound(rep *dhcpv6.Message) error {
 		c.cfg.OnLease(l)
 	}
 	return nil
+}
+
+// hint is the delegated prefix remembered from before, if any.
+func (c *Client6) hint() netip.Prefix {
+	if c.cfg.HintPath == "" {
+		return netip.Prefix{}
+	}
+	b, err := os.ReadFile(c.cfg.HintPath)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	p, err := netip.ParsePrefix(strings.TrimSpace(string(b)))
+	if err != nil || !p.Addr().Is6() {
+		return netip.Prefix{}
+	}
+	return p
 }
 
 // leaseOf6 validates the ISP's REPLY into a lease: a global unicast
@@ -241,24 +283,42 @@ func leaseOf6(rep *dhcpv6.Message, now time.Time) (*WANLease6, error) {
 	}
 	if ia := rep.Options.OneIANA(); ia != nil {
 		if st := ia.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
+			if st.StatusCode == iana.StatusNoBinding {
+				return nil, fmt.Errorf("IA_NA: %w", errNoBinding)
+			}
 			return nil, fmt.Errorf("IA_NA: %s", st.StatusCode)
 		}
-		if a := ia.Options.OneAddress(); a != nil {
-			if addr, ok := netip.AddrFromSlice(a.IPv6Addr); ok && addr.Is6() && !addr.Is4In6() && usableUnicast(addr) {
+		// A server that renumbers lists the old address with lifetime 0
+		// beside the new one: take the longest-lived.
+		for _, a := range ia.Options.Addresses() {
+			if addr, ok := netip.AddrFromSlice(a.IPv6Addr); ok && addr.Is6() && !addr.Is4In6() && usableUnicast(addr) &&
+				a.ValidLifetime > 0 && a.ValidLifetime > l.Valid {
 				l.Address, l.Valid = addr, a.ValidLifetime
 			}
 		}
 		l.T1, l.T2 = ia.T1, ia.T2
 	}
 	if pd := rep.Options.OneIAPD(); pd != nil {
-		if p := pd.Options.Prefixes(); len(p) > 0 && p[0].Prefix != nil {
-			a, ok := netip.AddrFromSlice(p[0].Prefix.IP)
-			ones, bits := p[0].Prefix.Mask.Size()
+		if st := pd.Options.Status(); st != nil && st.StatusCode == iana.StatusNoBinding {
+			return nil, fmt.Errorf("IA_PD: %w", errNoBinding)
+		}
+		var best *dhcpv6.OptIAPrefix
+		for _, p := range pd.Options.Prefixes() {
+			if p.Prefix == nil || p.ValidLifetime <= 0 || (best != nil && p.ValidLifetime <= best.ValidLifetime) {
+				continue // the same goes for a prefix being renumbered away
+			}
+			a, ok := netip.AddrFromSlice(p.Prefix.IP)
+			ones, bits := p.Prefix.Mask.Size()
 			if ok && a.Is6() && !a.Is4In6() && bits == 128 && ones > 0 && ones <= 64 && usableUnicast(a) {
+				best = p
 				l.Delegated = netip.PrefixFrom(a, ones).Masked()
-				if l.Valid == 0 {
-					l.Valid = p[0].ValidLifetime
-				}
+			}
+		}
+		if best != nil {
+			l.PrefixValid = min(max(best.ValidLifetime, minLeaseTime), maxLeaseTime)
+			l.PrefixPreferred = min(best.PreferredLifetime, l.PrefixValid)
+			if l.Valid == 0 {
+				l.Valid = best.ValidLifetime
 			}
 		}
 		if l.T1 == 0 {

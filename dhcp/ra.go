@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/ndp"
@@ -47,6 +48,8 @@ type Advertiser struct {
 	cfg     RAConfig
 	refresh chan struct{}
 	socketLoop
+
+	global atomic.Pointer[[]GlobalPrefix] // from the delegated prefix
 
 	mu    sync.Mutex
 	sent  int
@@ -227,6 +230,15 @@ func (a *Advertiser) interval() time.Duration {
 	return d
 }
 
+// SetGlobalPrefixes sets the prefixes from the WAN's delegation that the
+// LAN advertises besides its configured ones, and advertises at once: a
+// new prefix, or an old one deprecated (RFC 9096), must not wait for the
+// next periodic advertisement.
+func (a *Advertiser) SetGlobalPrefixes(ps []GlobalPrefix) {
+	a.global.Store(&ps)
+	a.Refresh()
+}
+
 // Message builds the advertisement as it would be sent now.
 func (a *Advertiser) Message(mac net.HardwareAddr) *ndp.RouterAdvertisement {
 	life := time.Duration(0)
@@ -250,6 +262,16 @@ func (a *Advertiser) Message(mac net.HardwareAddr) *ndp.RouterAdvertisement {
 			PrefixLength: uint8(p.Bits()), OnLink: true, AutonomousAddressConfiguration: a.cfg.Autonomous,
 			ValidLifetime: 24 * time.Hour, PreferredLifetime: 4 * time.Hour, Prefix: p.Masked().Addr(),
 		})
+	}
+	if g := a.global.Load(); g != nil {
+		now := time.Now()
+		for _, p := range *g {
+			preferred, valid := p.left(now)
+			ra.Options = append(ra.Options, &ndp.PrefixInformation{
+				PrefixLength: uint8(p.Prefix.Bits()), OnLink: true, AutonomousAddressConfiguration: a.cfg.Autonomous,
+				ValidLifetime: valid.Truncate(time.Second), PreferredLifetime: preferred.Truncate(time.Second), Prefix: p.Prefix.Masked().Addr(),
+			})
+		}
 	}
 	if len(a.cfg.DNS) > 0 {
 		ra.Options = append(ra.Options, &ndp.RecursiveDNSServer{Lifetime: routerLifetime, Servers: a.cfg.DNS})

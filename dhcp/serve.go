@@ -129,3 +129,26 @@ func nextInRange(a, start, end netip.Addr) netip.Addr {
 	}
 	return a.Next()
 }
+
+// GlobalPrefix is a /64 from the WAN's delegated prefix that a LAN
+// advertises and addresses from, with the lifetimes it has left: valid and
+// preferred as of Now. A prefix being renumbered away has Preferred 0.
+type GlobalPrefix struct {
+	Prefix           netip.Prefix
+	Preferred, Valid time.Duration
+	Now              time.Time
+}
+
+// left returns the lifetimes remaining at now.
+func (g GlobalPrefix) left(now time.Time) (preferred, valid time.Duration) {
+	gone := now.Sub(g.Now)
+	return max(g.Preferred-gone, 0), max(g.Valid-gone, 0)
+}
+
+// InPrefix returns the address of prefix p with a's interface identifier:
+// how a DHCPv6 lease in the ULA range maps to the delegated prefix.
+func InPrefix(p netip.Prefix, a netip.Addr) netip.Addr {
+	n, h := p.Masked().Addr().As16(), a.As16()
+	copy(n[8:], h[8:])
+	return netip.AddrFrom16(n)
+}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -33,8 +34,9 @@ type Server6Config struct {
 // Server6 hands out IA_NA addresses from a range, leases keyed by DUID and
 // IAID and kept in the shared store.
 type Server6 struct {
-	cfg   Server6Config
-	store *Store
+	cfg    Server6Config
+	store  *Store
+	global atomic.Pointer[[]GlobalPrefix] // from the delegated prefix
 
 	mu     sync.Mutex
 	duid   dhcpv6.DUID
@@ -288,10 +290,24 @@ func (s *Server6) assign(msg *dhcpv6.Message, duid string, now time.Time, commit
 			s.mu.Unlock()
 		}
 		resp.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: addr.AsSlice(), PreferredLifetime: s.cfg.LeaseTime, ValidLifetime: s.cfg.LeaseTime})
+		// The lease's twin in each global prefix: same interface id, so
+		// one binding (and one name in DNS) covers both; a prefix being
+		// renumbered away goes with preferred 0.
+		if g := s.global.Load(); g != nil {
+			for _, p := range *g {
+				preferred, valid := p.left(now)
+				resp.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: InPrefix(p.Prefix, addr).AsSlice(),
+					PreferredLifetime: min(preferred, s.cfg.LeaseTime).Truncate(time.Second), ValidLifetime: min(valid, s.cfg.LeaseTime).Truncate(time.Second)})
+			}
+		}
 		out = append(out, resp)
 	}
 	return out
 }
+
+// SetGlobalPrefixes sets the prefixes from the WAN's delegation that
+// this LAN's clients get addresses in, besides the configured range.
+func (s *Server6) SetGlobalPrefixes(ps []GlobalPrefix) { s.global.Store(&ps) }
 
 // clientHostname6 is the host name a client gives in its Client FQDN
 // option (39, RFC 4704), as one DNS label, or "".

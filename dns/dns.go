@@ -75,6 +75,8 @@ type Resolver struct {
 	responder *hostResponder
 	run       lifecycle.Group
 
+	extraClients atomic.Pointer[[]netip.Prefix]
+
 	st stats
 }
 
@@ -499,8 +501,19 @@ func (r *Resolver) allowed(a netip.Addr) bool {
 			return true
 		}
 	}
+	if extra := r.extraClients.Load(); extra != nil {
+		for _, p := range *extra {
+			if p.Contains(a) {
+				return true
+			}
+		}
+	}
 	return false
 }
+
+// SetExtraClients allows networks besides Clients to ask: the LANs'
+// subnets of the WAN's delegated prefix, which come and go with it.
+func (r *Resolver) SetExtraClients(ps []netip.Prefix) { r.extraClients.Store(&ps) }
 
 func reply(req *dns.Msg, rcode int) *dns.Msg {
 	m := new(dns.Msg)

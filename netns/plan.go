@@ -30,6 +30,17 @@ type Plan struct {
 	// this plan owns: entries of Proto there that the plan lacks are
 	// removed. "" is the main namespace.
 	RouteNamespaces []string
+	// Proto is the routes' and rules' protocol number, when not Proto: a
+	// second owner of routes (the delegated prefix's) converges its own
+	// without touching the routing plan's.
+	Proto int
+}
+
+func (p *Plan) proto() int {
+	if p.Proto != 0 {
+		return p.Proto
+	}
+	return Proto
 }
 
 // Bridge is a bridge in the main namespace with its addresses.
@@ -449,7 +460,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 		if r.NS != ns {
 			continue
 		}
-		nr, err := r.netlink(h)
+		nr, err := r.netlink(h, p.proto())
 		if err != nil {
 			if isNotFound(err) {
 				missing = append(missing, r.Dev)
@@ -462,7 +473,7 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 		want[k] = nr
 		order = append(order, k)
 	}
-	have, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Proto, Table: unix.RT_TABLE_UNSPEC},
+	have, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: netlink.RouteProtocol(p.proto()), Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return 0, missing, fmt.Errorf("list routes in %s: %w", Label(ns), err)
@@ -494,10 +505,10 @@ func (p *Plan) convergeRoutes(ns string) (changes int, missing []string, err err
 	return changes, missing, errors.Join(errs...)
 }
 
-func (r Route) netlink(h *netlink.Handle) (*netlink.Route, error) {
+func (r Route) netlink(h *netlink.Handle, proto int) (*netlink.Route, error) {
 	nr := &netlink.Route{
 		Dst:      IPNet(r.Dst.Masked()),
-		Protocol: Proto,
+		Protocol: netlink.RouteProtocol(proto),
 		Table:    r.Table,
 		Priority: r.Metric,
 		Type:     r.Type,
@@ -597,7 +608,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 		}
 		present := map[string]bool{}
 		for _, hr := range have {
-			if hr.Protocol != Proto {
+			if int(hr.Protocol) != p.proto() {
 				continue
 			}
 			mask := uint32(0xffffffff)
@@ -628,7 +639,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 			mask := r.Mask
 			nr.Mask = &mask
 			nr.Table = r.Table
-			nr.Protocol = Proto
+			nr.Protocol = uint8(p.proto())
 			if err := h.RuleAdd(nr); err != nil {
 				errs = append(errs, fmt.Errorf("add %s in %s: %w", k, Label(ns), err))
 				continue
@@ -646,7 +657,7 @@ func (p *Plan) convergeRules(ns string) (int, error) {
 // set back to restore.
 func (p *Plan) Teardown(created []string, restore []Sysctl) error {
 	var errs []error
-	empty := &Plan{RouteNamespaces: p.RouteNamespaces}
+	empty := &Plan{RouteNamespaces: p.RouteNamespaces, Proto: p.Proto}
 	for _, ns := range p.RouteNamespaces {
 		if ns != "" && !Exists(ns) {
 			continue

@@ -46,6 +46,11 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	lan.OnLease(res.lease)
 	wan.OnLease(res.wanLease)
 	comps = append(comps, bl, wan, lan, res)
+	if wantsPD(cfg) {
+		pd := newPDComp(cfg, lan, fw, res, nics.m, log.With("component", "prefix-delegation"))
+		wan.OnLease6(pd.leased)
+		comps = append(comps, pd)
+	}
 	if cfg.Status.Metrics != "" {
 		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
 	}

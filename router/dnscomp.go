@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
@@ -21,6 +22,11 @@ type dnsComp struct {
 	r   *dns.Resolver
 	// macOf finds a client's MAC from its lease, for MAC-based policies.
 	macOf func(netip.Addr) string
+
+	mu sync.Mutex
+	// global maps a LAN to its subnets of the delegated prefix: a DHCPv6
+	// lease's name also answers with its twin there.
+	global func(iface string) []netip.Prefix
 }
 
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
@@ -89,7 +95,32 @@ func (c *dnsComp) lease(e dhcp.Event) {
 		c.r.RemoveName(owner)
 		return
 	}
-	c.r.SetName(owner, e.Lease.Hostname, e.Lease.Addr)
+	addrs := []netip.Addr{e.Lease.Addr}
+	c.mu.Lock()
+	global := c.global
+	c.mu.Unlock()
+	if global != nil && e.Lease.Addr.Is6() {
+		for _, p := range global(e.Lease.Iface) {
+			addrs = append(addrs, dhcp.InPrefix(p, e.Lease.Addr))
+		}
+	}
+	c.r.SetName(owner, e.Lease.Hostname, addrs...)
+}
+
+// setGlobal follows the delegated prefix: its LAN subnets may ask, the
+// router answers with its addresses there too, and each lease's name with
+// its twin in its LAN's subnet.
+func (c *dnsComp) setGlobal(clients []netip.Prefix, routerAddrs []netip.Addr, global func(string) []netip.Prefix, leases []dhcp.Lease) {
+	c.r.SetExtraClients(clients)
+	if c.cfg.Hostname != "" {
+		c.r.SetName("router", c.cfg.Hostname, append(slices.Clone(c.cfg.LANNets.RouterAddr), routerAddrs...)...)
+	}
+	c.mu.Lock()
+	c.global = global
+	c.mu.Unlock()
+	for _, l := range leases {
+		c.lease(dhcp.Event{Lease: l})
+	}
 }
 
 func (c *dnsComp) wanLease(l *dhcp.WANLease) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type firewallComp struct {
 	wan  *rules.WAN
 	vpn  *rules.VPN
 
+	applying   sync.Mutex // one apply at a time: NIC events and the delegated prefix both apply
 	mu         sync.Mutex
 	generation int
 	applied    time.Time
@@ -41,16 +43,36 @@ type firewallComp struct {
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
 	c := &firewallComp{cfg: cfg, nics: nics, log: log}
-	c.main, c.wan, c.vpn = firewallSpecs(cfg)
+	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{})
 	return c
 }
 
-// firewallSpecs translates the config into the three rulesets.
-func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
-	lan4, lan6, ifaces := cfg.LANNets.V4, cfg.LANNets.V6, cfg.LANNets.Ifaces
+// delegated is what the LANs use of the WAN's delegated prefixes (the
+// current one, and one being renumbered away): the firewall's source sets
+// and anti-spoofing follow it.
+type delegated struct {
+	prefixes []netip.Prefix            // as the ISP delegated them
+	byLAN    map[string][]netip.Prefix // LAN name -> its /64s
+}
+
+// setDelegated re-applies the rulesets for a new delegation.
+func (c *firewallComp) setDelegated(d delegated) error {
+	m, w, v := firewallSpecs(c.cfg, d)
+	c.mu.Lock()
+	c.main, c.wan, c.vpn = m, w, v
+	c.mu.Unlock()
+	return c.apply()
+}
+
+// firewallSpecs translates the config and the delegation into the three
+// rulesets.
+func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *rules.VPN) {
+	lan4, ifaces := cfg.LANNets.V4, cfg.LANNets.Ifaces
+	lan6 := slices.Clone(cfg.LANNets.V6)
 	var sources []rules.LANSource
 	for _, l := range cfg.LAN {
-		sources = append(sources, rules.LANSource{Iface: l.Name, Prefixes: l.Addresses})
+		sources = append(sources, rules.LANSource{Iface: l.Name, Prefixes: append(slices.Clone(l.Addresses), d.byLAN[l.Name]...)})
+		lan6 = append(lan6, d.byLAN[l.Name]...)
 	}
 	var fwds []rules.Forward
 	for _, f := range cfg.Firewall.PortForwards {
@@ -84,7 +106,7 @@ func firewallSpecs(cfg *config.Config) (*rules.Main, *rules.WAN, *rules.VPN) {
 		m.Policies = append(m.Policies, rp)
 	}
 	w := &rules.WAN{
-		Iface: cfg.WAN.Name, Transit: config.TransitPeerLink, LAN4: lan4, LAN6: lan6,
+		Iface: cfg.WAN.Name, Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
 		Own4:   []netip.Prefix{cfg.Netns.Transit4.Masked(), netip.MustParsePrefix("127.0.0.0/8")},
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
@@ -153,14 +175,19 @@ func (c *firewallComp) Start(ctx context.Context) error {
 
 // apply replaces every ruleset; each is one transaction of its own.
 func (c *firewallComp) apply() error {
+	c.applying.Lock()
+	defer c.applying.Unlock()
+	c.mu.Lock()
+	m, w, v := c.main, c.wan, c.vpn
+	c.mu.Unlock()
 	var errs []error
-	if err := rules.ApplyMain("", c.main); err != nil {
+	if err := rules.ApplyMain("", m); err != nil {
 		errs = append(errs, err)
 	}
-	if err := rules.ApplyWAN(c.cfg.Netns.WAN, c.wan, c.wanNICPresent()); err != nil {
+	if err := rules.ApplyWAN(c.cfg.Netns.WAN, w, c.wanNICPresent()); err != nil {
 		errs = append(errs, err)
 	}
-	if err := rules.ApplyVPN(c.cfg.Netns.VPN, c.vpn); err != nil {
+	if err := rules.ApplyVPN(c.cfg.Netns.VPN, v); err != nil {
 		errs = append(errs, err)
 	}
 	c.mu.Lock()

@@ -263,6 +263,17 @@ func defaultPathUp(cfg *config.Config, tunnelUp func() bool) func() bool {
 	}
 }
 
+// currentLeases are the leases in force now (none before Start).
+func (c *lanComp) currentLeases() []dhcp.Lease {
+	c.mu.Lock()
+	st := c.store
+	c.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return st.Leases(time.Now())
+}
+
 // macOf returns the MAC a DHCPv4 lease binds to a, or "".
 func (c *lanComp) macOf(a netip.Addr) string {
 	c.mu.Lock()

@@ -68,7 +68,7 @@ func translate(cfg *config.Config) string {
 	section("netns plan", netnsPlan(cfg))
 	section("routing plan", routingPlan(cfg))
 	section("nic specs", nicSpecs(cfg))
-	m, w, v := firewallSpecs(cfg)
+	m, w, v := firewallSpecs(cfg, delegated{})
 	section("firewall main", m)
 	section("firewall wan", w)
 	section("firewall vpn", v)

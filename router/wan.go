@@ -24,9 +24,10 @@ type wanComp struct {
 	v6     *dhcp.Client6
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	onLease []func(*dhcp.WANLease)
-	run     lifecycle.Group
+	mu       sync.Mutex
+	onLease  []func(*dhcp.WANLease)
+	onLease6 []func(*dhcp.WANLease6)
+	run      lifecycle.Group
 }
 
 func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp {
@@ -39,7 +40,8 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 		})
 	}
 	if cfg.WAN.IPv6 == "dhcp" {
-		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, PD: true, Log: log})
+		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, PD: true,
+			HintPath: filepath.Join(cfg.StateDir, pdHintFile), Log: log, OnLease: c.leased6})
 	}
 	return c
 }
@@ -50,6 +52,23 @@ func (c *wanComp) OnLease(fn func(*dhcp.WANLease)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.onLease = append(c.onLease, fn)
+}
+
+// OnLease6 registers fn to hear about WAN DHCPv6 leases (the delegated
+// prefix goes to the LANs).
+func (c *wanComp) OnLease6(fn func(*dhcp.WANLease6)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onLease6 = append(c.onLease6, fn)
+}
+
+func (c *wanComp) leased6(l *dhcp.WANLease6) {
+	c.mu.Lock()
+	fns := c.onLease6
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(l)
+	}
 }
 
 func (c *wanComp) leased(l *dhcp.WANLease) {

@@ -46,9 +46,11 @@ type ISPOptions struct {
 type ISP struct {
 	NS      *NS
 	Dnsmasq *Proc
+	Kea6    *Proc
 	lab     *Lab
 	ports   int
 	opts    ISPOptions
+	dir     string
 }
 
 // NewISP builds the isp namespace and starts its services.
@@ -113,8 +115,9 @@ func (isp *ISP) startDnsmasq() {
 			"--dhcp-option=option6:dns-server,["+ISPDNS6.String()+"]")
 	}
 	isp.Dnsmasq = isp.NS.Start("isp-dnsmasq", args...)
+	isp.dir = dir
 	if isp.opts.PD {
-		isp.startKea6(dir)
+		isp.startKea6(ISPDelegation)
 	}
 	// dnsmasq is ready once it answers DNS.
 	isp.lab.Eventually(10*time.Second, "isp dnsmasq answers", func() error {
@@ -132,25 +135,43 @@ func (isp *ISP) startDnsmasq() {
 // Delegated prefixes come from here, /56 each.
 var ISPDelegation = netip.MustParsePrefix("2001:db8:f000::/40")
 
+// RestartKea6 restarts the ISP's DHCPv6 server with its leases forgotten
+// and prefixes delegated from pool instead: what a customer sees when the
+// ISP renumbers.
+func (isp *ISP) RestartKea6(pool netip.Prefix) {
+	isp.lab.T.Helper()
+	isp.Kea6.Stop()
+	os.Remove(filepath.Join(isp.dir, "kea6.leases"))
+	isp.startKea6(pool)
+}
+
 // startKea6 runs kea-dhcp6 on the WAN link: addresses from ISPPool6 and
-// prefixes from ISPDelegation.
-func (isp *ISP) startKea6(dir string) {
+// /56 prefixes from pool. LeaseTime, T1 and T2 of the options set its
+// lifetimes when given (the valid lifetime; preferred is half of it).
+func (isp *ISP) startKea6(pool netip.Prefix) {
+	dir := isp.dir
+	valid, t1, t2 := 3600*time.Second, 900*time.Second, 1500*time.Second
+	if isp.opts.T1 > 0 {
+		valid, t1, t2 = isp.opts.LeaseTime, isp.opts.T1, isp.opts.T2
+	}
 	conf := fmt.Sprintf(`{"Dhcp6": {
   "interfaces-config": {"interfaces": ["dn/%s"]},
   "data-directory": %q,
   "server-id": {"type": "LL", "persist": false},
   "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
-  "preferred-lifetime": 1800, "valid-lifetime": 3600, "renew-timer": 900, "rebind-timer": 1500,
+  "preferred-lifetime": %d, "valid-lifetime": %d, "renew-timer": %d, "rebind-timer": %d,
   "subnet6": [{"id": 1, "subnet": "2001:db8:100::/64", "interface": "dn",
     "pools": [{"pool": "%s - %s"}],
     "pd-pools": [{"prefix": "%s", "prefix-len": %d, "delegated-len": 56}],
     "option-data": [{"name": "dns-servers", "data": "%s"}]}],
   "loggers": [{"name": "kea-dhcp6", "severity": "INFO", "output_options": [{"output": "stdout"}]}]
-}}`, ISPDown6.Addr(), dir, filepath.Join(dir, "kea6.leases"), ISPPool6[0], ISPPool6[1],
-		ISPDelegation.Addr(), ISPDelegation.Bits(), ISPDNS6)
+}}`, ISPDown6.Addr(), dir, filepath.Join(dir, "kea6.leases"),
+		int(valid/2/time.Second), int(valid/time.Second), int(t1/time.Second), int(t2/time.Second),
+		ISPPool6[0], ISPPool6[1], pool.Addr(), pool.Bits(), ISPDNS6)
 	path := filepath.Join(dir, "kea6.json")
 	os.WriteFile(path, []byte(conf), 0o644)
 	k := isp.NS.Start("isp-kea6", "env", "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir, "kea-dhcp6", "-c", path)
+	isp.Kea6 = k
 	isp.lab.Eventually(10*time.Second, "kea-dhcp6 started", func() error {
 		if !strings.Contains(k.Log.String(), "DHCP6_STARTED") {
 			return fmt.Errorf("not yet:\n%s", k.Log.String())

@@ -98,6 +98,9 @@ type LAN struct {
 	DHCP4     *DHCP4 // nil: no DHCPv4 server
 	DHCP6     *DHCP6 // nil: no DHCPv6 server
 	RA        *RA    // nil: no router advertisements
+	// PDSubnet is the subnet id this LAN takes from the WAN's delegated
+	// prefix (prefix:N::/64), or -1 for none.
+	PDSubnet int
 }
 
 // Addr4 returns the interface's first IPv4 address, if any.

@@ -46,6 +46,7 @@ type fileLAN struct {
 	DHCP4     *fileDHCP4 `toml:"dhcp4"`
 	DHCP6     *fileDHCP6 `toml:"dhcp6"`
 	RA        *fileRA    `toml:"ra"`
+	PDSubnet  *int64     `toml:"pd_subnet"`
 }
 
 type fileDHCP4 struct {

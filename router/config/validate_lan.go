@@ -11,7 +11,7 @@ import (
 // [[lan]]: addresses, DHCPv4, DHCPv6 and router advertisements.
 
 func (v *validator) lan(path string, f *fileLAN) {
-	l := LAN{Name: f.Name}
+	l := LAN{Name: f.Name, PDSubnet: -1}
 	if f.Name == "" {
 		v.p.errf(path+".name", "required")
 	} else {
@@ -74,6 +74,23 @@ func (v *validator) lan(path string, f *fileLAN) {
 			}
 		}
 		l.RA.DNS = []netip.Addr{a6.Addr()}
+	}
+	if f.PDSubnet != nil {
+		switch n := *f.PDSubnet; {
+		case n < 0 || n > 0xffff:
+			v.p.errf(path+".pd_subnet", "%d is not a subnet id (0-65535)", n)
+		case v.c.WAN.IPv6 != "dhcp":
+			v.p.errf(path+".pd_subnet", "needs wan.ipv6 = \"dhcp\" (a delegated prefix comes from the WAN's DHCPv6)")
+		case l.RA == nil:
+			v.p.errf(path+".pd_subnet", "needs IPv6 on this LAN (an IPv6 address in %s.addresses) to advertise the prefix", path)
+		default:
+			for i, o := range v.c.LAN {
+				if o.PDSubnet == int(n) {
+					v.p.errf(path+".pd_subnet", "subnet id %d is already lan[%d]'s (%s)", n, i, o.Name)
+				}
+			}
+			l.PDSubnet = int(n)
+		}
 	}
 	v.c.LAN = append(v.c.LAN, l)
 	n := &v.c.LANNets

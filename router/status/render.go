@@ -149,6 +149,23 @@ func renderWAN(st *Status, w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
 	}
+	if pd := st.WAN.PD; pd != nil {
+		show := func(label string, d DelegatedPrefix) {
+			fmt.Fprintf(w, "%s\t%s, preferred %s, valid %s\n", label, d.Prefix, until(d.PreferredUntil), until(d.ValidUntil))
+			for _, s := range d.Subnets {
+				fmt.Fprintf(w, "\t%s %s\n", s.LAN, s.Prefix)
+			}
+		}
+		if pd.Current != nil {
+			show("on the LANs", *pd.Current)
+		}
+		for _, d := range pd.Deprecated {
+			show("deprecated", d)
+		}
+		if pd.Error != "" {
+			fmt.Fprintf(w, "\tprefix delegation: %s\n", oneLine(pd.Error))
+		}
+	}
 }
 
 func until(t time.Time) string {

@@ -127,6 +127,28 @@ type WAN struct {
 	Addr  string `json:"address,omitempty"`
 	IPv6  string `json:"ipv6_mode"`
 	DHCP6 *DHCP6 `json:"dhcp6,omitempty"`
+	PD    *PD    `json:"prefix_delegation,omitempty"`
+}
+
+// PD is how the LANs use the WAN's delegated prefix (pd_subnet).
+type PD struct {
+	Current    *DelegatedPrefix  `json:"current,omitempty"`
+	Deprecated []DelegatedPrefix `json:"deprecated,omitempty"` // renumbered away, still valid a while
+	Error      string            `json:"error,omitempty"`      // e.g. a prefix too small for the subnet ids
+}
+
+// DelegatedPrefix is one delegated prefix and the LAN subnets made of it.
+type DelegatedPrefix struct {
+	Prefix         string      `json:"prefix"`
+	PreferredUntil time.Time   `json:"preferred_until"`
+	ValidUntil     time.Time   `json:"valid_until"`
+	Subnets        []LANSubnet `json:"subnets"`
+}
+
+// LANSubnet is the /64 one LAN has of a delegated prefix.
+type LANSubnet struct {
+	LAN    string `json:"lan"`
+	Prefix string `json:"prefix"`
 }
 
 // DHCP4 is the WAN's DHCPv4 client and its lease.
