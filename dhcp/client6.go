@@ -46,7 +46,7 @@ type WANLease6 struct {
 	Valid     time.Duration
 	// The delegated prefix's own lifetimes (Valid covers the address too).
 	PrefixPreferred, PrefixValid time.Duration
-	T1, T2    time.Duration
+	T1, T2                       time.Duration
 }
 
 // Client6 is the WAN's DHCPv6 client: SOLICIT/REQUEST for an address and
