@@ -120,12 +120,15 @@ func addrInFam(fam exprs, v6, dst bool, set *nftables.Set, neg bool) exprs {
 	})
 }
 
-// ip saddr A / ip6 saddr A
-func saddrEq(a netip.Addr) exprs {
+// ip saddr/daddr A, ip6 saddr/daddr A
+func addrEq(a netip.Addr, dst bool) exprs {
 	v6 := a.Is6()
 	off, n := uint32(12), uint32(4)
 	if v6 {
 		off, n = 8, 16
+	}
+	if dst {
+		off += n
 	}
 	return cat(nfproto(v6), exprs{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
@@ -133,18 +136,8 @@ func saddrEq(a netip.Addr) exprs {
 	})
 }
 
-// ip daddr A / ip6 daddr A
-func daddrEq(a netip.Addr) exprs {
-	v6 := a.Is6()
-	off, n := uint32(16), uint32(4)
-	if v6 {
-		off, n = 24, 16
-	}
-	return cat(nfproto(v6), exprs{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
-	})
-}
+func saddrEq(a netip.Addr) exprs { return addrEq(a, false) }
+func daddrEq(a netip.Addr) exprs { return addrEq(a, true) }
 
 // ether saddr @set
 func etherSaddrIn(set *nftables.Set) exprs {
