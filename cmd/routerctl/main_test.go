@@ -25,7 +25,7 @@ func TestThinClient(t *testing.T) {
 			ours = append(ours, strings.TrimPrefix(pkg, "github.com/routerd/routerd/"))
 		}
 	}
-	if got, want := strings.Join(ours, " "), "router/control router/status cmd/routerctl"; got != want {
+	if got, want := strings.Join(ours, " "), "router/control router/status router/ctl cmd/routerctl"; got != want {
 		t.Errorf("routerctl's own packages = %s, want %s", got, want)
 	}
 }

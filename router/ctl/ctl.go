@@ -1,0 +1,163 @@
+// Package ctl is routerctl's commands: what `routerctl CMD` and `ssh
+// ROUTER CMD` both run, with the same output and exit codes, against
+// routerd's control API. It links only the control client and the status
+// types, so routerctl stays a thin client.
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
+)
+
+// Usage is the list of commands, for a command line that named none.
+const Usage = `usage: routerctl [--socket PATH] COMMAND
+       ssh ROUTER COMMAND
+
+commands:
+  status [--json]              the whole picture
+  leases [--json]              DHCP leases
+  blocklist refresh [NAME] [--json]
+                               refresh one blocklist, or all, and show them
+  vpn pubkey                   the WireGuard public key to give the VPN provider
+  reload                       re-read the config file (like SIGHUP)
+  poweroff | reboot            stop the appliance cleanly and power off or reboot (on the image)
+`
+
+// Run runs one command (args without the program name) against c and
+// returns its exit code: 0 ok, 1 error (the reason on stderr), 2 usage.
+func Run(ctx context.Context, c *control.Client, args []string, stdout, stderr io.Writer) int {
+	cmd, rest := "", []string(nil)
+	if len(args) > 0 {
+		cmd, rest = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "status":
+		asJSON, ok := jsonFlag(rest)
+		if !ok {
+			break
+		}
+		err = showStatus(ctx, c, asJSON, stdout)
+		return exit(err, stderr)
+	case "leases":
+		asJSON, ok := jsonFlag(rest)
+		if !ok {
+			break
+		}
+		err = leases(ctx, c, asJSON, stdout)
+		return exit(err, stderr)
+	case "blocklist":
+		if len(rest) < 1 || rest[0] != "refresh" {
+			break
+		}
+		var args []string
+		asJSON := false
+		for _, a := range rest[1:] {
+			if a == "--json" {
+				asJSON = true
+			} else {
+				args = append(args, a)
+			}
+		}
+		if len(args) > 1 {
+			break
+		}
+		name := ""
+		if len(args) == 1 {
+			name = args[0]
+		}
+		return exit(blocklistRefresh(ctx, c, name, asJSON, stdout), stderr)
+	case "vpn":
+		if len(rest) != 1 || rest[0] != "pubkey" {
+			break
+		}
+		var out struct {
+			PublicKey string `json:"public_key"`
+		}
+		if err := c.Do(ctx, "GET", "/v1/vpn/pubkey", &out, nil); err != nil {
+			return exit(err, stderr)
+		}
+		fmt.Fprintln(stdout, out.PublicKey)
+		return 0
+	case "poweroff", "reboot":
+		if len(rest) != 0 {
+			break
+		}
+		return exit(c.Do(ctx, "POST", "/v1/"+cmd, nil, nil), stderr)
+	case "reload":
+		if len(rest) != 0 {
+			break
+		}
+		return exit(c.Do(ctx, "POST", "/v1/reload", nil, nil), stderr)
+	}
+	fmt.Fprint(stderr, Usage)
+	return 2
+}
+
+func jsonFlag(args []string) (asJSON, ok bool) {
+	switch {
+	case len(args) == 0:
+		return false, true
+	case len(args) == 1 && (args[0] == "--json" || args[0] == "-json"):
+		return true, true
+	}
+	return false, false
+}
+
+func exit(err error, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "routerctl: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func showStatus(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	var raw []byte
+	var st status.Status
+	if err := c.Do(ctx, "GET", "/v1/status", &st, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return st.WriteText(w)
+}
+
+func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	var raw []byte
+	var ls status.Leases
+	if err := c.Do(ctx, "GET", "/v1/leases", &ls, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return ls.WriteText(w)
+}
+
+// blocklistRefresh refreshes and waits, then shows the lists as they are
+// afterwards (a refused download shows as the kept copy and the reason).
+func blocklistRefresh(ctx context.Context, c *control.Client, name string, asJSON bool, w io.Writer) error {
+	path := "/v1/blocklist/refresh"
+	if name != "" {
+		path += "?name=" + url.QueryEscape(name)
+	}
+	var raw []byte
+	var bs status.Blocklists
+	if err := c.Do(ctx, "POST", path, &bs, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := w.Write(raw)
+		return err
+	}
+	return bs.WriteText(w)
+}
