@@ -51,6 +51,9 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		wan.OnLease6(pd.leased)
 		comps = append(comps, pd)
 	}
+	if cfg.Admin != nil {
+		comps = append(comps, newAdminComp(cfg, log.With("component", "ssh")))
+	}
 	if cfg.Status.Metrics != "" {
 		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
 	}

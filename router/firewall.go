@@ -83,6 +83,9 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
 	}
+	if a := cfg.Admin; a != nil {
+		m.Admin, m.AdminPort = a.Listen, a.Port
+	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {
 		m.LANInput = append(m.LANInput, rules.Port{Proto: "tcp", From: ap.Port(), To: ap.Port()})

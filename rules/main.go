@@ -56,6 +56,10 @@ type Main struct {
 	Default    uint32 // mark for LAN connections no policy matches
 	LANInput   []Port // extra router ports LAN clients may reach
 	Forwards   []Forward
+	// Admin are the LAN interfaces where SSH management answers, on
+	// AdminPort; no other interface reaches it.
+	Admin     []string
+	AdminPort uint16
 	// Sources are, per LAN interface, the networks its packets may come
 	// from (BCP 38): anything else is dropped before conntrack sees it.
 	Sources []LANSource
@@ -255,6 +259,10 @@ func (m *Main) input(r *ruleset, lan *nftables.Set) {
 		{"udp", 5353, 5353}, // mDNS
 	}, m.LANInput...) {
 		r.rule(in, ifIn(false, lan, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
+	}
+	if len(m.Admin) > 0 && m.AdminPort != 0 {
+		admin := r.set("admin_ifaces", nftables.TypeIFName, false, ifnameElems(m.Admin))
+		r.rule(in, ifIn(false, admin, false), l4proto(unix.IPPROTO_TCP), dportRange(m.AdminPort, m.AdminPort), accept())
 	}
 	// Answers to the resolver's one-shot mDNS queries come by unicast
 	// from the responder's port 5353 (RFC 6762 §5.1); conntrack cannot

@@ -31,6 +31,7 @@ func testMain() *Main {
 		LAN4:      pfx("192.168.1.0/24", "192.168.2.0/24"),
 		LAN6:      pfx("fd00:1::/64", "fd00:2::/64"),
 		Transit:   "br0", Mask: 0xff, MarkWAN: 1, MarkVPN: 2, Default: 2,
+		Admin: []string{"lan0"}, AdminPort: 22,
 		Sources: []LANSource{{Iface: "lan0", Prefixes: pfx("192.168.1.0/24", "fd00:1::/64")},
 			{Iface: "wlan0", Prefixes: pfx("192.168.2.0/24", "fd00:2::/64")}},
 		Policies: []Policy{

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/via"
+	"golang.org/x/crypto/ssh"
 )
 
 // Links routerd creates for the transit network. Their names are reserved:
@@ -38,8 +39,22 @@ type Config struct {
 	Blocklists []Blocklist
 	Firewall   Firewall
 	Status     Status
+	Admin      *Admin // nil: no SSH management
 
 	LANNets LANNets // derived from LAN
+}
+
+// Admin is SSH management from the LAN: routerctl commands only.
+type Admin struct {
+	Listen []string // LAN interface names (loopback is always served)
+	Port   uint16
+	// AuthorizedKeysFile is the OpenSSH authorized_keys file; a relative
+	// path is relative to the config file's directory (Load resolves it).
+	AuthorizedKeysFile string
+	// Keys are the keys it held when the config was loaded.
+	Keys     []ssh.PublicKey
+	BanAfter int
+	BanTime  time.Duration
 }
 
 // Netns describes the namespaces and the transit network joining them.

@@ -16,6 +16,15 @@ type fileConfig struct {
 	Blocklist []fileBlocklist `toml:"blocklist"`
 	Firewall  fileFirewall    `toml:"firewall"`
 	Status    fileStatus      `toml:"status"`
+	Admin     *fileAdmin      `toml:"admin"`
+}
+
+type fileAdmin struct {
+	Listen         []string `toml:"listen"`
+	Port           *int64   `toml:"port"`
+	AuthorizedKeys string   `toml:"authorized_keys"`
+	BanAfter       *int64   `toml:"ban_after"`
+	BanTime        string   `toml:"ban_time"`
 }
 
 type fileNetns struct {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -23,6 +24,11 @@ func Load(path string) (cfg *Config, hash string, err error) {
 	}
 	sum := sha256.Sum256(data)
 	cfg, err = Parse(data)
+	if err == nil && cfg.Admin != nil {
+		if errs := cfg.Admin.loadAuthorizedKeys(filepath.Dir(path)); len(errs) > 0 {
+			return nil, "", Errors(errs)
+		}
+	}
 	return cfg, hex.EncodeToString(sum[:]), err
 }
 

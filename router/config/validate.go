@@ -48,6 +48,7 @@ func validate(p *problems, fc *fileConfig) *Config {
 	}
 	v.firewall(&fc.Firewall)
 	v.status(&fc.Status)
+	v.admin(fc.Admin)
 	return c
 }
 

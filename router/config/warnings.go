@@ -32,6 +32,12 @@ func (c *Config) FileWarnings() []FieldError {
 			}
 		}
 	}
+	if c.Admin != nil {
+		check("admin.authorized_keys", c.Admin.AuthorizedKeysFile)
+		if len(c.Admin.Listen) == 0 {
+			p.warnf("admin.listen", "empty: SSH is served on loopback only")
+		}
+	}
 	if fi, err := os.Stat(c.StateDir); err == nil && !fi.IsDir() {
 		p.warnf("state_dir", "%s is not a directory", c.StateDir)
 	}

@@ -23,6 +23,22 @@ var sections = []func(*Status, io.Writer){
 	renderPolicy,
 	renderBlocklists,
 	renderFirewall,
+	renderAdmin,
+}
+
+func renderAdmin(st *Status, w io.Writer) {
+	a := st.Admin
+	if a == nil {
+		return
+	}
+	section(w, fmt.Sprintf("SSH management (port %d)", a.Port))
+	fmt.Fprintf(w, "host key\t%s\n", a.HostKey)
+	fmt.Fprintf(w, "listening\t%s\n", orDash(strings.Join(a.Listening, ", ")))
+	fmt.Fprintf(w, "authorized keys\t%d\n", a.Keys)
+	fmt.Fprintf(w, "sessions\t%d open, %d commands run, %d failed authentications\n", a.Sessions, a.Commands, a.AuthFailures)
+	for _, e := range a.Errors {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(e))
+	}
 }
 
 // WriteText renders the status for a person, section by section.

@@ -30,6 +30,19 @@ type Status struct {
 	LAN        *LAN        `json:"lan,omitempty"`
 	DNS        *DNS        `json:"dns,omitempty"`
 	Blocklists *Blocklists `json:"blocklists,omitempty"`
+	Admin      *Admin      `json:"admin,omitempty"`
+}
+
+// Admin is SSH management.
+type Admin struct {
+	Port         int      `json:"port"`
+	Listening    []string `json:"listening"` // interfaces
+	HostKey      string   `json:"host_key"`  // as ssh-keygen -lf prints it
+	Keys         int      `json:"authorized_keys"`
+	Sessions     int      `json:"sessions"` // open now
+	Commands     int      `json:"commands"` // run since start
+	AuthFailures int      `json:"auth_failures"`
+	Errors       []string `json:"errors,omitempty"`
 }
 
 // Phase is where routerd is in its lifecycle. Status answers in every

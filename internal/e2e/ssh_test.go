@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/routerd/routerd/internal/lab"
+)
+
+// TestSSHManagement: from a LAN client, OpenSSH with a listed key runs
+// routerctl commands with routerctl's own output and exit codes; an
+// unlisted key, a password, a pty, a shell and forwarding are refused; the
+// WAN side cannot reach port 22 at all.
+func TestSSHManagement(t *testing.T) {
+	lab.Require(t, "dnsmasq", "nsenter", "ssh", "ssh-keygen")
+	l := lab.New(t)
+	isp := l.NewISP(lab.ISPOptions{})
+	r := l.NewRouter(isp)
+	lan := r.AddLAN()
+	c := lan.AddClient()
+	c.SetStatic(50)
+	key, other := filepath.Join(l.Dir, "admin"), filepath.Join(l.Dir, "intruder")
+	for _, k := range []string{key, other} {
+		c.NS.MustRun("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", filepath.Base(k), "-f", k)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// authorized_keys sits beside routerd.toml, with a comment and an
+	// option prefix as OpenSSH users write it.
+	if err := os.WriteFile(filepath.Join(l.Dir, "authorized_keys"), []byte("# the admin\nno-pty "+string(pub)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Extra: fmt.Sprintf("[admin]\nlisten = [%q]\n", lan.Name)}))
+	st := waitWANLease(t, l, rd, nil)
+	gw := lan.Router4().Addr().String()
+
+	ssh := func(ns *lab.NS, key, host string, args ...string) (string, error) {
+		argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"}, args...)
+		argv = append(argv[:len(argv)-len(args)], append([]string{"anyone@" + host}, args...)...)
+		return ns.Run(argv...)
+	}
+	// The same commands, the same output and exit codes as routerctl on
+	// the box; a leading "routerctl" is fine.
+	for _, cmd := range [][]string{{"leases", "--json"}, {"routerctl", "leases"}, {"vpn", "pubkey"}, {"nosuch"}} {
+		viaSSH, sshErr := ssh(c.NS, key, gw, cmd...)
+		args := cmd
+		if args[0] == "routerctl" {
+			args = args[1:]
+		}
+		local, localErr := rd.Ctl(args...)
+		if exitCode(sshErr) != exitCode(localErr) || !strings.Contains(local, strings.TrimSpace(viaSSH)) {
+			t.Errorf("ssh %v: exit %d %q; routerctl: exit %d %q", cmd, exitCode(sshErr), viaSSH, exitCode(localErr), local)
+		}
+	}
+	digits := regexp.MustCompile(`[0-9]+`)
+	viaSSH, err := ssh(c.NS, key, gw, "status")
+	local, _ := rd.Ctl("status")
+	if err != nil || digits.ReplaceAllString(viaSSH, "N") != digits.ReplaceAllString(local, "N") {
+		t.Errorf("ssh status (%v):\n%s\nrouterctl status:\n%s", err, viaSSH, local)
+	}
+
+	// The host key: what status says is what the client sees, and what
+	// ssh-keygen -lf says of the key file.
+	full := mustStatus(t, rd)
+	if full.Admin == nil {
+		t.Fatal("no admin section in status")
+	}
+	keygen, err := c.NS.Run("ssh-keygen", "-l", "-f", filepath.Join(r.State, "ssh_host_ed25519_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(keygen); len(f) < 2 || !strings.HasPrefix(full.Admin.HostKey, f[0]+" "+f[1]+" ") {
+		t.Errorf("status host key %q, ssh-keygen -lf says %q", full.Admin.HostKey, keygen)
+	}
+	verbose, _ := c.NS.Run("ssh", "-v", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "anyone@"+gw, "leases")
+	if fp := strings.Fields(full.Admin.HostKey)[1]; !strings.Contains(verbose, "Server host key: ssh-ed25519 "+fp) {
+		t.Errorf("the client saw another host key than %s:\n%s", fp, grepLines(verbose, "host key"))
+	}
+
+	refused := func(what string, out string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%s: %v, output %q, want a refusal saying %q", what, err, out, want)
+		}
+	}
+	out, err := ssh(c.NS, other, gw, "status")
+	refused("unlisted key", out, err, "Permission denied")
+	out, err = c.NS.Run("ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive", "anyone@"+gw, "status")
+	refused("password", out, err, "Permission denied")
+	out, err = ssh(c.NS, key, gw)
+	refused("a shell", out, err, "shell request failed")
+	out, err = ssh(c.NS, key, gw, "-W", "127.0.0.1:22")
+	refused("forwarding (-W)", out, err, "stdio forwarding failed")
+	out, _ = c.NS.Run("ssh", "-tt", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "anyone@"+gw, "leases")
+	if !strings.Contains(out, "PTY allocation request failed") {
+		t.Errorf("ssh -tt: a pty was granted: %q", out)
+	}
+	if n := mustStatus(t, rd).Admin.AuthFailures; n == 0 {
+		t.Error("failed authentications not counted")
+	}
+
+	// From the WAN side port 22 does not answer.
+	wan := st.WAN.DHCP.Address
+	wanAddr := wan[:strings.IndexByte(wan, '/')]
+	out, err = ssh(isp.NS, key, wanAddr, "status")
+	refused("SSH from the WAN", out, err, "timed out")
+}
+
+// exitCode is a command error's exit status (0 for none).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var code int
+	if i := strings.Index(err.Error(), "exit status "); i >= 0 {
+		fmt.Sscan(err.Error()[i+len("exit status "):], &code)
+	}
+	return code
+}

@@ -1,0 +1,63 @@
+package router
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/routerd/routerd/router/admin"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/ctl"
+	"github.com/routerd/routerd/router/status"
+)
+
+// adminComp serves SSH management: routerctl's commands, run by the same
+// code as routerctl itself, against the control socket.
+type adminComp struct {
+	cfg *config.Config
+	log *slog.Logger
+	s   *admin.Server
+}
+
+func newAdminComp(cfg *config.Config, log *slog.Logger) *adminComp {
+	return &adminComp{cfg: cfg, log: log}
+}
+
+func (c *adminComp) Name() string { return "ssh" }
+
+func (c *adminComp) Start(ctx context.Context) error {
+	a := c.cfg.Admin
+	socket := c.cfg.Status.Socket
+	s, err := admin.New(admin.Config{
+		Ifaces: a.Listen, Port: a.Port, Keys: a.Keys, Log: c.log,
+		HostKeyPath: filepath.Join(c.cfg.StateDir, "ssh_host_ed25519_key"),
+		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+			return ctl.Run(ctx, control.NewClient(socket), args, stdout, stderr)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	c.s = s
+	// On the image this is the console: compare it with what ssh shows at
+	// the first connection.
+	c.log.Info("SSH host key", "fingerprint", s.Fingerprint(), "authorized_keys", len(a.Keys))
+	return s.Start(ctx)
+}
+
+func (c *adminComp) Stop(ctx context.Context) error {
+	if c.s == nil {
+		return nil
+	}
+	return c.s.Stop(ctx)
+}
+
+func (c *adminComp) fillStatus(st *status.Status) {
+	if c.s == nil {
+		return
+	}
+	a := c.s.Status()
+	st.Admin = &a
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func authorizedLine(t *testing.T, pub any, comment string) string {
+	t.Helper()
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
+}
+
+func TestAuthorizedKeys(t *testing.T) {
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	strong, _ := rsa.GenerateKey(rand.Reader, 2048)
+	file := strings.Join([]string{
+		"# the admin's laptop",
+		authorizedLine(t, edPub, "me@laptop"),
+		"",
+		`from="192.168.1.0/24",no-pty ` + authorizedLine(t, &strong.PublicKey, "backup"),
+		"ssh-ed25519 AAAAnotbase64 broken",
+		authorizedLine(t, &weak.PublicKey, "old"),
+	}, "\n")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(file), 0o600)
+	cfgPath := filepath.Join(dir, "routerd.toml")
+	os.WriteFile(cfgPath, []byte(`[wan]
+match_mac = "02:00:00:00:00:01"
+[[lan]]
+name = "lan0"
+match_mac = "02:00:00:00:00:02"
+addresses = ["192.168.1.1/24"]
+[admin]
+listen = ["lan0"]
+`), 0o600)
+	_, _, err := Load(cfgPath)
+	if err == nil {
+		t.Fatal("Load accepted a broken authorized_keys")
+	}
+	got := err.Error()
+	for _, want := range []string{"line 5: not an OpenSSH public key", "line 6: RSA key of 1024 bits: at least 2048 are needed"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("error %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "line 2") || strings.Contains(got, "line 4") {
+		t.Errorf("good lines reported: %q", got)
+	}
+	// Fixed, the file loads with both good keys.
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(strings.Join(strings.Split(file, "\n")[:4], "\n")), 0o600)
+	cfg, _, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admin; len(a.Keys) != 2 || a.Port != 22 || a.BanAfter != 5 || a.AuthorizedKeysFile != filepath.Join(dir, "authorized_keys") {
+		t.Errorf("admin = %+v", a)
+	}
+}
