@@ -152,6 +152,9 @@ func (m *Manager) subscribe(ctx context.Context) error {
 		err = netlink.LinkSubscribeWithOptions(ch, ctx.Done(), netlink.LinkSubscribeOptions{
 			Namespace: &h,
 			ErrorCallback: func(err error) {
+				if ctx.Err() != nil {
+					return // the subscription's socket closing on Stop
+				}
 				m.log.Warn("link event subscription", "netns", ns, "err", err)
 				m.poke()
 			},

@@ -72,6 +72,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		// being loaded.
 		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
 	})
+	s.registerConfigHandlers(mux)
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
 	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {

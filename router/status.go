@@ -36,6 +36,7 @@ func (s *Supervisor) Status() *status.Status {
 		st.Reload = &r
 	}
 	s.reloadMu.Unlock()
+	s.fillConfigStatus(st)
 	for i, c := range g.comps {
 		st.Components = append(st.Components, g.health[i].status())
 		f, ok := c.(statusFiller)

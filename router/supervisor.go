@@ -40,6 +40,8 @@ type Supervisor struct {
 
 	reloadMu   sync.Mutex
 	lastReload status.Reload
+
+	apply configApply // config changes from the control API
 }
 
 // generation is one config and the components built from it. Status reads
@@ -85,6 +87,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	n := len(s.cur.Load().comps)
 	s.phase.Store(status.PhaseReady)
 	s.life.Unlock()
+	s.resumeConfirm()
 	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", n)
 
 	<-ctx.Done()
@@ -102,6 +105,9 @@ func (s *Supervisor) Reload() error {
 	cfg, hash, err := config.Load(s.path)
 	s.life.Lock()
 	defer s.life.Unlock()
+	if s.base == nil || s.base.Err() != nil {
+		return errors.New("routerd is not running")
+	}
 	s.setReload(status.Reload{At: time.Now()}, err)
 	if err != nil {
 		s.log.Error("reload refused; keeping the running config", "err", err)

@@ -28,5 +28,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return ctl.Run(ctx, control.NewClient(*socket), fs.Args(), stdout, stderr)
+	return ctl.Run(ctx, control.NewClient(*socket), fs.Args(), os.Stdin, stdout, stderr)
 }

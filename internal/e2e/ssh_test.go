@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routerd/routerd/internal/lab"
 )
@@ -59,10 +61,13 @@ func TestSSHManagement(t *testing.T) {
 			t.Errorf("ssh %v: exit %d %q; routerctl: exit %d %q", cmd, exitCode(sshErr), viaSSH, exitCode(localErr), local)
 		}
 	}
-	digits := regexp.MustCompile(`[0-9]+`)
+	// Status moves on between two calls (counters, "1s ago", and with them
+	// the columns' widths): compare with every number-bearing word masked.
+	numbers := regexp.MustCompile(`\S*[0-9]\S*`)
+	norm := func(s string) string { return squeeze(numbers.ReplaceAllString(s, "N")) }
 	viaSSH, err := ssh(c.NS, key, gw, "status")
 	local, _ := rd.Ctl("status")
-	if err != nil || digits.ReplaceAllString(viaSSH, "N") != digits.ReplaceAllString(local, "N") {
+	if err != nil || norm(viaSSH) != norm(local) {
 		t.Errorf("ssh status (%v):\n%s\nrouterctl status:\n%s", err, viaSSH, local)
 	}
 
@@ -107,6 +112,76 @@ func TestSSHManagement(t *testing.T) {
 	}
 	if n := mustStatus(t, rd).Admin.AuthFailures; n == 0 {
 		t.Error("failed authentications not counted")
+	}
+
+	// Config from the LAN: show, a bad file refused whole, an unconfirmed
+	// change rolled back by itself, a confirmed one kept across a restart.
+	sshIn := func(stdin string, args ...string) (string, error) {
+		argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "anyone@" + gw}, args...)
+		cmd := c.NS.Cmd(argv...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	orig, err := os.ReadFile(rd.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ssh(c.NS, key, gw, "config", "show"); err != nil || out != string(orig) {
+		t.Errorf("config show (%v) differs from the file:\n%s", err, out)
+	}
+	hash := mustStatus(t, rd).ConfigHash
+	bad := string(orig) + "\n[[dns.record]]\nname = \"no spaces allowed\"\naddresses = [\"192.168.11.300\"]\n"
+	out, err = sshIn(bad, "config", "apply")
+	if exitCode(err) != 1 || !strings.Contains(out, "nothing applied") || !strings.Contains(out, "2 errors") {
+		t.Errorf("a bad config: exit %d, %q; want exit 1 listing both errors", exitCode(err), out)
+	}
+	if now, _ := os.ReadFile(rd.ConfigPath); string(now) != string(orig) || mustStatus(t, rd).ConfigHash != hash {
+		t.Error("a refused config changed the running one")
+	}
+	good := string(orig) + "\n[[dns.record]]\nname = \"applied.lan\"\naddresses = [\"192.168.11.77\"]\n"
+	resolves := func() bool {
+		got, _ := c.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+gw, "applied.lan")
+		return strings.TrimSpace(got) == "192.168.11.77"
+	}
+	if out, err := sshIn(good, "config", "apply", "--confirm", "6s"); err != nil || !strings.Contains(out, "config confirm") {
+		t.Fatalf("config apply --confirm 6s: %v\n%s", err, out)
+	}
+	l.Eventually(20*time.Second, "the applied config in force", func() error {
+		if !resolves() {
+			return errors.New("applied.lan does not resolve yet")
+		}
+		return nil
+	})
+	if mustStatus(t, rd).ConfirmBy == nil {
+		t.Error("status does not say the change awaits confirmation")
+	}
+	l.Eventually(30*time.Second, "the unconfirmed change rolled back", func() error {
+		st, err := getStatus(rd)
+		if err != nil {
+			return err
+		}
+		if st.Rollback == nil || st.ConfigHash != hash || st.Phase != "ready" || resolves() {
+			return fmt.Errorf("rollback %+v, hash %.12s, %s, applied.lan resolves %v", st.Rollback, st.ConfigHash, st.Phase, resolves())
+		}
+		return nil
+	})
+	if now, _ := os.ReadFile(rd.ConfigPath); string(now) != string(orig) {
+		t.Error("the file was not restored by the rollback")
+	}
+	if out, err := sshIn(good, "config", "apply", "--confirm", "1m"); err != nil {
+		t.Fatalf("config apply: %v\n%s", err, out)
+	}
+	l.Eventually(20*time.Second, "the second change in force", func() error {
+		if _, err := ssh(c.NS, key, gw, "config", "confirm"); err != nil {
+			return err
+		}
+		return nil
+	})
+	rd.Restart()
+	if st := mustStatus(t, rd); st.ConfirmBy != nil || !resolves() {
+		t.Errorf("after confirm and restart: confirm_by %v, applied.lan resolves %v", st.ConfirmBy, resolves())
 	}
 
 	// From the WAN side port 22 does not answer.

@@ -168,16 +168,17 @@ func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 // device is not there yet, until Stop.
 func (s *Server) Start(ctx context.Context) error {
 	s.run.Start(ctx)
+	s.listenAll() // a started server listens wherever it can already
 	s.run.Go(func(ctx context.Context) {
 		tick := time.NewTicker(5 * time.Second)
 		defer tick.Stop()
 		for {
-			s.listenAll()
 			select {
 			case <-ctx.Done():
 				s.closeAll()
 				return
 			case <-tick.C:
+				s.listenAll()
 			}
 		}
 	})

@@ -105,7 +105,12 @@ var ErrNotRunning = errors.New("routerd is not running")
 // or returns the server's error as a Go error. raw, when non-nil, receives
 // the body unparsed.
 func (c *Client) Do(ctx context.Context, method, path string, out any, raw *[]byte) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://routerd"+path, nil)
+	return c.DoBody(ctx, method, path, nil, out, raw)
+}
+
+// DoBody is Do with a request body.
+func (c *Client) DoBody(ctx context.Context, method, path string, body io.Reader, out any, raw *[]byte) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://routerd"+path, body)
 	if err != nil {
 		return err
 	}
@@ -117,22 +122,22 @@ func (c *Client) Do(ctx context.Context, method, path string, out any, raw *[]by
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
 		var e Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 			return errors.New(e.Error)
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
 	if raw != nil {
-		*raw = body
+		*raw = answer
 	}
 	if out != nil {
-		return json.Unmarshal(body, out)
+		return json.Unmarshal(answer, out)
 	}
 	return nil
 }

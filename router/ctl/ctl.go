@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
@@ -25,12 +27,18 @@ commands:
                                refresh one blocklist, or all, and show them
   vpn pubkey                   the WireGuard public key to give the VPN provider
   reload                       re-read the config file (like SIGHUP)
+  config show                  the running config file
+  config apply [--confirm D] < FILE
+                               check FILE (nothing changes if it has an error), make it the
+                               config (the old one is kept as .prev) and reload; with
+                               --confirm, roll back by itself unless confirmed within D
+  config confirm               keep the config applied with --confirm
   poweroff | reboot            stop the appliance cleanly and power off or reboot (on the image)
 `
 
 // Run runs one command (args without the program name) against c and
 // returns its exit code: 0 ok, 1 error (the reason on stderr), 2 usage.
-func Run(ctx context.Context, c *control.Client, args []string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := "", []string(nil)
 	if len(args) > 0 {
 		cmd, rest = args[0], args[1:]
@@ -89,6 +97,10 @@ func Run(ctx context.Context, c *control.Client, args []string, stdout, stderr i
 			break
 		}
 		return exit(c.Do(ctx, "POST", "/v1/"+cmd, nil, nil), stderr)
+	case "config":
+		if code, ok := configCmd(ctx, c, rest, stdin, stdout, stderr); ok {
+			return code
+		}
 	case "reload":
 		if len(rest) != 0 {
 			break
@@ -160,4 +172,56 @@ func blocklistRefresh(ctx context.Context, c *control.Client, name string, asJSO
 		return err
 	}
 	return bs.WriteText(w)
+}
+
+// configCmd runs config show | apply [--confirm D] | confirm; ok is false
+// for a usage error.
+func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, bool) {
+	switch {
+	case len(args) == 1 && args[0] == "show":
+		var raw []byte
+		if err := c.Do(ctx, "GET", "/v1/config", nil, &raw); err != nil {
+			return exit(err, stderr), true
+		}
+		stdout.Write(raw)
+		return 0, true
+	case len(args) == 1 && args[0] == "confirm":
+		if err := c.Do(ctx, "POST", "/v1/config/confirm", nil, nil); err != nil {
+			return exit(err, stderr), true
+		}
+		fmt.Fprintln(stdout, "confirmed: the config stays")
+		return 0, true
+	case len(args) >= 1 && args[0] == "apply":
+		path := "/v1/config"
+		switch {
+		case len(args) == 3 && args[1] == "--confirm":
+			path += "?confirm=" + url.QueryEscape(args[2])
+		case len(args) != 1:
+			return 0, false
+		}
+		if stdin == nil {
+			stdin = strings.NewReader("")
+		}
+		var res struct {
+			Hash      string    `json:"config_hash"`
+			Unchanged bool      `json:"unchanged"`
+			ConfirmBy time.Time `json:"confirm_by"`
+		}
+		// Not stdin itself: the HTTP client closes a body that can be
+		// closed, and over SSH that would be the session.
+		if err := c.DoBody(ctx, "POST", path, io.MultiReader(stdin), &res, nil); err != nil {
+			return exit(err, stderr), true
+		}
+		switch {
+		case res.Unchanged:
+			fmt.Fprintf(stdout, "unchanged (sha256 %.12s): nothing to do\n", res.Hash)
+		case !res.ConfirmBy.IsZero():
+			fmt.Fprintf(stdout, "applied (sha256 %.12s); reloading.\nRun `config confirm` by %s or it rolls back by itself.\n",
+				res.Hash, res.ConfirmBy.Format(time.TimeOnly))
+		default:
+			fmt.Fprintf(stdout, "applied (sha256 %.12s); reloading. The previous config is kept as routerd.toml.prev.\n", res.Hash)
+		}
+		return 0, true
+	}
+	return 0, false
 }

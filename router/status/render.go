@@ -53,6 +53,12 @@ func (st *Status) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "last reload %s ok\n", r.At.Format(time.RFC3339))
 		}
 	}
+	if st.ConfirmBy != nil {
+		fmt.Fprintf(tw, "config change NOT CONFIRMED: rolls back by itself at %s unless `config confirm` comes first\n", st.ConfirmBy.Format(time.TimeOnly))
+	}
+	if r := st.Rollback; r != nil {
+		fmt.Fprintf(tw, "last rollback %s: %s\n", r.At.Format(time.RFC3339), oneLine(r.Error))
+	}
 	section(tw, "Components")
 	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tERROR")
 	for _, c := range st.Components {

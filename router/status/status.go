@@ -21,6 +21,8 @@ type Status struct {
 	Phase      Phase       `json:"phase"`
 	Components []Component `json:"components"`
 	Reload     *Reload     `json:"last_reload,omitempty"`
+	ConfirmBy  *time.Time  `json:"config_confirm_by,omitempty"` // an applied config rolls back unless confirmed by then
+	Rollback   *Reload     `json:"last_rollback,omitempty"`
 	NICs       *NICs       `json:"nics,omitempty"`
 	Netns      *Netns      `json:"netns,omitempty"`
 	Routing    *Routing    `json:"routing,omitempty"`

@@ -1,0 +1,223 @@
+package router
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/routerd/routerd/internal/atomicfile"
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
+)
+
+// Changing the config from the LAN (routerctl config apply, over SSH): the
+// new file is checked as --check would (nothing changes if it has an
+// error), the running one is kept as routerd.toml.prev, and routerd
+// reloads. With a confirmation time it rolls back by itself unless
+// confirmed in time, like VyOS's commit-confirm: a change that cuts the
+// admin off undoes itself. The deadline is kept in state_dir, so that a
+// crash or a power cut in between still rolls back.
+
+// maxConfigSize bounds an uploaded config.
+const maxConfigSize = 1 << 20
+
+// applyDelay lets the answer reach the client (perhaps over an SSH session
+// that the reload will end) before the reload starts.
+const applyDelay = 300 * time.Millisecond
+
+// pendingFile in state_dir holds the deadline of an unconfirmed config.
+const pendingFile = "config-confirm-by"
+
+type configApply struct {
+	mu       sync.Mutex
+	deadline time.Time // zero: nothing to confirm
+	timer    *time.Timer
+	rollback *status.Reload // the last rollback
+}
+
+// ApplyResult answers routerctl config apply.
+type ApplyResult struct {
+	Hash      string    `json:"config_hash"`
+	Unchanged bool      `json:"unchanged,omitempty"`
+	ConfirmBy time.Time `json:"confirm_by,omitempty"`
+}
+
+func (s *Supervisor) prevPath() string { return s.path + ".prev" }
+
+func (s *Supervisor) pendingPath() string {
+	return filepath.Join(s.config().StateDir, pendingFile)
+}
+
+func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(s.path)
+		if err != nil {
+			control.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(b)
+	})
+	mux.HandleFunc("POST /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		var confirm time.Duration
+		if v := r.URL.Query().Get("confirm"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 5*time.Second || d > 24*time.Hour {
+				control.WriteError(w, http.StatusBadRequest, fmt.Errorf("--confirm %q: want a duration from 5s to 24h", v))
+				return
+			}
+			confirm = d
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigSize+1))
+		if err != nil {
+			control.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if len(body) > maxConfigSize {
+			control.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("a config of more than %d bytes", maxConfigSize))
+			return
+		}
+		res, code, err := s.applyConfig(body, confirm)
+		if err != nil {
+			control.WriteError(w, code, err)
+			return
+		}
+		control.WriteJSON(w, res)
+	})
+	mux.HandleFunc("POST /v1/config/confirm", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.confirmConfig(); err != nil {
+			control.WriteError(w, http.StatusConflict, err)
+			return
+		}
+		control.WriteJSON(w, struct{}{})
+	})
+}
+
+// applyConfig checks body, saves it in place of the running config (which
+// is kept as .prev) and reloads shortly after answering.
+func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResult, int, error) {
+	s.apply.mu.Lock()
+	defer s.apply.mu.Unlock()
+	if !s.apply.deadline.IsZero() {
+		return ApplyResult{}, http.StatusConflict, fmt.Errorf("a change is waiting for confirmation until %s: confirm it or let it roll back first",
+			s.apply.deadline.Format(time.TimeOnly))
+	}
+	// Checked where it will live, so that relative paths (authorized_keys)
+	// resolve as they will.
+	tmp := s.path + ".new"
+	if err := atomicfile.WriteFile(tmp, body, 0o600); err != nil {
+		return ApplyResult{}, http.StatusInternalServerError, err
+	}
+	_, hash, err := config.Load(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)
+	}
+	if hash == s.cur.Load().hash {
+		os.Remove(tmp)
+		return ApplyResult{Hash: hash, Unchanged: true}, 0, nil
+	}
+	old, err := os.ReadFile(s.path)
+	if err != nil {
+		os.Remove(tmp)
+		return ApplyResult{}, http.StatusInternalServerError, err
+	}
+	if err := atomicfile.WriteFile(s.prevPath(), old, 0o600); err != nil {
+		os.Remove(tmp)
+		return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("keep the running config: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return ApplyResult{}, http.StatusInternalServerError, err
+	}
+	res := ApplyResult{Hash: hash}
+	if confirm > 0 {
+		res.ConfirmBy = time.Now().Add(confirm).Truncate(time.Second)
+		s.armRollbackLocked(res.ConfirmBy)
+	}
+	s.log.Info("config applied from the control API", "hash", hash, "confirm_by", res.ConfirmBy)
+	time.AfterFunc(applyDelay, func() { s.Reload() })
+	return res, 0, nil
+}
+
+// armRollbackLocked rolls back at deadline unless confirmed, and writes
+// the deadline down so that a restart in between honours it.
+func (s *Supervisor) armRollbackLocked(deadline time.Time) {
+	b, _ := json.Marshal(deadline)
+	if err := atomicfile.WriteFile(s.pendingPath(), b, 0o600); err != nil {
+		s.log.Error("keep the confirmation deadline", "err", err)
+	}
+	s.apply.deadline = deadline
+	s.apply.timer = time.AfterFunc(time.Until(deadline), func() { s.rollback("not confirmed by " + deadline.Format(time.TimeOnly)) })
+}
+
+func (s *Supervisor) confirmConfig() error {
+	s.apply.mu.Lock()
+	defer s.apply.mu.Unlock()
+	if s.apply.deadline.IsZero() {
+		return errors.New("nothing to confirm")
+	}
+	s.apply.timer.Stop()
+	s.apply.deadline = time.Time{}
+	os.Remove(s.pendingPath())
+	s.log.Info("config change confirmed")
+	return nil
+}
+
+// rollback puts the previous config back and reloads.
+func (s *Supervisor) rollback(why string) {
+	s.apply.mu.Lock()
+	if s.apply.deadline.IsZero() {
+		s.apply.mu.Unlock()
+		return // confirmed meanwhile
+	}
+	s.apply.deadline = time.Time{}
+	err := os.Rename(s.prevPath(), s.path)
+	os.Remove(s.pendingPath())
+	r := &status.Reload{At: time.Now(), Error: why}
+	if err != nil {
+		r.Error = fmt.Sprintf("%s; restoring %s failed: %v", why, s.prevPath(), err)
+	}
+	s.apply.rollback = r
+	s.apply.mu.Unlock()
+	s.log.Warn("config change rolled back", "why", why, "err", err)
+	if err == nil {
+		s.Reload()
+	}
+}
+
+// resumeConfirm picks up a confirmation deadline from before a restart:
+// past, it rolls back now; still ahead, it waits for it again.
+func (s *Supervisor) resumeConfirm() {
+	b, err := os.ReadFile(s.pendingPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var deadline time.Time
+	if err != nil || json.Unmarshal(b, &deadline) != nil {
+		deadline = time.Now() // unreadable: the safe side is the old config
+	}
+	s.apply.mu.Lock()
+	s.apply.deadline = deadline
+	s.apply.timer = time.AfterFunc(max(time.Until(deadline), 0), func() {
+		s.rollback("not confirmed by " + deadline.Format(time.TimeOnly) + " (deadline carried over a restart)")
+	})
+	s.apply.mu.Unlock()
+}
+
+func (s *Supervisor) fillConfigStatus(st *status.Status) {
+	s.apply.mu.Lock()
+	defer s.apply.mu.Unlock()
+	if !s.apply.deadline.IsZero() {
+		d := s.apply.deadline
+		st.ConfirmBy = &d
+	}
+	st.Rollback = s.apply.rollback
+}
