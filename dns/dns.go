@@ -524,8 +524,15 @@ func reply(req *dns.Msg, rcode int) *dns.Msg {
 
 func nxdomain() *dns.Msg { return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeNameError}} }
 
+// stripOPT removes the upstream's EDNS record, which is not the client's
+// (fit adds the client's own), and any OPT a broken or hostile upstream put
+// in another section, where it has no meaning (RFC 6891 §6.1.1) but would
+// be served on as a record.
 func stripOPT(m *dns.Msg) {
-	m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
+	isOPT := func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }
+	m.Answer = slices.DeleteFunc(m.Answer, isOPT)
+	m.Ns = slices.DeleteFunc(m.Ns, isOPT)
+	m.Extra = slices.DeleteFunc(m.Extra, isOPT)
 }
 
 // fit fits the answer to the client: its EDNS0 buffer size over UDP (or
