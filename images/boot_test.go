@@ -228,6 +228,11 @@ func TestImageBoots(t *testing.T) {
 	if err != nil || !strings.Contains(strings.ToLower(string(journal)), strings.ToLower(client.MAC)) {
 		t.Errorf("the lease journal on the data partition lacks the client %s: %v\n%s", client.MAC, err, journal)
 	}
+	// So did this boot's log: init's lines and the appliance's.
+	bootLog, err := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/log/boot.log").CombinedOutput()
+	if err != nil || !strings.Contains(string(bootLog), `msg="routerd ready"`) || !strings.Contains(string(bootLog), "power button pressed") {
+		t.Errorf("this boot's log on the data partition (%v):\n%s", err, bootLog)
+	}
 }
 
 const (

@@ -73,6 +73,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
 	})
 	s.registerConfigHandlers(mux)
+	mux.HandleFunc("GET /v1/logs", s.logsHandler)
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
 	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {

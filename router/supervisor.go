@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routerd/routerd/internal/logring"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 )
@@ -42,7 +43,12 @@ type Supervisor struct {
 	lastReload status.Reload
 
 	apply configApply // config changes from the control API
+
+	// Logs keeps the last log lines for routerctl logs; nil: none kept.
+	Logs *logring.Ring
 }
+
+type logEntry = logring.Entry
 
 // generation is one config and the components built from it. Status reads
 // the current one while life may be held for minutes.

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/routerd/routerd/internal/logring"
 	"github.com/routerd/routerd/router"
 	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
@@ -58,7 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "routerd: -log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: lvl}))
+	// The last lines are kept for routerctl logs (ssh ROUTER logs -f).
+	logs := logring.New(2 << 20)
+	log := slog.New(logring.NewHandler(logs, slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: lvl})))
 
 	cfg, hash, err := config.Load(*path)
 	if *check {
@@ -80,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	sup := router.New(*path, cfg, hash, log)
+	sup.Logs = logs
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {

@@ -114,6 +114,21 @@ func TestSSHManagement(t *testing.T) {
 		t.Error("failed authentications not counted")
 	}
 
+	// Logs: the kept lines by component, and following new ones.
+	if out, err := ssh(c.NS, key, gw, "logs", "--component", "ssh", "--since", "1h"); err != nil || !strings.Contains(out, `msg="SSH login"`) || strings.Contains(out, "component=dns") {
+		t.Errorf("logs --component ssh (%v):\n%s", err, out)
+	}
+	follower := c.NS.Start("ssh-logs-f", "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "anyone@"+gw, "logs", "-f", "--since", "1s")
+	l.Eventually(20*time.Second, "logs -f shows a new line", func() error {
+		rd.Ctl("reload")
+		if !strings.Contains(follower.Log.String(), "reload: config unchanged") {
+			return fmt.Errorf("followed so far:\n%s", follower.Log.String())
+		}
+		return nil
+	})
+	follower.Stop()
+
 	// Config from the LAN: show, a bad file refused whole, an unconfirmed
 	// change rolled back by itself, a confirmed one kept across a restart.
 	sshIn := func(stdin string, args ...string) (string, error) {

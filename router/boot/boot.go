@@ -71,6 +71,8 @@ func Main(self string) error {
 		log.Error("mount the kernel filesystems", "err", err)
 	}
 	console = openConsole() // /dev is devtmpfs now: the screen too
+	keep := &tail{max: bootLogMax}
+	console = io.MultiWriter(console, keep)
 	log = slog.New(slog.NewTextHandler(console, nil)).With("init", "routerd")
 	log.Info("routerd init starting")
 	if lo, err := netlink.LinkByName("lo"); err == nil {
@@ -85,14 +87,16 @@ func Main(self string) error {
 	power := make(chan struct{}, 1)
 	go watchPowerButton(log, power)
 
-	i := &initProc{self: self, log: log, console: console, sigs: sigs, power: power}
+	i := &initProc{self: self, log: log, console: console, keep: keep, sigs: sigs, power: power}
 	return i.run()
 }
 
 type initProc struct {
 	self    string
 	log     *slog.Logger
-	console io.Writer
+	console io.Writer // the console, and keep
+	keep    *tail     // this boot's output, for the data partition
+	dataOK  bool      // the data partition is mounted
 	sigs    chan os.Signal
 	power   chan struct{}
 	child   *os.Process
@@ -128,6 +132,8 @@ func (i *initProc) run() error {
 				continue
 			}
 			dataReady = true
+			i.dataOK = true
+			rotateBootLog(DataDir)
 			restart.Reset(0)
 		case <-restart.C:
 			if !dataReady || i.child != nil {
@@ -156,6 +162,7 @@ func (i *initProc) run() error {
 						backoff = time.Second
 					}
 					i.log.Error("the appliance exited; restarting", "in", backoff)
+					i.saveLog() // its last lines survive a power cut now
 					restart.Reset(backoff)
 					backoff = min(backoff*2, 30*time.Second)
 				}
@@ -192,13 +199,24 @@ func (i *initProc) startChild() error {
 	if lvl := cmdlineParam("/proc/cmdline", "routerd.log_level"); lvl != "" {
 		args = append(args, "--log-level", lvl)
 	}
-	p, err := os.StartProcess(i.self, args, &os.ProcAttr{
-		Env:   []string{EnvChild + "=1", "PATH=/", "HOME=/"},
-		Files: []*os.File{nil, os.Stdout, os.Stderr},
-	})
+	// Its output goes to the console through init, which keeps the tail.
+	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
+	p, err := os.StartProcess(i.self, args, &os.ProcAttr{
+		Env:   []string{EnvChild + "=1", "PATH=/", "HOME=/"},
+		Files: []*os.File{nil, w, w},
+	})
+	w.Close()
+	if err != nil {
+		r.Close()
+		return err
+	}
+	go func() {
+		copyLines(i.console, r)
+		r.Close()
+	}()
 	i.child = p
 	i.log.Info("appliance started", "pid", p.Pid)
 	return nil
@@ -255,6 +273,8 @@ func (i *initProc) shutdown(a action) {
 	time.Sleep(500 * time.Millisecond) // what is left gets a moment to exit before SIGKILL
 	unix.Kill(-1, unix.SIGKILL)
 	i.reap()
+	i.log.Info("saving this boot's log", "file", filepath.Join(DataDir, bootLog))
+	i.saveLog()
 	unix.Sync()
 	if err := unix.Unmount(DataDir, 0); err != nil {
 		i.log.Warn("unmount the data partition; remounting it read-only", "err", err)
@@ -336,4 +356,14 @@ func cmdlineParam(path, key string) string {
 		}
 	}
 	return ""
+}
+
+// saveLog writes this boot's output so far to the data partition.
+func (i *initProc) saveLog() {
+	if !i.dataOK {
+		return
+	}
+	if err := saveBootLog(DataDir, i.keep); err != nil {
+		i.log.Warn("save this boot's log", "err", err)
+	}
 }

@@ -108,6 +108,38 @@ func (c *Client) Do(ctx context.Context, method, path string, out any, raw *[]by
 	return c.DoBody(ctx, method, path, nil, out, raw)
 }
 
+// Stream copies the body of a GET answer to w as it arrives (routerctl
+// logs -f), until the answer ends or ctx does.
+func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://routerd"+path, nil)
+	if err != nil {
+		return err
+	}
+	hc := *c.hc
+	hc.Timeout = 0 // a follower may listen for hours; ctx ends it
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no socket at %s)", ErrNotRunning, c.Socket)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(resp.Body)
+		var e Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil // the reader stopped following
+	}
+	return err
+}
+
 // DoBody is Do with a request body.
 func (c *Client) DoBody(ctx context.Context, method, path string, body io.Reader, out any, raw *[]byte) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://routerd"+path, body)

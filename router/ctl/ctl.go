@@ -27,6 +27,9 @@ commands:
                                refresh one blocklist, or all, and show them
   vpn pubkey                   the WireGuard public key to give the VPN provider
   reload                       re-read the config file (like SIGHUP)
+  logs [-f] [--component C] [--since D] [--previous]
+                               the last log lines (about 2 MiB kept), -f to follow;
+                               --previous: the previous boot's (on the image)
   config show                  the running config file
   config apply [--confirm D] < FILE
                                check FILE (nothing changes if it has an error), make it the
@@ -97,6 +100,12 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 			break
 		}
 		return exit(c.Do(ctx, "POST", "/v1/"+cmd, nil, nil), stderr)
+	case "logs":
+		q, ok := logsQuery(rest)
+		if !ok {
+			break
+		}
+		return exit(c.Stream(ctx, "/v1/logs?"+q.Encode(), stdout), stderr)
 	case "config":
 		if code, ok := configCmd(ctx, c, rest, stdin, stdout, stderr); ok {
 			return code
@@ -224,4 +233,26 @@ func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 		return 0, true
 	}
 	return 0, false
+}
+
+// logsQuery turns logs' flags into the API's query.
+func logsQuery(args []string) (url.Values, bool) {
+	q := url.Values{}
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "-f", "--follow":
+			q.Set("follow", "1")
+		case "--previous":
+			q.Set("previous", "1")
+		case "--component", "--since":
+			if i+1 == len(args) {
+				return nil, false
+			}
+			i++
+			q.Set(strings.TrimPrefix(a, "--"), args[i])
+		default:
+			return nil, false
+		}
+	}
+	return q, true
 }
