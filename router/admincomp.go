@@ -11,6 +11,7 @@ import (
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/ctl"
 	"github.com/routerd/routerd/router/status"
+	"github.com/routerd/routerd/rules"
 )
 
 // adminComp serves SSH management: routerctl's commands, run by the same
@@ -30,8 +31,9 @@ func (c *adminComp) Name() string { return "ssh" }
 func (c *adminComp) Start(ctx context.Context) error {
 	a := c.cfg.Admin
 	socket := c.cfg.Status.Socket
+	banner := newSSHBanner(a, c.log)
 	s, err := admin.New(admin.Config{
-		Ifaces: a.Listen, Port: a.Port, Keys: a.Keys, Log: c.log,
+		Ifaces: a.Listen, Port: a.Port, Keys: a.Keys, Log: c.log, OnAuthFailure: banner.failed,
 		HostKeyPath: filepath.Join(c.cfg.StateDir, "ssh_host_ed25519_key"),
 		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return ctl.Run(ctx, control.NewClient(socket), args, stdin, stdout, stderr)
@@ -59,5 +61,10 @@ func (c *adminComp) fillStatus(st *status.Status) {
 		return
 	}
 	a := c.s.Status()
+	for _, ns := range []string{"", c.cfg.Netns.WAN} {
+		if bs, err := rules.Bans(ns); err == nil {
+			a.Banned += len(bs)
+		}
+	}
 	st.Admin = &a
 }

@@ -74,6 +74,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 	})
 	s.registerConfigHandlers(mux)
 	mux.HandleFunc("GET /v1/logs", s.logsHandler)
+	s.registerBanHandlers(mux)
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
 	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {

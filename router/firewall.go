@@ -116,6 +116,9 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 		Forwards: fwds,
 	}
 	var v *rules.VPN
+	if cfg.Admin != nil {
+		w.ScanBan = cfg.Admin.BanTime
+	}
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
 		mss4, mss6 := TunnelMSS(cfg)

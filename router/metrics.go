@@ -157,6 +157,10 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			}
 		}
 	}
+	if a := st.Admin; a != nil {
+		m.emit("ssh_auth_failures_total", "counter", "Failed SSH authentications.", float64(a.AuthFailures))
+		m.emit("bans", "gauge", "Addresses banned now (failed SSH logins, WAN port scans).", float64(a.Banned))
+	}
 	if l := st.LAN; l != nil {
 		byIface := map[[2]string]int{}
 		for _, lv := range l.Leases {

@@ -28,13 +28,15 @@ const (
 
 // ruleset accumulates one table's content in a batch.
 type ruleset struct {
-	c     *nftables.Conn
-	t     *nftables.Table
-	prev  map[string]nftables.CounterObj
-	objs  map[string]bool
-	sets  map[string]*nftables.Set
-	order []string // counter names, for status
-	err   error
+	c    *nftables.Conn
+	t    *nftables.Table
+	prev map[string]nftables.CounterObj
+	// prevBans are the old table's banned addresses, kept across the swap.
+	prevBans map[string][]nftables.SetElement
+	objs     map[string]bool
+	sets     map[string]*nftables.Set
+	order    []string // counter names, for status
+	err      error
 }
 
 // chain adds a chain. A base chain gets hook, priority, type and policy; a
@@ -86,9 +88,13 @@ func replace(ns string, family nftables.TableFamily, name string, build func(r *
 	defer done()
 	prev := counterObjs(c, family, name)
 	t := &nftables.Table{Name: name, Family: family}
+	var bans map[string][]nftables.SetElement
+	if family == nftables.TableFamilyINet {
+		bans = banElements(c, t)
+	}
 	c.AddTable(t)
 	c.DelTable(t)
-	r := &ruleset{c: c, t: c.AddTable(t), prev: prev, objs: map[string]bool{}, sets: map[string]*nftables.Set{}}
+	r := &ruleset{c: c, t: c.AddTable(t), prev: prev, prevBans: bans, objs: map[string]bool{}, sets: map[string]*nftables.Set{}}
 	build(r)
 	if r.err != nil {
 		return r.err

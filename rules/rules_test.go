@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/routerd/routerd/internal/lab"
@@ -47,7 +48,7 @@ func testMain() *Main {
 func testWAN() *WAN {
 	return &WAN{Iface: "wan0", Transit: "transit0", LAN4: pfx("192.168.1.0/24"), LAN6: pfx("fd00:1::/64"),
 		Own4: pfx("10.254.0.0/29", "127.0.0.0/8"), Own6: pfx("fd01::/64", "::1/128"),
-		Harden: true, ICMPRate: 10, ICMPUnit: "second", WGPort: 51820,
+		Harden: true, ICMPRate: 10, ICMPUnit: "second", WGPort: 51820, ScanBan: time.Hour,
 		Forwards: []Forward{{"tcp", 8443, netip.MustParseAddrPort("192.168.1.10:443")}}}
 }
 

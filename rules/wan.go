@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,9 @@ type WAN struct {
 	ICMPUnit   string
 	WGPort     uint16 // WireGuard's listen port (0: none)
 	Forwards   []Forward
+	// ScanBan is how long a source scanning the WAN's closed ports is
+	// banned (0: no scan detection).
+	ScanBan time.Duration
 }
 
 var ula = netip.MustParsePrefix("fc00::/7")
@@ -40,6 +44,11 @@ func (w *WAN) build(r *ruleset) {
 	needed := icmp6NeededSet(r)
 	// Port forwards: to the router's own address from the WAN, and from
 	// the LAN too (NAT loopback).
+	// Banned sources reach neither the router nor a port forward: dropped
+	// before DNAT.
+	ban4, ban6 := r.banSets()
+	ban := r.chain("ban", nftables.ChainHookPrerouting, -150, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	r.dropBanned(ban, ban4, ban6)
 	pre := r.chain("prerouting", nftables.ChainHookPrerouting, -100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 	for _, f := range w.Forwards {
 		p := Port{Proto: f.Proto}
@@ -66,6 +75,9 @@ func (w *WAN) build(r *ruleset) {
 	}
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())
+	if w.ScanBan > 0 {
+		r.scanBans(in, w.Iface, w.ScanBan, ban4, ban6)
+	}
 	r.rule(in, r.counter("drop_input"), drop())
 
 	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)

@@ -18,7 +18,7 @@ import (
 // unlisted key, a password, a pty, a shell and forwarding are refused; the
 // WAN side cannot reach port 22 at all.
 func TestSSHManagement(t *testing.T) {
-	lab.Require(t, "dnsmasq", "nsenter", "ssh", "ssh-keygen")
+	lab.Require(t, "dnsmasq", "nsenter", "ssh", "ssh-keygen", "hping3", "curl")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{})
 	r := l.NewRouter(isp)
@@ -38,7 +38,17 @@ func TestSSHManagement(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(l.Dir, "authorized_keys"), []byte("# the admin\nno-pty "+string(pub)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Extra: fmt.Sprintf("[admin]\nlisten = [%q]\n", lan.Name)}))
+	lab.ServeEcho(l, c.NS, 8080) // behind a port forward
+	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Extra: fmt.Sprintf(`[admin]
+listen = [%q]
+ban_after = 5
+ban_time = "10m"
+
+[[firewall.port_forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.11.50:8080"
+`, lan.Name)}))
 	st := waitWANLease(t, l, rd, nil)
 	gw := lan.Router4().Addr().String()
 
@@ -204,6 +214,49 @@ func TestSSHManagement(t *testing.T) {
 	wanAddr := wan[:strings.IndexByte(wan, '/')]
 	out, err = ssh(isp.NS, key, wanAddr, "status")
 	refused("SSH from the WAN", out, err, "timed out")
+
+	// Failed logins ban the client: its packets to the router are dropped
+	// (the good key no longer connects) until the ban is lifted.
+	client := "192.168.11.50"
+	banned := false
+	for i := 0; i < 8 && !banned; i++ {
+		ssh(c.NS, other, gw, "status")
+		_, err := c.NS.Run("ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=2", "anyone@"+gw, "leases")
+		banned = err != nil && strings.Contains(err.Error(), "timed out")
+	}
+	if !banned {
+		t.Fatal("repeated failed logins did not ban the client")
+	}
+	if list, _ := rd.Ctl("ban", "list"); !strings.Contains(list, client+"  lan") {
+		t.Errorf("ban list lacks %s:\n%s", client, list)
+	}
+	if n := mustStatus(t, rd).Admin.Banned; n != 1 {
+		t.Errorf("status counts %d bans, want 1", n)
+	}
+	if _, err := rd.Ctl("ban", "delete", client); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ssh(c.NS, key, gw, "leases"); err != nil {
+		t.Errorf("after ban delete: %v", err)
+	}
+
+	// A port scan from the WAN bans the scanner, port forwards included.
+	if got, err := lab.Command(t.Context(), "ip", "netns", "exec", isp.NS.Name, "curl", "-sS", "-m", "5",
+		"http://"+wanAddr+":8080/").CombinedOutput(); err != nil {
+		t.Fatalf("the port forward before the scan: %v %s", err, got)
+	}
+	isp.NS.Run("hping3", "-q", "-S", "-p", "++1", "-c", "40", "-i", "u20000", wanAddr)
+	if got, err := isp.NS.Run("curl", "-sS", "-m", "3", "http://"+wanAddr+":8080/"); err == nil {
+		t.Errorf("the scanner still reaches the port forward: %s", got)
+	}
+	if list, _ := rd.Ctl("ban", "list"); !strings.Contains(list, lab.ISPDown4.Addr().String()+"  wan") {
+		t.Errorf("ban list lacks the scanner %s:\n%s", lab.ISPDown4.Addr(), list)
+	}
+	rd.Ctl("ban", "delete", lab.ISPDown4.Addr().String())
+	if got, err := isp.NS.Run("curl", "-sS", "-m", "5", "http://"+wanAddr+":8080/"); err != nil {
+		t.Errorf("after ban delete the port forward is still closed: %v %s", err, got)
+	}
 }
 
 // exitCode is a command error's exit status (0 for none).

@@ -252,10 +252,12 @@ func TestFileWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Blocklists[1].File = t.TempDir() + "/missing.txt"
+	dir := t.TempDir()
+	c.Blocklists[1].File = dir + "/missing.txt"
+	c.Admin.AuthorizedKeysFile = dir + "/authorized_keys"
 	ws := c.FileWarnings()
-	if len(ws) != 1 || ws[0].Path != "blocklist[1].file" {
-		t.Errorf("FileWarnings = %v, want one for blocklist[1].file", ws)
+	if len(ws) != 2 || ws[0].Path != "blocklist[1].file" || ws[1].Path != "admin.authorized_keys" {
+		t.Errorf("FileWarnings = %v, want one for blocklist[1].file and one for admin.authorized_keys", ws)
 	}
 }
 

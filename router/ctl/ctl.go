@@ -30,6 +30,8 @@ commands:
   logs [-f] [--component C] [--since D] [--previous]
                                the last log lines (about 2 MiB kept), -f to follow;
                                --previous: the previous boot's (on the image)
+  ban list                     addresses banned for failed SSH logins or WAN port scans
+  ban delete ADDR              lift a ban
   config show                  the running config file
   config apply [--confirm D] < FILE
                                check FILE (nothing changes if it has an error), make it the
@@ -106,6 +108,21 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 			break
 		}
 		return exit(c.Stream(ctx, "/v1/logs?"+q.Encode(), stdout), stderr)
+	case "ban":
+		switch {
+		case len(rest) == 1 && rest[0] == "list":
+			var bs status.Bans
+			if err := c.Do(ctx, "GET", "/v1/bans", &bs, nil); err != nil {
+				return exit(err, stderr)
+			}
+			return exit(bs.WriteText(stdout), stderr)
+		case len(rest) == 2 && rest[0] == "delete":
+			if err := c.Do(ctx, "DELETE", "/v1/bans/"+url.PathEscape(rest[1]), nil, nil); err != nil {
+				return exit(err, stderr)
+			}
+			fmt.Fprintf(stdout, "%s is no longer banned\n", rest[1])
+			return 0
+		}
 	case "config":
 		if code, ok := configCmd(ctx, c, rest, stdin, stdout, stderr); ok {
 			return code

@@ -36,6 +36,7 @@ func renderAdmin(st *Status, w io.Writer) {
 	fmt.Fprintf(w, "listening\t%s\n", orDash(strings.Join(a.Listening, ", ")))
 	fmt.Fprintf(w, "authorized keys\t%d\n", a.Keys)
 	fmt.Fprintf(w, "sessions\t%d open, %d commands run, %d failed authentications\n", a.Sessions, a.Commands, a.AuthFailures)
+	fmt.Fprintf(w, "banned\t%d (routerctl ban list)\n", a.Banned)
 	for _, e := range a.Errors {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(e))
 	}
@@ -371,4 +372,14 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// WriteText renders the bans as a table.
+func (b *Bans) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tSIDE\tUNTIL")
+	for _, x := range b.Bans {
+		fmt.Fprintf(tw, "%s\t%s\t%s (in %s)\n", x.Addr, x.Side, x.Until.Format(time.TimeOnly), until(x.Until))
+	}
+	return tw.Flush()
 }

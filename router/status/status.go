@@ -35,6 +35,18 @@ type Status struct {
 	Admin      *Admin      `json:"admin,omitempty"`
 }
 
+// Bans is the answer to routerctl ban list.
+type Bans struct {
+	Bans []Ban `json:"bans"`
+}
+
+// Ban is one banned address.
+type Ban struct {
+	Addr  string    `json:"address"`
+	Side  string    `json:"side"` // "lan": failed SSH logins; "wan": a port scan
+	Until time.Time `json:"until"`
+}
+
 // Admin is SSH management.
 type Admin struct {
 	Port         int      `json:"port"`
@@ -44,6 +56,7 @@ type Admin struct {
 	Sessions     int      `json:"sessions"` // open now
 	Commands     int      `json:"commands"` // run since start
 	AuthFailures int      `json:"auth_failures"`
+	Banned       int      `json:"banned"` // addresses banned now, LAN and WAN side
 	Errors       []string `json:"errors,omitempty"`
 }
 
