@@ -66,8 +66,8 @@ type Main struct {
 }
 
 // LANSource is what a LAN's hosts may send from: its prefixes; link-local
-// IPv6 (NDP) and the unspecified addresses (DAD, a DHCPv4 client without
-// an address) are always allowed.
+// IPv6 (NDP) and the unspecified addresses (DAD, a DHCPv4 client or an
+// IGMP report from a host without an address) are always allowed.
 type LANSource struct {
 	Iface    string
 	Prefixes []netip.Prefix
@@ -156,6 +156,8 @@ func (m *Main) sources(r *ruleset) {
 		r.rule(ch, in, addrIn(false, false, set4, false), ret())
 		r.rule(ch, in, addrIn(true, false, set6, false), ret())
 		r.rule(ch, in, saddrEq(netip.IPv4Unspecified()), l4proto(unix.IPPROTO_UDP), dportRange(67, 67), ret())
+		// A host without an address yet may report multicast membership.
+		r.rule(ch, in, saddrEq(netip.IPv4Unspecified()), l4proto(unix.IPPROTO_IGMP), ret())
 		r.rule(ch, in, saddrEq(netip.IPv6Unspecified()), ret())
 		r.rule(ch, in, nfproto(false), r.counter("drop_spoofed_lan4"), drop())
 		r.rule(ch, in, nfproto(true), r.counter("drop_spoofed_lan6"), drop())
