@@ -248,7 +248,7 @@ func listen(dev string, port uint16) (net.Listener, error) {
 }
 
 func (s *Server) accept(ctx context.Context, dev string, l net.Listener) {
-	go func() { <-ctx.Done(); l.Close() }()
+	defer context.AfterFunc(ctx, func() { l.Close() })()
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -308,8 +308,9 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	tc.authed.Store(true)
 	tc.SetDeadline(time.Now().Add(idleTimeout))
 	s.cfg.Log.Info("SSH login", "from", sc.RemoteAddr(), "user", sc.User(), "key", sc.Permissions.Extensions["key"])
-	go func() { <-ctx.Done(); sc.Close() }()
-	go ssh.DiscardRequests(reqs) // global requests (tcpip-forward...) are all refused
+	// Closing on Stop without a goroutine per connection waiting for it.
+	defer context.AfterFunc(ctx, func() { sc.Close() })()
+	go ssh.DiscardRequests(reqs) // global requests (tcpip-forward...) are all refused; ends with the connection
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.Prohibited, "this router runs routerctl commands only: no forwarding")
