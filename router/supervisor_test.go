@@ -295,7 +295,7 @@ func FuzzControlAPI(f *testing.F) {
 		if w.Code == http.StatusOK && req.URL.Path == "/v1/poweroff" {
 			t.Fatal("poweroff accepted outside the image")
 		}
-		plain := req.URL.Path == "/v1/config" && method == "GET" || req.URL.Path == "/v1/logs" && w.Code == http.StatusOK
+		plain := req.URL.Path == "/v1/config" && req.Method == "GET" || req.URL.Path == "/v1/logs" && w.Code == http.StatusOK
 		if strings.HasPrefix(req.URL.Path, "/v1/") && !plain && (w.Code < 300 || w.Code >= 400) && !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("%s %s: %d, body not JSON: %q", method, target, w.Code, w.Body.String())
 		}
