@@ -103,6 +103,10 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 			Addrs: l.Addresses, Sysctls: []netns.Sysctl{
 				sysctl("", "net/ipv4/conf/"+l.Name+"/rp_filter", "1"),
 				sysctl("", "net/ipv6/conf/"+l.Name+"/accept_ra", "0"),
+				// Without it, removing a LAN's old primary address (a
+				// config moved it) takes the new one, a secondary in the
+				// same subnet, with it.
+				sysctl("", "net/ipv4/conf/"+l.Name+"/promote_secondaries", "1"),
 			}})
 	}
 	return specs

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,12 +169,23 @@ to = "192.168.11.50:8080"
 		got, _ := c.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+gw, "applied.lan")
 		return strings.TrimSpace(got) == "192.168.11.77"
 	}
-	if out, err := sshIn(good, "config", "apply", "--confirm", "6s"); err != nil || !strings.Contains(out, "config confirm") {
+	// The change that cuts the admin off: the LAN address moves from .1
+	// to .2, and nobody confirms from the new one.
+	moved := strings.Replace(string(orig), `"192.168.11.1/24"`, `"192.168.11.2/24"`, 1)
+	if moved == string(orig) {
+		t.Fatal("no LAN address to move in the config")
+	}
+	reaches := func(a string) bool {
+		_, err := c.NS.Run("ping", "-c", "1", "-W", "1", a)
+		return err == nil
+	}
+	if out, err := sshIn(moved, "config", "apply", "--confirm", "6s"); err != nil || !strings.Contains(out, "config confirm") {
 		t.Fatalf("config apply --confirm 6s: %v\n%s", err, out)
 	}
-	l.Eventually(20*time.Second, "the applied config in force", func() error {
-		if !resolves() {
-			return errors.New("applied.lan does not resolve yet")
+	l.Eventually(20*time.Second, "the router on its new address only", func() error {
+		if !reaches("192.168.11.2") || reaches(gw) {
+			addrs, _ := r.NS.Run("ip", "-br", "addr", "show", "dev", lan.Name)
+			return fmt.Errorf("reaches .2: %v, .1: %v; the router has %s", reaches("192.168.11.2"), reaches(gw), addrs)
 		}
 		return nil
 	})
@@ -187,8 +197,8 @@ to = "192.168.11.50:8080"
 		if err != nil {
 			return err
 		}
-		if st.Rollback == nil || st.ConfigHash != hash || st.Phase != "ready" || resolves() {
-			return fmt.Errorf("rollback %+v, hash %.12s, %s, applied.lan resolves %v", st.Rollback, st.ConfigHash, st.Phase, resolves())
+		if st.Rollback == nil || st.ConfigHash != hash || st.Phase != "ready" || !reaches(gw) || reaches("192.168.11.2") {
+			return fmt.Errorf("rollback %+v, hash %.12s, %s, reaches .1: %v", st.Rollback, st.ConfigHash, st.Phase, reaches(gw))
 		}
 		return nil
 	})
