@@ -29,6 +29,7 @@ type cacheEntry struct {
 	msg     *dns.Msg // as received, TTLs as of stored
 	stored  time.Time
 	expires time.Time
+	hookGen uint64 // the lists' generation the answer hook last saw this answer in
 	elem    *list.Element
 }
 
@@ -61,8 +62,15 @@ func keyOf(path via.Path, q dns.Question, do bool) cacheKey {
 
 // get returns a copy of the cached answer with TTLs aged, or nil.
 func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
+	m, _ := c.getGen(k, now, 0)
+	return m
+}
+
+// getGen is get that also tells whether the answer hook has not seen this
+// answer in generation gen yet (and records that it now has).
+func (c *cache) getGen(k cacheKey, now time.Time, gen uint64) (*dns.Msg, bool) {
 	if c.max <= 0 {
-		return nil
+		return nil, false
 	}
 	c.mu.Lock()
 	e, ok := c.entries[k]
@@ -72,10 +80,12 @@ func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
 		}
 		c.misses++
 		c.mu.Unlock()
-		return nil
+		return nil, false
 	}
 	c.lru.MoveToFront(e.elem)
 	c.hits++
+	stale := e.hookGen != gen
+	e.hookGen = gen
 	msg, age := e.msg, uint32(now.Sub(e.stored)/time.Second)
 	c.mu.Unlock()
 	out := msg.Copy()
@@ -92,12 +102,15 @@ func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
 			}
 		}
 	}
-	return out
+	return out, stale
 }
 
 // put caches a response for its lifetime: the smallest TTL among its
 // records, or for a negative answer the SOA's minimum (RFC 2308 §5).
-func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
+func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) { c.putGen(k, m, now, 0) }
+
+// putGen is put for an answer the hook has seen in generation gen.
+func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
 	if c.max <= 0 || m.Truncated {
 		return
 	}
@@ -112,7 +125,7 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 	if e, ok := c.entries[k]; ok {
 		c.removeLocked(e)
 	}
-	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl)}
+	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen}
 	e.elem = c.lru.PushFront(e)
 	c.entries[k] = e
 	for c.lru.Len() > c.max {

@@ -58,6 +58,10 @@ type Config struct {
 	// (the question and its CNAME chain) and addresses before the client
 	// gets it. Blocklists use it to route a blocked domain's addresses.
 	OnAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration)
+	// HookGeneration, when set, changes whenever OnAnswer would decide
+	// differently (the domain lists changed): answers served from the
+	// cache then go through OnAnswer again, once per change.
+	HookGeneration func() uint64
 	Log      *slog.Logger
 }
 
@@ -389,11 +393,27 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 	if privateReverse(name) {
 		return nxdomain() // RFC 6303: private reverse zones stay home
 	}
-	if m := r.cache.get(r.key(req, q, client, iface), time.Now()); m != nil {
+	key := r.key(req, q, client, iface)
+	var gen uint64
+	if r.cfg.HookGeneration != nil {
+		gen = r.cfg.HookGeneration()
+	}
+	if m, stale := r.cache.getGen(key, time.Now(), gen); m != nil {
 		r.st.hits.Add(1)
+		if stale && r.cfg.OnAnswer != nil {
+			r.hook(key.path, q, m)
+		}
 		return m
 	}
 	return nil
+}
+
+// hook tells OnAnswer of an answer's names and addresses.
+func (r *Resolver) hook(path via.Path, q dns.Question, m *dns.Msg) {
+	names, addrs, ttl := chain(q.Name, m)
+	if len(addrs) > 0 {
+		r.cfg.OnAnswer(path, names, addrs, ttl)
+	}
 }
 
 func (r *Resolver) path(client netip.Addr, iface string) via.Path {
@@ -441,13 +461,14 @@ func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.
 	clampTTLs(resp)
 	// The hook runs before the answer is cached, so no client, not even
 	// one asking concurrently, gets the addresses before they are routed.
-	if r.cfg.OnAnswer != nil {
-		names, addrs, ttl := chain(q.Name, resp)
-		if len(addrs) > 0 {
-			r.cfg.OnAnswer(key.path, names, addrs, ttl)
-		}
+	var gen uint64
+	if r.cfg.HookGeneration != nil {
+		gen = r.cfg.HookGeneration()
 	}
-	r.cache.put(key, resp, now) // stores its own copy
+	if r.cfg.OnAnswer != nil {
+		r.hook(key.path, q, resp)
+	}
+	r.cache.putGen(key, resp, now, gen) // stores its own copy
 	return resp
 }
 

@@ -283,3 +283,29 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+// An answer served from the cache goes through the hook again once the
+// lists change (a domain was added), and only then.
+func TestHookRerunsOnCachedAnswersWhenListsChange(t *testing.T) {
+	up := startUpstream(t)
+	r := testResolver(up.addr)
+	var gen atomic.Uint64
+	var calls atomic.Int64
+	r.cfg.HookGeneration = gen.Load
+	r.cfg.OnAnswer = func(via.Path, []string, []netip.Addr, time.Duration) { calls.Add(1) }
+	for i, want := range []int64{1, 1, 1} { // asked upstream, then twice from the cache
+		ask(t, r, "cdn.blocked.example", dns.TypeA)
+		if got := calls.Load(); got != want {
+			t.Fatalf("query %d: hook ran %d times, want %d", i, got, want)
+		}
+	}
+	gen.Add(1) // a list now names the domain
+	ask(t, r, "cdn.blocked.example", dns.TypeA)
+	ask(t, r, "cdn.blocked.example", dns.TypeA)
+	if got := calls.Load(); got != 2 {
+		t.Errorf("after the lists changed: hook ran %d times in all, want 2 (once more, from the cache)", got)
+	}
+	if up.asked.Load() != 1 {
+		t.Errorf("upstream asked %d times, want 1: the answers came from the cache", up.asked.Load())
+	}
+}

@@ -30,7 +30,7 @@ type dnsComp struct {
 }
 
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
-	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), log *slog.Logger) *dnsComp {
+	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64, log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf}
 	lan := cfg.LANNets
 	var records []dns.Record
@@ -41,7 +41,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
 		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf,
-		OnAnswer: onAnswer, Log: log,
+		OnAnswer: onAnswer, HookGeneration: hookGen, Log: log,
 	})
 	for _, l := range cfg.LAN {
 		if l.DHCP4 == nil {

@@ -273,4 +273,31 @@ via = "vpn"
 		}
 		paths("domain list", map[*lab.Client]map[netip.Addr]string{wanClient: {lab.EchoAlt4[2]: vpn}})
 	})
+
+	t.Run("a domain added to a list is routed from the cache at once", func(t *testing.T) {
+		inSet := func() bool {
+			return strings.Contains(a.r.NS.MustRun("nft", "list", "set", "inet", "routerd_lists", "vpn4_dns"), lab.CachedName4.String())
+		}
+		dig := func() {
+			t.Helper()
+			if out, err := wanClient.Dig(a.lan.Router4().Addr(), "+short", "cached.example", "A"); err != nil || !strings.Contains(out, lab.CachedName4.String()) {
+				t.Fatalf("dig cached.example: %v\n%s", err, out)
+			}
+		}
+		dig() // not listed yet: cached, not routed
+		if inSet() {
+			t.Fatal("cached.example routed before any list names it")
+		}
+		ls.Set("names.txt", "www.blocked.example\ncached.example\n")
+		if out, err := a.rd.Ctl("blocklist", "refresh", "names"); err != nil {
+			t.Fatalf("refresh: %v\n%s", err, out)
+		}
+		dig() // from the cache: the client's answer has not expired
+		if !inSet() {
+			t.Error("a cached answer for a newly listed domain was not routed")
+		}
+		if n := strings.Count(a.isp.Dnsmasq.Log.String(), "query[A] cached.example"); n != 1 {
+			t.Errorf("the ISP was asked %d times, want 1 (the second answer came from the cache)", n)
+		}
+	})
 }

@@ -16,19 +16,20 @@ import (
 
 // The ISP's addressing. The "internet" lives on the isp namespace's loopback; the router's WAN and test clients hang off the "dn" bridge.
 var (
-	ISPDown4   = netip.MustParsePrefix("203.0.113.1/24")     // gateway of the router's WAN
-	ISPDown6   = netip.MustParsePrefix("2001:db8:100::1/64") // on-link IPv6 of the WAN
-	ISPDNS4    = netip.MustParseAddr("192.0.2.53")           // upstream DNS
-	ISPDNS6    = netip.MustParseAddr("2001:db8:e::53")       //
-	Echo4      = netip.MustParseAddr("192.0.2.10")           // the echo service
-	Echo6      = netip.MustParseAddr("2001:db8:e::10")       //
-	EchoAlt4   = []netip.Addr{netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.30"), netip.MustParseAddr("198.18.5.5")}
-	EchoAlt6   = []netip.Addr{netip.MustParseAddr("2001:db8:e::20"), netip.MustParseAddr("2001:db8:e::30")}
-	EchoPorts  = []int{80, 25, 443, 8080}
-	EchoUDP    = 7
-	ISPLease4  = [2]netip.Addr{netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.199")}
-	ISPPool6   = [2]netip.Addr{netip.MustParseAddr("2001:db8:100::100"), netip.MustParseAddr("2001:db8:100::1ff")}
-	ISPDelegDN = "example.net"
+	ISPDown4    = netip.MustParsePrefix("203.0.113.1/24")     // gateway of the router's WAN
+	ISPDown6    = netip.MustParsePrefix("2001:db8:100::1/64") // on-link IPv6 of the WAN
+	ISPDNS4     = netip.MustParseAddr("192.0.2.53")           // upstream DNS
+	ISPDNS6     = netip.MustParseAddr("2001:db8:e::53")       //
+	Echo4       = netip.MustParseAddr("192.0.2.10")           // the echo service
+	Echo6       = netip.MustParseAddr("2001:db8:e::10")       //
+	EchoAlt4    = []netip.Addr{netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.30"), netip.MustParseAddr("198.18.5.5")}
+	CachedName4 = netip.MustParseAddr("198.18.7.7") // cached.example, TTL 300
+	EchoAlt6    = []netip.Addr{netip.MustParseAddr("2001:db8:e::20"), netip.MustParseAddr("2001:db8:e::30")}
+	EchoPorts   = []int{80, 25, 443, 8080}
+	EchoUDP     = 7
+	ISPLease4   = [2]netip.Addr{netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.199")}
+	ISPPool6    = [2]netip.Addr{netip.MustParseAddr("2001:db8:100::100"), netip.MustParseAddr("2001:db8:100::1ff")}
+	ISPDelegDN  = "example.net"
 )
 
 // ISPOptions tunes the ISP.
@@ -94,6 +95,8 @@ func (isp *ISP) startDnsmasq() {
 		"--host-record=alt1.example," + EchoAlt4[0].String() + "," + EchoAlt6[0].String(),
 		"--host-record=alt2.example," + EchoAlt4[1].String() + "," + EchoAlt6[1].String(),
 		"--host-record=www.blocked.example," + EchoAlt4[2].String(),
+		// With a TTL, so that routerd serves it from its cache.
+		"--host-record=cached.example," + CachedName4.String() + ",300",
 		"--cname=cdn.blocked.example,www.blocked.example",
 		"--txt-record=big.example," + strings.Repeat("x", 250) + "," + strings.Repeat("y", 250) + "," + strings.Repeat("z", 250),
 	}

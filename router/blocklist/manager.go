@@ -56,6 +56,7 @@ type Manager struct {
 	mu      sync.Mutex // serialises applies
 	applied map[via.Path]*union
 	domains atomic.Pointer[domainIndex]
+	domGen  atomic.Uint64 // bumped with each new domain index
 	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
 	run lifecycle.Group
@@ -368,6 +369,7 @@ func (m *Manager) applyVia(p via.Path, replace bool) error {
 	}
 	m.applied[p] = u
 	m.domains.Store(m.buildDomains())
+	m.domGen.Add(1)
 	return nil
 }
 
@@ -418,6 +420,12 @@ func (idx *domainIndex) match(name string) (domainEntry, bool) {
 // Observe is the resolver's hook: when an answer's names (the question
 // and its CNAME chain) are on a domain list, its addresses join the list's
 // path, for max(TTL, floor), before the client gets the answer.
+// DomainsGeneration changes whenever the domain lists do: the resolver
+// runs Observe again for answers it serves from its cache after a change,
+// so a domain added to a list is routed at once, not when the client's
+// cached answer expires.
+func (m *Manager) DomainsGeneration() uint64 { return m.domGen.Load() }
+
 func (m *Manager) Observe(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration) {
 	idx := m.domains.Load()
 	if len(idx.by) == 0 {
