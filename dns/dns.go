@@ -62,7 +62,7 @@ type Config struct {
 	// differently (the domain lists changed): answers served from the
 	// cache then go through OnAnswer again, once per change.
 	HookGeneration func() uint64
-	Log      *slog.Logger
+	Log            *slog.Logger
 }
 
 // Resolver serves DNS to the LAN.

@@ -56,7 +56,7 @@ type Manager struct {
 	mu      sync.Mutex // serialises applies
 	applied map[via.Path]*union
 	domains atomic.Pointer[domainIndex]
-	domGen  atomic.Uint64 // bumped with each new domain index
+	domGen  atomic.Uint64             // bumped with each new domain index
 	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
 	run lifecycle.Group
