@@ -56,7 +56,10 @@ type pdComp struct {
 	cur    *delegation     // on the LANs now
 	old    []*delegation   // renumbered away, until their time is up
 	err    error
-	pushed string // what the services were last told, to tell them only of changes
+	// What the services were last told, to tell them only of changes: the
+	// prefixes (firewall, DNS) change with a renumbering, their lifetimes
+	// (advertisements, DHCPv6) with every renewal too.
+	pushedPrefixes, pushedLifetimes string
 }
 
 // delegation is a delegated prefix and the LAN subnets made of it, with
@@ -69,7 +72,16 @@ type delegation struct {
 }
 
 func (d *delegation) preferredUntil() time.Time { return d.at.Add(d.preferred) }
-func (d *delegation) validUntil() time.Time     { return d.at.Add(d.valid) }
+
+// subnetOf is d's subnet for the LAN named lan (d may be nil: none).
+func (d *delegation) subnetOf(lan string) (netip.Prefix, bool) {
+	if d == nil {
+		return netip.Prefix{}, false
+	}
+	s, ok := d.subnets[lan]
+	return s, ok
+}
+func (d *delegation) validUntil() time.Time { return d.at.Add(d.valid) }
 
 func newPDComp(cfg *config.Config, lan *lanComp, fw *firewallComp, dns *dnsComp, nics *hw.Manager, log *slog.Logger) *pdComp {
 	return &pdComp{cfg: cfg, lan: lan, fw: fw, dns: dns, nics: nics, log: log, poke: make(chan struct{}, 1)}
@@ -261,61 +273,67 @@ func (c *pdComp) apply(cur *delegation, old []*delegation, now time.Time) error 
 	if _, err := c.routes(all).Apply(); err != nil {
 		errs = append(errs, err)
 	}
-	// Advertisements, DHCPv6, DNS and the firewall hear of changes only:
-	// they count the lifetimes down themselves.
-	sig := fmt.Sprint(len(all))
+	// The services hear of changes only; they count lifetimes down
+	// themselves.
+	var prefixes, lifetimes strings.Builder
 	for _, d := range all {
-		sig += fmt.Sprintf(" %s/%v/%v/%v", d.prefix, d.preferred, d.valid, d.at.UnixNano())
+		fmt.Fprintf(&prefixes, "%s current=%v %v;", d.prefix, d == cur, d.subnets)
+		fmt.Fprintf(&lifetimes, "%s %v %v %d;", d.prefix, d.preferred, d.valid, d.at.UnixNano())
 	}
 	c.mu.Lock()
-	same := sig == c.pushed
+	newPrefixes, newLifetimes := prefixes.String() != c.pushedPrefixes, lifetimes.String() != c.pushedLifetimes
 	c.mu.Unlock()
-	if same {
-		return errors.Join(errs...)
-	}
-	byLAN := map[string][]dhcp.GlobalPrefix{}
-	fw := delegated{byLAN: map[string][]netip.Prefix{}}
-	var routerAddrs []netip.Addr
-	var clientNets []netip.Prefix
-	for _, d := range all {
-		fw.prefixes = append(fw.prefixes, d.prefix)
-		for name, s := range d.subnets {
-			byLAN[name] = append(byLAN[name], dhcp.GlobalPrefix{Prefix: s, Preferred: max(d.preferredUntil().Sub(now), 0),
-				Valid: max(d.validUntil().Sub(now), 0), Now: now})
-			fw.byLAN[name] = append(fw.byLAN[name], s)
-			clientNets = append(clientNets, s)
-			if d == cur {
-				routerAddrs = append(routerAddrs, routerAddrIn(s))
+	if newLifetimes {
+		byLAN := map[string][]dhcp.GlobalPrefix{}
+		for _, d := range all {
+			for name, s := range d.subnets {
+				byLAN[name] = append(byLAN[name], dhcp.GlobalPrefix{Prefix: s, Preferred: max(d.preferredUntil().Sub(now), 0),
+					Valid: max(d.validUntil().Sub(now), 0), Now: now})
+			}
+		}
+		for _, lan := range c.cfg.LAN {
+			if lan.PDSubnet < 0 {
+				continue
+			}
+			if a := c.lan.ra[lan.Name]; a != nil {
+				a.SetGlobalPrefixes(byLAN[lan.Name])
+			}
+			if s := c.lan.v6[lan.Name]; s != nil {
+				s.SetGlobalPrefixes(byLAN[lan.Name])
 			}
 		}
 	}
-	for _, lan := range c.cfg.LAN {
-		if lan.PDSubnet < 0 {
-			continue
-		}
-		if a := c.lan.ra[lan.Name]; a != nil {
-			a.SetGlobalPrefixes(byLAN[lan.Name])
-		}
-		if s := c.lan.v6[lan.Name]; s != nil {
-			s.SetGlobalPrefixes(byLAN[lan.Name])
-		}
-	}
-	c.dns.setGlobal(clientNets, routerAddrs, func(iface string) []netip.Prefix {
-		var out []netip.Prefix
-		if cur != nil {
-			if s, ok := cur.subnets[iface]; ok {
-				out = append(out, s)
+	if newPrefixes {
+		fw := delegated{byLAN: map[string][]netip.Prefix{}}
+		var routerAddrs []netip.Addr
+		var clientNets []netip.Prefix
+		for _, d := range all {
+			fw.prefixes = append(fw.prefixes, d.prefix)
+			for name, s := range d.subnets {
+				fw.byLAN[name] = append(fw.byLAN[name], s)
+				clientNets = append(clientNets, s)
+				if d == cur {
+					routerAddrs = append(routerAddrs, routerAddrIn(s))
+				}
 			}
 		}
-		return out
-	}, c.lan.currentLeases())
-	if err := c.fw.setDelegated(fw); err != nil {
-		errs = append(errs, err)
-	} else {
-		c.mu.Lock()
-		c.pushed = sig
-		c.mu.Unlock()
+		c.dns.setGlobal(clientNets, routerAddrs, func(iface string) []netip.Prefix {
+			if s, ok := cur.subnetOf(iface); ok {
+				return []netip.Prefix{s}
+			}
+			return nil
+		}, c.lan.currentLeases())
+		if err := c.fw.setDelegated(fw); err != nil {
+			errs = append(errs, err)
+			newPrefixes = false // try again at the next pass
+		}
 	}
+	c.mu.Lock()
+	if newPrefixes {
+		c.pushedPrefixes = prefixes.String()
+	}
+	c.pushedLifetimes = lifetimes.String()
+	c.mu.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -24,10 +24,30 @@ type wanComp struct {
 	v6     *dhcp.Client6
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	onLease  []func(*dhcp.WANLease)
-	onLease6 []func(*dhcp.WANLease6)
+	onLease  fanout[*dhcp.WANLease]
+	onLease6 fanout[*dhcp.WANLease6]
 	run      lifecycle.Group
+}
+
+// fanout hands each value to every function registered with it.
+type fanout[T any] struct {
+	mu  sync.Mutex
+	fns []func(T)
+}
+
+func (f *fanout[T]) add(fn func(T)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fns = append(f.fns, fn)
+}
+
+func (f *fanout[T]) call(v T) {
+	f.mu.Lock()
+	fns := f.fns
+	f.mu.Unlock()
+	for _, fn := range fns {
+		fn(v)
+	}
 }
 
 func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp {
@@ -48,36 +68,16 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 
 // OnLease registers fn to hear about WAN leases (the resolver takes the
 // ISP's DNS servers as its fallback).
-func (c *wanComp) OnLease(fn func(*dhcp.WANLease)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.onLease = append(c.onLease, fn)
-}
+func (c *wanComp) OnLease(fn func(*dhcp.WANLease)) { c.onLease.add(fn) }
 
 // OnLease6 registers fn to hear about WAN DHCPv6 leases (the delegated
 // prefix goes to the LANs).
-func (c *wanComp) OnLease6(fn func(*dhcp.WANLease6)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.onLease6 = append(c.onLease6, fn)
-}
+func (c *wanComp) OnLease6(fn func(*dhcp.WANLease6)) { c.onLease6.add(fn) }
 
-func (c *wanComp) leased6(l *dhcp.WANLease6) {
-	c.mu.Lock()
-	fns := c.onLease6
-	c.mu.Unlock()
-	for _, fn := range fns {
-		fn(l)
-	}
-}
+func (c *wanComp) leased6(l *dhcp.WANLease6) { c.onLease6.call(l) }
 
 func (c *wanComp) leased(l *dhcp.WANLease) {
-	c.mu.Lock()
-	fns := c.onLease
-	c.mu.Unlock()
-	for _, fn := range fns {
-		fn(l)
-	}
+	c.onLease.call(l)
 	if l != nil {
 		c.health.Running()
 	} else {

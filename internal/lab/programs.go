@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -31,7 +32,7 @@ func record(argv ...string) {
 		case argv[0] == "ip" && len(argv) > 4 && argv[1] == "netns" && argv[2] == "exec":
 			argv = argv[4:]
 		case argv[0] == "nsenter":
-			i := indexOf(argv, "--")
+			i := slices.Index(argv, "--")
 			if i < 0 {
 				return
 			}
@@ -54,15 +55,6 @@ func record(argv ...string) {
 	}
 	f.WriteString(b.String())
 	f.Close()
-}
-
-func indexOf(ss []string, s string) int {
-	for i, x := range ss {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // Command is exec.CommandContext that records the program it runs; tests

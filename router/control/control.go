@@ -142,6 +142,11 @@ func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
 
 // DoBody is Do with a request body.
 func (c *Client) DoBody(ctx context.Context, method, path string, body io.Reader, out any, raw *[]byte) error {
+	if body != nil {
+		// The HTTP client closes a body it can close; the caller's reader
+		// (over SSH, the session's channel) is not ours to close.
+		body = io.NopCloser(body)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://routerd"+path, body)
 	if err != nil {
 		return err

@@ -233,9 +233,7 @@ func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 			Unchanged bool      `json:"unchanged"`
 			ConfirmBy time.Time `json:"confirm_by"`
 		}
-		// Not stdin itself: the HTTP client closes a body that can be
-		// closed, and over SSH that would be the session.
-		if err := c.DoBody(ctx, "POST", path, io.MultiReader(stdin), &res, nil); err != nil {
+		if err := c.DoBody(ctx, "POST", path, stdin, &res, nil); err != nil {
 			return exit(err, stderr), true
 		}
 		switch {
