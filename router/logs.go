@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/routerd/routerd/internal/logring"
 	"github.com/routerd/routerd/router/control"
 )
 
@@ -47,7 +48,7 @@ func (s *Supervisor) logsHandler(w http.ResponseWriter, r *http.Request) {
 		since = time.Now().Add(-d)
 	}
 	component := q.Get("component")
-	var follow <-chan logEntry
+	var follow <-chan logring.Entry
 	if q.Get("follow") == "1" {
 		ch, stop := s.Logs.Follow()
 		defer stop()

@@ -48,8 +48,6 @@ type Supervisor struct {
 	Logs *logring.Ring
 }
 
-type logEntry = logring.Entry
-
 // generation is one config and the components built from it. Status reads
 // the current one while life may be held for minutes.
 type generation struct {
