@@ -1,7 +1,8 @@
 # routerd: make build | test | demo | lint | fuzz | bench | image | image-test
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/routerd/routerd/router.Version=$(VERSION)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w -X github.com/routerd/routerd/router.Version=$(VERSION) -X github.com/routerd/routerd/router.BuildTime=$(BUILD_TIME)
 BIN     := $(CURDIR)/bin
 FUZZTIME ?= 30s
 

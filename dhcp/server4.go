@@ -33,6 +33,7 @@ type Server4Config struct {
 	LeaseTime    time.Duration
 	Router       netip.Addr
 	DNS          []netip.Addr
+	NTP          []netip.Addr // option 42
 	Domain       string
 	MTU          int
 	Reservations []Reservation
@@ -403,6 +404,13 @@ func (s *Server4) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, yiaddr netip.
 	}
 	if s.cfg.Domain != "" {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainName(s.cfg.Domain)))
+	}
+	var ntp []net.IP
+	for _, a := range s.cfg.NTP {
+		ntp = append(ntp, a.AsSlice())
+	}
+	if len(ntp) > 0 {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptNTPServers(ntp...)))
 	}
 	if s.cfg.MTU != 0 {
 		mods = append(mods, dhcpv4.WithGeneric(dhcpv4.OptionInterfaceMTU, binary.BigEndian.AppendUint16(nil, uint16(s.cfg.MTU))))

@@ -30,7 +30,7 @@ func testServer(t testing.TB, store *Store) *Server4 {
 		Iface: "lan0", Addr: netip.MustParsePrefix("192.168.1.1/24"),
 		Start: netip.MustParseAddr("192.168.1.100"), End: netip.MustParseAddr("192.168.1.103"),
 		LeaseTime: time.Hour, Router: netip.MustParseAddr("192.168.1.1"), DNS: []netip.Addr{netip.MustParseAddr("192.168.1.1")},
-		Domain: "lan", Reservations: []Reservation{{MAC: mac, IP: netip.MustParseAddr("192.168.1.10"), Hostname: "nas"}},
+		NTP: []netip.Addr{netip.MustParseAddr("192.168.1.1")}, Domain: "lan", Reservations: []Reservation{{MAC: mac, IP: netip.MustParseAddr("192.168.1.10"), Hostname: "nas"}},
 		Log: quiet,
 	}, store)
 }
@@ -74,6 +74,9 @@ func TestDORA(t *testing.T) {
 	}
 	if got := ack.DomainName(); got != "lan" {
 		t.Errorf("domain = %q", got)
+	}
+	if got := ack.NTPServers(); len(got) != 1 || got[0].String() != "192.168.1.1" {
+		t.Errorf("NTP servers (option 42) = %v", got)
 	}
 	if got := ack.IPAddressLeaseTime(0); got != time.Hour {
 		t.Errorf("lease time = %v", got)
@@ -256,4 +259,62 @@ func FuzzServer4(f *testing.F) {
 			t.Fatalf("answer is not a BOOTREPLY: %v", resp)
 		}
 	})
+}
+
+// TestLeasesSurviveAClockStep: leases count elapsed time. After the wall
+// clock is stepped (ClockStepped), a lease granted by this run keeps its
+// remaining time: a year forward expires nothing, a year back extends
+// nothing; a lease loaded from disk keeps its date. The moved expiry is on
+// disk at once.
+func TestLeasesSurviveAClockStep(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	for _, step := range []time.Duration{year, -year} {
+		t.Run(step.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := OpenStore(dir, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			old := Lease{Iface: "lan0", Addr: netip.MustParseAddr("192.168.1.50"), MAC: mac(1).String(), Expires: now.Add(time.Hour)}
+			if err := st.Grant(old); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			st, err = OpenStore(dir, quiet) // old is now a lease from an earlier boot
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			fresh := Lease{Iface: "lan0", Addr: netip.MustParseAddr("192.168.1.51"), MAC: mac(2).String(), Expires: now.Add(12 * time.Hour)}
+			if err := st.Grant(fresh); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.ClockStepped(step); err != nil {
+				t.Fatal(err)
+			}
+			// The wall clock after the step (no monotonic reading: the
+			// kernel's step moved only the wall clock).
+			after := now.Round(0).Add(step).Add(time.Minute)
+			got, _ := st.ByKey(fresh.Key())
+			if want := fresh.Expires.Round(0).Add(step); !got.Expires.Equal(want) {
+				t.Errorf("fresh lease expires %s, want %s (its 12h kept)", got.Expires, want)
+			}
+			if got.Expired(after) || !got.Expired(after.Add(12*time.Hour)) {
+				t.Errorf("fresh lease at +1m: expired=%v, at +12h1m: expired=%v; want false, true", got.Expired(after), got.Expired(after.Add(12*time.Hour)))
+			}
+			if got, _ := st.ByKey(old.Key()); !got.Expires.Equal(old.Expires) {
+				t.Errorf("loaded lease expires %s, want its date %s kept", got.Expires, old.Expires)
+			}
+			st.Close()
+			st2, err := OpenStore(dir, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st2.Close()
+			if got, _ := st2.ByKey(fresh.Key()); !got.Expires.Equal(fresh.Expires.Round(0).Add(step)) {
+				t.Errorf("after reopen the fresh lease expires %s, want the moved %s", got.Expires, fresh.Expires.Round(0).Add(step))
+			}
+		})
+	}
 }

@@ -27,6 +27,7 @@ type Server6Config struct {
 	Start, End netip.Addr
 	LeaseTime  time.Duration
 	DNS        []netip.Addr
+	NTP        []netip.Addr // option 56, server addresses (RFC 5908)
 	Domain     string
 	Log        *slog.Logger
 }
@@ -227,6 +228,14 @@ func (s *Server6) common(ias []*dhcpv6.OptIANA) []dhcpv6.Modifier {
 	}
 	if s.cfg.Domain != "" {
 		mods = append(mods, dhcpv6.WithDomainSearchList(s.cfg.Domain))
+	}
+	if len(s.cfg.NTP) > 0 {
+		o := &dhcpv6.OptNTPServer{}
+		for _, a := range s.cfg.NTP {
+			sub := dhcpv6.NTPSuboptionSrvAddr(a.AsSlice())
+			o.Suboptions = append(o.Suboptions, &sub)
+		}
+		mods = append(mods, dhcpv6.WithOption(o))
 	}
 	// AddOption, not WithOption: WithOption replaces an option of the same
 	// code, and a client asking for two IA_NAs must get both.

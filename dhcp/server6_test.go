@@ -19,7 +19,8 @@ func testServer6(t testing.TB) *Server6 {
 	t.Cleanup(func() { store.Close() })
 	return NewServer6(Server6Config{Iface: "lan0", Addr: netip.MustParsePrefix("fd00:1::1/64"),
 		Start: netip.MustParseAddr("fd00:1::100"), End: netip.MustParseAddr("fd00:1::1ff"), LeaseTime: time.Hour,
-		DNS: []netip.Addr{netip.MustParseAddr("fd00:1::1")}, Domain: "lan", Log: quiet}, store)
+		DNS: []netip.Addr{netip.MustParseAddr("fd00:1::1")}, NTP: []netip.Addr{netip.MustParseAddr("fd00:1::1")},
+		Domain: "lan", Log: quiet}, store)
 }
 
 func hw(i byte) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 0, i} }
@@ -62,6 +63,9 @@ func lease(t *testing.T, s *Server6, client byte, now time.Time) (*dhcpv6.Messag
 	rep := s.Handle(req, now)
 	if rep == nil || rep.Type() != dhcpv6.MessageTypeReply {
 		t.Fatalf("request answered with %v", rep)
+	}
+	if ntp := rep.Options.NTPServers(); len(ntp) != 1 || ntp[0].String() != "fd00:1::1" {
+		t.Errorf("NTP servers (option 56) = %v, want fd00:1::1", ntp)
 	}
 	got, code := addrOf(t, rep)
 	if code != iana.StatusSuccess || got != offered {

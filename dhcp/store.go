@@ -66,7 +66,11 @@ type Store struct {
 	byKey    map[string]*Lease
 	byAddr   map[netip.Addr]*Lease
 	declined map[netip.Addr]time.Time
-	seq      uint64
+	// ours are the leases (by key) and quarantines granted by this run,
+	// whose expiry was computed from this run's clock (ClockStepped).
+	ours         map[string]bool
+	oursDeclined map[netip.Addr]bool
+	seq          uint64
 	subs     []func(Event)
 
 	wmu      sync.Mutex // serialises journal writes and compaction
@@ -108,7 +112,8 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	s := &Store{dir: dir, log: log, byKey: map[string]*Lease{}, byAddr: map[netip.Addr]*Lease{}, declined: map[netip.Addr]time.Time{}}
+	s := &Store{dir: dir, log: log, byKey: map[string]*Lease{}, byAddr: map[netip.Addr]*Lease{}, declined: map[netip.Addr]time.Time{},
+		ours: map[string]bool{}, oursDeclined: map[netip.Addr]bool{}}
 	s.pcond = sync.NewCond(&s.pmu)
 	if err := s.load(); err != nil {
 		return nil, err
@@ -226,6 +231,33 @@ func (s *Store) apply(r record) []Event {
 	return ev
 }
 
+// ClockStepped moves, by d, the expiry of every lease and quarantine this
+// run granted, after the wall clock was stepped by d: a lease lasts its
+// lease time of elapsed time whatever the clock does. A step forward by a
+// year expires nothing, a step back extends nothing. Leases loaded from
+// disk keep their dates: an earlier boot wrote them from its clock, and
+// time the box spent off does count against them. The moved expiries are
+// saved at once (a snapshot), so a restart sees them too.
+func (s *Store) ClockStepped(d time.Duration) error {
+	s.mu.Lock()
+	for k := range s.ours {
+		if l := s.byKey[k]; l != nil {
+			// Round(0) drops the monotonic reading, which the step did
+			// not move: from now on the (stepped) wall clock counts.
+			l.Expires = l.Expires.Round(0).Add(d)
+		}
+	}
+	for a := range s.oursDeclined {
+		if t, ok := s.declined[a]; ok {
+			s.declined[a] = t.Round(0).Add(d)
+		}
+	}
+	s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.compactLocked()
+}
+
 // Subscribe calls fn for every lease change from now on (from the goroutine
 // that made it: fn must be quick).
 func (s *Store) Subscribe(fn func(Event)) {
@@ -259,6 +291,12 @@ func (s *Store) commit(r record, check func() error) error {
 	s.seq++
 	r.Seq = s.seq
 	ev := s.apply(r)
+	switch r.Op {
+	case "grant":
+		s.ours[r.Lease.Key()] = true
+	case "decline":
+		s.oursDeclined[r.Lease.Addr] = true
+	}
 	subs := s.subs
 	// Queued under the state lock, so the journal's order is the order
 	// the changes were made in memory.

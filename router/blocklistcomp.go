@@ -32,16 +32,21 @@ type blocklistComp struct {
 	wanAddr netip.Addr
 }
 
-func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, log *slog.Logger) *blocklistComp {
+// clockWait bounds how long https lists wait for the clock's first
+// synchronisation before trying with the clock as it is.
+const clockWait = 5 * time.Minute
+
+func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced <-chan struct{}, log *slog.Logger) *blocklistComp {
 	c := &blocklistComp{cfg: cfg, endpoints: endpoints}
 	bc := blocklist.Config{
 		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: cfg.LANNets.Ifaces, Mask: via.Mask,
 		Protect:   c.protected,
-		Transport: selfResolvingTransport(), Log: log,
+		Transport: selfResolvingTransport(), Clock: synced, ClockWait: clockWait, Log: log,
 	}
 	for _, b := range cfg.Blocklists {
 		bc.Lists = append(bc.Lists, blocklist.List{Name: b.Name, URL: b.URL, File: b.File, Format: b.Format, Via: b.Via,
-			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize})
+			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize,
+			RootCAs: b.RootCAs})
 	}
 	c.m = blocklist.New(bc)
 	return c

@@ -28,6 +28,11 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
 		fw,
 	}
+	var clock *timeComp
+	if cfg.Time != nil {
+		clock = newTimeComp(cfg, log.With("component", "time"))
+		comps = append(comps, clock)
+	}
 	var tunnelUp func() bool
 	var endpoints func() []netip.Addr
 	if cfg.VPN != nil {
@@ -39,11 +44,18 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	}
 	// The lists go in before the WAN comes up: a box that boots offline
 	// already forces from the last good copies.
-	bl := newBlocklistComp(cfg, endpoints, log.With("component", "blocklist"))
+	var synced <-chan struct{}
+	if clock != nil {
+		synced = clock.synced()
+	}
+	bl := newBlocklistComp(cfg, endpoints, synced, log.With("component", "blocklist"))
 	wan.OnLease(bl.wanLease)
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
 	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, log.With("component", "dns"))
 	lan.OnLease(res.lease)
+	if clock != nil {
+		clock.OnStep(lan.clockStepped)
+	}
 	wan.OnLease(res.wanLease)
 	comps = append(comps, bl, wan, lan, res)
 	if wantsPD(cfg) {

@@ -86,6 +86,9 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 	if a := cfg.Admin; a != nil {
 		m.Admin, m.AdminPort = a.Listen, a.Port
 	}
+	if t := cfg.Time; t != nil && t.Serve {
+		m.LANInput = append(m.LANInput, rules.Port{Proto: "udp", From: 123, To: 123})
+	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {
 		m.LANInput = append(m.LANInput, rules.Port{Proto: "tcp", From: ap.Port(), To: ap.Port()})

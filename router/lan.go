@@ -54,6 +54,20 @@ func (c *lanComp) OnLease(fn func(dhcp.Event)) {
 	c.subs = append(c.subs, fn)
 }
 
+// clockStepped moves the leases this run granted by the clock's step d, so
+// that they keep their remaining time (dhcp.Store.ClockStepped).
+func (c *lanComp) clockStepped(d time.Duration) {
+	c.mu.Lock()
+	store := c.store
+	c.mu.Unlock()
+	if store == nil {
+		return // not started yet: leases are loaded after the floor is set
+	}
+	if err := store.ClockStepped(d); err != nil {
+		c.log.Error("move leases after a clock step", "step", d, "err", err)
+	}
+}
+
 func (c *lanComp) Name() string { return "lan" }
 
 func (c *lanComp) Start(ctx context.Context) error {
@@ -78,7 +92,7 @@ func (c *lanComp) Start(ctx context.Context) error {
 		if d := l.DHCP4; d != nil {
 			a4, _ := l.Addr4()
 			sc := dhcp.Server4Config{Iface: l.Name, Addr: a4, Start: d.RangeStart, End: d.RangeEnd, LeaseTime: d.LeaseTime,
-				Router: d.Router, DNS: d.DNS, Domain: c.cfg.DNS.Domain, MTU: l.MTU, Log: log}
+				Router: d.Router, DNS: d.DNS, NTP: lanNTP(c.cfg, a4), Domain: c.cfg.DNS.Domain, MTU: l.MTU, Log: log}
 			for _, r := range d.Reservations {
 				sc.Reservations = append(sc.Reservations, dhcp.Reservation{MAC: r.MAC, IP: r.IP, Hostname: r.Hostname})
 			}
@@ -88,7 +102,7 @@ func (c *lanComp) Start(ctx context.Context) error {
 		if d := l.DHCP6; d != nil {
 			a6, _ := l.Addr6()
 			c.v6[l.Name] = dhcp.NewServer6(dhcp.Server6Config{Iface: l.Name, Addr: a6, Start: d.RangeStart, End: d.RangeEnd,
-				LeaseTime: d.LeaseTime, DNS: d.DNS, Domain: c.cfg.DNS.Domain, Log: log}, store)
+				LeaseTime: d.LeaseTime, DNS: d.DNS, NTP: lanNTP(c.cfg, a6), Domain: c.cfg.DNS.Domain, Log: log}, store)
 			c.run.Go(c.v6[l.Name].Run)
 		}
 		if r := l.RA; r != nil {

@@ -2,6 +2,8 @@ package blocklist
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,8 +30,9 @@ type List struct {
 	Refresh                 time.Duration
 	MinRatio                float64
 	DomainTTLFloor          time.Duration
-	Timeout                 time.Duration // one download attempt
-	MaxSize                 int64         // cap on a download's body
+	Timeout                 time.Duration  // one download attempt
+	MaxSize                 int64          // cap on a download's body
+	RootCAs                 *x509.CertPool // for an https URL; nil: the system's roots
 }
 
 // Config configures the manager.
@@ -45,6 +48,12 @@ type Config struct {
 	// Transport fetches URLs (nil: http.DefaultTransport). The router
 	// gives one that resolves names through its own resolver.
 	Transport http.RoundTripper
+	// Clock is closed once the system clock can be trusted with
+	// certificate dates (nil: at once). https downloads wait for it, at
+	// most ClockWait after Start, rather than fail on a clock still in
+	// 2020: then they try anyway.
+	Clock     <-chan struct{}
+	ClockWait time.Duration
 	Log       *slog.Logger
 }
 
@@ -59,7 +68,8 @@ type Manager struct {
 	domGen  atomic.Uint64             // bumped with each new domain index
 	protect atomic.Pointer[Protected] // as last asked of cfg.Protect
 
-	run lifecycle.Group
+	run     lifecycle.Group
+	started time.Time
 }
 
 type union struct {
@@ -70,6 +80,7 @@ type union struct {
 type list struct {
 	List
 	kick chan chan struct{}
+	tr   http.RoundTripper // the manager's, or one trusting the list's CAs
 
 	mu  sync.Mutex
 	cur *saved
@@ -93,7 +104,17 @@ func New(cfg Config) *Manager {
 		if source == "" {
 			source = l.File
 		}
-		m.lists = append(m.lists, &list{List: l, kick: make(chan chan struct{}),
+		tr := cfg.Transport
+		if t, ok := tr.(*http.Transport); ok && l.RootCAs != nil {
+			t = t.Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: l.RootCAs}
+			tr = t
+		} else if tr == nil && l.RootCAs != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: l.RootCAs}
+			tr = t
+		}
+		m.lists = append(m.lists, &list{List: l, kick: make(chan chan struct{}), tr: tr,
 			st: Status{Name: l.Name, Via: l.Via.String(), Source: source, Format: l.Format}})
 	}
 	m.domains.Store(&domainIndex{})
@@ -156,11 +177,38 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.applyAll(true); err != nil {
 		errs = append(errs, err)
 	}
+	m.started = time.Now()
 	m.run.Start(ctx)
 	for _, l := range m.lists {
 		m.run.Go(func(ctx context.Context) { m.schedule(ctx, l) })
 	}
 	return errors.Join(errs...)
+}
+
+// waitClock waits for a trustworthy clock, up to ClockWait after Start,
+// and reports false only when ctx ended first.
+func (m *Manager) waitClock(ctx context.Context, l *list) bool {
+	if m.cfg.Clock == nil {
+		return true
+	}
+	select {
+	case <-m.cfg.Clock:
+		return true
+	default:
+	}
+	l.mu.Lock()
+	l.st.LastResult = "waiting for the clock to be synchronised"
+	l.mu.Unlock()
+	t := time.NewTimer(time.Until(m.started.Add(m.cfg.ClockWait)))
+	defer t.Stop()
+	select {
+	case <-m.cfg.Clock:
+	case <-t.C:
+		m.cfg.Log.Warn("the clock is still not synchronised: downloading anyway", "list", l.Name)
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // Stop ends the schedule. The sets keep their contents.
@@ -256,7 +304,10 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 		l.mu.Unlock()
 		return false
 	}
-	rc, nv, err := open(ctx, &l.List, m.cfg.Transport, v)
+	if strings.HasPrefix(l.URL, "https://") && !m.waitClock(ctx, l) {
+		return fail(ctx.Err())
+	}
+	rc, nv, err := open(ctx, &l.List, l.tr, v)
 	if errors.Is(err, errNotModified) {
 		l.mu.Lock()
 		l.st.LastSuccess, l.st.LastError, l.st.LastResult = now, "", "not modified"

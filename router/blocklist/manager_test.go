@@ -2,6 +2,8 @@ package blocklist
 
 import (
 	"context"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +34,10 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{t: t, ns: l.NewNS("bl"), dir: t.TempDir()}
 }
 
-func (f *fixture) manager(lists ...List) *Manager {
+func (f *fixture) manager(lists ...List) *Manager { return f.managerWith(nil, lists...) }
+
+// managerWith starts a manager whose config tune changed.
+func (f *fixture) managerWith(tune func(*Config), lists ...List) *Manager {
 	for i := range lists {
 		if lists[i].Refresh == 0 {
 			lists[i].Refresh = time.Hour
@@ -41,11 +47,15 @@ func (f *fixture) manager(lists ...List) *Manager {
 		}
 		lists[i].MinRatio, lists[i].Timeout, lists[i].MaxSize = 0.5, 10*time.Second, 1<<20
 	}
-	m := New(Config{NS: f.ns.Name, Dir: f.dir, Lists: lists, LANIfaces: []string{"lan0"}, Mask: 0xff,
+	cfg := Config{NS: f.ns.Name, Dir: f.dir, Lists: lists, LANIfaces: []string{"lan0"}, Mask: 0xff,
 		Protect: func() *Protected {
 			return NewProtected(append(Bogons, netip.MustParsePrefix("198.51.100.7/32"))...)
 		},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if tune != nil {
+		tune(&cfg)
+	}
+	m := New(cfg)
 	if err := m.Start(context.Background()); err != nil {
 		f.t.Fatal(err)
 	}
@@ -190,6 +200,47 @@ func TestURLList(t *testing.T) {
 	}
 	if _, err := m.RefreshNow(context.Background(), "nope"); err == nil {
 		t.Error("refreshing an unknown list succeeded")
+	}
+}
+
+// TestHTTPSListWaitsForTheClock: an https list is not fetched before the
+// clock is synchronised (its certificate dates would fail on a box still
+// in 2020), then it is, verified against the list's own CA (ca_file).
+func TestHTTPSListWaitsForTheClock(t *testing.T) {
+	f := newFixture(t)
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "192.0.2.0/24\n")
+	}))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	clock := make(chan struct{})
+	m := f.managerWith(func(c *Config) { c.Clock, c.ClockWait = clock, time.Hour },
+		List{Name: "web", URL: srv.URL, Via: via.VPN, RootCAs: pool})
+	lab.New(t).Eventually(10*time.Second, "the list waiting for the clock", func() error {
+		if st := m.Status()[0]; !strings.Contains(st.LastResult, "waiting for the clock") {
+			return fmt.Errorf("status %q", st.LastResult)
+		}
+		return nil
+	})
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d downloads before the clock was synchronised", n)
+	}
+	close(clock)
+	st := refresh(t, m, "web")
+	if st.LastError != "" || hits.Load() == 0 {
+		t.Fatalf("after the sync: %+v (%d downloads)", st, hits.Load())
+	}
+	if got, want := f.set(rules.SetVPN4), "192.0.2.0/24"; got != want {
+		t.Errorf("vpn4 = %q, want %q", got, want)
+	}
+
+	// Without the CA the server's certificate is refused.
+	m2 := f.managerWith(nil, List{Name: "untrusted", URL: srv.URL, Via: via.WAN})
+	if st := refresh(t, m2, "untrusted"); !strings.Contains(st.LastError, "certificate") {
+		t.Errorf("without ca_file: error %q, want a certificate error", st.LastError)
 	}
 }
 

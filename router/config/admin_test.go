@@ -4,6 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +69,42 @@ listen = ["lan0"]
 	}
 	if a := cfg.Admin; len(a.Keys) != 2 || a.Port != 22 || a.BanAfter != 5 || a.AuthorizedKeysFile != filepath.Join(dir, "authorized_keys") {
 		t.Errorf("admin = %+v", a)
+	}
+}
+
+// TestBlocklistCAFile: ca_file is read at load, relative to the config's
+// directory; a missing file or one without a certificate is an error
+// naming the key.
+func TestBlocklistCAFile(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "routerd.toml")
+	os.WriteFile(cfgPath, []byte(`[wan]
+match_mac = "02:00:00:00:00:01"
+[[lan]]
+name = "lan0"
+match_mac = "02:00:00:00:00:02"
+addresses = ["192.168.1.1/24"]
+[[blocklist]]
+name = "private"
+url = "https://lists.example/x.txt"
+ca_file = "lab-ca.pem"
+via = "wan"
+`), 0o600)
+	if _, _, err := Load(cfgPath); err == nil || !strings.Contains(err.Error(), "blocklist[0].ca_file") {
+		t.Errorf("missing ca_file: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "lab-ca.pem"), []byte("not a certificate\n"), 0o600)
+	if _, _, err := Load(cfgPath); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("ca_file without a certificate: %v", err)
+	}
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	os.WriteFile(filepath.Join(dir, "lab-ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	cfg, _, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Blocklists[0]; b.RootCAs == nil || b.CAFile != filepath.Join(dir, "lab-ca.pem") {
+		t.Errorf("blocklist = %+v", b)
 	}
 }

@@ -9,6 +9,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"net"
 	"net/netip"
 	"strconv"
@@ -40,8 +41,20 @@ type Config struct {
 	Firewall   Firewall
 	Status     Status
 	Admin      *Admin // nil: no SSH management
+	Time       *Time  // nil: no [time] section: the clock is left alone
 
 	LANNets LANNets // derived from LAN
+}
+
+// Time is the clock's synchronisation.
+type Time struct {
+	Servers []string // SNTP servers: host or host:port
+	// Serve answers NTP on the LAN addresses and hands them out in DHCP.
+	Serve bool
+	// SetClock lets routerd set the system clock (the appliance); false
+	// leaves it to the host's own time daemon and only measures and
+	// serves.
+	SetClock bool
 }
 
 // Admin is SSH management from the LAN: routerctl commands only.
@@ -244,6 +257,11 @@ type Blocklist struct {
 	// Timeout bounds one download attempt; MaxSize caps its body.
 	Timeout time.Duration
 	MaxSize int64
+	// CAFile is a PEM file of certificate authorities trusted for the
+	// list's https URL besides the system's (a private list server);
+	// relative to the config file's directory. Load reads it into RootCAs.
+	CAFile  string
+	RootCAs *x509.CertPool // nil: the system's roots
 }
 
 // Firewall configures nftables hardening and port forwards.

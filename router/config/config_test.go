@@ -148,6 +148,10 @@ func TestRules(t *testing.T) {
 		{"socket relative", `socket = "/run/routerd/routerd.sock"`, `socket = "routerd.sock"`, "status.socket", "absolute"},
 		{"metrics", `metrics = ""`, `metrics = "localhost"`, "status.metrics", "not ip:port"},
 		{"via vpn without vpn", "", "", "routing.default", `"vpn" needs a [vpn] section`},
+		{"time server", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = ["time.cloudflare.com", "bad host!"]`, "time.servers[1]", "not a host name"},
+		{"time server port", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = ["192.0.2.1:0"]`, "time.servers[0]", "not a host name"},
+		{"time serve without servers", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = []`, "time.serve", "needs time.servers"},
+		{"ca_file on a file list", `file = "/etc/routerd/direct.txt"`, "file = \"/etc/routerd/direct.txt\"\nca_file = \"ca.pem\"", "blocklist[1].ca_file", "https URLs only"},
 	}
 	base := example(t)
 	for _, tt := range tests {

@@ -17,6 +17,13 @@ type fileConfig struct {
 	Firewall  fileFirewall    `toml:"firewall"`
 	Status    fileStatus      `toml:"status"`
 	Admin     *fileAdmin      `toml:"admin"`
+	Time      *fileTime       `toml:"time"`
+}
+
+type fileTime struct {
+	Servers  []string `toml:"servers"`
+	Serve    *bool    `toml:"serve"`
+	SetClock *bool    `toml:"set_clock"`
 }
 
 type fileAdmin struct {
@@ -143,6 +150,7 @@ type fileBlocklist struct {
 	DomainTTLFloor string   `toml:"domain_ttl_floor"`
 	Timeout        string   `toml:"timeout"`
 	MaxSize        string   `toml:"max_size"`
+	CAFile         string   `toml:"ca_file"`
 }
 
 type fileFirewall struct {

@@ -24,8 +24,15 @@ func Load(path string) (cfg *Config, hash string, err error) {
 	}
 	sum := sha256.Sum256(data)
 	cfg, err = Parse(data)
-	if err == nil && cfg.Admin != nil {
-		if errs := cfg.Admin.loadAuthorizedKeys(filepath.Dir(path)); len(errs) > 0 {
+	if err == nil {
+		var errs []FieldError
+		if cfg.Admin != nil {
+			errs = append(errs, cfg.Admin.loadAuthorizedKeys(filepath.Dir(path))...)
+		}
+		for i := range cfg.Blocklists {
+			errs = append(errs, cfg.Blocklists[i].loadCAs(idx("blocklist", i), filepath.Dir(path))...)
+		}
+		if len(errs) > 0 {
 			return nil, "", Errors(errs)
 		}
 	}

@@ -49,6 +49,7 @@ func validate(p *problems, fc *fileConfig) *Config {
 	v.firewall(&fc.Firewall)
 	v.status(&fc.Status)
 	v.admin(fc.Admin)
+	v.time(fc.Time)
 	return c
 }
 

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"crypto/x509"
+	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -98,6 +101,9 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 	case !filepath.IsAbs(f.File):
 		v.p.errf(path+".file", "%q must be an absolute path", f.File)
 	}
+	if b.CAFile = f.CAFile; f.CAFile != "" && !strings.HasPrefix(f.URL, "https://") {
+		v.p.errf(path+".ca_file", "applies to https URLs only")
+	}
 	b.Format = v.enum(path+".format", or(f.Format, "auto"), "auto", "lines", "rkn-csv", "domains")
 	def := "24h"
 	if f.File != "" {
@@ -130,4 +136,28 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 		}
 	}
 	v.c.Blocklists = append(v.c.Blocklists, b)
+}
+
+// loadCAs reads the list's ca_file (relative to dir) into a pool that also
+// holds the system's roots.
+func (b *Blocklist) loadCAs(path, dir string) []FieldError {
+	if b.CAFile == "" {
+		return nil
+	}
+	if !filepath.IsAbs(b.CAFile) {
+		b.CAFile = filepath.Join(dir, b.CAFile)
+	}
+	pem, err := os.ReadFile(b.CAFile)
+	if err != nil {
+		return []FieldError{{Path: path + ".ca_file", Msg: err.Error()}}
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return []FieldError{{Path: path + ".ca_file", Msg: fmt.Sprintf("%s holds no PEM certificate", b.CAFile)}}
+	}
+	b.RootCAs = pool
+	return nil
 }

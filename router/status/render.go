@@ -24,6 +24,47 @@ var sections = []func(*Status, io.Writer){
 	renderBlocklists,
 	renderFirewall,
 	renderAdmin,
+	renderTime,
+}
+
+func renderTime(st *Status, w io.Writer) {
+	t := st.Time
+	if t == nil {
+		return
+	}
+	section(w, "Time")
+	state := "NOT SYNCHRONISED"
+	if t.Synced {
+		state = fmt.Sprintf("synchronised to %s (stratum %d), offset %+.3f ms at %s", t.Server, t.Stratum, t.OffsetMS, t.LastSync.Format(time.TimeOnly))
+	}
+	fmt.Fprintf(w, "clock\t%s, %s\n", t.Now.Format(time.RFC3339), state)
+	if !t.SetsClock {
+		fmt.Fprintf(w, "\tmeasured and served only (time.set_clock = false)\n")
+	}
+	fmt.Fprintf(w, "floor\t%s\n", t.Floor.Format(time.RFC3339))
+	if t.Steps > 0 {
+		fmt.Fprintf(w, "steps\t%d, last %s\n", t.Steps, t.LastStep)
+	}
+	for _, s := range t.Servers {
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(w, "server %s\t%s\n", s.Name, oneLine(s.Error))
+		default:
+			mark := ""
+			if s.Used {
+				mark = ", used"
+			} else if s.Outlier {
+				mark = ", OUTLIER"
+			}
+			fmt.Fprintf(w, "server %s\t%s stratum %d, offset %+.3f ms, rtt %.3f ms%s\n", s.Name, s.Addr, s.Stratum, s.OffsetMS, s.RTTMS, mark)
+		}
+	}
+	if len(t.Serving) > 0 {
+		fmt.Fprintf(w, "serving\t%s: %d answered, %d dropped\n", strings.Join(t.Serving, ", "), t.Served, t.Dropped)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(t.Error))
+	}
 }
 
 func renderAdmin(st *Status, w io.Writer) {

@@ -33,6 +33,7 @@ type Status struct {
 	DNS        *DNS        `json:"dns,omitempty"`
 	Blocklists *Blocklists `json:"blocklists,omitempty"`
 	Admin      *Admin      `json:"admin,omitempty"`
+	Time       *Time       `json:"time,omitempty"`
 }
 
 // Bans is the answer to routerctl ban list.
@@ -45,6 +46,37 @@ type Ban struct {
 	Addr  string    `json:"address"`
 	Side  string    `json:"side"` // "lan": failed SSH logins; "wan": a port scan
 	Until time.Time `json:"until"`
+}
+
+// Time is the clock and its synchronisation.
+type Time struct {
+	Synced    bool         `json:"synced"`
+	SetsClock bool         `json:"sets_clock"` // false: the offset is measured and served, the system clock is left alone
+	Now       time.Time    `json:"now"`        // the router's idea of the time
+	Floor     time.Time    `json:"floor"`      // the clock never goes below this
+	Server    string       `json:"server,omitempty"`
+	Stratum   int          `json:"stratum,omitempty"`
+	OffsetMS  float64      `json:"offset_ms"` // of the last sync, before it was corrected
+	LastSync  time.Time    `json:"last_sync,omitzero"`
+	Steps     int          `json:"steps"`
+	LastStep  string       `json:"last_step,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	Servers   []TimeServer `json:"servers"`
+	Serving   []string     `json:"serving,omitempty"` // addresses answering NTP
+	Served    uint64       `json:"requests_served"`
+	Dropped   uint64       `json:"requests_dropped"` // malformed or not a client request
+}
+
+// TimeServer is one configured server's last answer.
+type TimeServer struct {
+	Name     string  `json:"name"`
+	Addr     string  `json:"address,omitempty"`
+	Stratum  int     `json:"stratum,omitempty"`
+	OffsetMS float64 `json:"offset_ms"`
+	RTTMS    float64 `json:"rtt_ms"`
+	Used     bool    `json:"used"`            // the sample the last sync followed
+	Outlier  bool    `json:"outlier"`         // dropped: too far from the others' median
+	Error    string  `json:"error,omitempty"` // no usable answer, and why
 }
 
 // Admin is SSH management.
