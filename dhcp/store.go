@@ -71,7 +71,7 @@ type Store struct {
 	ours         map[string]bool
 	oursDeclined map[netip.Addr]bool
 	seq          uint64
-	subs     []func(Event)
+	subs         []func(Event)
 
 	wmu      sync.Mutex // serialises journal writes and compaction
 	journal  *os.File
