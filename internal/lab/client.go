@@ -64,6 +64,7 @@ type Lease4 struct {
 	Lease    string
 	ServerID string
 	MTU      string
+	NTP      string // option 42
 }
 
 const udhcpcScript = `#!/bin/sh
@@ -74,7 +75,7 @@ bound|renew)
 	ip -4 addr flush dev "$interface"
 	ip addr add "$ip/${mask:-24}" dev "$interface"
 	[ -n "$router" ] && ip route replace default via "${router%% *}"
-	echo "ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid mtu=$mtu" > "$LAB_OUT.tmp"
+	echo "ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid mtu=$mtu ntp=$ntpsrv" > "$LAB_OUT.tmp"
 	mv "$LAB_OUT.tmp" "$LAB_OUT" ;;
 esac
 echo "$1 $ip" >> "$LAB_OUT.events"
@@ -202,6 +203,8 @@ func readLease4(file string) (Lease4, error) {
 			l.ServerID = v
 		case "mtu":
 			l.MTU = v
+		case "ntp":
+			l.NTP = v
 		}
 	}
 	return l, nil

@@ -30,6 +30,11 @@ var (
 	ISPLease4   = [2]netip.Addr{netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.199")}
 	ISPPool6    = [2]netip.Addr{netip.MustParseAddr("2001:db8:100::100"), netip.MustParseAddr("2001:db8:100::1ff")}
 	ISPDelegDN  = "example.net"
+	// NTP: a synchronised server (stratum 1, named NTPName) and one that
+	// is not (it answers with the leap alarm, stratum 0).
+	NTP4       = netip.MustParseAddr("192.0.2.123")
+	NTPUnsync4 = netip.MustParseAddr("192.0.2.124")
+	NTPName    = "ntp.example"
 )
 
 // ISPOptions tunes the ISP.
@@ -67,7 +72,7 @@ func (l *Lab) NewISP(opts ISPOptions) *ISP {
 	n.MustRun("ip", "addr", "add", ISPDown4.String(), "dev", "dn")
 	n.MustRun("ip", "addr", "add", ISPDown6.String(), "dev", "dn", "nodad")
 	n.MustRun("ip", "link", "set", "dev", "dn", "up")
-	for _, a := range append([]netip.Addr{ISPDNS4, Echo4}, EchoAlt4...) {
+	for _, a := range append([]netip.Addr{ISPDNS4, Echo4, NTP4, NTPUnsync4}, EchoAlt4...) {
 		n.MustRun("ip", "addr", "add", a.String()+"/32", "dev", "lo")
 	}
 	for _, a := range append([]netip.Addr{ISPDNS6, Echo6}, EchoAlt6...) {
@@ -92,6 +97,7 @@ func (isp *ISP) startDnsmasq() {
 		"--dhcp-option=option:router," + ISPDown4.Addr().String(),
 		"--dhcp-option=option:dns-server," + ISPDNS4.String(),
 		"--host-record=echo.example," + Echo4.String() + "," + Echo6.String(),
+		"--host-record=" + NTPName + "," + NTP4.String(),
 		"--host-record=alt1.example," + EchoAlt4[0].String() + "," + EchoAlt6[0].String(),
 		"--host-record=alt2.example," + EchoAlt4[1].String() + "," + EchoAlt6[1].String(),
 		"--host-record=www.blocked.example," + EchoAlt4[2].String(),
@@ -132,6 +138,27 @@ func (isp *ISP) startDnsmasq() {
 			return fmt.Errorf("dig echo.example = %q", out)
 		}
 		return nil
+	})
+}
+
+// ServeNTP runs chrony as the ISP's time servers: NTP4 (NTPName) at
+// stratum 1 from the host's clock, and NTPUnsync4, which has no source and
+// so answers unsynchronised. Neither touches the host's clock (-x).
+func (isp *ISP) ServeNTP() {
+	for _, srv := range []struct {
+		addr netip.Addr
+		conf string
+	}{{NTP4, "local stratum 1\n"}, {NTPUnsync4, ""}} {
+		base := filepath.Join(isp.dir, "chrony-"+srv.addr.String())
+		conf := srv.conf + "allow all\nbindaddress " + srv.addr.String() + "\ncmdport 0\npidfile " + base + ".pid\n"
+		if err := os.WriteFile(base+".conf", []byte(conf), 0o644); err != nil {
+			isp.lab.T.Fatalf("lab: %v", err)
+		}
+		isp.NS.Start("isp-chrony-"+srv.addr.String(), "chronyd", "-d", "-x", "-u", "root", "-f", base+".conf")
+	}
+	isp.lab.Eventually(10*time.Second, "isp chrony answers", func() error {
+		_, err := isp.NS.Run("ntpdig", "-t", "1", NTP4.String())
+		return err
 	})
 }
 

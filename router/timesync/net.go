@@ -40,7 +40,13 @@ func (s *Service) sntp(ctx context.Context, server string) Sample {
 	}
 	smp.Addr = addr.Unmap()
 	resp, err := ntp.QueryWithOptions(net.JoinHostPort(smp.Addr.String(), port), ntp.QueryOptions{Timeout: queryTimeout})
-	if err == nil {
+	switch {
+	case err != nil:
+	case resp.Leap == ntp.LeapNotInSync:
+		// Before Validate, whose stratum 0 check would call chrony's
+		// unsynchronised answer a kiss of death.
+		err = errors.New("the server is not synchronised (leap alarm)")
+	default:
 		err = resp.Validate()
 	}
 	if err != nil {
