@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/router/status"
 )
 
 // The VM's NICs. They differ from the lab router's veth MACs, which sit
@@ -138,15 +139,46 @@ func qmp(t *testing.T, sock string, cmds ...string) {
 // console says ready, the client gets a lease from the appliance and
 // reaches the ISP's echo through it, and the ACPI power button powers it
 // off cleanly with its leases saved on the data partition.
+//
+// The box is managed as a user would: its RTC is dead (2020), and routerd
+// raises the clock to its floor, then steps it to the ISP's NTP time; an
+// https blocklist (certificates from a lab CA that became valid a minute
+// ago) downloads once the clock is right; from the LAN client, OpenSSH
+// runs status, logs, config apply and finally poweroff.
 func TestImageBoots(t *testing.T) {
-	requireQemu(t, "udhcpc", "curl", "dnsmasq")
+	requireQemu(t, "udhcpc", "curl", "dnsmasq", "chronyd", "ssh", "ssh-keygen", "dig")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{})
+	isp.ServeNTP()
+	lists, caPEM := isp.ServeListsTLS()
+	lists.Set("direct.txt", "93.184.216.0/24\n") // not a bogon: lists may not capture those
 	vp := l.NewVPNProvider(isp)
 	host := l.NewRouter(isp) // the namespace qemu runs in: eth0 on the ISP, eth1 to the LAN switch
 	lan := host.AddLAN()
 	client, tunnelled := lan.AddClient(), lan.AddClient()
-	img := buildImage(t, l.Dir, imageConfig(vp, tunnelled.MAC), map[string]string{"state/wg0.key": vp.ClientKey.String() + "\n"}, true)
+	key := filepath.Join(l.Dir, "admin")
+	if out, err := lab.Command(context.Background(), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	// routerd --check on this side reads the CA beside the config too.
+	os.WriteFile(filepath.Join(l.Dir, "lab-ca.pem"), caPEM, 0o644)
+	cfg := imageConfig(vp, tunnelled.MAC) + fmt.Sprintf(`
+[time]
+servers = [%q]
+serve = true
+
+[admin]
+listen = ["lan0"]
+
+[[blocklist]]
+name = "direct"
+url = %q
+ca_file = "lab-ca.pem"
+via = "wan"
+`, lab.NTPName, lab.ListTLSURL("direct.txt"))
+	img := buildImage(t, l.Dir, cfg, map[string]string{"state/wg0.key": vp.ClientKey.String() + "\n",
+		"authorized_keys": string(pub), "lab-ca.pem": string(caPEM)}, true)
 	fi, _ := os.Stat(img)
 	for _, b := range []struct{ br, tap, nic string }{{"brw", "tapw", "eth0"}, {"brl", "tapl", lan.NIC}} {
 		host.NS.MustRun("ip", "link", "add", "name", b.br, "type", "bridge")
@@ -161,7 +193,7 @@ func TestImageBoots(t *testing.T) {
 		host.NS.Start("tcpdump", "tcpdump", "-n", "-e", "--immediate-mode", "-i", "brw")
 	}
 	boot := time.Now()
-	vm := startVM(t, l, host.NS, img,
+	vm := startVM(t, l, host.NS, img, "-rtc", "base=2020-01-01",
 		"-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no", "-device", "virtio-net-pci,netdev=wan,mac="+vmWANMAC,
 		"-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no", "-device", "virtio-net-pci,netdev=lan,mac="+vmLANMAC)
 	console := vm.console
@@ -222,15 +254,106 @@ func TestImageBoots(t *testing.T) {
 		t.Errorf("a component failed to start on the image:\n%s", console())
 	}
 
-	vm.powerButton(t)
+	// The clock: raised from 2020 to its floor, then to the ISP's time;
+	// and the https list, which needed it.
+	gw := "192.168.11.1"
+	ssh := func(stdin string, args ...string) (string, error) {
+		argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "admin@" + gw}, args...)
+		cmd := client.NS.Cmd(argv...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	var st status.Status
+	l.Eventually(90*time.Second, "the appliance on the ISP's time, with the https list", func() error {
+		out, err := ssh("", "status", "--json")
+		if err != nil {
+			return fmt.Errorf("ssh status --json: %v: %s", err, out)
+		}
+		st = status.Status{}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		if st.Time == nil || !st.Time.Synced {
+			return fmt.Errorf("time %+v", st.Time)
+		}
+		if st.Blocklists == nil || len(st.Blocklists.Lists) != 1 || st.Blocklists.Lists[0].LastSuccess.IsZero() {
+			return fmt.Errorf("blocklists %+v", st.Blocklists)
+		}
+		return nil
+	})
+	if d := time.Since(st.Time.Now); d.Abs() > 10*time.Second {
+		t.Errorf("the appliance's clock is %s, %s off the lab's", st.Time.Now, d)
+	}
+	if bl := st.Blocklists.Lists[0]; bl.LastError != "" || bl.Prefixes4 != 1 {
+		t.Errorf("the https list: %+v", bl)
+	}
+	for _, want := range []string{"raised to its floor, the build time", "first synchronisation with " + lab.NTPName} {
+		if !strings.Contains(console(), want) {
+			t.Errorf("the console does not say the clock was %q", want)
+		}
+	}
+	// It waited for the clock rather than fail on the certificate's dates.
+	if strings.Contains(console(), "certificate") {
+		t.Errorf("the https list was tried before the clock was right:\n%s", console())
+	}
+	if out, err := ssh("", "status"); err != nil || !strings.Contains(out, "synchronised to "+lab.NTPName) {
+		t.Errorf("ssh status (%v):\n%s", err, out)
+	}
+	if out, err := ssh("", "logs", "--component", "time"); err != nil || !strings.Contains(out, "clock stepped") {
+		t.Errorf("ssh logs --component time (%v):\n%s", err, out)
+	}
+	// A config change from the LAN, written to the data partition.
+	running, err := ssh("", "config", "show")
+	if err != nil || running != cfg {
+		t.Errorf("ssh config show (%v) is not the image's config:\n%s", err, running)
+	}
+	changed := cfg + "\n[[dns.record]]\nname = \"applied.lan\"\naddresses = [\"192.168.11.77\"]\n"
+	if out, err := ssh(changed, "config", "apply"); err != nil {
+		t.Fatalf("ssh config apply: %v\n%s", err, out)
+	}
+	l.Eventually(60*time.Second, "the applied config in force", func() error {
+		out, err := ssh("", "status", "--json")
+		if err != nil {
+			return fmt.Errorf("ssh status --json: %v: %s", err, out)
+		}
+		var now status.Status
+		if err := json.Unmarshal([]byte(out), &now); err != nil {
+			return err
+		}
+		if now.ConfigHash == st.ConfigHash || now.Phase != status.PhaseReady {
+			return fmt.Errorf("config %.12s, %s", now.ConfigHash, now.Phase)
+		}
+		out, _ = client.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+gw, "applied.lan")
+		if strings.TrimSpace(out) != "192.168.11.77" {
+			return fmt.Errorf("applied.lan = %q", out)
+		}
+		return nil
+	})
+
+	// Off, from the LAN.
+	if out, err := ssh("", "poweroff"); err != nil {
+		t.Errorf("ssh poweroff: %v\n%s", err, out)
+	}
+	vm.waitPoweroff(t, "routerd: powering off")
+	if cfgNow, err := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/routerd.toml").CombinedOutput(); err != nil || !strings.Contains(string(cfgNow), "applied.lan") {
+		t.Errorf("the data partition's routerd.toml lacks the applied change (%v):\n%s", err, cfgNow)
+	}
 	// The lease outlived the poweroff, on the data partition.
-	journal, err := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/state/leases/leases.journal").CombinedOutput()
-	if err != nil || !strings.Contains(strings.ToLower(string(journal)), strings.ToLower(client.MAC)) {
-		t.Errorf("the lease journal on the data partition lacks the client %s: %v\n%s", client.MAC, err, journal)
+	// (In the journal, or in the snapshot that the clock's step wrote
+	// when it moved the leases.)
+	var leases []byte
+	for _, f := range []string{"leases.journal", "leases.snapshot"} {
+		b, _ := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/state/leases/"+f).CombinedOutput()
+		leases = append(leases, b...)
+	}
+	if !strings.Contains(strings.ToLower(string(leases)), strings.ToLower(client.MAC)) {
+		t.Errorf("the lease store on the data partition lacks the client %s:\n%s", client.MAC, leases)
 	}
 	// So did this boot's log: init's lines and the appliance's.
 	bootLog, err := lab.Command(context.Background(), "mtype", "-i", img+"@@"+dataOffset(t, img), "::/log/boot.log").CombinedOutput()
-	if err != nil || !strings.Contains(string(bootLog), `msg="routerd ready"`) || !strings.Contains(string(bootLog), "power button pressed") {
+	if err != nil || !strings.Contains(string(bootLog), `msg="routerd ready"`) || !strings.Contains(string(bootLog), "powering off") {
 		t.Errorf("this boot's log on the data partition (%v):\n%s", err, bootLog)
 	}
 }
@@ -287,8 +410,15 @@ func (v *vm) showConsole(t *testing.T) {
 // a poweroff.
 func (v *vm) powerButton(t *testing.T) {
 	t.Helper()
-	defer v.showConsole(t)
 	qmp(t, v.qmp, "system_powerdown")
+	v.waitPoweroff(t, "power button pressed", "routerd: powering off")
+}
+
+// waitPoweroff expects the VM to power off cleanly by itself, saying
+// want on the console.
+func (v *vm) waitPoweroff(t *testing.T, want ...string) {
+	t.Helper()
+	defer v.showConsole(t)
 	select {
 	case <-v.proc.Done():
 	case <-time.After(90 * time.Second):
@@ -297,7 +427,7 @@ func (v *vm) powerButton(t *testing.T) {
 	if _, err := v.proc.Exited(); err != nil {
 		t.Errorf("qemu: %v", err)
 	}
-	for _, want := range []string{"power button pressed", "routerd: powering off"} {
+	for _, want := range want {
 		if !strings.Contains(v.console(), want) {
 			t.Errorf("console lacks %q:\n%s", want, v.console())
 		}

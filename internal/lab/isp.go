@@ -1,7 +1,15 @@
 package lab
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -335,6 +343,67 @@ func (isp *ISP) ServeLists() *ListServer {
 	go srv.Serve(ln)
 	isp.lab.OnCleanup(func() { srv.Close() })
 	return ls
+}
+
+// ListsTLSPort is where the ISP serves blocklists over https.
+const ListsTLSPort = 8443
+
+// ServeListsTLS starts the list server over https, with a certificate
+// for Echo4 from a fresh lab CA, and returns the CA certificate (PEM) for
+// the client to trust (blocklist.ca_file). The certificates become valid
+// a minute before now: a client whose clock is behind refuses them.
+func (isp *ISP) ServeListsTLS() (*ListServer, []byte) {
+	caPEM, cert, err := labCA(Echo4)
+	if err != nil {
+		isp.lab.T.Fatalf("lab: CA: %v", err)
+	}
+	ls := &ListServer{files: map[string]string{}}
+	var ln net.Listener
+	err = netns.Do(isp.NS.Name, func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", ListsTLSPort))
+		return err
+	})
+	if err != nil {
+		isp.lab.T.Fatalf("lab: list server: %v", err)
+	}
+	srv := &http.Server{Handler: ls, ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	go srv.ServeTLS(ln, "", "")
+	isp.lab.OnCleanup(func() { srv.Close() })
+	return ls, caPEM
+}
+
+// ListTLSURL is the https address of a list on the ISP's list server.
+func ListTLSURL(name string) string {
+	return fmt.Sprintf("https://%s:%d/%s", Echo4, ListsTLSPort, name)
+}
+
+// labCA makes a CA and a server certificate for addr signed by it.
+func labCA(addr netip.Addr) (caPEM []byte, leaf tls.Certificate, err error) {
+	notBefore, notAfter := time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, leaf, err
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "routerd lab CA"},
+		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, leaf, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, leaf, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: addr.String()},
+		NotBefore: notBefore, NotAfter: notAfter, IPAddresses: []net.IP{addr.AsSlice()},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, leaf, err
+	}
+	leaf = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), leaf, nil
 }
 
 // ListURL is the address of a list on the ISP's list server.
