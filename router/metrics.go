@@ -161,6 +161,13 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		m.emit("ssh_auth_failures_total", "counter", "Failed SSH authentications.", float64(a.AuthFailures))
 		m.emit("bans", "gauge", "Addresses banned now (failed SSH logins, WAN port scans).", float64(a.Banned))
 	}
+	if t := st.Time; t != nil {
+		m.emit("time_synchronised", "gauge", "1 once the clock is synchronised with a time server.", b2f(t.Synced))
+		m.emit("time_offset_seconds", "gauge", "The clock's offset at the last synchronisation, before it was corrected.", t.OffsetMS/1000)
+		m.emit("time_steps_total", "counter", "Steps of the clock (raised to its floor, first sync, large offsets).", float64(t.Steps))
+		m.emit("ntp_requests_total", "counter", "NTP client requests answered on the LAN.", float64(t.Served))
+		m.emit("ntp_requests_dropped_total", "counter", "NTP datagrams dropped: malformed or not a client request.", float64(t.Dropped))
+	}
 	if l := st.LAN; l != nil {
 		byIface := map[[2]string]int{}
 		for _, lv := range l.Leases {
