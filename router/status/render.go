@@ -25,6 +25,56 @@ var sections = []func(*Status, io.Writer){
 	renderFirewall,
 	renderAdmin,
 	renderTime,
+	renderUpdate,
+}
+
+func renderUpdate(st *Status, w io.Writer) {
+	u := st.Update
+	if u == nil {
+		return
+	}
+	section(w, "Boot slots")
+	for _, s := range u.Slots {
+		var marks []string
+		if s.Running {
+			marks = append(marks, "running")
+		}
+		if s.Committed {
+			marks = append(marks, "committed")
+		}
+		v := "empty"
+		if s.Version != "" {
+			v = fmt.Sprintf("%s, built %s", s.Version, s.BuildTime.Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "slot %s\t%s%s\n", s.Name, v, bracket(strings.Join(marks, ", ")))
+	}
+	if a := u.Attempt; a != nil {
+		if a.Probation.IsZero() {
+			fmt.Fprintf(w, "update\t%s written to slot %s at %s; boots at the next reboot\n", a.Version, a.Slot, a.At.Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(w, "update\t%s on probation in slot %s since %s (rolls back unless healthy)\n", a.Version, a.Slot, a.Probation.Format(time.TimeOnly))
+		}
+	}
+	if u.RebootAt != nil {
+		fmt.Fprintf(w, "reboot\tscheduled at %s\n", u.RebootAt.Format(time.RFC3339))
+	}
+	if r := u.Last; r != nil {
+		line := fmt.Sprintf("%s %s (slot %s, from %s) at %s", strings.ToUpper(r.Outcome), r.Version, r.Slot, r.From, r.At.Format(time.RFC3339))
+		if r.Reason != "" {
+			line += ": " + oneLine(r.Reason)
+		}
+		fmt.Fprintf(w, "last update\t%s\n", line)
+	}
+	if u.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(u.Error))
+	}
+}
+
+func bracket(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }
 
 func renderTime(st *Status, w io.Writer) {

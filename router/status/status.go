@@ -34,6 +34,44 @@ type Status struct {
 	Blocklists *Blocklists `json:"blocklists,omitempty"`
 	Admin      *Admin      `json:"admin,omitempty"`
 	Time       *Time       `json:"time,omitempty"`
+	Update     *Update     `json:"update,omitempty"`
+}
+
+// Update is the image's boot slots and the last update.
+type Update struct {
+	Slots    []Slot         `json:"slots"`
+	Attempt  *UpdateAttempt `json:"attempt,omitempty"` // written and not yet committed
+	Last     *UpdateResult  `json:"last,omitempty"`
+	RebootAt *time.Time     `json:"reboot_at,omitempty"` // a scheduled reboot into the new slot
+	Error    string         `json:"error,omitempty"`
+}
+
+// Slot is one boot slot.
+type Slot struct {
+	Name      string    `json:"name"`
+	Version   string    `json:"version,omitempty"` // "" when empty or unreadable
+	BuildTime time.Time `json:"build_time,omitzero"`
+	Running   bool      `json:"running"`
+	Committed bool      `json:"committed"` // what the firmware boots
+}
+
+// UpdateAttempt is an update in flight.
+type UpdateAttempt struct {
+	Slot      string    `json:"slot"`
+	From      string    `json:"from"`
+	Version   string    `json:"version"`
+	At        time.Time `json:"at"`
+	Probation time.Time `json:"probation_since,omitzero"` // booted, not yet healthy
+}
+
+// UpdateResult is how the last update ended.
+type UpdateResult struct {
+	Outcome string    `json:"outcome"` // "committed" | "rolled back"
+	Slot    string    `json:"slot"`
+	From    string    `json:"from"`
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // Bans is the answer to routerctl ban list.
