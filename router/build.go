@@ -89,6 +89,7 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 	s.registerBanHandlers(mux)
 	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
 	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
+	mux.HandleFunc("POST /v1/update", s.updates.handler(s))
 	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {
 		if bl, ok := s.component("blocklist").(*blocklistComp); ok {
 			bl.refreshHandler(w, r)

@@ -37,6 +37,7 @@ func (s *Supervisor) Status() *status.Status {
 	}
 	s.reloadMu.Unlock()
 	s.fillConfigStatus(st)
+	s.updates.fillStatus(s, st)
 	for i, c := range g.comps {
 		st.Components = append(st.Components, g.health[i].status())
 		f, ok := c.(statusFiller)

@@ -44,6 +44,7 @@ type Supervisor struct {
 
 	apply configApply // config changes from the control API
 
+	updates updates
 	// Logs keeps the last log lines for routerctl logs; nil: none kept.
 	Logs *logring.Ring
 }
@@ -154,7 +155,12 @@ func (s *Supervisor) startLocked(cfg *config.Config, hash string) {
 	for i, c := range g.comps {
 		log := s.log.With("component", c.Name())
 		start := time.Now()
-		err := c.Start(ctx)
+		var err error
+		if c.Name() == brokenComponent {
+			err = errBroken
+		} else {
+			err = c.Start(ctx)
+		}
 		g.health[i].setUp(true)
 		if err != nil {
 			g.health[i].Failed(err)

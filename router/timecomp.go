@@ -19,9 +19,9 @@ import (
 // floor. Without it, the commit time the go command records stands in.
 var BuildTime = ""
 
-// buildTime is the earliest the clock may be: no binary runs before it was
-// built.
-func buildTime() time.Time {
+// Built is when this binary was built (zero if unknown): the earliest the
+// clock may be, since no binary runs before it was built.
+func Built() time.Time {
 	if t, err := time.Parse(time.RFC3339, BuildTime); err == nil {
 		return t
 	}
@@ -51,7 +51,7 @@ type timeComp struct {
 func newTimeComp(cfg *config.Config, log *slog.Logger) *timeComp {
 	t := cfg.Time
 	c := &timeComp{}
-	tc := timesync.Config{Servers: t.Servers, SetClock: t.SetClock, Floor: buildTime(),
+	tc := timesync.Config{Servers: t.Servers, SetClock: t.SetClock, Floor: Built(),
 		ClockFile: filepath.Join(cfg.StateDir, "clock"), Serve: ntpAddrs(cfg),
 		// Names through routerd's own resolver, as the blocklists do.
 		Resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {

@@ -15,7 +15,7 @@ import (
 	"github.com/routerd/routerd/router/config"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files of TestTranslationGolden")
+var updateGolden = flag.Bool("update", false, "rewrite the golden files of TestTranslationGolden")
 
 // TestTranslationGolden renders, for each example config, everything the
 // pure translation layer makes of it: the namespace plan, the routing plan,
@@ -41,7 +41,7 @@ func TestTranslationGolden(t *testing.T) {
 			}
 			got := translate(cfg)
 			golden := filepath.Join("testdata", "golden", name+".txt")
-			if *update {
+			if *updateGolden {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}

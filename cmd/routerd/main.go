@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/routerd/routerd/internal/logring"
 	"github.com/routerd/routerd/router"
@@ -51,7 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *version {
-		fmt.Fprintln(stdout, router.Version)
+		// "routerd VERSION built TIME": mkimage reads this into the
+		// image's .routerd section, which the updater checks.
+		fmt.Fprintf(stdout, "routerd %s built %s\n", router.Version, router.Built().UTC().Format(time.RFC3339))
 		return 0
 	}
 	var lvl slog.Level

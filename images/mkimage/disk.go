@@ -13,7 +13,7 @@ import (
 // the removable-media path, with no boot loader. The section addresses
 // are the ones systemd's stub expects; the kernel must stay under 16 MiB
 // to fit between .linux and .initrd.
-func uki(stub, kernel, initrd, osrel, cmdline, out string) error {
+func uki(stub, kernel, initrd, osrel, cmdline, info, out string) error {
 	if fi, err := os.Stat(kernel); err != nil {
 		return err
 	} else if fi.Size() >= 0x1000000 {
@@ -22,6 +22,7 @@ func uki(stub, kernel, initrd, osrel, cmdline, out string) error {
 	_, err := run("", nil, "objcopy",
 		"--add-section", ".osrel="+osrel, "--change-section-vma", ".osrel=0x20000",
 		"--add-section", ".cmdline="+cmdline, "--change-section-vma", ".cmdline=0x30000",
+		"--add-section", ".routerd="+info, "--change-section-vma", ".routerd=0x40000",
 		"--add-section", ".linux="+kernel, "--change-section-vma", ".linux=0x2000000",
 		"--add-section", ".initrd="+initrd, "--change-section-vma", ".initrd=0x3000000",
 		stub, out)

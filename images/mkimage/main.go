@@ -16,12 +16,18 @@ package main
 
 import (
 	"compress/gzip"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/routerd/routerd/router/update"
 )
 
 // defaultModules is modules.txt: what the image loads at boot.
@@ -55,7 +61,8 @@ func build() error {
 	modList := flag.String("modules", "", "file listing the modules the image loads (default: the built-in modules.txt)")
 	cmdline := flag.String("cmdline", "console=tty0 console=ttyS0,115200n8 loglevel=4 panic=10", "kernel command line")
 	dataMiB := flag.Int64("data-size", 32, "size of the data partition in MiB")
-	version := flag.String("version", "dev", "version for the image's os-release")
+	ukiOnly := flag.Bool("uki-only", false, "write only the update artifact (routerd.efi beside -out), not the disk image")
+	signingKey := flag.String("signing-key", "", "an ed25519 private key (PEM, PKCS #8: openssl genpkey -algorithm ed25519) to sign the update with")
 	flag.Parse()
 
 	work, err := os.MkdirTemp("", "mkimage-")
@@ -63,6 +70,14 @@ func build() error {
 		return err
 	}
 	defer os.RemoveAll(work)
+
+	// The version is the binary's own, so that what an update says of
+	// itself is what it runs.
+	info, err := binaryInfo(*routerd)
+	if err != nil {
+		return err
+	}
+	version := &info.Version
 
 	kpkg, err := kernelPackage()
 	if err != nil {
@@ -146,18 +161,31 @@ func build() error {
 	osrel, cmd := filepath.Join(work, "os-release"), filepath.Join(work, "cmdline")
 	os.WriteFile(osrel, []byte(osRelease(*version, kver)), 0o644)
 	os.WriteFile(cmd, []byte(*cmdline+"\n"), 0o644)
+	infoFile := filepath.Join(work, "routerd-info.json")
+	ib, _ := json.Marshal(info)
+	os.WriteFile(infoFile, ib, 0o644)
 	efi := filepath.Join(work, "BOOTX64.EFI")
-	if err := uki(stub, kernel, initrd, osrel, cmd, efi); err != nil {
+	if err := uki(stub, kernel, initrd, osrel, cmd, infoFile, efi); err != nil {
 		return err
 	}
 	fi, err := os.Stat(efi)
 	if err != nil {
 		return err
 	}
-	// FAT32 needs at least 65525 clusters: 34 MiB of 512-byte ones.
-	espSize := max(roundMiB(fi.Size()+fi.Size()/4), 34<<20)
+	if *ukiOnly {
+		fmt.Printf("%s: routerd %s, built %s\n", filepath.Join(filepath.Dir(*out), "routerd.efi"), info.Version, info.BuildTime.Format(time.RFC3339))
+		return writeArtifact(efi, filepath.Join(filepath.Dir(*out), "routerd.efi"), *signingKey)
+	}
+	// Room for the two slots and the fallback copy, with headroom for
+	// bigger kernels; FAT32 needs at least 65525 clusters: 34 MiB of
+	// 512-byte ones.
+	espSize := max(roundMiB(fi.Size()*4+fi.Size()/2), 34<<20)
 	esp := filepath.Join(work, "esp.img")
-	if err := fatImage(esp, "ROUTERD-EFI", espSize, []string{"/EFI", "/EFI/BOOT"}, map[string]string{"/EFI/BOOT/BOOTX64.EFI": efi}); err != nil {
+	if err := fatImage(esp, "ROUTERD-EFI", espSize, []string{"/EFI", "/EFI/BOOT", "/EFI/routerd"},
+		map[string]string{"/EFI/BOOT/BOOTX64.EFI": efi, "/" + update.SlotFile(update.SlotA): efi}); err != nil {
+		return err
+	}
+	if err := writeArtifact(efi, filepath.Join(filepath.Dir(*out), "routerd.efi"), *signingKey); err != nil {
 		return err
 	}
 
@@ -191,10 +219,55 @@ func build() error {
 		return err
 	}
 	dfi, _ := os.Stat(*out)
+	fmt.Printf("%s: routerd %s, built %s\n", filepath.Join(filepath.Dir(*out), "routerd.efi"), info.Version, info.BuildTime.Format(time.RFC3339))
 	ifi, _ := os.Stat(initrd)
 	fmt.Printf("%s: %d MiB (kernel %s, %d modules, initramfs %.1f MiB, UKI %.1f MiB)\n",
 		*out, dfi.Size()>>20, kver, len(order), float64(ifi.Size())/(1<<20), float64(fi.Size())/(1<<20))
 	return nil
+}
+
+// binaryInfo asks the routerd binary for its version and build time.
+func binaryInfo(bin string) (update.Info, error) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return update.Info{}, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	// "routerd VERSION built TIME"
+	f := strings.Fields(string(out))
+	if len(f) != 4 || f[0] != "routerd" || f[2] != "built" {
+		return update.Info{}, fmt.Errorf("%s --version: unexpected %q", bin, out)
+	}
+	t, err := time.Parse(time.RFC3339, f[3])
+	if err != nil {
+		return update.Info{}, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	return update.Info{Version: f[1], BuildTime: t}, nil
+}
+
+// writeArtifact copies the UKI to dst as the update artifact, with its
+// SHA-256 (dst.sha256, as sha256sum writes it) and, given a key, its
+// signature (dst.sig: base64 of the ed25519 signature of the SHA-256).
+func writeArtifact(efi, dst, keyFile string) error {
+	b, err := os.ReadFile(efi)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	if err := os.WriteFile(dst+".sha256", []byte(fmt.Sprintf("%x  %s\n", sum, filepath.Base(dst))), 0o644); err != nil {
+		return err
+	}
+	os.Remove(dst + ".sig")
+	if keyFile == "" {
+		return nil
+	}
+	sig, err := update.SignFile(keyFile, sum[:])
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst+".sig", []byte(sig+"\n"), 0o644)
 }
 
 func roundMiB(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }

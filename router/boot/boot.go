@@ -100,6 +100,9 @@ type initProc struct {
 	sigs    chan os.Signal
 	power   chan struct{}
 	child   *os.Process
+	// probation is a new boot slot proving itself (A/B updates); nil
+	// when none is.
+	probation *probation
 }
 
 // run mounts the data partition, checks the config and keeps the
@@ -115,7 +118,9 @@ func (i *initProc) run() error {
 		restart   = time.NewTimer(time.Hour)
 		backoff   = time.Second
 		started   time.Time
+		health    = time.NewTicker(probationCheck)
 	)
+	defer health.Stop()
 	restart.Stop()
 	for {
 		select {
@@ -134,7 +139,10 @@ func (i *initProc) run() error {
 			dataReady = true
 			i.dataOK = true
 			rotateBootLog(DataDir)
+			i.startProbation(ctx)
 			restart.Reset(0)
+		case <-health.C:
+			i.checkProbation()
 		case <-restart.C:
 			if !dataReady || i.child != nil {
 				continue

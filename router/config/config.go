@@ -9,6 +9,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"crypto/x509"
 	"net"
 	"net/netip"
@@ -42,8 +43,21 @@ type Config struct {
 	Status     Status
 	Admin      *Admin // nil: no SSH management
 	Time       *Time  // nil: no [time] section: the clock is left alone
+	Update     Update
 
 	LANNets LANNets // derived from LAN
+}
+
+// Update configures updates of the image (A/B slots).
+type Update struct {
+	// SigningKeyFile is a PEM ed25519 public key; with it, only uploads
+	// signed by its private key are installed. Relative to the config
+	// file's directory; Load reads it into Key.
+	SigningKeyFile string
+	Key            ed25519.PublicKey
+	// Probation is how long a new version has to become healthy before
+	// the box goes back to the old one.
+	Probation time.Duration
 }
 
 // Time is the clock's synchronisation.

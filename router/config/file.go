@@ -18,6 +18,12 @@ type fileConfig struct {
 	Status    fileStatus      `toml:"status"`
 	Admin     *fileAdmin      `toml:"admin"`
 	Time      *fileTime       `toml:"time"`
+	Update    fileUpdate      `toml:"update"`
+}
+
+type fileUpdate struct {
+	SigningKey string `toml:"signing_key"`
+	Probation  string `toml:"probation"`
 }
 
 type fileTime struct {

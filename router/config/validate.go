@@ -50,6 +50,7 @@ func validate(p *problems, fc *fileConfig) *Config {
 	v.status(&fc.Status)
 	v.admin(fc.Admin)
 	v.time(fc.Time)
+	v.update(&fc.Update)
 	return c
 }
 

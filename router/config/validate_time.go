@@ -1,10 +1,17 @@
 package config
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // [time]: SNTP client and LAN NTP server.
@@ -52,4 +59,42 @@ func validTimeServer(s string) bool {
 		}
 	}
 	return len(labels) > 0
+}
+
+// [update]: the image's A/B updates.
+
+func (v *validator) update(f *fileUpdate) {
+	u := Update{SigningKeyFile: f.SigningKey, Probation: 3 * time.Minute}
+	if f.Probation != "" {
+		u.Probation = v.duration("update.probation", f.Probation)
+		if u.Probation > 0 && u.Probation < 20*time.Second {
+			v.p.errf("update.probation", "%s is too short for a box to boot (at least 20s)", f.Probation)
+		}
+	}
+	v.c.Update = u
+}
+
+// loadKey reads the signing key (relative to dir).
+func (u *Update) loadKey(dir string) []FieldError {
+	if u.SigningKeyFile == "" {
+		return nil
+	}
+	if !filepath.IsAbs(u.SigningKeyFile) {
+		u.SigningKeyFile = filepath.Join(dir, u.SigningKeyFile)
+	}
+	b, err := os.ReadFile(u.SigningKeyFile)
+	if err != nil {
+		return []FieldError{{Path: "update.signing_key", Msg: err.Error()}}
+	}
+	blk, _ := pem.Decode(b)
+	var k any
+	if blk != nil {
+		k, err = x509.ParsePKIXPublicKey(blk.Bytes)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if blk == nil || err != nil || !ok {
+		return []FieldError{{Path: "update.signing_key", Msg: fmt.Sprintf("%s is not a PEM ed25519 public key (openssl pkey -in KEY -pubout)", u.SigningKeyFile)}}
+	}
+	u.Key = pub
+	return nil
 }

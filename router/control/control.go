@@ -98,6 +98,13 @@ func NewClient(path string) *Client {
 	}}
 }
 
+// WithTimeout returns a client like c whose requests may take d.
+func (c *Client) WithTimeout(d time.Duration) *Client {
+	hc := *c.hc
+	hc.Timeout = d
+	return &Client{Socket: c.Socket, hc: &hc}
+}
+
 // ErrNotRunning means nothing listens on the socket.
 var ErrNotRunning = errors.New("routerd is not running")
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ commands:
                                --confirm, roll back by itself unless confirmed within D
   config confirm               keep the config applied with --confirm
   poweroff | reboot            stop the appliance cleanly and power off or reboot (on the image)
+  update [FILE] [--sha256 HEX] [--signature B64] [--reboot-at HH:MM|now|never]
+                               install routerd.efi (FILE, or standard input: ssh ROUTER update < routerd.efi)
+                               into the boot slot not running, then reboot into it on probation (on the image)
 `
 
 // Run runs one command (args without the program name) against c and
@@ -125,6 +129,10 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 		}
 	case "config":
 		if code, ok := configCmd(ctx, c, rest, stdin, stdout, stderr); ok {
+			return code
+		}
+	case "update":
+		if code, ok := updateCmd(ctx, c, rest, stdin, stdout, stderr); ok {
 			return code
 		}
 	case "reload":
@@ -270,4 +278,58 @@ func logsQuery(args []string) (url.Values, bool) {
 		}
 	}
 	return q, true
+}
+
+// updateCmd uploads an image: the file named, or standard input.
+func updateCmd(ctx context.Context, c *control.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, bool) {
+	q := url.Values{}
+	file := ""
+	for len(args) > 0 {
+		switch a := args[0]; {
+		case (a == "--sha256" || a == "--signature" || a == "--reboot-at") && len(args) > 1:
+			q.Set(strings.ReplaceAll(strings.TrimPrefix(a, "--"), "-", "_"), args[1])
+			args = args[2:]
+		case !strings.HasPrefix(a, "-") && file == "":
+			file, args = a, args[1:]
+		default:
+			return 0, false
+		}
+	}
+	body := stdin
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return exit(err, stderr), true
+		}
+		defer f.Close()
+		body = f
+	}
+	var ans status.UpdateAnswer
+	// Uploading and writing a slot can take minutes on a slow stick.
+	err := c.WithTimeout(10*time.Minute).DoBody(ctx, "POST", "/v1/update?"+q.Encode(), &progress{r: body, w: stderr}, &ans, nil)
+	for _, s := range ans.Steps {
+		fmt.Fprintln(stdout, s)
+	}
+	return exit(err, stderr), true
+}
+
+// progress counts an upload on w, every 4 MiB.
+type progress struct {
+	r    io.Reader
+	w    io.Writer
+	n    int64
+	next int64
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if p.next == 0 {
+		p.next = 4 << 20
+	}
+	if p.n >= p.next {
+		fmt.Fprintf(p.w, "sent %d MiB\n", p.n>>20)
+		p.next = p.n + 4<<20
+	}
+	return n, err
 }

@@ -64,6 +64,14 @@ type UpdateAttempt struct {
 	Probation time.Time `json:"probation_since,omitzero"` // booted, not yet healthy
 }
 
+// UpdateAnswer is the answer to an upload (routerctl update).
+type UpdateAnswer struct {
+	Steps    []string   `json:"steps"`
+	Slot     string     `json:"slot,omitempty"`
+	Version  string     `json:"version,omitempty"`
+	RebootAt *time.Time `json:"reboot_at,omitempty"`
+}
+
 // UpdateResult is how the last update ended.
 type UpdateResult struct {
 	Outcome string    `json:"outcome"` // "committed" | "rolled back"

@@ -341,3 +341,32 @@ func (s *Slots) Status() status.Update {
 	}
 	return u
 }
+
+// Healthy says whether the appliance, as its status shows it, is fit to
+// commit: ready, every component running, and the WAN up if it was up
+// before the update. Otherwise it says what is wrong, for the record of
+// a rollback.
+func Healthy(st *status.Status, wanWasUp bool) (bool, string) {
+	if st.Phase != status.PhaseReady {
+		return false, fmt.Sprintf("the appliance is %s, not ready", st.Phase)
+	}
+	for _, c := range st.Components {
+		if c.State != status.Running {
+			why := fmt.Sprintf("component %s is %s", c.Name, c.State)
+			if c.Error != "" {
+				why += ": " + c.Error
+			}
+			return false, why
+		}
+	}
+	if wanWasUp && !WANUp(st) {
+		return false, "the WAN is down (it was up before the update)"
+	}
+	return true, ""
+}
+
+// WANUp says whether the WAN has its address: a DHCP lease, or static.
+func WANUp(st *status.Status) bool {
+	w := st.WAN
+	return w != nil && ((w.DHCP != nil && w.DHCP.State == "bound") || (w.Mode == "static" && w.Addr != ""))
+}

@@ -1,0 +1,5 @@
+//go:build routerd_broken
+
+package router
+
+func init() { brokenComponent = "lan" }

@@ -1,0 +1,147 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/routerd/routerd/router/boot"
+	"github.com/routerd/routerd/router/control"
+	"github.com/routerd/routerd/router/status"
+	"github.com/routerd/routerd/router/update"
+)
+
+// updates serves A/B updates on the image: the upload (routerctl update,
+// ssh gw.lan update < routerd.efi) and the slots' status. The probation
+// and the commit are init's (router/boot).
+type updates struct {
+	upload sync.Mutex // one upload at a time
+
+	mu       sync.Mutex
+	rebootAt *time.Time
+	timer    *time.Timer
+}
+
+// onImage reports whether routerd runs under its own init, where the boot
+// slots are.
+func onImage() bool { return os.Getenv(boot.EnvChild) == "1" }
+
+// handler takes POST /v1/update?sha256=HEX&signature=B64&reboot_at=HH:MM
+// (or reboot_at=never) with the image as the body.
+func (u *updates) handler(s *Supervisor) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !onImage() {
+			control.WriteError(w, http.StatusConflict, errors.New("updates are for the image (routerd --init): on a host, update its package"))
+			return
+		}
+		if !u.upload.TryLock() {
+			control.WriteError(w, http.StatusConflict, errors.New("another update is being uploaded"))
+			return
+		}
+		defer u.upload.Unlock()
+		cfg := s.config()
+		q := r.URL.Query()
+		opt := update.Options{SHA256: q.Get("sha256"), Key: cfg.Update.Key, WANWasUp: update.WANUp(s.Status())}
+		var ans status.UpdateAnswer
+		fail := func(code int, err error) {
+			// What happened before the refusal goes with it.
+			if len(ans.Steps) > 0 {
+				err = fmt.Errorf("%s; %w", strings.Join(ans.Steps, "; "), err)
+			}
+			control.WriteError(w, code, err)
+		}
+		if sig := q.Get("signature"); sig != "" {
+			b, err := update.ParseSignature(sig)
+			if err != nil {
+				fail(http.StatusBadRequest, err)
+				return
+			}
+			opt.Signature = b
+		}
+		at, err := rebootTime(q.Get("reboot_at"), time.Now())
+		if err != nil {
+			fail(http.StatusBadRequest, err)
+			return
+		}
+		slots, err := boot.Slots(cfg.StateDir)
+		if err != nil {
+			fail(http.StatusServiceUnavailable, err)
+			return
+		}
+		step := func(msg string) {
+			ans.Steps = append(ans.Steps, msg)
+			s.log.Info("update: "+msg, "component", "update")
+		}
+		slot, info, err := slots.Install(r.Body, opt, step)
+		if err != nil {
+			s.log.Error("update refused", "component", "update", "err", err)
+			fail(http.StatusBadRequest, err)
+			return
+		}
+		ans.Slot, ans.Version = slot, info.Version
+		switch {
+		case at == nil:
+			step("not rebooting (reboot_at=never): the new version starts at the next reboot")
+		case !at.After(time.Now()):
+			step("rebooting now")
+			// After the answer is out: the reboot takes routerd down.
+			defer time.AfterFunc(time.Second, func() { syscall.Kill(1, boot.RebootSignal) })
+		default:
+			u.schedule(*at)
+			ans.RebootAt = at
+			step("rebooting at " + at.Format(time.RFC3339))
+		}
+		control.WriteJSON(w, ans)
+	}
+}
+
+func (u *updates) schedule(at time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.rebootAt = &at
+	if u.timer != nil {
+		u.timer.Stop()
+	}
+	u.timer = time.AfterFunc(time.Until(at), func() { syscall.Kill(1, boot.RebootSignal) })
+}
+
+// rebootTime parses reboot_at: "" or "now", "never", or the next HH:MM.
+func rebootTime(s string, now time.Time) (*time.Time, error) {
+	switch s {
+	case "", "now":
+		return &now, nil
+	case "never":
+		return nil, nil
+	}
+	t, err := time.ParseInLocation("15:04", s, now.Location())
+	if err != nil {
+		return nil, fmt.Errorf("reboot_at %q: want HH:MM, now or never", s)
+	}
+	at := time.Date(now.Year(), now.Month(), now.Day(), t.Hour(), t.Minute(), 0, 0, now.Location())
+	if !at.After(now) {
+		at = at.AddDate(0, 0, 1)
+	}
+	return &at, nil
+}
+
+// fillStatus adds the boot slots, on the image.
+func (u *updates) fillStatus(s *Supervisor, st *status.Status) {
+	if !onImage() {
+		return
+	}
+	slots, err := boot.Slots(s.config().StateDir)
+	if err != nil {
+		st.Update = &status.Update{Error: err.Error()}
+		return
+	}
+	us := slots.Status()
+	u.mu.Lock()
+	us.RebootAt = u.rebootAt
+	u.mu.Unlock()
+	st.Update = &us
+}
