@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -180,22 +181,9 @@ via = "wan"
 	img := buildImage(t, l.Dir, cfg, map[string]string{"state/wg0.key": vp.ClientKey.String() + "\n",
 		"authorized_keys": string(pub), "lab-ca.pem": string(caPEM)}, true)
 	fi, _ := os.Stat(img)
-	for _, b := range []struct{ br, tap, nic string }{{"brw", "tapw", "eth0"}, {"brl", "tapl", lan.NIC}} {
-		host.NS.MustRun("ip", "link", "add", "name", b.br, "type", "bridge")
-		host.NS.MustRun("ip", "tuntap", "add", "dev", b.tap, "mode", "tap")
-		for _, port := range []string{b.tap, b.nic} {
-			host.NS.MustRun("ip", "link", "set", "dev", port, "master", b.br, "up")
-		}
-		host.NS.MustRun("ip", "link", "set", "dev", b.br, "up")
-	}
-
-	if os.Getenv("IMAGE_DEBUG") != "" {
-		host.NS.Start("tcpdump", "tcpdump", "-n", "-e", "--immediate-mode", "-i", "brw")
-	}
+	nics := wire(host, lan)
 	boot := time.Now()
-	vm := startVM(t, l, host.NS, img, "-rtc", "base=2020-01-01",
-		"-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no", "-device", "virtio-net-pci,netdev=wan,mac="+vmWANMAC,
-		"-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no", "-device", "virtio-net-pci,netdev=lan,mac="+vmLANMAC)
+	vm := startVM(t, l, host.NS, img, false, append(nics, "-rtc", "base=2020-01-01")...)
 	console := vm.console
 
 	var ready time.Duration
@@ -258,12 +246,7 @@ via = "wan"
 	// and the https list, which needed it.
 	gw := "192.168.11.1"
 	ssh := func(stdin string, args ...string) (string, error) {
-		argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "admin@" + gw}, args...)
-		cmd := client.NS.Cmd(argv...)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return vmSSH(client, key, strings.NewReader(stdin), args...)
 	}
 	var st status.Status
 	l.Eventually(90*time.Second, "the appliance on the ISP's time, with the https list", func() error {
@@ -378,20 +361,49 @@ type vm struct {
 	qmp  string
 }
 
-func startVM(t *testing.T, l *lab.Lab, ns *lab.NS, img string, extra ...string) *vm {
+// wire puts the VM's WAN on the lab router namespace's uplink to the ISP
+// and its LAN on the LAN switch, through taps and bridges, and returns
+// qemu's NIC arguments.
+func wire(host *lab.Router, lan *lab.Switch) []string {
+	for _, b := range []struct{ br, tap, nic string }{{"brw", "tapw", "eth0"}, {"brl", "tapl", lan.NIC}} {
+		host.NS.MustRun("ip", "link", "add", "name", b.br, "type", "bridge")
+		host.NS.MustRun("ip", "tuntap", "add", "dev", b.tap, "mode", "tap")
+		for _, port := range []string{b.tap, b.nic} {
+			host.NS.MustRun("ip", "link", "set", "dev", port, "master", b.br, "up")
+		}
+		host.NS.MustRun("ip", "link", "set", "dev", b.br, "up")
+	}
+	if os.Getenv("IMAGE_DEBUG") != "" {
+		host.NS.Start("tcpdump", "tcpdump", "-n", "-e", "--immediate-mode", "-i", "brw")
+	}
+	return []string{
+		"-netdev", "tap,id=wan,ifname=tapw,script=no,downscript=no", "-device", "virtio-net-pci,netdev=wan,mac=" + vmWANMAC,
+		"-netdev", "tap,id=lan,ifname=tapl,script=no,downscript=no", "-device", "virtio-net-pci,netdev=lan,mac=" + vmLANMAC,
+	}
+}
+
+// startVM boots img. The firmware's variables live in the lab (a fresh
+// copy of OVMF's the first time, kept across restarts of qemu: a power
+// cut keeps them too). Without reboots, a reboot ends qemu.
+func startVM(t *testing.T, l *lab.Lab, ns *lab.NS, img string, reboots bool, extra ...string) *vm {
 	t.Helper()
 	vars := filepath.Join(l.Dir, "OVMF_VARS.fd")
-	b, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(vars); err != nil {
+		b, err := os.ReadFile(ovmfVars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(vars, b, 0o644)
 	}
-	os.WriteFile(vars, b, 0o644)
 	v := &vm{qmp: filepath.Join(l.Dir, "qmp.sock")}
 	args := append([]string{"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
 		"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode, "-drive", "if=pflash,format=raw,file=" + vars,
 		"-drive", "file=" + img + ",format=raw,if=virtio", "-device", "virtio-rng-pci",
-		"-qmp", "unix:" + v.qmp + ",server=on,wait=off", "-no-reboot"}, extra...)
+		"-qmp", "unix:" + v.qmp + ",server=on,wait=off"}, extra...)
+	if !reboots {
+		args = append(args, "-no-reboot")
+	}
 	v.proc = ns.StartNet("qemu", args...)
 	return v
 }
@@ -442,7 +454,7 @@ func TestImageBadConfig(t *testing.T) {
 	l := lab.New(t)
 	bad := strings.Replace(imageConfigBase, `ipv4 = "dhcp"`, `ipv4 = "dhcp"`+"\nset_mac = \"01:00:5e:00:00:01\"", 1)
 	img := buildImage(t, l.Dir, bad, nil, false)
-	v := startVM(t, l, l.NewNS("vm"), img)
+	v := startVM(t, l, l.NewNS("vm"), img, false)
 	l.Eventually(180*time.Second, "the config errors on the console", func() error {
 		if done, err := v.proc.Exited(); done {
 			return fmt.Errorf("qemu exited: %v", err)
@@ -458,6 +470,29 @@ func TestImageBadConfig(t *testing.T) {
 		t.Errorf("a bad config started the appliance or panicked:\n%s", v.console())
 	}
 	v.powerButton(t)
+}
+
+// vmSSH runs a routerctl command on the VM from a LAN client, with OpenSSH.
+func vmSSH(client *lab.Client, key string, stdin io.Reader, args ...string) (string, error) {
+	argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "admin@192.168.11.1"}, args...)
+	cmd := client.NS.Cmd(argv...)
+	cmd.Stdin = stdin
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// vmStatus is routerctl status --json over SSH.
+func vmStatus(client *lab.Client, key string) (*status.Status, error) {
+	out, err := vmSSH(client, key, nil, "status", "--json")
+	if err != nil {
+		return nil, fmt.Errorf("ssh status --json: %v: %s", err, out)
+	}
+	var st status.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // dataOffset is the byte offset of partition 2 (routerd-data).

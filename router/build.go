@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/routerd/routerd/router/boot"
 	"github.com/routerd/routerd/router/config"
@@ -117,16 +118,20 @@ func (s *Supervisor) config() *config.Config { return s.cur.Load().cfg }
 // powerHandler asks the image's init (PID 1) to power off or reboot. Only
 // an appliance started by that init may: elsewhere PID 1 is some other
 // init, and routerd is not the machine.
+// signalInitSoon signals init (PID 1) a moment after the answer is out,
+// so that the caller (over SSH too) sees the command succeed before the
+// appliance stops under it.
+func signalInitSoon(sig syscall.Signal) {
+	time.AfterFunc(time.Second, func() { syscall.Kill(1, sig) })
+}
+
 func powerHandler(sig syscall.Signal) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv(boot.EnvChild) != "1" {
 			control.WriteError(w, http.StatusConflict, errors.New("routerd is not the machine's init here; use the host's own shutdown"))
 			return
 		}
-		if err := syscall.Kill(1, sig); err != nil {
-			control.WriteError(w, http.StatusInternalServerError, fmt.Errorf("signal init: %w", err))
-			return
-		}
 		control.WriteJSON(w, struct{}{})
+		signalInitSoon(sig)
 	}
 }

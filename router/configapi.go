@@ -134,7 +134,7 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 		os.Remove(tmp)
 		return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("keep the running config: %w", err)
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := atomicfile.Rename(tmp, s.path); err != nil {
 		return ApplyResult{}, http.StatusInternalServerError, err
 	}
 	res := ApplyResult{Hash: hash}
@@ -179,7 +179,7 @@ func (s *Supervisor) rollback(why string) {
 		return // confirmed meanwhile
 	}
 	s.apply.deadline = time.Time{}
-	err := os.Rename(s.prevPath(), s.path)
+	err := atomicfile.Rename(s.prevPath(), s.path)
 	os.Remove(s.pendingPath())
 	r := &status.Reload{At: time.Now(), Error: why}
 	if err != nil {

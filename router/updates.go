@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/routerd/routerd/router/boot"
@@ -89,8 +88,7 @@ func (u *updates) handler(s *Supervisor) http.HandlerFunc {
 			step("not rebooting (reboot_at=never): the new version starts at the next reboot")
 		case !at.After(time.Now()):
 			step("rebooting now")
-			// After the answer is out: the reboot takes routerd down.
-			defer time.AfterFunc(time.Second, func() { syscall.Kill(1, boot.RebootSignal) })
+			defer signalInitSoon(boot.RebootSignal)
 		default:
 			u.schedule(*at)
 			ans.RebootAt = at
@@ -107,7 +105,7 @@ func (u *updates) schedule(at time.Time) {
 	if u.timer != nil {
 		u.timer.Stop()
 	}
-	u.timer = time.AfterFunc(time.Until(at), func() { syscall.Kill(1, boot.RebootSignal) })
+	u.timer = time.AfterFunc(time.Until(at), func() { signalInitSoon(boot.RebootSignal) })
 }
 
 // rebootTime parses reboot_at: "" or "now", "never", or the next HH:MM.

@@ -34,10 +34,29 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	return Rename(tmp, path)
+}
+
+// Rename moves a synced file over path durably. Besides the directory,
+// the file is synced again after the rename: on FAT (the image's data and
+// EFI partitions) the size lives in the directory entry, and the entry a
+// rename makes carries size 0 until the file's inode is written back. A
+// power cut in between left empty files (found by the image's power-cut
+// test); syncing the renamed file writes its entry.
+func Rename(tmp, path string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
-	return SyncDir(dir)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // SyncDir makes a rename or create in dir durable.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/routerd/routerd/internal/atomicfile"
 )
 
 // The boot's log on the data partition: init keeps the last lines of its
@@ -50,7 +52,7 @@ func (t *tail) bytes() []byte {
 // the data partition is mounted.
 func rotateBootLog(dir string) {
 	os.MkdirAll(filepath.Join(dir, "log"), 0o700)
-	os.Rename(filepath.Join(dir, bootLog), filepath.Join(dir, previousLog))
+	atomicfile.Rename(filepath.Join(dir, bootLog), filepath.Join(dir, previousLog))
 }
 
 // saveBootLog writes what t holds as this boot's log.

@@ -55,6 +55,9 @@ func renderUpdate(st *Status, w io.Writer) {
 			fmt.Fprintf(w, "update\t%s on probation in slot %s since %s (rolls back unless healthy)\n", a.Version, a.Slot, a.Probation.Format(time.TimeOnly))
 		}
 	}
+	if len(u.BootOrder) > 0 {
+		fmt.Fprintf(w, "firmware boot order\t%s\n", strings.Join(u.BootOrder, ", "))
+	}
 	if u.RebootAt != nil {
 		fmt.Fprintf(w, "reboot\tscheduled at %s\n", u.RebootAt.Format(time.RFC3339))
 	}

@@ -43,7 +43,10 @@ type Update struct {
 	Attempt  *UpdateAttempt `json:"attempt,omitempty"` // written and not yet committed
 	Last     *UpdateResult  `json:"last,omitempty"`
 	RebootAt *time.Time     `json:"reboot_at,omitempty"` // a scheduled reboot into the new slot
-	Error    string         `json:"error,omitempty"`
+	// BootOrder is the firmware's, as "Boot0A00 routerd A" (the current
+	// boot marked with *).
+	BootOrder []string `json:"boot_order,omitempty"`
+	Error     string   `json:"error,omitempty"`
 }
 
 // Slot is one boot slot.

@@ -15,7 +15,7 @@ import (
 )
 
 // globalGUID is EFI_GLOBAL_VARIABLE, the vendor of the Boot* variables.
-const globalGUID = "8be4df61-93ca-11d0-aae6-4bdc8e4ea003"
+const globalGUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 // Attributes of the boot variables: non-volatile, boot service and
 // runtime access.

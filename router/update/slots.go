@@ -136,11 +136,10 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 		os.Remove(tmp)
 		return "", Info{}, err
 	}
-	if err := os.Rename(tmp, s.path(SlotFile(slot))); err != nil {
+	if err := atomicfile.Rename(tmp, s.path(SlotFile(slot))); err != nil {
 		os.Remove(tmp)
 		return "", Info{}, fmt.Errorf("install slot %s: %w", slot, err)
 	}
-	atomicfile.SyncDir(s.path(slotDir))
 	step(fmt.Sprintf("written to slot %s (%s)", slot, SlotFile(slot)))
 	ents, err := s.ensureEntries(s.Committed())
 	if err != nil {
@@ -149,6 +148,8 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 	if err := s.Vars.SetBootNext(ents[slot]); err != nil {
 		return "", Info{}, err
 	}
+	order, _ := s.Vars.BootOrder()
+	step(fmt.Sprintf("boot entries: slot A Boot%04X, slot B Boot%04X; BootOrder %s", ents[SlotA], ents[SlotB], orderString(order)))
 	step(fmt.Sprintf("the next boot starts slot %s once (BootNext=Boot%04X); slot %s stays committed until %s proves healthy", slot, ents[slot], from, info.Version))
 	rec, _ := Load(s.State)
 	rec.Attempt = &Attempt{Slot: slot, From: from, Info: info, At: time.Now(), WANWasUp: opt.WANWasUp}
@@ -166,7 +167,7 @@ func (s *Slots) receive(r io.Reader, tmp string, opt Options, step func(string))
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, MaxSize+1))
+	n, err := io.Copy(io.MultiWriter(f, h, &counter{step: step}), io.LimitReader(r, MaxSize+1))
 	if err != nil {
 		return Info{}, fmt.Errorf("receive: %w", err)
 	}
@@ -235,7 +236,7 @@ func (s *Slots) ensureEntries(committed string) (map[string]uint16, error) {
 func (s *Slots) putFirst(ents map[string]uint16, slot string) error {
 	order, err := s.Vars.BootOrder()
 	if err != nil {
-		return err
+		return fmt.Errorf("read BootOrder: %w", err)
 	}
 	want := []uint16{ents[slot], ents[other(slot)]}
 	for _, n := range order {
@@ -308,10 +309,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	out.Close()
-	if err := os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	return atomicfile.SyncDir(filepath.Dir(dst))
+	return atomicfile.Rename(tmp, dst)
 }
 
 // Status describes the slots and the last update.
@@ -332,6 +330,19 @@ func (s *Slots) Status() status.Update {
 	rec, err := Load(s.State)
 	if err != nil {
 		u.Error = err.Error()
+	}
+	order, err := s.Vars.BootOrder()
+	if err != nil {
+		u.Error = err.Error()
+	}
+	_, all, _ := s.entries()
+	cur, _ := s.Vars.BootCurrent()
+	for _, n := range order {
+		e := fmt.Sprintf("Boot%04X %s", n, all[n].Description)
+		if n == cur {
+			e += " *"
+		}
+		u.BootOrder = append(u.BootOrder, e)
 	}
 	if a := rec.Attempt; a != nil {
 		u.Attempt = &status.UpdateAttempt{Slot: a.Slot, From: a.From, Version: a.Version, At: a.At, Probation: a.Probation}
@@ -369,4 +380,30 @@ func Healthy(st *status.Status, wanWasUp bool) (bool, string) {
 func WANUp(st *status.Status) bool {
 	w := st.WAN
 	return w != nil && ((w.DHCP != nil && w.DHCP.State == "bound") || (w.Mode == "static" && w.Addr != ""))
+}
+
+// counter reports every 4 MiB received.
+type counter struct {
+	n    int64
+	step func(string)
+}
+
+func (c *counter) Write(b []byte) (int, error) {
+	before := c.n
+	c.n += int64(len(b))
+	if c.n>>22 != before>>22 {
+		c.step(fmt.Sprintf("receiving: %d MiB", c.n>>20))
+	}
+	return len(b), nil
+}
+
+func orderString(order []uint16) string {
+	var b strings.Builder
+	for i, n := range order {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%04X", n)
+	}
+	return b.String()
 }
