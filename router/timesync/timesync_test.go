@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,23 +137,11 @@ func TestSelect(t *testing.T) {
 					got = append(got, i)
 				}
 			}
-			if !equalInts(got, tc.wantOutliers) {
+			if !slices.Equal(got, tc.wantOutliers) {
 				t.Errorf("outliers = %v, want %v", got, tc.wantOutliers)
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestStepThenSlew: the first sync steps a clock that is off by more than
@@ -179,10 +168,10 @@ func TestStepThenSlew(t *testing.T) {
 	}
 	<-s.Synced()
 	steps, slews := c.record()
-	if want := []time.Duration{3 * time.Hour}; !equalDurations(steps, want) || !equalDurations(stepped, want) {
+	if want := []time.Duration{3 * time.Hour}; !slices.Equal(steps, want) || !slices.Equal(stepped, want) {
 		t.Errorf("steps %v (OnStep %v), want %v", steps, stepped, want)
 	}
-	if want := offsets[1:]; !equalDurations(slews, want) {
+	if want := offsets[1:]; !slices.Equal(slews, want) {
 		t.Errorf("slews %v, want %v", slews, want)
 	}
 	st := s.Status()
@@ -194,7 +183,7 @@ func TestStepThenSlew(t *testing.T) {
 	s2 := New(Config{Servers: []string{"ntp"}, SetClock: true, Floor: built, Clock: c2,
 		Query: func(ctx context.Context, server string) Sample { return sample(server, 300*ms, ms) }})
 	s2.round(context.Background())
-	if steps, slews := c2.record(); len(steps) != 0 || !equalDurations(slews, []time.Duration{300 * ms}) {
+	if steps, slews := c2.record(); len(steps) != 0 || !slices.Equal(slews, []time.Duration{300 * ms}) {
 		t.Errorf("a first offset under a second: steps %v slews %v, want one slew", steps, slews)
 	}
 }
@@ -228,18 +217,6 @@ func TestUnusableAnswersDoNotSync(t *testing.T) {
 	if st.Synced || len(st.Servers) != 2 || st.Servers[0].Error == "" || st.Error == "" {
 		t.Errorf("status %+v", st)
 	}
-}
-
-func equalDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestServeAndQuery runs the server on loopback and queries it with the
