@@ -10,6 +10,7 @@
 package dns
 
 import (
+	"crypto/x509"
 	"context"
 	"fmt"
 	"log/slog"
@@ -46,8 +47,10 @@ type Config struct {
 	Clients     []netip.Prefix
 	RouterAddrs []netip.Addr // answer for <Hostname>.<Domain>
 	Records     []Record
-	Upstreams   []netip.AddrPort
-	CacheSize   int
+	Upstreams   []Upstream
+	// TLSRoots verify DNS-over-TLS upstreams (nil: the system's roots).
+	TLSRoots  *x509.CertPool
+	CacheSize int
 	MDNS        bool
 	MDNSIfaces  []string
 	// PathOf says which path a client's traffic takes; its questions go
@@ -96,7 +99,7 @@ func New(cfg Config) *Resolver {
 		cfg.Port = 53
 	}
 	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
-		fwd: newForwarder(cfg.Upstreams), listeners: map[netip.Addr]*listener{}}
+		fwd: newForwarder(cfg.Upstreams, cfg.TLSRoots), listeners: map[netip.Addr]*listener{}}
 	if cfg.MDNS {
 		r.mdns = &mdnsForwarder{ifaces: cfg.MDNSIfaces}
 	}

@@ -70,12 +70,21 @@ func startUpstream(t testing.TB) *fakeUpstream {
 
 var lanClient = netip.MustParseAddr("192.168.1.50")
 
-func testResolver(ups ...netip.AddrPort) *Resolver {
+func testResolver(addrs ...netip.AddrPort) *Resolver {
+	var ups []Upstream
+	for _, a := range addrs {
+		ups = append(ups, Upstream{Addr: a})
+	}
+	return testResolverWith(Config{Upstreams: ups})
+}
+
+// testResolverWith is the test resolver with cfg's upstreams and roots.
+func testResolverWith(cfg Config) *Resolver {
 	r := New(Config{
 		Domain: "lan", Hostname: "gw", Clients: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")},
 		RouterAddrs: []netip.Addr{netip.MustParseAddr("192.168.1.1")},
 		Records:     []Record{{Name: "printer.lan", Addrs: []netip.Addr{netip.MustParseAddr("192.168.1.9"), netip.MustParseAddr("fd00::9")}}},
-		Upstreams:   ups, CacheSize: 100, Log: quiet,
+		Upstreams:   cfg.Upstreams, TLSRoots: cfg.TLSRoots, CacheSize: 100, Log: quiet,
 	})
 	return r
 }
@@ -210,7 +219,7 @@ func TestFailover(t *testing.T) {
 	if up.asked.Load() != before+1 {
 		t.Errorf("healthy upstream not asked")
 	}
-	if got := r.fwd.order(time.Now()); got[0] != up.addr {
+	if got := r.fwd.order(time.Now()); got[0].Addr != up.addr {
 		t.Errorf("order = %v, want the healthy upstream first", got)
 	}
 }

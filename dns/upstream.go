@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"crypto/x509"
 	"context"
 	"errors"
 	"fmt"
@@ -20,33 +21,64 @@ import (
 // upstreamTimeout is how long one upstream gets before the next is asked.
 const upstreamTimeout = 1500 * time.Millisecond
 
+// Upstream is one server the resolver forwards to.
+type Upstream struct {
+	Addr netip.AddrPort
+	// TLS is DNS over TLS (RFC 7858): one long-lived, pipelined
+	// connection per path, the certificate checked for ServerName.
+	TLS        bool
+	ServerName string
+}
+
+func (u Upstream) String() string {
+	if u.TLS {
+		return "tls://" + u.Addr.String() + "#" + u.ServerName
+	}
+	return u.Addr.String()
+}
+
+// asker asks one upstream by one path.
+type asker interface {
+	exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error)
+	close()
+}
+
 // upstreamState is what the resolver knows of one upstream server.
 type upstreamState struct {
-	addr     netip.AddrPort
+	addr     Upstream
 	rtt      time.Duration // smoothed
-	ok, fail uint64
-	lastFail time.Time
-	lastErr  string
+	ok, fail  uint64
+	lastFail  time.Time
+	lastErr   string
+	handshake string // DNS over TLS: the last handshake, or why it failed
 }
 
 // forwarder sends questions upstream, by the path's socket mark, to the
 // healthiest and fastest upstream first.
 type forwarder struct {
-	configured []netip.AddrPort
+	configured []Upstream
+	roots      *x509.CertPool
+	// encrypted: some upstream is DNS over TLS, so nothing falls back to
+	// plaintext (the ISP's servers are not used).
+	encrypted bool
 
 	mu    sync.Mutex
-	isp   []netip.AddrPort // from the WAN lease: the fallback
-	state map[netip.AddrPort]*upstreamState
-	ex    map[exKey]*exchanger
+	isp   []Upstream // from the WAN lease: the fallback
+	state map[Upstream]*upstreamState
+	ex    map[exKey]asker
 }
 
 type exKey struct {
-	addr netip.AddrPort
+	up   Upstream
 	mark uint32
 }
 
-func newForwarder(configured []netip.AddrPort) *forwarder {
-	return &forwarder{configured: configured, state: map[netip.AddrPort]*upstreamState{}, ex: map[exKey]*exchanger{}}
+func newForwarder(configured []Upstream, roots *x509.CertPool) *forwarder {
+	f := &forwarder{configured: configured, roots: roots, state: map[Upstream]*upstreamState{}, ex: map[exKey]asker{}}
+	for _, u := range configured {
+		f.encrypted = f.encrypted || u.TLS
+	}
+	return f
 }
 
 // setISP replaces the ISP's servers (from the WAN lease).
@@ -55,27 +87,29 @@ func (f *forwarder) setISP(addrs []netip.Addr) {
 	defer f.mu.Unlock()
 	f.isp = nil
 	for _, a := range addrs {
-		f.isp = append(f.isp, netip.AddrPortFrom(a, 53))
+		f.isp = append(f.isp, Upstream{Addr: netip.AddrPortFrom(a, 53)})
 	}
 }
 
 // order returns the upstreams to try: configured ones healthy first, by
-// latency, then those that failed recently, then the ISP's as fallback.
-func (f *forwarder) order(now time.Time) []netip.AddrPort {
+// latency, then those that failed recently, then the ISP's as fallback
+// (never with an encrypted upstream configured: a question that should
+// have gone encrypted is not sent in the clear instead).
+func (f *forwarder) order(now time.Time) []Upstream {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	up := slices.Clone(f.configured)
-	recentFail := func(a netip.AddrPort) bool {
+	recentFail := func(a Upstream) bool {
 		s := f.state[a]
 		return s != nil && !s.healthy(now)
 	}
-	rtt := func(a netip.AddrPort) time.Duration {
+	rtt := func(a Upstream) time.Duration {
 		if s := f.state[a]; s != nil && s.rtt > 0 {
 			return s.rtt
 		}
 		return upstreamTimeout // unknown: behind the measured
 	}
-	slices.SortStableFunc(up, func(a, b netip.AddrPort) int {
+	slices.SortStableFunc(up, func(a, b Upstream) int {
 		fa, fb := recentFail(a), recentFail(b)
 		if fa != fb {
 			if fa {
@@ -85,6 +119,9 @@ func (f *forwarder) order(now time.Time) []netip.AddrPort {
 		}
 		return int(rtt(a) - rtt(b))
 	})
+	if f.encrypted {
+		return up
+	}
 	for _, a := range f.isp {
 		if !slices.Contains(up, a) {
 			up = append(up, a)
@@ -119,13 +156,13 @@ func (f *forwarder) exchange(ctx context.Context, req *dns.Msg, path via.Path) (
 	return nil, errors.Join(errs...)
 }
 
-func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up netip.AddrPort, mark uint32) (*dns.Msg, time.Duration, error) {
+func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up Upstream, mark uint32) (*dns.Msg, time.Duration, error) {
 	start := time.Now()
-	resp, err := f.exchanger(up, mark).exchange(ctx, req)
-	if err == nil && resp.Truncated {
+	resp, err := f.asker(up, mark).exchange(ctx, req)
+	if err == nil && resp.Truncated && !up.TLS {
 		// Too big for UDP: ask again over TCP.
 		c := &dns.Client{Net: "tcp", Dialer: &net.Dialer{Timeout: upstreamTimeout, Control: markControl(mark)}, Timeout: upstreamTimeout}
-		resp, _, err = c.ExchangeContext(ctx, req, up.String())
+		resp, _, err = c.ExchangeContext(ctx, req, up.Addr.String())
 	}
 	rtt := time.Since(start)
 	if err != nil {
@@ -137,16 +174,34 @@ func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up netip.AddrPort, ma
 	return resp, rtt, nil
 }
 
-func (f *forwarder) exchanger(up netip.AddrPort, mark uint32) *exchanger {
+func (f *forwarder) asker(up Upstream, mark uint32) asker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := exKey{up, mark}
 	e := f.ex[k]
 	if e == nil {
-		e = &exchanger{addr: up, mark: mark}
+		if up.TLS {
+			e = &dotClient{up: up, mark: mark, roots: f.roots, hs: f.handshakeRecorder(up)}
+		} else {
+			e = &exchanger{addr: up.Addr, mark: mark}
+		}
 		f.ex[k] = e
 	}
 	return e
+}
+
+// handshakeRecorder keeps the last TLS handshake's outcome for status.
+func (f *forwarder) handshakeRecorder(up Upstream) func(string) {
+	return func(msg string) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		s := f.state[up]
+		if s == nil {
+			s = &upstreamState{addr: up}
+			f.state[up] = s
+		}
+		s.handshake = msg
+	}
 }
 
 // close closes the upstream sockets.
@@ -178,7 +233,7 @@ func markControl(mark uint32) func(network, address string, c syscall.RawConn) e
 	}
 }
 
-func (f *forwarder) record(up netip.AddrPort, rtt time.Duration, err error) {
+func (f *forwarder) record(up Upstream, rtt time.Duration, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.state[up]
@@ -209,12 +264,16 @@ func (f *forwarder) status() []UpstreamStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []UpstreamStatus
-	add := func(a netip.AddrPort, src string) {
-		st := UpstreamStatus{Address: a.String(), Source: src, Healthy: true}
+	add := func(a Upstream, src string) {
+		st := UpstreamStatus{Address: a.Addr.String(), Source: src, Healthy: true, Protocol: "udp"}
+		if a.TLS {
+			st.Protocol, st.ServerName = "tls", a.ServerName
+		}
 		if s := f.state[a]; s != nil {
 			st.LatencyMS = float64(s.rtt.Microseconds()) / 1000
 			st.Answered, st.Failed, st.LastError = s.ok, s.fail, s.lastErr
 			st.Healthy = s.healthy(time.Now())
+			st.Handshake = s.handshake
 		}
 		out = append(out, st)
 	}
@@ -222,7 +281,7 @@ func (f *forwarder) status() []UpstreamStatus {
 		add(a, "config")
 	}
 	for _, a := range f.isp {
-		if !slices.Contains(f.configured, a) {
+		if !slices.Contains(f.configured, a) && !f.encrypted {
 			add(a, "isp")
 		}
 	}

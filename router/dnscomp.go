@@ -37,9 +37,13 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	for _, r := range cfg.DNS.Records {
 		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
 	}
+	var ups []dns.Upstream
+	for _, u := range cfg.DNS.Upstream {
+		ups = append(ups, dns.Upstream{Addr: u.Addr, TLS: u.TLS, ServerName: u.ServerName})
+	}
 	c.r = dns.New(dns.Config{
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
-		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: cfg.DNS.Upstream, CacheSize: cfg.DNS.CacheSize,
+		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: ups, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf,
 		OnAnswer: onAnswer, HookGeneration: hookGen, Log: log,
 	})

@@ -45,9 +45,16 @@ func newVPNComp(cfg *config.Config, log *slog.Logger) *vpnComp {
 }
 
 // dnsServers are what endpoint names are resolved with, from the wan
-// namespace: the configured upstreams, then the ISP's.
+// namespace: the configured plain-DNS upstreams, then the ISP's. (A
+// DNS-over-TLS upstream is the resolver's only; an endpoint given as an
+// address needs no lookup at all.)
 func (c *vpnComp) dnsServers() []netip.AddrPort {
-	out := append([]netip.AddrPort(nil), c.cfg.DNS.Upstream...)
+	var out []netip.AddrPort
+	for _, u := range c.cfg.DNS.Upstream {
+		if !u.TLS {
+			out = append(out, u.Addr)
+		}
+	}
 	c.mu.Lock()
 	for _, a := range c.ispNS {
 		out = append(out, netip.AddrPortFrom(a, 53))

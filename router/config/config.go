@@ -60,6 +60,15 @@ type Update struct {
 	Probation time.Duration
 }
 
+// Upstream is one DNS server the resolver forwards to.
+type Upstream struct {
+	Addr netip.AddrPort
+	// TLS: DNS over TLS (RFC 7858), the certificate checked for
+	// ServerName against the system's roots (or dns.tls_ca_file).
+	TLS        bool
+	ServerName string
+}
+
 // Time is the clock's synchronisation.
 type Time struct {
 	Servers []string // SNTP servers: host or host:port
@@ -195,11 +204,16 @@ type RA struct {
 // DNS configures the LAN resolver.
 type DNS struct {
 	Listen    []string // LAN interface names
-	Upstream  []netip.AddrPort
+	Upstream  []Upstream
 	Domain    string
 	MDNS      bool
 	CacheSize int
 	Records   []Record
+	// TLSCAFile holds the CAs DNS-over-TLS upstreams' certificates are
+	// checked against instead of the system's (a private resolver, the
+	// lab); Load reads it into TLSRoots.
+	TLSCAFile string
+	TLSRoots  *x509.CertPool
 }
 
 // Record is a static local name.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,8 @@ func TestRules(t *testing.T) {
 		{"socket relative", `socket = "/run/routerd/routerd.sock"`, `socket = "routerd.sock"`, "status.socket", "absolute"},
 		{"metrics", `metrics = ""`, `metrics = "localhost"`, "status.metrics", "not ip:port"},
 		{"via vpn without vpn", "", "", "routing.default", `"vpn" needs a [vpn] section`},
+		{"dot without a name", `upstream = ["9.9.9.9:53", "[2620:fe::fe]:53"]`, `upstream = ["tls://9.9.9.9"]`, "dns.upstream[0]", "needs the name its certificate is for"},
+		{"dot bad name", `upstream = ["9.9.9.9:53", "[2620:fe::fe]:53"]`, `upstream = ["tls://9.9.9.9:853#not a name"]`, "dns.upstream[0]", "not a host name"},
 		{"time server", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = ["time.cloudflare.com", "bad host!"]`, "time.servers[1]", "not a host name"},
 		{"time server port", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = ["192.0.2.1:0"]`, "time.servers[0]", "not a host name"},
 		{"time serve without servers", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = []`, "time.serve", "needs time.servers"},
@@ -281,4 +284,21 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestUpstreams(t *testing.T) {
+	text := strings.Replace(example(t), `upstream = ["9.9.9.9:53", "[2620:fe::fe]:53"]`,
+		`upstream = ["tls://9.9.9.9#dns.quad9.net", "tls://[2620:fe::fe]:8853#dns.quad9.net", "1.1.1.1"]`, 1)
+	c, err := Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Upstream{
+		{Addr: netip.MustParseAddrPort("9.9.9.9:853"), TLS: true, ServerName: "dns.quad9.net"},
+		{Addr: netip.MustParseAddrPort("[2620:fe::fe]:8853"), TLS: true, ServerName: "dns.quad9.net"},
+		{Addr: netip.MustParseAddrPort("1.1.1.1:53")},
+	}
+	if !slices.Equal(c.DNS.Upstream, want) {
+		t.Errorf("upstreams = %+v, want %+v", c.DNS.Upstream, want)
+	}
 }

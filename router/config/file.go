@@ -106,6 +106,7 @@ type fileDNS struct {
 	MDNS      bool         `toml:"mdns"`
 	CacheSize *int64       `toml:"cache_size"`
 	Record    []fileRecord `toml:"record"`
+	TLSCAFile string       `toml:"tls_ca_file"`
 }
 
 type fileRecord struct {

@@ -30,6 +30,7 @@ func Load(path string) (cfg *Config, hash string, err error) {
 			errs = append(errs, cfg.Admin.loadAuthorizedKeys(filepath.Dir(path))...)
 		}
 		errs = append(errs, cfg.Update.loadKey(filepath.Dir(path))...)
+		errs = append(errs, cfg.DNS.loadCAs(filepath.Dir(path))...)
 		for i := range cfg.Blocklists {
 			errs = append(errs, cfg.Blocklists[i].loadCAs(idx("blocklist", i), filepath.Dir(path))...)
 		}

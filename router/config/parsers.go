@@ -61,7 +61,30 @@ func parseAddrOrPrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func parseUpstream(s string) (netip.AddrPort, error) {
+// parseUpstream reads a DNS upstream: "9.9.9.9", "[2620:fe::fe]:53", or
+// DNS over TLS: "tls://9.9.9.9#dns.quad9.net" (port 853 by default; the
+// name after # is what the server's certificate must be valid for).
+func parseUpstream(s string) (Upstream, error) {
+	rest, isTLS := strings.CutPrefix(s, "tls://")
+	if !isTLS {
+		ap, err := parseUpstreamAddr(s, 53)
+		return Upstream{Addr: ap}, err
+	}
+	addr, name, _ := strings.Cut(rest, "#")
+	ap, err := parseUpstreamAddr(addr, 853)
+	if err != nil {
+		return Upstream{}, err
+	}
+	if name == "" {
+		return Upstream{}, fmt.Errorf("a DNS-over-TLS upstream needs the name its certificate is for: tls://%s#dns.example.net", addr)
+	}
+	if !validDomain(strings.TrimSuffix(name, ".")) {
+		return Upstream{}, fmt.Errorf("%q is not a host name", name)
+	}
+	return Upstream{Addr: ap, TLS: true, ServerName: name}, nil
+}
+
+func parseUpstreamAddr(s string, defPort uint16) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		if ap.Port() == 0 {
 			return ap, fmt.Errorf("port 0")
@@ -69,9 +92,9 @@ func parseUpstream(s string) (netip.AddrPort, error) {
 		return ap, nil
 	}
 	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
-		return netip.AddrPortFrom(a, 53), nil
+		return netip.AddrPortFrom(a, defPort), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("want an IP address with optional port (9.9.9.9:53, [2620:fe::fe]:53)")
+	return netip.AddrPort{}, fmt.Errorf("want an IP address with optional port (9.9.9.9:53, [2620:fe::fe]:53, tls://9.9.9.9#dns.quad9.net)")
 }
 
 func parseToAddrPort(s string, defPort uint16) (netip.AddrPort, error) {

@@ -30,6 +30,7 @@ func (v *validator) dns(f *fileDNS) {
 		}
 		d.Upstream = append(d.Upstream, ap)
 	}
+	d.TLSCAFile = f.TLSCAFile
 	if f.Domain != nil {
 		d.Domain = strings.TrimSuffix(strings.ToLower(*f.Domain), ".")
 		if d.Domain != "" && !validDomain(d.Domain) {

@@ -141,23 +141,40 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 // loadCAs reads the list's ca_file (relative to dir) into a pool that also
 // holds the system's roots.
 func (b *Blocklist) loadCAs(path, dir string) []FieldError {
-	if b.CAFile == "" {
-		return nil
+	pool, file, errs := loadCAFile(path+".ca_file", dir, b.CAFile, true)
+	b.CAFile, b.RootCAs = file, pool
+	return errs
+}
+
+// loadCAs reads dns.tls_ca_file: only its CAs are trusted for the
+// upstreams (a private resolver does not want the whole web PKI).
+func (d *DNS) loadCAs(dir string) []FieldError {
+	pool, file, errs := loadCAFile("dns.tls_ca_file", dir, d.TLSCAFile, false)
+	d.TLSCAFile, d.TLSRoots = file, pool
+	return errs
+}
+
+// loadCAFile reads a PEM file of CAs (relative to dir), with the system's
+// roots or alone.
+func loadCAFile(key, dir, file string, withSystem bool) (*x509.CertPool, string, []FieldError) {
+	if file == "" {
+		return nil, "", nil
 	}
-	if !filepath.IsAbs(b.CAFile) {
-		b.CAFile = filepath.Join(dir, b.CAFile)
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
 	}
-	pem, err := os.ReadFile(b.CAFile)
+	pem, err := os.ReadFile(file)
 	if err != nil {
-		return []FieldError{{Path: path + ".ca_file", Msg: err.Error()}}
+		return nil, file, []FieldError{{Path: key, Msg: err.Error()}}
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
+	pool := x509.NewCertPool()
+	if withSystem {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			pool = sys
+		}
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return []FieldError{{Path: path + ".ca_file", Msg: fmt.Sprintf("%s holds no PEM certificate", b.CAFile)}}
+		return nil, file, []FieldError{{Path: key, Msg: fmt.Sprintf("%s holds no PEM certificate", file)}}
 	}
-	b.RootCAs = pool
-	return nil
+	return pool, file, nil
 }

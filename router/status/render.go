@@ -366,9 +366,18 @@ func renderDNS(st *Status, w io.Writer) {
 	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
 	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
 	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
-	fmt.Fprintln(w, "UPSTREAM\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
+	fmt.Fprintln(w, "UPSTREAM\tPROTOCOL\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
 	for _, u := range d.Upstreams {
-		fmt.Fprintf(w, "%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
+		proto := orDash(u.Protocol)
+		if u.ServerName != "" {
+			proto += " (" + u.ServerName + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, proto, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
+	}
+	for _, u := range d.Upstreams {
+		if u.Handshake != "" {
+			fmt.Fprintf(w, "tls %s\t%s\n", u.Address, oneLine(u.Handshake))
+		}
 	}
 }
 

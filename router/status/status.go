@@ -369,13 +369,16 @@ type DNS struct {
 
 // Upstream is one upstream server's health.
 type Upstream struct {
-	Address   string  `json:"address"`
-	Source    string  `json:"source"` // "config" | "isp"
-	Healthy   bool    `json:"healthy"`
-	LatencyMS float64 `json:"latency_ms"`
-	Answered  uint64  `json:"answered"`
-	Failed    uint64  `json:"failed"`
-	LastError string  `json:"last_error,omitempty"`
+	Address    string  `json:"address"`
+	Protocol   string  `json:"protocol"`              // "udp" (TCP on truncation) | "tls"
+	ServerName string  `json:"server_name,omitempty"` // tls: what the certificate must be valid for
+	Handshake  string  `json:"handshake,omitempty"`   // tls: the last handshake, or why it failed
+	Source     string  `json:"source"`                // "config" | "isp"
+	Healthy    bool    `json:"healthy"`
+	LatencyMS  float64 `json:"latency_ms"`
+	Answered   uint64  `json:"answered"`
+	Failed     uint64  `json:"failed"`
+	LastError  string  `json:"last_error,omitempty"`
 }
 
 // Blocklists is the blocklists section, and the answer to routerctl
