@@ -10,8 +10,8 @@
 package dns
 
 import (
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -49,10 +49,10 @@ type Config struct {
 	Records     []Record
 	Upstreams   []Upstream
 	// TLSRoots verify DNS-over-TLS upstreams (nil: the system's roots).
-	TLSRoots  *x509.CertPool
-	CacheSize int
-	MDNS        bool
-	MDNSIfaces  []string
+	TLSRoots   *x509.CertPool
+	CacheSize  int
+	MDNS       bool
+	MDNSIfaces []string
 	// PathOf says which path a client's traffic takes; its questions go
 	// upstream by the same path, with that path's socket mark.
 	PathOf func(client netip.Addr, iface string) via.Path

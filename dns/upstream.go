@@ -1,8 +1,8 @@
 package dns
 
 import (
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -45,8 +45,8 @@ type asker interface {
 
 // upstreamState is what the resolver knows of one upstream server.
 type upstreamState struct {
-	addr     Upstream
-	rtt      time.Duration // smoothed
+	addr      Upstream
+	rtt       time.Duration // smoothed
 	ok, fail  uint64
 	lastFail  time.Time
 	lastErr   string
