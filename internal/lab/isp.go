@@ -80,7 +80,7 @@ func (l *Lab) NewISP(opts ISPOptions) *ISP {
 	n.MustRun("ip", "addr", "add", ISPDown4.String(), "dev", "dn")
 	n.MustRun("ip", "addr", "add", ISPDown6.String(), "dev", "dn", "nodad")
 	n.MustRun("ip", "link", "set", "dev", "dn", "up")
-	for _, a := range append([]netip.Addr{ISPDNS4, Echo4, NTP4, NTPUnsync4}, EchoAlt4...) {
+	for _, a := range append([]netip.Addr{ISPDNS4, Echo4, NTP4, NTPUnsync4, DoT4}, EchoAlt4...) {
 		n.MustRun("ip", "addr", "add", a.String()+"/32", "dev", "lo")
 	}
 	for _, a := range append([]netip.Addr{ISPDNS6, Echo6}, EchoAlt6...) {
@@ -353,7 +353,11 @@ const ListsTLSPort = 8443
 // the client to trust (blocklist.ca_file). The certificates become valid
 // a minute before now: a client whose clock is behind refuses them.
 func (isp *ISP) ServeListsTLS() (*ListServer, []byte) {
-	caPEM, cert, err := labCA(Echo4)
+	caPEM, certPEM, keyPEM, err := labCA(Echo4)
+	if err != nil {
+		isp.lab.T.Fatalf("lab: CA: %v", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		isp.lab.T.Fatalf("lab: CA: %v", err)
 	}
@@ -377,33 +381,95 @@ func ListTLSURL(name string) string {
 	return fmt.Sprintf("https://%s:%d/%s", Echo4, ListsTLSPort, name)
 }
 
-// labCA makes a CA and a server certificate for addr signed by it.
-func labCA(addr netip.Addr) (caPEM []byte, leaf tls.Certificate, err error) {
+// labCA makes a CA and a server certificate signed by it for addr and
+// names, and returns the CA and the server's certificate and key in PEM.
+func labCA(addr netip.Addr, names ...string) (caPEM, certPEM, keyPEM []byte, err error) {
 	notBefore, notAfter := time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, leaf, err
+		return nil, nil, nil, err
 	}
 	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "routerd lab CA"},
 		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, leaf, err
+		return nil, nil, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, leaf, err
+		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: addr.String()},
-		NotBefore: notBefore, NotAfter: notAfter, IPAddresses: []net.IP{addr.AsSlice()},
+		NotBefore: notBefore, NotAfter: notAfter, IPAddresses: []net.IP{addr.AsSlice()}, DNSNames: names,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, leaf, err
+		return nil, nil, nil, err
 	}
-	leaf = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), leaf, nil
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}
+
+// DoT4 is where the ISP serves DNS over TLS (unbound), with a certificate
+// for DoTName from a lab CA.
+var (
+	DoT4    = netip.MustParseAddr("192.0.2.85")
+	DoTName = "dot.example"
+)
+
+// ServeDoT runs unbound as a DNS-over-TLS resolver on DoT4:853 that
+// forwards to the ISP's DNS and answers secret.dot.example itself (so an
+// answer for it can only have come over TLS), and returns the lab CA
+// (PEM) its certificate is from.
+func (isp *ISP) ServeDoT() (*Proc, []byte) {
+	ca, cert, key, err := labCA(DoT4, DoTName)
+	if err != nil {
+		isp.lab.T.Fatalf("lab: CA: %v", err)
+	}
+	dir := filepath.Join(isp.dir, "dot")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), cert, 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), key, 0o600)
+	conf := fmt.Sprintf(`server:
+  interface: %[2]s@853
+  tls-service-key: "%[1]s/key.pem"
+  tls-service-pem: "%[1]s/cert.pem"
+  tls-port: 853
+  access-control: 0.0.0.0/0 allow
+  access-control: ::/0 allow
+  username: ""
+  chroot: ""
+  directory: "%[1]s"
+  pidfile: "%[1]s/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  do-not-query-localhost: no
+  module-config: "iterator"
+  local-zone: "dot.example." static
+  local-data: "secret.dot.example. 300 IN A 198.51.100.99"
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: %[3]s
+`, dir, DoT4, ISPDNS4)
+	os.WriteFile(filepath.Join(dir, "unbound.conf"), []byte(conf), 0o644)
+	p := isp.NS.Start("isp-unbound-dot", "unbound", "-d", "-c", filepath.Join(dir, "unbound.conf"))
+	isp.lab.Eventually(10*time.Second, "isp unbound listens on 853", func() error {
+		out, err := isp.NS.Run("ss", "-Htln", "sport = :853")
+		if err != nil || !strings.Contains(out, "853") {
+			return fmt.Errorf("not yet: %v %s", err, out)
+		}
+		return nil
+	})
+	return p, ca
 }
 
 // ListURL is the address of a list on the ISP's list server.

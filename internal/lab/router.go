@@ -107,6 +107,7 @@ type ConfigOptions struct {
 	NoDHCP         bool // leave the LANs without DHCP servers
 	MDNS           bool // dns.mdns
 	Upstreams      []string
+	DNSExtra       string // raw lines in [dns] (e.g. tls_ca_file)
 	Extra          string // raw TOML appended at the end
 	LeaseTime      string
 	PrivateKeyFile string
@@ -154,7 +155,7 @@ func (r *Router) Config(o ConfigOptions) string {
 	for i, u := range ups {
 		q[i] = fmt.Sprintf("%q", u)
 	}
-	fmt.Fprintf(&b, "\n[dns]\nupstream = [%s]\ndomain = \"lan\"\nmdns = %v\n", strings.Join(q, ", "), o.MDNS)
+	fmt.Fprintf(&b, "\n[dns]\nupstream = [%s]\ndomain = \"lan\"\nmdns = %v\n%s", strings.Join(q, ", "), o.MDNS, o.DNSExtra)
 	def := or(o.Default, "wan")
 	if o.VPN != nil {
 		keyFile := o.PrivateKeyFile
