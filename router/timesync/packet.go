@@ -84,16 +84,6 @@ func timestamp(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
-// fromTimestamp is the inverse of timestamp for era 0 and 1 (1968-2104):
-// a value with the top bit clear is taken to be after 2036.
-func fromTimestamp(ts uint64) time.Time {
-	secs, frac := int64(ts>>32), int64(ts&0xffffffff)
-	if secs < 1<<31 {
-		secs += 1 << 32 // era 1
-	}
-	return time.Unix(secs-ntpEpochOffset, frac*1e9>>32)
-}
-
 // shortFormat is d in NTP's 16.16 seconds, saturating.
 func shortFormat(d time.Duration) uint32 {
 	if d < 0 {

@@ -351,3 +351,13 @@ func FuzzReply(f *testing.F) {
 		}
 	})
 }
+
+// fromTimestamp is the inverse of timestamp for era 0 and 1 (1968-2104):
+// a value with the top bit clear is taken to be after 2036.
+func fromTimestamp(ts uint64) time.Time {
+	secs, frac := int64(ts>>32), int64(ts&0xffffffff)
+	if secs < 1<<31 {
+		secs += 1 << 32 // era 1
+	}
+	return time.Unix(secs-ntpEpochOffset, frac*1e9>>32)
+}

@@ -69,15 +69,6 @@ func (v Vars) set(name string, data []byte) error {
 	return nil
 }
 
-func (v Vars) remove(name string) error {
-	p := v.path(name)
-	clearImmutable(p)
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delete EFI variable %s: %w", name, err)
-	}
-	return nil
-}
-
 // clearImmutable drops efivarfs' immutable flag (FS_IMMUTABLE_FL), which
 // it sets on every variable so that rm -rf cannot brick a machine.
 func clearImmutable(path string) {
@@ -132,15 +123,6 @@ func (v Vars) SetBootOrder(order []uint16) error {
 // SetBootNext makes the firmware boot entry n once, at the next boot.
 func (v Vars) SetBootNext(n uint16) error {
 	return v.set("BootNext", binary.LittleEndian.AppendUint16(nil, n))
-}
-
-// BootNext returns the pending one-time entry, if any.
-func (v Vars) BootNext() (uint16, bool) {
-	b, err := v.get("BootNext")
-	if err != nil || len(b) != 2 {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint16(b), true
 }
 
 // BootEntries reads every Boot#### variable.

@@ -37,23 +37,6 @@ func SignFile(file string, digest []byte) (string, error) {
 	return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, digest)), nil
 }
 
-// ParsePublicKey reads a PEM (PKIX) ed25519 public key.
-func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, errors.New("not PEM (want `openssl pkey -pubout` output)")
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, errors.New("not an ed25519 public key")
-	}
-	return pub, nil
-}
-
 // ParseSignature decodes a base64 signature.
 func ParseSignature(s string) ([]byte, error) {
 	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))

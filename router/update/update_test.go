@@ -249,3 +249,23 @@ func TestLoadOptionRoundTrip(t *testing.T) {
 		t.Errorf("device path % x", lo.Path[:48])
 	}
 }
+
+// The firmware's side, for the fake machine.
+
+func (v Vars) remove(name string) error {
+	p := v.path(name)
+	clearImmutable(p)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete EFI variable %s: %w", name, err)
+	}
+	return nil
+}
+
+// BootNext returns the pending one-time entry, if any.
+func (v Vars) BootNext() (uint16, bool) {
+	b, err := v.get("BootNext")
+	if err != nil || len(b) != 2 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint16(b), true
+}
