@@ -31,6 +31,8 @@ type cacheEntry struct {
 	expires time.Time
 	hookGen uint64 // the lists' generation the answer hook last saw this answer in
 	elem    *list.Element
+	wire    *wireAnswer // nil: not servable by the fast path
+	wkey    string      // its key in cache.wire
 }
 
 // cache is an LRU of answers bounded by entry count, honouring TTLs and
@@ -40,7 +42,8 @@ type cache struct {
 
 	mu      sync.Mutex
 	entries map[cacheKey]*cacheEntry
-	lru     *list.List // front: most recently used
+	wire    map[string]*cacheEntry // by wireKey, for the fast path
+	lru     *list.List             // front: most recently used
 	hits    uint64
 	misses  uint64
 }
@@ -53,7 +56,7 @@ const (
 )
 
 func newCache(max int) *cache {
-	return &cache{max: max, entries: map[cacheKey]*cacheEntry{}, lru: list.New()}
+	return &cache{max: max, entries: map[cacheKey]*cacheEntry{}, wire: map[string]*cacheEntry{}, lru: list.New()}
 }
 
 func keyOf(path via.Path, q dns.Question, do bool) cacheKey {
@@ -125,7 +128,11 @@ func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
 	if e, ok := c.entries[k]; ok {
 		c.removeLocked(e)
 	}
-	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen}
+	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen, wire: packWire(m)}
+	if e.wire != nil {
+		e.wkey = wireKey(k)
+		c.wire[e.wkey] = e
+	}
 	e.elem = c.lru.PushFront(e)
 	c.entries[k] = e
 	for c.lru.Len() > c.max {
@@ -136,6 +143,25 @@ func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
 func (c *cache) removeLocked(e *cacheEntry) {
 	c.lru.Remove(e.elem)
 	delete(c.entries, e.key)
+	if e.wire != nil {
+		delete(c.wire, e.wkey)
+	}
+}
+
+// getWire returns the packed answer for a wire key and when it was
+// stored, if it is cached, fresh, and was seen by the answer hook in
+// generation gen; otherwise the ordinary path answers (and counts the
+// miss).
+func (c *cache) getWire(key []byte, now time.Time, gen uint64) (*wireAnswer, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.wire[string(key)]
+	if e == nil || !now.Before(e.expires) || e.hookGen != gen {
+		return nil, time.Time{}, false
+	}
+	c.lru.MoveToFront(e.elem)
+	c.hits++
+	return e.wire, e.stored, true
 }
 
 func cacheTTL(m *dns.Msg) (time.Duration, bool) {

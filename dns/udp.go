@@ -92,6 +92,15 @@ func serveUDP(conn *net.UDPConn, iface string, r *Resolver, formerr func()) {
 			if !ok {
 				continue
 			}
+			// A cache hit is answered from wire bytes, allocating nothing.
+			if ip, ok := netip.AddrFromSlice(from.IP); ok {
+				if n := r.answerCached(in[i].Buffers[0][:in[i].N], ip.Unmap(), iface, outBufs[k]); n > 0 {
+					out[k].Buffers[0] = outBufs[k][:n]
+					out[k].Addr = from
+					k++
+					continue
+				}
+			}
 			resp := r.serveOne(in[i].Buffers[0][:in[i].N], from, iface, formerr, func(resp *dns.Msg) {
 				// answered later (upstream): on its own
 				if wire, err := resp.Pack(); err == nil {

@@ -27,6 +27,9 @@ type dnsComp struct {
 	// global maps a LAN to its subnets of the delegated prefix: a DHCPv6
 	// lease's name also answers with its twin there.
 	global func(iface string) []netip.Prefix
+
+	pathsMu sync.RWMutex
+	paths   map[pathKey]via.Path // pathOf's answers so far
 }
 
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
@@ -83,17 +86,46 @@ func (c *dnsComp) pathOf(client netip.Addr, iface string) via.Path {
 	if client.IsLoopback() {
 		return c.cfg.Routing.Router
 	}
+	// Asked for every question, cache hits included: remembered per
+	// client until a lease changes which MAC an address has.
+	k := pathKey{client, iface}
+	c.pathsMu.RLock()
+	p, ok := c.paths[k]
+	c.pathsMu.RUnlock()
+	if ok {
+		return p
+	}
 	f := config.Flow{Src: client, Iface: iface}
 	if c.macOf != nil {
 		if mac, err := net.ParseMAC(c.macOf(client)); err == nil {
 			f.MAC = mac
 		}
 	}
-	return c.cfg.Routing.PathOf(f)
+	p = c.cfg.Routing.PathOf(f)
+	c.pathsMu.Lock()
+	if c.paths == nil || len(c.paths) > 4096 {
+		c.paths = map[pathKey]via.Path{}
+	}
+	c.paths[k] = p
+	c.pathsMu.Unlock()
+	return p
+}
+
+type pathKey struct {
+	client netip.Addr
+	iface  string
+}
+
+// forgetPaths drops the remembered paths: a lease moved an address.
+func (c *dnsComp) forgetPaths() {
+	c.pathsMu.Lock()
+	c.paths = nil
+	c.pathsMu.Unlock()
 }
 
 // lease keeps lease hostnames in the zone as leases come and go.
 func (c *dnsComp) lease(e dhcp.Event) {
+	c.forgetPaths()
 	owner := "lease:" + e.Lease.Key()
 	if e.Removed || e.Lease.Hostname == "" {
 		c.r.RemoveName(owner)
