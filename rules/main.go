@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,6 +97,7 @@ func (m *Main) build(r *ruleset) {
 	r.set("wan_addrs6", nftables.TypeIP6Addr, false, nil)
 
 	m.sources(r)
+	m.dnsNotrack(r, lan)
 
 	// A connection's path, once decided, is restored on every packet.
 	restore := r.chain("restore", nftables.ChainHookPrerouting, PrioRestore, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
@@ -162,6 +164,20 @@ func (m *Main) sources(r *ruleset) {
 		r.rule(ch, in, nfproto(false), r.counter("drop_spoofed_lan4"), drop())
 		r.rule(ch, in, nfproto(true), r.counter("drop_spoofed_lan6"), drop())
 	}
+}
+
+// dnsNotrack takes the router's own resolver out of conntrack: a LAN
+// client's question to the router and its answer are a packet each way,
+// and tracking them (a conntrack entry per question, for 30 seconds) costs
+// more than answering from the cache, and fills the table under load.
+// Questions to other servers, which go through NAT, stay tracked; so do
+// the resolver's own questions upstream, whose answers the input chain
+// accepts as established.
+func (m *Main) dnsNotrack(r *ruleset, lan *nftables.Set) {
+	in := r.chain("dns_notrack_in", nftables.ChainHookPrerouting, PrioSources, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	r.rule(in, ifIn(false, lan, false), l4proto(unix.IPPROTO_UDP), dportRange(53, 53), daddrLocal(), exprs{&expr.Notrack{}})
+	out := r.chain("dns_notrack_out", nftables.ChainHookOutput, PrioSources, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	r.rule(out, ifIn(true, lan, false), udpSport(53), exprs{&expr.Notrack{}})
 }
 
 // policyRules expands one policy into rules: one per combination of source
