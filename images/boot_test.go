@@ -474,12 +474,20 @@ func TestImageBadConfig(t *testing.T) {
 
 // vmSSH runs a routerctl command on the VM from a LAN client, with OpenSSH.
 func vmSSH(client *lab.Client, key string, stdin io.Reader, args ...string) (string, error) {
-	argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "admin@192.168.11.1"}, args...)
-	cmd := client.NS.Cmd(argv...)
-	cmd.Stdin = stdin
+	cmd := vmSSHCmd(client, key, stdin, args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// vmSSHCmd is vmSSH's command, not started. It gives up on a VM that is
+// gone (a power cut) within seconds.
+func vmSSHCmd(client *lab.Client, key string, stdin io.Reader, args ...string) *exec.Cmd {
+	argv := append([]string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2",
+		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "admin@192.168.11.1"}, args...)
+	cmd := client.NS.Cmd(argv...)
+	cmd.Stdin = stdin
+	return cmd
 }
 
 // vmStatus is routerctl status --json over SSH.

@@ -201,7 +201,10 @@ probation = "20s"
 	// committed v2 boots (a reboot stays on it), slot A keeps v1.
 	receiving := strings.Count(vm.console(), "update: receiving: 4 MiB")
 	pr, pw := io.Pipe()
-	go ssh(pr, "update", "--signature", broken.sig)
+	upload := vmSSHCmd(client, key, pr, "update", "--signature", broken.sig)
+	if err := upload.Start(); err != nil {
+		t.Fatal(err)
+	}
 	go pw.Write(broken.data[:len(broken.data)/2]) // and then nothing: the upload is in the middle
 	l.Eventually(60*time.Second, "the upload being written", func() error {
 		if strings.Count(vm.console(), "update: receiving: 4 MiB") == receiving {
@@ -212,6 +215,8 @@ probation = "20s"
 	vm.proc.Signal(syscall.SIGKILL) // the power cut
 	<-vm.proc.Done()
 	pw.CloseWithError(io.ErrUnexpectedEOF)
+	upload.Process.Kill() // its peer is gone: no ssh left behind
+	upload.Wait()
 	vm = startVM(t, l, host.NS, img, true, nics...)
 	waitBoot(1, "after the power cut")
 	u = slots("v2 after the power cut", onSlot("B v2-test"))
