@@ -57,3 +57,36 @@ func TestNilSectionsOmitted(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeAndSlotsSections: the clock's and the boot slots' sections say
+// what a user asks of them: synchronised to whom, and which version runs,
+// which is committed, and why the last update rolled back.
+func TestTimeAndSlotsSections(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	st := &Status{Version: "test", Started: at,
+		Time: &Time{Synced: true, SetsClock: true, Now: at, Floor: at.Add(-time.Hour), Server: "ntp.example", Stratum: 1, OffsetMS: 2.5,
+			LastSync: at, Servers: []TimeServer{{Name: "ntp.example", Addr: "192.0.2.123", Stratum: 1, Used: true},
+				{Name: "192.0.2.124", Error: "the server is not synchronised (leap alarm)"}},
+			Serving: []string{"192.168.1.1:123"}, Served: 7}, Update: &Update{
+			Slots:     []Slot{{Name: "A", Version: "v3-broken", BuildTime: at}, {Name: "B", Version: "v2", BuildTime: at, Running: true, Committed: true}},
+			BootOrder: []string{"Boot0A01 routerd B *", "Boot0A00 routerd A"},
+			Last:      &UpdateResult{Outcome: "rolled back", Slot: "A", From: "B", Version: "v3-broken", At: at, Reason: "component lan is failed"}}}
+	var b bytes.Buffer
+	if err := st.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"synchronised to ntp.example (stratum 1), offset +2.500 ms",
+		"192.0.2.123 stratum 1",
+		"not synchronised (leap alarm)",
+		"192.168.1.1:123: 7 answered",
+		"v2, built 2026-11-30T12:00:00Z (running, committed)",
+		"Boot0A01 routerd B *, Boot0A00 routerd A",
+		"ROLLED BACK v3-broken (slot A, from B) at 2026-11-30T12:00:00Z: component lan is failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
