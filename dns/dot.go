@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -110,14 +109,7 @@ func (c *dotConn) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %v", errConnBroken, c.err)
 	}
-	var id uint16
-	for {
-		id = uint16(rand.Uint32())
-		if _, busy := c.pending[id]; !busy {
-			break
-		}
-	}
-	c.pending[id] = pendingQ{q: m.Question[0], ch: ch, err: errc}
+	id := register(c.pending, pendingQ{q: m.Question[0], ch: ch, err: errc})
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -139,18 +131,7 @@ func (c *dotConn) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 		c.fail(err)
 		return nil, fmt.Errorf("%w: %v", errConnBroken, err)
 	}
-	t := time.NewTimer(upstreamTimeout)
-	defer t.Stop()
-	select {
-	case resp := <-ch:
-		return resp, nil
-	case err := <-errc:
-		return nil, err
-	case <-t.C:
-		return nil, errUpstreamTimeout
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return await(ctx, ch, errc)
 }
 
 // read delivers answers until the connection breaks or idles out.
@@ -168,20 +149,7 @@ func (c *dotConn) read() {
 			c.fail(err)
 			return
 		}
-		m := upstreamResponse(buf[:n])
-		if m == nil {
-			continue
-		}
-		c.mu.Lock()
-		p, ok := c.pending[m.Id]
-		c.mu.Unlock()
-		if !ok || !sameQuestion(p.q, m.Question[0]) {
-			continue
-		}
-		select {
-		case p.ch <- m:
-		default:
-		}
+		deliver(&c.mu, c.pending, buf[:n])
 	}
 }
 

@@ -59,14 +59,7 @@ func (e *exchanger) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) 
 	ch := make(chan *dns.Msg, 1)
 	errc := make(chan error, 1)
 	s.mu.Lock()
-	var id uint16
-	for {
-		id = uint16(rand.Uint32())
-		if _, busy := s.pending[id]; !busy {
-			break
-		}
-	}
-	s.pending[id] = pendingQ{q: m.Question[0], ch: ch, err: errc}
+	id := register(s.pending, pendingQ{q: m.Question[0], ch: ch, err: errc})
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -85,6 +78,24 @@ func (e *exchanger) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) 
 	if _, err := s.conn.Write(wire); err != nil {
 		return nil, err
 	}
+	return await(ctx, ch, errc)
+}
+
+// register adds a question to pending under a random free ID (the caller
+// holds the lock), and returns the ID.
+func register(pending map[uint16]pendingQ, p pendingQ) uint16 {
+	for {
+		id := uint16(rand.Uint32())
+		if _, busy := pending[id]; !busy {
+			pending[id] = p
+			return id
+		}
+	}
+}
+
+// await waits for a question's answer, its transport's error, the
+// upstream timeout or ctx.
+func await(ctx context.Context, ch chan *dns.Msg, errc chan error) (*dns.Msg, error) {
 	t := time.NewTimer(upstreamTimeout)
 	defer t.Stop()
 	select {
@@ -96,6 +107,25 @@ func (e *exchanger) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) 
 		return nil, errUpstreamTimeout
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// deliver hands an upstream's answer to the question waiting for it, if
+// the ID and the question match (otherwise it is late, or forged).
+func deliver(mu *sync.Mutex, pending map[uint16]pendingQ, b []byte) {
+	m := upstreamResponse(b)
+	if m == nil {
+		return
+	}
+	mu.Lock()
+	p, ok := pending[m.Id]
+	mu.Unlock()
+	if !ok || !sameQuestion(p.q, m.Question[0]) {
+		return
+	}
+	select {
+	case p.ch <- m:
+	default:
 	}
 }
 
@@ -167,20 +197,7 @@ func (s *upSock) read() {
 			s.mu.Unlock()
 			continue
 		}
-		m := upstreamResponse(buf[:n])
-		if m == nil {
-			continue
-		}
-		s.mu.Lock()
-		p, ok := s.pending[m.Id]
-		s.mu.Unlock()
-		if !ok || !sameQuestion(p.q, m.Question[0]) {
-			continue // late, or forged
-		}
-		select {
-		case p.ch <- m:
-		default:
-		}
+		deliver(&s.mu, s.pending, buf[:n])
 	}
 }
 
