@@ -195,13 +195,18 @@ func (f *forwarder) handshakeRecorder(up Upstream) func(string) {
 	return func(msg string) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		s := f.state[up]
-		if s == nil {
-			s = &upstreamState{addr: up}
-			f.state[up] = s
-		}
-		s.handshake = msg
+		f.stateLocked(up).handshake = msg
 	}
+}
+
+// stateLocked returns up's state, created on first use; f.mu is held.
+func (f *forwarder) stateLocked(up Upstream) *upstreamState {
+	s := f.state[up]
+	if s == nil {
+		s = &upstreamState{addr: up}
+		f.state[up] = s
+	}
+	return s
 }
 
 // close closes the upstream sockets.
@@ -236,11 +241,7 @@ func markControl(mark uint32) func(network, address string, c syscall.RawConn) e
 func (f *forwarder) record(up Upstream, rtt time.Duration, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := f.state[up]
-	if s == nil {
-		s = &upstreamState{addr: up}
-		f.state[up] = s
-	}
+	s := f.stateLocked(up)
 	if err != nil {
 		s.fail++
 		s.lastFail = time.Now()

@@ -58,13 +58,18 @@ func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced 
 // path (routing.router), like all of its own traffic.
 func selfResolvingTransport() http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	d := &net.Dialer{Timeout: 30 * time.Second, Resolver: &net.Resolver{PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, "127.0.0.1:53")
-		}}}
+	d := &net.Dialer{Timeout: 30 * time.Second, Resolver: ownResolver()}
 	tr.DialContext = d.DialContext
 	return tr
+}
+
+// ownResolver resolves names with routerd's own resolver on loopback, for
+// the router's own lookups (list downloads, time servers).
+func ownResolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, "127.0.0.1:53")
+	}}
 }
 
 // protected is what no list may capture: the router's own networks (LANs,

@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"runtime/debug"
@@ -53,12 +52,7 @@ func newTimeComp(cfg *config.Config, log *slog.Logger) *timeComp {
 	c := &timeComp{}
 	tc := timesync.Config{Servers: t.Servers, SetClock: t.SetClock, Floor: Built(),
 		ClockFile: filepath.Join(cfg.StateDir, "clock"), Serve: ntpAddrs(cfg),
-		// Names through routerd's own resolver, as the blocklists do.
-		Resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, "127.0.0.1:53")
-		}},
-		OnStep: c.stepped, Log: log}
+		Resolver: ownResolver(), OnStep: c.stepped, Log: log}
 	c.s = timesync.New(tc)
 	return c
 }

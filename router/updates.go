@@ -24,6 +24,22 @@ type updates struct {
 	mu       sync.Mutex
 	rebootAt *time.Time
 	timer    *time.Timer
+	slots    *update.Slots // found once: the ESP does not move while running
+}
+
+// slotsOf returns the machine's boot slots, looked up (sysfs, the GPT) on
+// first use: status asks for them every time it is read.
+func (u *updates) slotsOf(stateDir string) (*update.Slots, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.slots == nil || u.slots.State != stateDir {
+		s, err := boot.Slots(stateDir)
+		if err != nil {
+			return nil, err
+		}
+		u.slots = s
+	}
+	return u.slots, nil
 }
 
 // onImage reports whether routerd runs under its own init, where the boot
@@ -67,7 +83,7 @@ func (u *updates) handler(s *Supervisor) http.HandlerFunc {
 			fail(http.StatusBadRequest, err)
 			return
 		}
-		slots, err := boot.Slots(cfg.StateDir)
+		slots, err := u.slotsOf(cfg.StateDir)
 		if err != nil {
 			fail(http.StatusServiceUnavailable, err)
 			return
@@ -132,7 +148,7 @@ func (u *updates) fillStatus(s *Supervisor, st *status.Status) {
 	if !onImage() {
 		return
 	}
-	slots, err := boot.Slots(s.config().StateDir)
+	slots, err := u.slotsOf(s.config().StateDir)
 	if err != nil {
 		st.Update = &status.Update{Error: err.Error()}
 		return

@@ -95,6 +95,25 @@ func TestDNSResolver(t *testing.T) {
 	if n := strings.Count(isp.Dnsmasq.Log.String(), "query[A] nx.example"); n != 1 {
 		t.Errorf("the ISP was asked nx.example %d times, want 1 (negative caching)", n)
 	}
+	// The clients' questions to the router are not tracked (notrack); the
+	// resolver's own questions upstream are (their answers come back as
+	// established).
+	ct := r.NS.MustRun("cat", "/proc/net/nf_conntrack")
+	var toRouter, upstream int
+	for _, line := range strings.Split(ct, "\n") {
+		if !strings.Contains(line, " udp ") || !strings.Contains(line, "dport=53 ") {
+			continue
+		}
+		if strings.Contains(line, "dst="+gw.String()+" ") {
+			toRouter++
+		}
+		if strings.Contains(line, "dst="+lab.ISPDNS4.String()+" ") {
+			upstream++
+		}
+	}
+	if toRouter != 0 || upstream == 0 {
+		t.Errorf("conntrack: %d entries for questions to the router (want 0), %d for questions upstream (want some):\n%s", toRouter, upstream, ct)
+	}
 
 	// A lease's name resolves the moment the lease is granted, and is gone
 	// after release.

@@ -52,13 +52,7 @@ func validTimeServer(s string) bool {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true
 	}
-	labels := strings.Split(strings.TrimSuffix(host, "."), ".")
-	for _, l := range labels {
-		if !validLabel(l) {
-			return false
-		}
-	}
-	return len(labels) > 0
+	return validDomain(strings.TrimSuffix(host, "."))
 }
 
 // [update]: the image's A/B updates.
