@@ -44,8 +44,23 @@ type Config struct {
 	Admin      *Admin // nil: no SSH management
 	Time       *Time  // nil: no [time] section: the clock is left alone
 	Update     Update
+	Publish    []Publish
+	// Relay is set for a relay (a VPS forwarding into the tunnel): such a
+	// config has nothing else but hostname, state_dir and [status].
+	Relay *Relay
 
 	LANNets LANNets // derived from LAN
+}
+
+// Publish forwards a port arriving through the tunnel (on vpn.addresses)
+// to a LAN host, keeping the internet client's address; the connection's
+// replies leave through the tunnel whatever the host's own policy.
+type Publish struct {
+	Name   string
+	Protos []string // "tcp", "udp"
+	Port   uint16
+	To     netip.AddrPort // IPv4 arrivals; invalid: none
+	To6    netip.AddrPort // IPv6 arrivals; invalid: none
 }
 
 // Update configures updates of the image (A/B slots).
@@ -259,8 +274,18 @@ type Policy struct {
 	SourceIfaces     []string           // LAN interface names
 	Destinations     []netip.Prefix
 	DestinationPorts []PortRange
-	Via              via.Path
+	// Users and Cgroups select this host's own processes (routerd on a
+	// host, not the image) instead of LAN clients. Users are names or
+	// uids as written; Load resolves them into UIDs. Cgroups are cgroup
+	// v2 paths below the hierarchy's root.
+	Users   []string
+	UIDs    []uint32
+	Cgroups []string
+	Via     via.Path
 }
+
+// Local reports whether the policy is about this host's processes.
+func (p *Policy) Local() bool { return len(p.Users)+len(p.Cgroups) > 0 }
 
 // PortRange is "tcp/25", "udp/5000-5010".
 type PortRange struct {

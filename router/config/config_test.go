@@ -262,6 +262,7 @@ func TestFileWarnings(t *testing.T) {
 	dir := t.TempDir()
 	c.Blocklists[1].File = dir + "/missing.txt"
 	c.Admin.AuthorizedKeysFile = dir + "/authorized_keys"
+	c.Routing.Policies[2].Users = []string{"0"} // root, by uid: known everywhere
 	ws := c.FileWarnings()
 	if len(ws) != 2 || ws[0].Path != "blocklist[1].file" || ws[1].Path != "admin.authorized_keys" {
 		t.Errorf("FileWarnings = %v, want one for blocklist[1].file and one for admin.authorized_keys", ws)
@@ -270,6 +271,7 @@ func TestFileWarnings(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add(example(f))
+	f.Add(relayExample(f))
 	f.Add("[wan]\nmatch_mac = \"02:00:00:00:00:01\"\n")
 	f.Add("[[lan]]\naddresses = [1, \"x\"]\n[lan.dhcp4]\nrange = []\n")
 	f.Fuzz(func(t *testing.T, s string) {

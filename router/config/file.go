@@ -19,6 +19,49 @@ type fileConfig struct {
 	Admin     *fileAdmin      `toml:"admin"`
 	Time      *fileTime       `toml:"time"`
 	Update    fileUpdate      `toml:"update"`
+	Publish   []filePublish   `toml:"publish"`
+	Relay     *fileRelay      `toml:"relay"`
+}
+
+type filePublish struct {
+	Name  string `toml:"name"`
+	Proto string `toml:"proto"`
+	Port  int64  `toml:"port"`
+	To    string `toml:"to"`
+	To6   string `toml:"to6"`
+}
+
+type fileRelay struct {
+	Public         string             `toml:"public"`
+	Interface      string             `toml:"interface"`
+	ListenPort     *int64             `toml:"listen_port"`
+	PrivateKeyFile string             `toml:"private_key_file"`
+	Addresses      []string           `toml:"addresses"`
+	MTU            *int64             `toml:"mtu"`
+	Masquerade     *bool              `toml:"masquerade"`
+	SNATPool       []string           `toml:"snat_pool"`
+	MaxConnections *int64             `toml:"max_connections"`
+	PathMTU        *int64             `toml:"path_mtu"`
+	OuterFamily    string             `toml:"outer_family"`
+	Peer           []fileRelayPeer    `toml:"peer"`
+	Forward        []fileRelayForward `toml:"forward"`
+}
+
+type fileRelayPeer struct {
+	Name                string   `toml:"name"`
+	PublicKey           string   `toml:"public_key"`
+	PresharedKeyFile    string   `toml:"preshared_key_file"`
+	Endpoint            string   `toml:"endpoint"`
+	AllowedIPs          []string `toml:"allowed_ips"`
+	PersistentKeepalive string   `toml:"persistent_keepalive"`
+}
+
+type fileRelayForward struct {
+	Name   string `toml:"name"`
+	Proto  string `toml:"proto"`
+	Ports  string `toml:"ports"`
+	To     string `toml:"to"`
+	ToPort *int64 `toml:"to_port"`
 }
 
 type fileUpdate struct {
@@ -143,6 +186,8 @@ type filePolicy struct {
 	Sources          []string `toml:"sources"`
 	Destinations     []string `toml:"destinations"`
 	DestinationPorts []string `toml:"destination_ports"`
+	Users            []string `toml:"users"`
+	Cgroups          []string `toml:"cgroups"`
 	Via              string   `toml:"via"`
 }
 

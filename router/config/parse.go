@@ -31,6 +31,7 @@ func Load(path string) (cfg *Config, hash string, err error) {
 		}
 		errs = append(errs, cfg.Update.loadKey(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadCAs(filepath.Dir(path))...)
+		cfg.Routing.loadUsers()
 		for i := range cfg.Blocklists {
 			errs = append(errs, cfg.Blocklists[i].loadCAs(idx("blocklist", i), filepath.Dir(path))...)
 		}
@@ -59,7 +60,12 @@ func Parse(data []byte) (*Config, error) {
 		// or similar; still report it in the same form.
 		return nil, Errors{syntaxError(err)}
 	}
-	cfg := validate(&p, &fc)
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	cfg := validate(&p, &fc, keys)
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"net"
+	"os/user"
+	"strconv"
 	"net/netip"
 	"slices"
 
@@ -39,6 +41,9 @@ func (r *Routing) PathOf(f Flow) via.Path {
 // destinations if it has some, and any of its ports if it has some. A
 // destination or port matcher never matches an unknown one.
 func (p *Policy) Matches(f Flow) bool {
+	if p.Local() {
+		return false // about this host's processes, never a LAN flow
+	}
 	return p.matchesSource(f) && p.matchesDestination(f) && p.matchesPort(f)
 }
 
@@ -81,4 +86,32 @@ func (p *Policy) matchesPort(f Flow) bool {
 		}
 	}
 	return false
+}
+
+// loadUsers resolves the local policies' user names to uids on this host.
+// A name this host does not know is left out, and FileWarnings says so:
+// the package that creates the user may come later, and a reload picks it
+// up.
+func (r *Routing) loadUsers() {
+	for i := range r.Policies {
+		pol := &r.Policies[i]
+		pol.UIDs = nil
+		for _, name := range pol.Users {
+			if uid, ok := lookupUID(name); ok {
+				pol.UIDs = append(pol.UIDs, uid)
+			}
+		}
+	}
+}
+
+func lookupUID(name string) (uint32, bool) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(n), true
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	return uint32(n), err == nil
 }

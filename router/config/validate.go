@@ -18,7 +18,7 @@ const (
 // validate converts the file schema into a Config, recording every problem.
 // It keeps going after errors so that one pass reports them all; the returned
 // Config is meaningful only when p has no errors.
-func validate(p *problems, fc *fileConfig) *Config {
+func validate(p *problems, fc *fileConfig, keys []string) *Config {
 	c := &Config{
 		Hostname: or(fc.Hostname, "router"),
 		StateDir: or(fc.StateDir, DefaultStateDir),
@@ -30,6 +30,11 @@ func validate(p *problems, fc *fileConfig) *Config {
 		p.errf("state_dir", "%q must be an absolute path", c.StateDir)
 	}
 	v := validator{p: p, c: c, ifnames: map[string]string{}, macs: map[string]string{}}
+	if fc.Relay != nil {
+		v.relay(fc.Relay, keys)
+		v.status(&fc.Status)
+		return c
+	}
 	v.netns(&fc.Netns)
 	v.wan(fc.WAN)
 	if len(fc.LAN) == 0 {
@@ -51,6 +56,7 @@ func validate(p *problems, fc *fileConfig) *Config {
 	v.admin(fc.Admin)
 	v.time(fc.Time)
 	v.update(&fc.Update)
+	v.publish(fc.Publish)
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,8 +69,26 @@ func (v *validator) routing(f *fileRouting) {
 			}
 			pol.DestinationPorts = append(pol.DestinationPorts, pr)
 		}
-		if len(fp.Sources)+len(fp.Destinations)+len(fp.DestinationPorts) == 0 {
-			v.p.errf(pp, "matches everything: give sources, destinations or destination_ports (or set routing.default instead)")
+		for j, u := range fp.Users {
+			if u == "" || strings.ContainsAny(u, ":/ \t\n") {
+				v.p.errf(idx(pp+".users", j), "%q is not a user name or uid", u)
+				continue
+			}
+			pol.Users = append(pol.Users, u)
+		}
+		for j, cg := range fp.Cgroups {
+			clean := path.Clean(strings.Trim(cg, "/"))
+			if cg == "" || clean == "." || strings.HasPrefix(clean, "..") || strings.ContainsAny(cg, "\n\x00") {
+				v.p.errf(idx(pp+".cgroups", j), "%q is not a cgroup v2 path (such as \"system.slice/transmission.service\")", cg)
+				continue
+			}
+			pol.Cgroups = append(pol.Cgroups, clean)
+		}
+		if pol.Local() && len(fp.Sources) > 0 {
+			v.p.errf(pp+".sources", "a policy selects LAN clients (sources) or this host's processes (users, cgroups), not both: make it two policies")
+		}
+		if len(fp.Sources)+len(fp.Destinations)+len(fp.DestinationPorts)+len(fp.Users)+len(fp.Cgroups) == 0 {
+			v.p.errf(pp, "matches everything: give sources, destinations, destination_ports, users or cgroups (or set routing.default instead)")
 		}
 		r.Policies = append(r.Policies, pol)
 	}

@@ -32,6 +32,13 @@ func (c *Config) FileWarnings() []FieldError {
 			}
 		}
 	}
+	for i, pol := range c.Routing.Policies {
+		for j, name := range pol.Users {
+			if _, ok := lookupUID(name); !ok {
+				p.warnf(idx(idx("routing.policy", i)+".users", j), "%q: no such user on this host; the policy leaves it out until a reload finds it", name)
+			}
+		}
+	}
 	if c.Admin != nil {
 		check("admin.authorized_keys", c.Admin.AuthorizedKeysFile)
 		if len(c.Admin.Listen) == 0 {
