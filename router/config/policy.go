@@ -2,10 +2,10 @@ package config
 
 import (
 	"net"
-	"os/user"
-	"strconv"
 	"net/netip"
+	"os/user"
 	"slices"
+	"strconv"
 
 	"github.com/routerd/routerd/internal/via"
 )
