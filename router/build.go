@@ -19,6 +19,13 @@ import (
 // finally the services that use all of them.
 func (s *Supervisor) build(cfg *config.Config) []Component {
 	log := s.log
+	if cfg.Relay != nil {
+		comps := []Component{newRelayComp(cfg, log.With("component", "relay"))}
+		if cfg.Status.Metrics != "" {
+			comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
+		}
+		return comps
+	}
 	nics := newNICsComp(cfg, log)
 	fw := newFirewallComp(cfg, nics.m, log.With("component", "firewall"))
 	wan := newWANComp(cfg, nics.m, log.With("component", "wan"))

@@ -87,11 +87,17 @@ func (c *vpnComp) fillStatus(st *status.Status) {
 func pubkeyHandler(cfg func() *config.Config) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := cfg()
-		if c.VPN == nil {
-			control.WriteError(w, http.StatusNotFound, errors.New("no [vpn] in the config"))
+		var file string
+		switch {
+		case c.VPN != nil:
+			file = c.VPN.PrivateKeyFile
+		case c.Relay != nil:
+			file = c.Relay.PrivateKeyFile
+		default:
+			control.WriteError(w, http.StatusNotFound, errors.New("no [vpn] or [relay] in the config"))
 			return
 		}
-		k, err := vpn.LoadOrCreateKey(c.VPN.PrivateKeyFile)
+		k, err := vpn.LoadOrCreateKey(file)
 		if err != nil {
 			control.WriteError(w, http.StatusInternalServerError, err)
 			return

@@ -75,6 +75,30 @@ func TestRulesetsGolden(t *testing.T) {
 		t.Fatalf("ApplyVPN: %v", err)
 	}
 	goldenTable(t, ns, "inet", Table, "vpn.golden")
+	if err := ApplyRelay(ns.Name, testRelay()); err != nil {
+		t.Fatalf("ApplyRelay: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "relay.golden")
+	counts, err := RelayForwardCounts(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(counts), 4; got != want {
+		t.Errorf("RelayForwardCounts = %+v, want %d forwards", counts, want)
+	}
+}
+
+func testRelay() *Relay {
+	a := netip.MustParseAddr
+	return &Relay{Public: "eth0", Tunnel: "wg0", Own: []netip.Addr{a("10.64.0.1"), a("fd55:aaaa::1")},
+		Forwards: []RelayForward{
+			{Protos: []string{"tcp"}, From: 443, To: 443, Target: a("10.64.0.2")},
+			{Protos: []string{"tcp"}, From: 2222, To: 2222, Target: a("10.64.0.2"), ToPort: 22},
+			{Protos: []string{"tcp", "udp"}, From: 60000, To: 60100, Target: a("fd55:aaaa::2")},
+			{Protos: []string{"udp"}, From: 51821, To: 51821, Target: a("fd55:aaaa::3")},
+		},
+		Pool4: []netip.Addr{a("203.0.113.20"), a("203.0.113.21")}, Masquerade: false,
+		MSS4: 1380, MSS6: 1360}
 }
 
 var reHandle = regexp.MustCompile(`(?m) # handle \d+$`)

@@ -281,7 +281,7 @@ func (v *validator) relayForwards(r *Relay, fwds []fileRelayForward) {
 			v.p.errf(fp+".to", "%q is not an IP address%s", ff.To, hint)
 		default:
 			target = target.Unmap()
-			if owner := r.peerHolding(target); owner == "" {
+			if owner := r.PeerOf(target); owner == "" {
 				v.p.errf(fp+".to", "%s is in no peer's allowed_ips: nothing would carry it into the tunnel", target)
 			}
 			for _, a := range r.Addresses {
@@ -308,8 +308,8 @@ func (v *validator) relayForwards(r *Relay, fwds []fileRelayForward) {
 	}
 }
 
-// peerHolding returns the name of the peer whose allowed_ips hold a.
-func (r *Relay) peerHolding(a netip.Addr) string {
+// PeerOf returns the name of the peer whose allowed_ips hold a, or "".
+func (r *Relay) PeerOf(a netip.Addr) string {
 	for _, p := range r.Peers {
 		for _, pf := range p.AllowedIPs {
 			if pf.Contains(a) {

@@ -18,6 +18,7 @@ var sections = []func(*Status, io.Writer){
 	renderRouting,
 	renderWAN,
 	renderVPN,
+	renderRelay,
 	renderLAN,
 	renderDNS,
 	renderPolicy,
@@ -313,6 +314,45 @@ func renderVPN(st *Status, w io.Writer) {
 	}
 	if v.Error != "" {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(v.Error))
+	}
+}
+
+func renderRelay(st *Status, w io.Writer) {
+	r := st.Relay
+	if r == nil {
+		return
+	}
+	section(w, fmt.Sprintf("Relay %s (%s, listen port %d)", r.Interface, r.Implementation, r.ListenPort))
+	fmt.Fprintf(w, "public key\t%s\n", r.PublicKey)
+	fmt.Fprintf(w, "nat\t%s\n", r.NAT)
+	fmt.Fprintf(w, "mss clamp\t%d (IPv4), %d (IPv6)\n", r.MSS4, r.MSS6)
+	ct := r.Conntrack
+	fmt.Fprintf(w, "conntrack\t%d of %d (%.0f%%), kernel max %d\n", ct.Count, ct.Capacity, 100*ct.Fill, ct.Max)
+	if ct.NotApplied != "" {
+		fmt.Fprintf(w, "\tcapacity not applied: %s\n", oneLine(ct.NotApplied))
+	}
+	for _, msg := range r.Warnings {
+		fmt.Fprintf(w, "WARNING\t%s\n", msg)
+	}
+	fmt.Fprintln(w, "PEER\tALLOWED IPS\tENDPOINT\tHANDSHAKE\tRX\tTX")
+	for _, p := range r.Peers {
+		hs := "never"
+		if !p.LastHandshake.IsZero() {
+			hs = ago(p.LastHandshake)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, strings.Join(p.AllowedIPs, ","), orDash(p.Endpoint), hs,
+			bytesH(uint64(p.RxBytes)), bytesH(uint64(p.TxBytes)))
+	}
+	fmt.Fprintln(w, "FORWARD\tPEER\tPACKETS\tBYTES")
+	for _, f := range r.Forwards {
+		name := f.Forward
+		if f.Name != "" {
+			name = f.Name + ": " + name
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", name, orDash(f.Peer), f.Packets, bytesH(f.Bytes))
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(r.Error))
 	}
 }
 

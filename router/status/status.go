@@ -35,6 +35,7 @@ type Status struct {
 	Admin      *Admin      `json:"admin,omitempty"`
 	Time       *Time       `json:"time,omitempty"`
 	Update     *Update     `json:"update,omitempty"`
+	Relay      *Relay      `json:"relay,omitempty"`
 }
 
 // Update is the image's boot slots and the last update.
@@ -406,4 +407,54 @@ type Blocklist struct {
 	NextRun        time.Time `json:"next_run,omitempty"`
 	LastResult     string    `json:"last_result,omitempty"`
 	LastError      string    `json:"last_error,omitempty"`
+}
+
+// Relay is routerd as a relay: its tunnel, forwards, NAT and the
+// conntrack table that every forwarded connection takes a slot of.
+type Relay struct {
+	Interface      string         `json:"interface"`
+	Implementation string         `json:"implementation"`
+	PublicKey      string         `json:"public_key"`
+	ListenPort     int            `json:"listen_port"`
+	Peers          []RelayPeer    `json:"peers"`
+	Forwards       []RelayForward `json:"forwards"`
+	NAT            string         `json:"nat"` // "masquerade", "snat pool A, B", "none"
+	MSS4           int            `json:"mss4"`
+	MSS6           int            `json:"mss6"`
+	Conntrack      Conntrack      `json:"conntrack"`
+	Warnings       []string       `json:"warnings,omitempty"`
+	Error          string         `json:"error,omitempty"`
+}
+
+// RelayPeer is one home router behind the relay.
+type RelayPeer struct {
+	Name          string    `json:"name"`
+	PublicKey     string    `json:"public_key"`
+	AllowedIPs    []string  `json:"allowed_ips"`
+	Endpoint      string    `json:"endpoint,omitempty"`
+	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	RxBytes       int64     `json:"rx_bytes"`
+	TxBytes       int64     `json:"tx_bytes"`
+}
+
+// RelayForward is a public port or range and its packets.
+type RelayForward struct {
+	Name    string `json:"name,omitempty"`
+	Forward string `json:"forward"` // "tcp 443 → 10.64.0.2"
+	Peer    string `json:"peer"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Conntrack is the connection tracking table's fill. Exhaustion is silent
+// (new connections are dropped, with no error anywhere), so it is shown
+// and warned about before it happens.
+type Conntrack struct {
+	Count    int     `json:"count"`
+	Capacity int     `json:"capacity"`   // relay.max_connections
+	Max      int     `json:"kernel_max"` // nf_conntrack_max as the kernel has it
+	Fill     float64 `json:"fill"`       // Count / min(Capacity, Max)
+	// NotApplied says why nf_conntrack_max could not be raised to the
+	// capacity (it is global, and read-only inside a network namespace).
+	NotApplied string `json:"not_applied,omitempty"`
 }

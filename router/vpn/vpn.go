@@ -58,7 +58,10 @@ type Config struct {
 	// DNS returns the servers to resolve endpoint names with (asked from a
 	// socket in the wan namespace).
 	DNS func() []netip.AddrPort
-	Log *slog.Logger
+	// UAPIName names a userspace device's UAPI socket, which lives in
+	// the global /var/run/wireguard; empty: VPNNS-Iface.
+	UAPIName string
+	Log      *slog.Logger
 }
 
 // Tunnel is a running WireGuard interface.
@@ -146,7 +149,14 @@ func (t *Tunnel) Stop(ctx context.Context) error {
 // uapiName is the userspace device's name for wgctrl: its UAPI socket lives
 // in the global /var/run/wireguard, so it carries the namespace's name to
 // stay unique when several vpn namespaces have a wg0.
-func (t *Tunnel) uapiName() string { return t.cfg.VPNNS + "-" + t.cfg.Iface }
+func (t *Tunnel) uapiName() string { return uapiName(t.cfg) }
+
+func uapiName(cfg Config) string {
+	if cfg.UAPIName != "" {
+		return cfg.UAPIName
+	}
+	return cfg.VPNNS + "-" + cfg.Iface
+}
 
 // DeviceName is the name wgctrl knows the device by.
 func (t *Tunnel) DeviceName() string {
@@ -216,6 +226,9 @@ func (t *Tunnel) createKernel() error {
 }
 
 func moveLink(from *netlink.Handle, name, to string) error {
+	if to == "" {
+		return nil // a relay's tunnel stays where it is made
+	}
 	l, err := from.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", name, err)
@@ -279,6 +292,10 @@ func (t *Tunnel) configure(ctx context.Context) error {
 				return fmt.Errorf("preshared key %s: %w", p.PresharedKeyFile, err)
 			}
 			pc.PresharedKey = &psk
+		}
+		if p.Endpoint == (config.Endpoint{}) {
+			want.Peers = append(want.Peers, pc) // it dials in
+			continue
 		}
 		ep, err := t.resolve(ctx, p.Endpoint)
 		if err != nil {
@@ -444,7 +461,13 @@ func (t *Tunnel) watch(ctx context.Context) {
 func (t *Tunnel) unresolved() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.endpoints) < len(t.cfg.Peers)
+	n := 0
+	for _, p := range t.cfg.Peers {
+		if p.Endpoint != (config.Endpoint{}) {
+			n++
+		}
+	}
+	return len(t.endpoints) < n
 }
 
 func (t *Tunnel) setErr(err error) {
@@ -560,7 +583,7 @@ func (t *Tunnel) Status() Status {
 
 // Teardown removes the interface and the userspace UAPI socket.
 func Teardown(cfg Config) error {
-	if !netns.Exists(cfg.VPNNS) {
+	if cfg.VPNNS != "" && !netns.Exists(cfg.VPNNS) {
 		return nil
 	}
 	h, err := netns.Handle(cfg.VPNNS)
@@ -573,6 +596,6 @@ func Teardown(cfg Config) error {
 			return fmt.Errorf("delete %s: %w", cfg.Iface, err)
 		}
 	}
-	os.Remove(filepath.Join("/var/run/wireguard", cfg.VPNNS+"-"+cfg.Iface+".sock"))
+	os.Remove(filepath.Join("/var/run/wireguard", uapiName(cfg)+".sock"))
 	return nil
 }
