@@ -26,13 +26,13 @@ import (
 // sysctls (recorded for teardown), the WireGuard server, the relay's
 // nftables table and the conntrack capacity.
 type relayComp struct {
-	cfg    *config.Config
-	r      *config.Relay
-	sys    *netnsComp // the sysctls, applied and recorded as the router's are
-	vc     vpn.Config
-	t      *vpn.Tunnel
-	log    *slog.Logger
-	run    lifecycle.Group
+	cfg *config.Config
+	r   *config.Relay
+	sys *netnsComp // the sysctls, applied and recorded as the router's are
+	vc  vpn.Config
+	t   *vpn.Tunnel
+	log *slog.Logger
+	run lifecycle.Group
 
 	notApplied string // why nf_conntrack_max is not the capacity
 }
