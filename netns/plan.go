@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -57,6 +58,10 @@ type Veth struct {
 	PeerNS    string
 	PeerName  string
 	PeerAddrs []netip.Prefix
+	// PeerMAC fixes the peer end's MAC (nil: the kernel's random one), so
+	// that the main namespace's firewall can tell which namespace a
+	// packet arriving on the bridge came from.
+	PeerMAC net.HardwareAddr
 }
 
 // Route is one route. Dst is required (0.0.0.0/0 or ::/0 for default).
@@ -335,6 +340,12 @@ func ensureVeth(main *netlink.Handle, v Veth) (int, error) {
 			}
 			changes++
 		}
+	}
+	if v.PeerMAC != nil && !bytes.Equal(peer.Attrs().HardwareAddr, v.PeerMAC) {
+		if err := ph.LinkSetHardwareAddr(peer, v.PeerMAC); err != nil {
+			return changes, fmt.Errorf("set MAC of %s in netns %s to %s: %w", v.PeerName, v.PeerNS, v.PeerMAC, err)
+		}
+		changes++
 	}
 	n, err := ensureAddrs(ph, peer, v.PeerAddrs)
 	changes += n

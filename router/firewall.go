@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
+	"github.com/routerd/routerd/internal/cgroup"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/netns"
@@ -29,9 +31,11 @@ type firewallComp struct {
 	nics *hw.Manager
 	log  *slog.Logger
 
-	main *rules.Main
-	wan  *rules.WAN
-	vpn  *rules.VPN
+	main   *rules.Main
+	wan    *rules.WAN
+	vpn    *rules.VPN
+	deleg  delegated
+	groups map[string]cgroup.Group // the local policies' cgroups as last found
 
 	applying   sync.Mutex // one apply at a time: NIC events and the delegated prefix both apply
 	mu         sync.Mutex
@@ -43,8 +47,59 @@ type firewallComp struct {
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
 	c := &firewallComp{cfg: cfg, nics: nics, log: log}
-	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{})
+	c.groups = lookupCgroups(cfg)
+	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{}, c.groups)
 	return c
+}
+
+// lookupCgroups finds the local policies' cgroups; one that does not exist
+// (its service is not running) is left out until it does.
+func lookupCgroups(cfg *config.Config) map[string]cgroup.Group {
+	out := map[string]cgroup.Group{}
+	root := ""
+	for _, p := range cfg.Routing.Policies {
+		for _, path := range p.Cgroups {
+			if root == "" {
+				r, err := cgroup.Root()
+				if err != nil {
+					return out
+				}
+				root = r
+			}
+			if g, err := cgroup.Lookup(root, path); err == nil {
+				out[path] = g
+			}
+		}
+	}
+	return out
+}
+
+// watchCgroups applies the rulesets again when a local policy's cgroup
+// appears, goes or is made anew (a restarted service gets a new id).
+func (c *firewallComp) watchCgroups(ctx context.Context) {
+	tick := time.NewTicker(3 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		groups := lookupCgroups(c.cfg)
+		c.mu.Lock()
+		same := maps.Equal(groups, c.groups)
+		if !same {
+			c.groups = groups
+			c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups)
+		}
+		c.mu.Unlock()
+		if !same {
+			c.log.Info("a local policy's cgroup changed", "found", len(groups))
+			if err := c.apply(); err != nil {
+				c.health.Failed(err)
+			}
+		}
+	}
 }
 
 // delegated is what the LANs use of the WAN's delegated prefixes (the
@@ -57,16 +112,16 @@ type delegated struct {
 
 // setDelegated re-applies the rulesets for a new delegation.
 func (c *firewallComp) setDelegated(d delegated) error {
-	m, w, v := firewallSpecs(c.cfg, d)
 	c.mu.Lock()
-	c.main, c.wan, c.vpn = m, w, v
+	c.deleg = d
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, d, c.groups)
 	c.mu.Unlock()
 	return c.apply()
 }
 
 // firewallSpecs translates the config and the delegation into the three
 // rulesets.
-func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *rules.VPN) {
+func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Group) (*rules.Main, *rules.WAN, *rules.VPN) {
 	lan4, ifaces := cfg.LANNets.V4, cfg.LANNets.Ifaces
 	lan6 := slices.Clone(cfg.LANNets.V6)
 	var sources []rules.LANSource
@@ -82,6 +137,7 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
+		Publish: publish(cfg.Publish), VPNMAC: TransitMACVPN,
 	}
 	if a := cfg.Admin; a != nil {
 		m.Admin, m.AdminPort = a.Listen, a.Port
@@ -94,6 +150,10 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 		m.LANInput = append(m.LANInput, rules.Port{Proto: "tcp", From: ap.Port(), To: ap.Port()})
 	}
 	for _, p := range cfg.Routing.Policies {
+		if p.Local() {
+			m.Local = append(m.Local, localPolicy(cfg, p, groups))
+			continue
+		}
 		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
 		for _, s := range p.SourceAddrs {
 			if s.Addr().Is4() {
@@ -125,12 +185,48 @@ func firewallSpecs(cfg *config.Config, d delegated) (*rules.Main, *rules.WAN, *r
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
 		mss4, mss6 := TunnelMSS(cfg)
-		v = &rules.VPN{Iface: cfg.VPN.Interface, Transit: config.TransitPeerLink, MSS4: mss4, MSS6: mss6}
+		v = &rules.VPN{Iface: cfg.VPN.Interface, Transit: config.TransitPeerLink, MSS4: mss4, MSS6: mss6, Publish: m.Publish}
 	} else {
 		// No tunnel: the vpn namespace still exists and must pass nothing.
 		v = &rules.VPN{Iface: "", Transit: config.TransitPeerLink, MSS4: 1460, MSS6: 1440}
 	}
 	return m, w, v
+}
+
+// localPolicy is a policy for this host's own processes. When it sends
+// them through a tunnel that has no IPv6, their IPv6 is refused rather than
+// routed by another path.
+func localPolicy(cfg *config.Config, p config.Policy, groups map[string]cgroup.Group) rules.LocalPolicy {
+	lp := rules.LocalPolicy{Name: p.Name, UIDs: p.UIDs, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
+	for _, path := range p.Cgroups {
+		if g, ok := groups[path]; ok {
+			lp.Cgroups = append(lp.Cgroups, rules.Cgroup{Path: path, Level: g.Level, ID: g.ID})
+		}
+	}
+	for _, d := range p.Destinations {
+		if d.Addr().Is4() {
+			lp.Dst4 = append(lp.Dst4, d)
+		} else {
+			lp.Dst6 = append(lp.Dst6, d)
+		}
+	}
+	if p.Via == via.VPN && cfg.VPN != nil {
+		lp.Refuse6 = true
+		for _, a := range cfg.VPN.Addresses {
+			if a.Addr().Is6() {
+				lp.Refuse6 = false
+			}
+		}
+	}
+	return lp
+}
+
+func publish(ps []config.Publish) []rules.Publish {
+	var out []rules.Publish
+	for _, p := range ps {
+		out = append(out, rules.Publish{Name: p.Name, Protos: p.Protos, Port: p.Port, To4: p.To, To6: p.To6})
+	}
+	return out
 }
 
 func ports(prs []config.PortRange) []rules.Port {
@@ -179,6 +275,9 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	err := c.apply()
 	c.run.Start(ctx)
 	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
+	if hasCgroups(c.cfg) {
+		c.run.Go(c.watchCgroups)
+	}
 	return err
 }
 
@@ -269,4 +368,13 @@ func (c *firewallComp) fillStatus(st *status.Status) {
 		}
 	}
 	st.Firewall = fs
+}
+
+func hasCgroups(cfg *config.Config) bool {
+	for _, p := range cfg.Routing.Policies {
+		if len(p.Cgroups) > 0 {
+			return true
+		}
+	}
+	return false
 }

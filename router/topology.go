@@ -1,6 +1,7 @@
 package router
 
 import (
+	"net"
 	"net/netip"
 
 	"github.com/routerd/routerd/hw"
@@ -50,6 +51,14 @@ func transitLink(ns, link string) []netns.Sysctl {
 	}
 }
 
+// Transit MACs of the wan and vpn namespaces' veth ends: fixed, so that
+// the main namespace's firewall knows a connection arriving through the
+// tunnel (a published service) from one arriving from the WAN.
+var (
+	TransitMACWAN = net.HardwareAddr{0x02, 0x72, 0x64, 0, 0, 3}
+	TransitMACVPN = net.HardwareAddr{0x02, 0x72, 0x64, 0, 0, 2}
+)
+
 // netnsPlan is the namespaces, the transit bridge and veths, and the
 // namespace-wide sysctls.
 func netnsPlan(cfg *config.Config) *netns.Plan {
@@ -68,9 +77,9 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 	p.Bridges = []netns.Bridge{{Name: n.Bridge, Addrs: []netip.Prefix{n.MainAddr4(), n.MainAddr6()}}}
 	p.Veths = []netns.Veth{
 		{Name: config.TransitWANLink, Master: n.Bridge, PeerNS: n.WAN, PeerName: config.TransitPeerLink,
-			PeerAddrs: []netip.Prefix{n.WANAddr4(), n.WANAddr6()}},
+			PeerAddrs: []netip.Prefix{n.WANAddr4(), n.WANAddr6()}, PeerMAC: TransitMACWAN},
 		{Name: config.TransitVPNLink, Master: n.Bridge, PeerNS: n.VPN, PeerName: config.TransitPeerLink,
-			PeerAddrs: []netip.Prefix{n.VPNAddr4(), n.VPNAddr6()}},
+			PeerAddrs: []netip.Prefix{n.VPNAddr4(), n.VPNAddr6()}, PeerMAC: TransitMACVPN},
 	}
 	return p
 }

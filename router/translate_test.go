@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/routerd/routerd/internal/cgroup"
 	"github.com/routerd/routerd/router/config"
 )
 
@@ -68,7 +69,7 @@ func translate(cfg *config.Config) string {
 	section("netns plan", netnsPlan(cfg))
 	section("routing plan", routingPlan(cfg))
 	section("nic specs", nicSpecs(cfg))
-	m, w, v := firewallSpecs(cfg, delegated{})
+	m, w, v := firewallSpecs(cfg, delegated{}, map[string]cgroup.Group{"system.slice/transmission.service": {Path: "system.slice/transmission.service", ID: 4242, Level: 2}})
 	section("firewall main", m)
 	section("firewall wan", w)
 	section("firewall vpn", v)

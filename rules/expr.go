@@ -149,6 +149,16 @@ func etherSaddrIn(set *nftables.Set) exprs {
 	}
 }
 
+// ether saddr MAC
+func etherSaddrEq(mac net.HardwareAddr) exprs {
+	return exprs{
+		&expr.Meta{Key: expr.MetaKeyIIFTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint16(unix.ARPHRD_ETHER)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+		cmpEq(mac),
+	}
+}
+
 // th dport FROM-TO (after l4proto)
 func dportRange(from, to uint16) exprs {
 	e := exprs{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}
@@ -309,6 +319,14 @@ func daddrLocal() exprs {
 	return exprs{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(unix.RTN_LOCAL)},
+	}
+}
+
+// fib daddr type != local
+func daddrNotLocal() exprs {
+	return exprs{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: native32(unix.RTN_LOCAL)},
 	}
 }
 

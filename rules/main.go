@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -64,6 +65,36 @@ type Main struct {
 	// Sources are, per LAN interface, the networks its packets may come
 	// from (BCP 38): anything else is dropped before conntrack sees it.
 	Sources []LANSource
+	// Publish are the services reached through the tunnel, and VPNMAC the
+	// vpn namespace's MAC on the transit bridge: a connection from it is
+	// one that came through the tunnel, and its replies go back there.
+	Publish []Publish
+	VPNMAC  net.HardwareAddr
+	// Local are the policies for this host's own processes (routerd on a
+	// host that runs other services), matched in output.
+	Local []LocalPolicy
+}
+
+// LocalPolicy sends the traffic of some of this host's processes by the
+// path of Mark: those of the users UIDs or in the cgroups.
+type LocalPolicy struct {
+	Name       string
+	UIDs       []uint32
+	Cgroups    []Cgroup
+	Dst4, Dst6 []netip.Prefix
+	Ports      []Port
+	Mark       uint32
+	// Refuse6 rejects their IPv6 beyond the router and its LANs: the
+	// path has no IPv6, and it must not leave by another.
+	Refuse6 bool
+}
+
+// Cgroup is a cgroup v2 as nftables matches it: its id (the inode of its
+// directory) at its depth below the root.
+type Cgroup struct {
+	Path  string
+	Level uint32
+	ID    uint64
 }
 
 // LANSource is what a LAN's hosts may send from: its prefixes; link-local
@@ -108,7 +139,11 @@ func (m *Main) build(r *ruleset) {
 
 	pol := r.chain("policy", nftables.ChainHookPrerouting, PrioPolicy, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
 	r.rule(pol, markMasked(m.Mask, false), ret())
-	// Connections from the internet (port forwards) answer the way they came.
+	// Connections from the internet (port forwards, published services)
+	// answer the way they came, whatever the LAN host's own policy.
+	if len(m.Publish) > 0 {
+		r.rule(pol, iif(m.Transit), etherSaddrEq(m.VPNMAC), ctState(ctNew), setMark(m.MarkVPN), r.counter("inbound_vpn"), goTo("save"))
+	}
 	r.rule(pol, iif(m.Transit), ctState(ctNew), setMark(m.MarkWAN), r.counter("inbound_wan"), goTo("save"))
 	r.rule(pol, ifIn(false, lan, true), ret())
 	r.rule(pol, addrIn(false, true, lan4, false), ret())
@@ -132,6 +167,58 @@ func (m *Main) build(r *ruleset) {
 
 	m.input(r, lan)
 	m.forward(r, lan)
+	m.local(r, lan4, lan6)
+}
+
+// local marks the packets of this host's processes that a local policy
+// selects; the route chain re-routes them by the mark. Packets to the
+// router's own addresses are marked too: that is how the resolver learns
+// which path a local process's question takes (SO_RCVMARK).
+func (m *Main) local(r *ruleset, lan4, lan6 *nftables.Set) {
+	if len(m.Local) == 0 {
+		return
+	}
+	out := r.chain("local_policy", nftables.ChainHookOutput, -150, nftables.ChainTypeRoute, nftables.ChainPolicyAccept)
+	r.rule(out, markMasked(m.Mask, false), ret())
+	for _, p := range m.Local {
+		var who []exprs
+		for _, uid := range p.UIDs {
+			who = append(who, exprs{&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, cmpEq(native32(uid))})
+		}
+		for _, cg := range p.Cgroups {
+			who = append(who, exprs{&expr.Socket{Key: expr.SocketKeyCgroupv2, Level: cg.Level, Register: 1},
+				cmpEq(binary.NativeEndian.AppendUint64(nil, cg.ID))})
+		}
+		dsts := []exprs{nil}
+		if len(p.Dst4)+len(p.Dst6) > 0 {
+			dsts = nil
+			if len(p.Dst4) > 0 {
+				dsts = append(dsts, addrIn(false, true, r.set("local_"+p.Name+"_dst4", nftables.TypeIPAddr, true, prefixElems(p.Dst4)), false))
+			}
+			if len(p.Dst6) > 0 {
+				dsts = append(dsts, addrIn(true, true, r.set("local_"+p.Name+"_dst6", nftables.TypeIP6Addr, true, prefixElems(p.Dst6)), false))
+			}
+		}
+		prts := []exprs{nil}
+		if len(p.Ports) > 0 {
+			prts = nil
+			for _, pr := range p.Ports {
+				prts = append(prts, cat(l4proto(pr.proto()), dportRange(pr.From, pr.To)))
+			}
+		}
+		ctr := r.counter("policy_" + p.Name)
+		for _, w := range who {
+			for _, d := range dsts {
+				for _, pt := range prts {
+					if p.Refuse6 {
+						r.rule(out, w, nfproto(true), d, pt, daddrNotLocal(), addrIn(true, true, lan6, true),
+							r.counter("policy_"+p.Name+"_refused6"), exprs{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}})
+					}
+					r.rule(out, w, d, pt, setMark(p.Mark), ctr, ret())
+				}
+			}
+		}
+	}
 }
 
 // sources drops packets from a LAN whose source address does not belong
@@ -303,6 +390,12 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 		p := Port{Proto: f.Proto}
 		r.rule(fw, iif(m.Transit), daddrEq(f.To.Addr()), l4proto(p.proto()), dportRange(f.To.Port(), f.To.Port()),
 			r.counter("port_forward"), accept())
+	}
+	for _, p := range m.Publish {
+		p.targets(func(proto byte, to netip.AddrPort) {
+			r.rule(fw, iif(m.Transit), etherSaddrEq(m.VPNMAC), daddrEq(to.Addr()), l4proto(proto), dportRange(to.Port(), to.Port()),
+				r.counter("publish_"+p.Name), accept())
+		})
 	}
 	r.rule(fw, r.counter("drop_forward"), drop())
 }

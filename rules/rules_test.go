@@ -42,7 +42,15 @@ func testMain() *Main {
 		},
 		LANInput: []Port{{"tcp", 22, 22}},
 		Forwards: []Forward{{"tcp", 8443, netip.MustParseAddrPort("192.168.1.10:443")}},
+		Publish:  testPublish(), VPNMAC: net.HardwareAddr{2, 0x72, 0x64, 0, 0, 2},
+		Local: []LocalPolicy{{Name: "torrent", UIDs: []uint32{65534}, Cgroups: []Cgroup{{Path: "x", Level: 1, ID: 4242}},
+			Mark: 2, Refuse6: true}},
 	}
+}
+
+func testPublish() []Publish {
+	return []Publish{{Name: "web", Protos: []string{"tcp", "udp"}, Port: 443,
+		To4: netip.MustParseAddrPort("192.168.1.10:8443"), To6: netip.MustParseAddrPort("[fd00:1::10]:8443")}}
 }
 
 func testWAN() *WAN {
@@ -71,7 +79,7 @@ func TestRulesetsGolden(t *testing.T) {
 	}
 	goldenTable(t, ns, "inet", Table, "wan.golden")
 	goldenTable(t, ns, "netdev", IngressTable, "wan-ingress.golden")
-	if err := ApplyVPN(ns.Name, &VPN{Iface: "wg0", Transit: "transit0", MSS4: 1380, MSS6: 1360}); err != nil {
+	if err := ApplyVPN(ns.Name, &VPN{Iface: "wg0", Transit: "transit0", MSS4: 1380, MSS6: 1360, Publish: testPublish()}); err != nil {
 		t.Fatalf("ApplyVPN: %v", err)
 	}
 	goldenTable(t, ns, "inet", Table, "vpn.golden")

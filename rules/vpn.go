@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"net/netip"
+
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 )
@@ -13,6 +15,29 @@ type VPN struct {
 	Iface      string // the WireGuard interface
 	Transit    string
 	MSS4, MSS6 uint16 // TCP MSS that fits the tunnel, by inner family
+	// Publish are the LAN services reached through the tunnel: what
+	// arrives on the tunnel's own address and port is DNATed to the LAN
+	// host, the client's address untouched.
+	Publish []Publish
+}
+
+// Publish is a LAN service published through the tunnel's relay.
+type Publish struct {
+	Name     string
+	Protos   []string // "tcp", "udp"
+	Port     uint16   // arriving on the tunnel's addresses
+	To4, To6 netip.AddrPort
+}
+
+// targets calls fn for each family the service is published on.
+func (p Publish) targets(fn func(proto byte, to netip.AddrPort)) {
+	for _, proto := range p.Protos {
+		for _, to := range []netip.AddrPort{p.To4, p.To6} {
+			if to.IsValid() {
+				fn(protoNum(proto), to)
+			}
+		}
+	}
 }
 
 // ApplyVPN replaces the vpn namespace's table.
@@ -22,6 +47,14 @@ func ApplyVPN(ns string, v *VPN) error {
 
 func (v *VPN) build(r *ruleset) {
 	needed := icmp6NeededSet(r)
+	if len(v.Publish) > 0 {
+		pre := r.chain("prerouting", nftables.ChainHookPrerouting, -100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
+		for _, p := range v.Publish {
+			p.targets(func(proto byte, to netip.AddrPort) {
+				r.rule(pre, iif(v.Iface), nfproto(to.Addr().Is6()), daddrLocal(), l4proto(proto), dportRange(p.Port, p.Port), dnat(to))
+			})
+		}
+	}
 	post := r.chain("postrouting", nftables.ChainHookPostrouting, 100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 	r.rule(post, oif(v.Iface), masq())
 
@@ -41,5 +74,8 @@ func (v *VPN) build(r *ruleset) {
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(fw, iif(v.Transit), oif(v.Iface), r.counter("tunnel_out"), accept())
+	if len(v.Publish) > 0 {
+		r.rule(fw, iif(v.Iface), oif(v.Transit), ctDNAT(), r.counter("published_in"), accept())
+	}
 	r.rule(fw, r.counter("drop_kill_switch"), drop())
 }
