@@ -56,7 +56,12 @@ type Config struct {
 	// PathOf says which path a client's traffic takes; its questions go
 	// upstream by the same path, with that path's socket mark.
 	PathOf func(client netip.Addr, iface string) via.Path
-	Port   int // 53
+	// MarkPath, when set, is the path a question's packet mark says: this
+	// host's own processes that a local policy selects have their packets
+	// marked, and their questions (over UDP) go upstream by that path.
+	// 0: no path in the mark. Nil: marks are not read.
+	MarkPath func(mark uint32) via.Path
+	Port     int // 53
 	// OnAnswer, when set, is called with every forwarded answer's names
 	// (the question and its CNAME chain) and addresses before the client
 	// gets it. Blocklists use it to route a blocked domain's addresses.
@@ -307,16 +312,16 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 // Answer is the whole query path without sockets: it returns the answer to
 // req from client (asking over TCP or not), or nil to stay silent.
 func (r *Resolver) Answer(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
-	if resp, done := r.answerFast(req, client, iface, tcp); done {
+	if resp, done := r.answerFast(req, client, iface, 0, tcp); done {
 		return resp
 	}
-	return r.answerSlow(req, client, iface, tcp)
+	return r.answerSlow(req, client, iface, 0, tcp)
 }
 
 // answerFast answers what needs no waiting: refusals, errors, local names
 // and the cache. done is false when the question must go upstream or to
 // mDNS (answerSlow).
-func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, tcp bool) (*dns.Msg, bool) {
+func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hint via.Path, tcp bool) (*dns.Msg, bool) {
 	r.st.queries.Add(1)
 	r.st.tick()
 	if req.Response {
@@ -342,7 +347,7 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, tcp
 		r.st.formerr.Add(1)
 		return reply(req, dns.RcodeFormatError), true
 	}
-	resp := r.resolveFast(req, q, client, iface)
+	resp := r.resolveFast(req, q, client, iface, hint)
 	if resp == nil {
 		return nil, false
 	}
@@ -350,13 +355,13 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, tcp
 }
 
 // answerSlow answers a question that must wait for upstream or mDNS.
-func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
+func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hint via.Path, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	var resp *dns.Msg
 	if isLocalName(q.Name) {
 		resp = r.viaMDNS(q)
 	} else {
-		resp = r.forward(req, q, client, iface)
+		resp = r.forward(req, q, client, iface, hint)
 	}
 	return r.finish(req, resp, tcp)
 }
@@ -376,7 +381,7 @@ func isLocalName(name string) bool {
 
 // resolveFast answers from the local zone or the cache, or returns nil
 // when the question must be asked (mDNS or upstream).
-func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
+func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) *dns.Msg {
 	name := strings.ToLower(q.Name)
 	if m, ok := r.zone.answer(q); ok {
 		r.st.local.Add(1)
@@ -396,7 +401,7 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 	if privateReverse(name) {
 		return nxdomain() // RFC 6303: private reverse zones stay home
 	}
-	key := r.key(req, q, client, iface)
+	key := r.key(req, q, client, iface, hint)
 	var gen uint64
 	if r.cfg.HookGeneration != nil {
 		gen = r.cfg.HookGeneration()
@@ -419,24 +424,29 @@ func (r *Resolver) hook(path via.Path, q dns.Question, m *dns.Msg) {
 	}
 }
 
-func (r *Resolver) path(client netip.Addr, iface string) via.Path {
+// path is the path a client's questions go upstream by: hint, the path
+// its packet was marked with (a local policy's process), or its traffic's.
+func (r *Resolver) path(client netip.Addr, iface string, hint via.Path) via.Path {
+	if hint != 0 {
+		return hint
+	}
 	if r.cfg.PathOf != nil {
 		return r.cfg.PathOf(client, iface)
 	}
 	return via.WAN
 }
 
-func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string) cacheKey {
+func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) cacheKey {
 	do := false
 	if opt := req.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	return keyOf(r.path(client, iface), q, do)
+	return keyOf(r.path(client, iface, hint), q, do)
 }
 
 // forward asks upstream by the client's path, caches and returns the answer.
-func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string) *dns.Msg {
-	key := r.key(req, q, client, iface)
+func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) *dns.Msg {
+	key := r.key(req, q, client, iface, hint)
 	now := time.Now()
 	up := new(dns.Msg)
 	up.SetQuestion(q.Name, q.Qtype)

@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"runtime"
 	"syscall"
+	"unsafe"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/via"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -28,6 +30,9 @@ func listenUDP(addr netip.AddrPort, iface string, r *Resolver, formerr func()) (
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr == nil && r.cfg.MarkPath != nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, soRcvMark, 1)
+			}
 		})
 		if err != nil {
 			return err
@@ -46,6 +51,26 @@ func listenUDP(addr netip.AddrPort, iface string, r *Resolver, formerr func()) (
 		go serveUDP(conn, iface, r, formerr)
 	}
 	return s, nil
+}
+
+// SO_RCVMARK (Linux 5.19): each datagram comes with its packet mark.
+const soRcvMark = 75
+
+// packetMark reads the SO_MARK control message SO_RCVMARK delivers, without
+// allocating (0 when there is none).
+func packetMark(oob []byte) uint32 {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		n := int(h.Len)
+		if n < unix.SizeofCmsghdr || n > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_MARK && n >= unix.CmsgLen(4) {
+			return binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])
+		}
+		oob = oob[min(unix.CmsgSpace(n-unix.CmsgLen(0)), len(oob)):]
+	}
+	return 0
 }
 
 // maxSlow bounds the questions waiting for upstream or mDNS at once, per
@@ -70,6 +95,9 @@ func serveUDP(conn *net.UDPConn, iface string, r *Resolver, formerr func()) {
 	out := make([]ipv4.Message, batch)
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, 4096)}
+		if r.cfg.MarkPath != nil {
+			in[i].OOB = make([]byte, unix.CmsgSpace(4))
+		}
 		out[i].Buffers = [][]byte{make([]byte, 4096)}
 	}
 	outBufs := make([][]byte, batch)
@@ -92,16 +120,20 @@ func serveUDP(conn *net.UDPConn, iface string, r *Resolver, formerr func()) {
 			if !ok {
 				continue
 			}
+			var hint via.Path
+			if r.cfg.MarkPath != nil {
+				hint = r.cfg.MarkPath(packetMark(in[i].OOB[:in[i].NN]))
+			}
 			// A cache hit is answered from wire bytes, allocating nothing.
 			if ip, ok := netip.AddrFromSlice(from.IP); ok {
-				if n := r.answerCached(in[i].Buffers[0][:in[i].N], ip.Unmap(), iface, outBufs[k]); n > 0 {
+				if n := r.answerCached(in[i].Buffers[0][:in[i].N], ip.Unmap(), iface, hint, outBufs[k]); n > 0 {
 					out[k].Buffers[0] = outBufs[k][:n]
 					out[k].Addr = from
 					k++
 					continue
 				}
 			}
-			resp := r.serveOne(in[i].Buffers[0][:in[i].N], from, iface, formerr, func(resp *dns.Msg) {
+			resp := r.serveOne(in[i].Buffers[0][:in[i].N], from, iface, hint, formerr, func(resp *dns.Msg) {
 				// answered later (upstream): on its own
 				if wire, err := resp.Pack(); err == nil {
 					conn.WriteToUDP(wire, from)
@@ -137,7 +169,7 @@ func serveUDP(conn *net.UDPConn, iface string, r *Resolver, formerr func()) {
 
 // serveOne handles one datagram: the answer to send now, or nil (dropped,
 // or handed to a goroutine that calls later when upstream answers).
-func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, formerr func(), later func(*dns.Msg), slow chan struct{}) *dns.Msg {
+func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, hint via.Path, formerr func(), later func(*dns.Msg), slow chan struct{}) *dns.Msg {
 	ip, _ := netip.AddrFromSlice(from.IP)
 	client := ip.Unmap()
 	req := new(dns.Msg)
@@ -145,7 +177,7 @@ func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, formerr f
 		formerr()
 		return formErr(b) // nil (dropped) when not even a query header
 	}
-	resp, done := r.answerFast(req, client, iface, false)
+	resp, done := r.answerFast(req, client, iface, hint, false)
 	if done {
 		return resp
 	}
@@ -158,7 +190,7 @@ func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, formerr f
 	}
 	go func() {
 		defer func() { <-slow }()
-		later(r.answerSlow(req, client, iface, false))
+		later(r.answerSlow(req, client, iface, hint, false))
 	}()
 	return nil
 }

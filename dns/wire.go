@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/via"
 )
 
 // The cache-hit fast path works on wire bytes: a cached answer is also
@@ -173,7 +174,7 @@ func wireKey(k cacheKey) string {
 // answerCached answers the UDP query in req from the cache into out and
 // returns the answer's length, or 0 when the ordinary path must answer.
 // It allocates nothing.
-func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, out []byte) int {
+func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hint via.Path, out []byte) int {
 	if r.cache.max <= 0 || !r.allowed(client) {
 		return 0
 	}
@@ -182,7 +183,7 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, out
 	if !ok || !r.forwardable(q.name) {
 		return 0
 	}
-	q.key[len(q.name)] = byte(r.path(client, iface))
+	q.key[len(q.name)] = byte(r.path(client, iface, hint))
 	var gen uint64
 	if r.cfg.HookGeneration != nil {
 		gen = r.cfg.HookGeneration()

@@ -44,10 +44,16 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	for _, u := range cfg.DNS.Upstream {
 		ups = append(ups, dns.Upstream{Addr: u.Addr, TLS: u.TLS, ServerName: u.ServerName})
 	}
+	var markPath func(uint32) via.Path
+	for _, p := range cfg.Routing.Policies {
+		if p.Local() {
+			markPath = via.FromMark
+		}
+	}
 	c.r = dns.New(dns.Config{
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
 		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: ups, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
-		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf,
+		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf, MarkPath: markPath,
 		OnAnswer: onAnswer, HookGeneration: hookGen, Log: log,
 	})
 	for _, l := range cfg.LAN {

@@ -33,6 +33,16 @@ func (p Path) Mark() uint32 {
 	return 0
 }
 
+// FromMark is the path a packet mark sends by, or 0 for none.
+func FromMark(mark uint32) Path {
+	for _, p := range Paths {
+		if mark&Mask == p.Mark() {
+			return p
+		}
+	}
+	return 0
+}
+
 func (p Path) String() string {
 	switch p {
 	case WAN:
