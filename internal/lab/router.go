@@ -33,6 +33,7 @@ type Router struct {
 	nics  int
 	State string // routerd's state_dir
 	Sock  string // routerd's control socket
+	Conf  string // where its config is written ("": the lab's routerd.toml)
 }
 
 // NewRouter builds the router namespace with its WAN NIC wired to the ISP.
@@ -228,7 +229,10 @@ type Routerd struct {
 // WriteConfig writes cfg where StartRouterd will read it.
 func (r *Router) WriteConfig(cfg string) string {
 	r.lab.T.Helper()
-	path := filepath.Join(r.lab.Dir, "routerd.toml")
+	path := r.Conf
+	if path == "" {
+		path = filepath.Join(r.lab.Dir, "routerd.toml")
+	}
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		r.lab.T.Fatalf("lab: %v", err)
 	}

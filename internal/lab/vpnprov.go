@@ -35,6 +35,7 @@ type VPNProvider struct {
 	ClientKey wgtypes.Key // the key the provider expects its client (the router) to use
 	Proc      *Proc
 	lab       *Lab
+	endpoint  string // "": VPNPublic4:VPNPort
 }
 
 // NewVPNProvider builds the provider's namespace behind isp and starts its
@@ -105,6 +106,9 @@ func (v *VPNProvider) Stop() {
 
 // Endpoint is the provider's WireGuard endpoint as the router configures it.
 func (v *VPNProvider) Endpoint() string {
+	if v.endpoint != "" {
+		return v.endpoint
+	}
 	return fmt.Sprintf("%s:%d", VPNPublic4.Addr(), VPNPort)
 }
 
