@@ -89,7 +89,10 @@ func dnsClients(cfg *config.Config) []netip.Prefix {
 // destinations or ports (other traffic than DNS) do not match. The router
 // itself (loopback) takes routing.router.
 func (c *dnsComp) pathOf(client netip.Addr, iface string) via.Path {
-	if client.IsLoopback() {
+	// The router's own processes ask from loopback, or from the LAN
+	// address they asked (the host's processes when routerd runs on a
+	// host); a local policy's process is told apart by its mark.
+	if client.IsLoopback() || slices.Contains(c.cfg.LANNets.RouterAddr, client) {
 		return c.cfg.Routing.Router
 	}
 	// Asked for every question, cache hits included: remembered per

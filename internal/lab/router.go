@@ -100,6 +100,7 @@ func (r *Router) AddLAN() *Switch {
 // ConfigOptions shape the routerd config the lab generates.
 type ConfigOptions struct {
 	VPN            *VPNProvider // nil: no [vpn] section
+	VPNNoIPv6      bool         // the tunnel gets an IPv4 address only
 	Default        string       // routing.default; "wan" without a VPN
 	Router         string       // routing.router
 	WANIPv6        string       // "off" unless set
@@ -165,7 +166,11 @@ func (r *Router) Config(o ConfigOptions) string {
 			os.MkdirAll(r.State, 0o700)
 			os.WriteFile(filepath.Join(r.State, keyFile), []byte(o.VPN.ClientKey.String()+"\n"), 0o600)
 		}
-		fmt.Fprintf(&b, "\n[vpn]\ninterface = \"wg0\"\nprivate_key_file = %q\naddresses = [%q, %q]\n", keyFile, VPNClient4, VPNClient6)
+		addrs := fmt.Sprintf("%q, %q", VPNClient4, VPNClient6)
+		if o.VPNNoIPv6 {
+			addrs = fmt.Sprintf("%q", VPNClient4)
+		}
+		fmt.Fprintf(&b, "\n[vpn]\ninterface = \"wg0\"\nprivate_key_file = %q\naddresses = [%s]\n", keyFile, addrs)
 		fmt.Fprintf(&b, "[[vpn.peer]]\npublic_key = %q\nendpoint = %q\nallowed_ips = [\"0.0.0.0/0\", \"::/0\"]\npersistent_keepalive = \"5s\"\n",
 			o.VPN.Key.PublicKey().String(), o.VPN.Endpoint())
 	}
