@@ -161,6 +161,23 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		m.emit("ssh_auth_failures_total", "counter", "Failed SSH authentications.", float64(a.AuthFailures))
 		m.emit("bans", "gauge", "Addresses banned now (failed SSH logins, WAN port scans).", float64(a.Banned))
 	}
+	if r := st.Relay; r != nil {
+		m.emit("relay_conntrack_entries", "gauge", "Connections the relay's conntrack table holds.", float64(r.Conntrack.Count))
+		m.emit("relay_conntrack_capacity", "gauge", "relay.max_connections.", float64(r.Conntrack.Capacity))
+		m.emit("relay_conntrack_kernel_max", "gauge", "nf_conntrack_max as the kernel has it.", float64(r.Conntrack.Max))
+		m.emit("relay_conntrack_fill_ratio", "gauge", "Conntrack entries over the smaller of the capacity and the kernel's limit; new connections are dropped silently at 1.", r.Conntrack.Fill)
+		for _, p := range r.Peers {
+			m.emit("relay_peer_rx_bytes_total", "counter", "Bytes received from the peer.", float64(p.RxBytes), "peer", p.Name)
+			m.emit("relay_peer_tx_bytes_total", "counter", "Bytes sent to the peer.", float64(p.TxBytes), "peer", p.Name)
+			if !p.LastHandshake.IsZero() {
+				m.emit("relay_peer_last_handshake_seconds", "gauge", "Seconds since the peer's last handshake.", time.Since(p.LastHandshake).Seconds(), "peer", p.Name)
+			}
+		}
+		for _, f := range r.Forwards {
+			m.emit("relay_forward_packets_total", "counter", "Packets forwarded into the tunnel by the forward.", float64(f.Packets), "forward", f.Forward, "peer", f.Peer)
+			m.emit("relay_forward_bytes_total", "counter", "Bytes forwarded into the tunnel by the forward.", float64(f.Bytes), "forward", f.Forward, "peer", f.Peer)
+		}
+	}
 	if t := st.Time; t != nil {
 		m.emit("time_synchronised", "gauge", "1 once the clock is synchronised with a time server.", b2f(t.Synced))
 		m.emit("time_offset_seconds", "gauge", "The clock's offset at the last synchronisation, before it was corrected.", t.OffsetMS/1000)

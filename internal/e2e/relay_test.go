@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -252,6 +253,14 @@ via = "wan"
 		if !strings.Contains(text, "WARNING") || !strings.Contains(text, "conntrack table") {
 			t.Errorf("no conntrack warning in status:\n%s", text)
 		}
+		metrics := relay.NS.MustRun("curl", "-sS", "http://127.0.0.1:9100/metrics")
+		fill := regexp.MustCompile(`(?m)^routerd_relay_conntrack_fill_ratio (\S+)$`).FindStringSubmatch(metrics)
+		if fill == nil || parseFloat(fill[1]) < 0.8 {
+			t.Errorf("metrics: conntrack fill %v, want ≥ 0.8", fill)
+		}
+		if !regexp.MustCompile(`(?m)^routerd_relay_forward_packets_total\{forward="udp 7000-7010 → 10\.64\.0\.2",peer="home"\} [1-9]`).MatchString(metrics) {
+			t.Errorf("metrics lack the game forward's packets:\n%s", grepLines(metrics, "relay_"))
+		}
 	})
 
 	t.Run("snat pool", func(t *testing.T) {
@@ -339,4 +348,9 @@ func linkTX(t *testing.T, ns *lab.NS, nsst *status.Netns, link string) int {
 		t.Fatalf("ip -s -j link: %v: %s", err, out)
 	}
 	return links[0].Stats.TX.Packets
+}
+
+func parseFloat(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }

@@ -91,6 +91,7 @@ allowed_ips = [%q, %q]
 
 [status]
 socket = %q
+metrics = "127.0.0.1:9100"
 `, r.lab.Prefix+"relay", r.State, VPNPort, VPNTunnel4, VPNTunnel6, relayKeys, r.HomeKey.PublicKey().String(),
 		VPNClient4, VPNClient6, extra, r.Sock)
 }
