@@ -74,30 +74,21 @@ func lookupCgroups(cfg *config.Config) map[string]cgroup.Group {
 	return out
 }
 
-// watchCgroups applies the rulesets again when a local policy's cgroup
+// watchCgroups (every 3 seconds) applies the rulesets again when a local policy's cgroup
 // appears, goes or is made anew (a restarted service gets a new id).
 func (c *firewallComp) watchCgroups(ctx context.Context) {
-	tick := time.NewTicker(3 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		groups := lookupCgroups(c.cfg)
-		c.mu.Lock()
-		same := maps.Equal(groups, c.groups)
-		if !same {
-			c.groups = groups
-			c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups)
-		}
-		c.mu.Unlock()
-		if !same {
-			c.log.Info("a local policy's cgroup changed", "found", len(groups))
-			if err := c.apply(); err != nil {
-				c.health.Failed(err)
-			}
+	groups := lookupCgroups(c.cfg)
+	c.mu.Lock()
+	same := maps.Equal(groups, c.groups)
+	if !same {
+		c.groups = groups
+		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups)
+	}
+	c.mu.Unlock()
+	if !same {
+		c.log.Info("a local policy's cgroup changed", "found", len(groups))
+		if err := c.apply(); err != nil {
+			c.health.Failed(err)
 		}
 	}
 }
@@ -276,7 +267,7 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	c.run.Start(ctx)
 	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	if hasCgroups(c.cfg) {
-		c.run.Go(c.watchCgroups)
+		c.run.Every(3*time.Second, c.watchCgroups)
 	}
 	return err
 }

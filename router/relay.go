@@ -35,6 +35,7 @@ type relayComp struct {
 	run lifecycle.Group
 
 	notApplied string // why nf_conntrack_max is not the capacity
+	warned     bool   // the fill is past 80% and the log has said so
 }
 
 const conntrackWarn = 0.8
@@ -84,7 +85,7 @@ func (c *relayComp) Start(ctx context.Context) error {
 	}
 	c.provisionConntrack()
 	c.run.Start(ctx)
-	c.run.Go(c.watch)
+	c.run.Every(10*time.Second, c.watch)
 	return nil
 }
 
@@ -163,24 +164,14 @@ func readInt(path string) (int, error) {
 // watch warns in the log when the conntrack table passes 80% of its
 // capacity, once per crossing.
 func (c *relayComp) watch(ctx context.Context) {
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	warned := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		ct := c.conntrack()
-		switch {
-		case ct.Fill >= conntrackWarn && !warned:
-			c.log.Warn("conntrack table filling up: new connections are dropped silently when it is full",
-				"count", ct.Count, "capacity", min(ct.Capacity, ct.Max))
-			warned = true
-		case ct.Fill < conntrackWarn*0.9:
-			warned = false
-		}
+	ct := c.conntrack()
+	switch {
+	case ct.Fill >= conntrackWarn && !c.warned:
+		c.log.Warn("conntrack table filling up: new connections are dropped silently when it is full",
+			"count", ct.Count, "capacity", min(ct.Capacity, ct.Max))
+		c.warned = true
+	case ct.Fill < conntrackWarn*0.9:
+		c.warned = false
 	}
 }
 

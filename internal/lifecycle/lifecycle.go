@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Group tracks the goroutines of one component. The zero value is ready to
@@ -69,6 +70,23 @@ func (g *Group) Go(f func(ctx context.Context)) {
 		}()
 		f(ctx)
 	}()
+}
+
+// Every runs f every d (the first time after d) in a goroutine that Stop
+// waits for.
+func (g *Group) Every(d time.Duration, f func(ctx context.Context)) {
+	g.Go(func(ctx context.Context) {
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				f(ctx)
+			}
+		}
+	})
 }
 
 // Stop cancels the group's context and waits for its goroutines until ctx

@@ -86,3 +86,23 @@ func TestRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestEvery(t *testing.T) {
+	var g Group
+	g.Start(context.Background())
+	ran := make(chan struct{}, 10)
+	g.Every(time.Millisecond, func(ctx context.Context) { ran <- struct{}{} })
+	for range 3 {
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Fatal("f did not run")
+		}
+	}
+	if err := g.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.Running(); got != 0 {
+		t.Errorf("Running() = %d after Stop, want 0", got)
+	}
+}

@@ -131,7 +131,7 @@ func (t *Tunnel) Start(ctx context.Context) error {
 	}
 	t.cfg.Log.Info("tunnel configured", "iface", t.cfg.Iface, "netns", t.cfg.VPNNS, "implementation", t.impl)
 	t.run.Start(ctx)
-	t.run.Go(t.watch)
+	t.run.Every(30*time.Second, t.watch)
 	return nil
 }
 
@@ -435,25 +435,16 @@ func prefixOf(n *net.IPNet, fam int) netip.Prefix {
 // watch re-resolves endpoint names when handshakes stop (the provider
 // moved), and keeps the link in shape.
 func (t *Tunnel) watch(ctx context.Context) {
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	st := t.Status()
+	stale := len(st.Peers) > 0
+	for _, p := range st.Peers {
+		if time.Since(p.LastHandshake) < 3*time.Minute {
+			stale = false
 		}
-		st := t.Status()
-		stale := len(st.Peers) > 0
-		for _, p := range st.Peers {
-			if time.Since(p.LastHandshake) < 3*time.Minute {
-				stale = false
-			}
-		}
-		if stale || t.unresolved() {
-			if err := t.configure(ctx); err != nil {
-				t.setErr(err)
-			}
+	}
+	if stale || t.unresolved() {
+		if err := t.configure(ctx); err != nil {
+			t.setErr(err)
 		}
 	}
 }
