@@ -27,16 +27,9 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 	if udp64 {
 		args = append(args, "-u", "-l", "64", "-b", "0")
 	}
-	var out string
-	err := lab.Poll(30*time.Second, func() (err error) {
-		out, err = ns.Run(args...)
-		return err
-	})
-	if err != nil {
-		b.Fatalf("%v", err)
-	}
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
@@ -47,14 +40,28 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 			} `json:"sum"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		b.Fatalf("iperf3 output: %v: %s", err, out)
+	// The server takes one test at a time and is briefly away between
+	// them: a refused or busy attempt is tried again.
+	var out string
+	err := lab.Poll(30*time.Second, func() error {
+		out, _ = ns.Run(args...)
+		res.Error, res.End.Sum.Seconds = "", 0
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			return fmt.Errorf("iperf3 output: %v: %s", err, out)
+		}
+		if res.Error != "" {
+			return fmt.Errorf("iperf3: %s", res.Error)
+		}
+		if udp64 && res.End.Sum.Seconds == 0 {
+			return fmt.Errorf("iperf3 udp: no result")
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("%s: %v", strings.Join(args, " "), err)
 	}
 	if udp64 {
 		s := res.End.Sum
-		if s.Seconds == 0 {
-			b.Fatalf("iperf3 udp: no result: %s", out)
-		}
 		return (s.Packets - s.LostPackets) / s.Seconds
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e6

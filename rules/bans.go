@@ -40,9 +40,7 @@ type Banned struct {
 func (r *ruleset) banSets() (s4, s6 *nftables.Set) {
 	mk := func(name string, key nftables.SetDatatype) *nftables.Set {
 		s := &nftables.Set{Table: r.t, Name: name, KeyType: key, HasTimeout: true, Dynamic: true}
-		if err := r.c.AddSet(s, r.prevBans[name]); err != nil && r.err == nil {
-			r.err = fmt.Errorf("set %s: %w", name, err)
-		}
+		r.addSet(s, r.prevBans[name])
 		r.sets[name] = s
 		return s
 	}

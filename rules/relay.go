@@ -182,9 +182,7 @@ func (rl *Relay) forwardMap(r *ruleset, v6, keep bool) *nftables.Set {
 	}
 	s := &nftables.Set{Table: r.t, Name: relayMap(v6, keep), KeyType: key, DataType: data, IsMap: true,
 		Interval: true, Concatenation: true, Counter: true}
-	if err := r.c.AddSet(s, elems); err != nil && r.err == nil {
-		r.err = fmt.Errorf("map %s: %w", s.Name, err)
-	}
+	r.addSet(s, elems)
 	r.sets[s.Name] = s
 	return s
 }
@@ -202,9 +200,7 @@ func snatPool(r *ruleset, v6 bool, pool []netip.Addr) exprs {
 	}
 	// The hash lands in a register in host byte order.
 	s := &nftables.Set{Table: r.t, Name: name, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian, DataType: key, IsMap: true}
-	if err := r.c.AddSet(s, elems); err != nil && r.err == nil {
-		r.err = fmt.Errorf("map %s: %w", name, err)
-	}
+	r.addSet(s, elems)
 	return exprs{
 		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Hash{SourceRegister: 2, DestRegister: 1, Length: n, Modulus: uint32(len(pool)), Type: expr.HashTypeJenkins},

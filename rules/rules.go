@@ -16,8 +16,10 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/status"
+	"golang.org/x/sys/unix"
 )
 
 // Table names.
@@ -71,11 +73,27 @@ func (r *ruleset) set(name string, key nftables.SetDatatype, interval bool, elem
 	if key == nftables.TypeIFName {
 		s.KeyByteOrder = binaryutil.NativeEndian // strings are host order to nft
 	}
-	if err := r.c.AddSet(s, elems); err != nil && r.err == nil {
-		r.err = fmt.Errorf("set %s: %w", name, err)
-	}
+	r.addSet(s, elems)
 	r.sets[name] = s
 	return s
+}
+
+// setChunk is how many elements go in one message: google/nftables puts
+// a call's elements in one nested attribute, whose length is 16 bits, and
+// beyond 64 KiB the kernel silently gets only part of them.
+const setChunk = 256
+
+// addSet adds a set (or map) and its elements, a chunk per message, in
+// the ruleset's batch.
+func (r *ruleset) addSet(s *nftables.Set, elems []nftables.SetElement) {
+	first := elems[:min(len(elems), setChunk)]
+	err := r.c.AddSet(s, first)
+	for i := len(first); err == nil && i < len(elems); i += setChunk {
+		err = r.c.SetAddElements(s, elems[i:min(i+setChunk, len(elems))])
+	}
+	if err != nil && r.err == nil {
+		r.err = fmt.Errorf("set %s: %w", s.Name, err)
+	}
 }
 
 // replace builds a table with build and swaps it in atomically in namespace
@@ -199,12 +217,27 @@ func openConn(ns string) (*nftables.Conn, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)), nftables.WithSockOptions(bigSendBuffer))
 	if err != nil {
 		fd.Close()
 		return nil, nil, fmt.Errorf("nftables in %s: %w", netns.Label(ns), err)
 	}
 	return c, func() { fd.Close() }, nil
+}
+
+// bigSendBuffer lets a whole table go to the kernel in one sendmsg: a
+// ruleset with a thousand forwards or a long policy set is more than the
+// default socket buffer, and the kernel applies a batch all or nothing
+// only when it arrives whole.
+func bigSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
+	})
+	return nil
 }
 
 // payloadByte loads one byte of the transport header (ICMP type at 0).

@@ -180,3 +180,37 @@ func counterValue(t *testing.T, ns, name string) uint64 {
 	t.Fatalf("no counter %s in %v", name, cs)
 	return 0
 }
+
+// TestLargeSets: a set or map bigger than one netlink attribute holds
+// (64 KiB) arrives whole. It once arrived a third full, without an error.
+func TestLargeSets(t *testing.T) {
+	lab.Require(t, "nft")
+	l := lab.New(t)
+	ns := l.NewNS("fw")
+	rl := testRelay()
+	rl.Forwards = nil
+	for p := 10000; p < 11000; p++ {
+		rl.Forwards = append(rl.Forwards, RelayForward{Protos: []string{"tcp", "udp"}, From: uint16(p), To: uint16(p), Target: netip.MustParseAddr("10.64.0.2")})
+	}
+	if err := ApplyRelay(ns.Name, rl); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := RelayForwardCounts(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(counts), 1000; got != want {
+		t.Errorf("%d forwards in the map, want %d", got, want)
+	}
+	m := testMain()
+	for i := 0; i < 5000; i++ {
+		m.Policies[0].Src4 = append(m.Policies[0].Src4, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32))
+	}
+	if err := ApplyMain(ns.Name, m); err != nil {
+		t.Fatal(err)
+	}
+	out := ns.MustRun("nft", "-j", "list", "set", "inet", Table, "policy_tv-direct_src4")
+	if got := strings.Count(out, `"10.`); got != 5000 {
+		t.Errorf("policy set holds %d of the 5000 10.x addresses", got)
+	}
+}
