@@ -67,8 +67,15 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 	return res.End.SumReceived.BitsPerSecond / 1e6
 }
 
-func iperfServer(ns *lab.NS, port int) *lab.Proc {
-	return ns.Start("iperf3-server", "iperf3", "-s", "-p", fmt.Sprint(port))
+// iperfServer runs iperf3's server in ns, bound to bind when it is valid:
+// on a namespace with several addresses, UDP answers must come from the
+// address the client asked, or NAT on the way back cannot match them.
+func iperfServer(ns *lab.NS, bind netip.Addr, port int) *lab.Proc {
+	args := []string{"iperf3", "-s", "-p", fmt.Sprint(port)}
+	if bind.IsValid() {
+		args = append(args, "-B", bind.String())
+	}
+	return ns.Start("iperf3-server", args...)
 }
 
 // BenchmarkForwarding measures the data paths, each against what it
@@ -104,7 +111,7 @@ func BenchmarkForwarding(b *testing.B) {
 			x.ns.MustRun("ip", "route", "add", "default", "via", strings.Split(x.peerAddr, "/")[0])
 		}
 		fw.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
-		iperfServer(sv, 5201)
+		iperfServer(sv, netip.Addr{}, 5201)
 		dst := netip.MustParseAddr("10.9.2.2")
 		res["plain_tcp_mbps"] = iperf3(b, cl, netip.Addr{}, dst, 5201, false)
 		res["plain_udp64_pps"] = iperf3(b, cl, netip.Addr{}, dst, 5201, true)
@@ -135,7 +142,7 @@ format = "lines"
 via = "vpn"
 `, c4, list)
 		rd := r.StartRouterd(r.Config(lab.ConfigOptions{VPN: vp, Default: "vpn", NoDHCP: true, Extra: extra}))
-		iperfServer(isp.NS, 5201)
+		iperfServer(isp.NS, lab.Echo4, 5201)
 		res["home_tcp_mbps"] = iperf3(b, c.NS, netip.Addr{}, lab.Echo4, 5201, false)
 		res["home_udp64_pps"] = iperf3(b, c.NS, netip.Addr{}, lab.Echo4, 5201, true)
 		res["vpn_tcp_mbps"] = iperf3(b, v.NS, netip.Addr{}, lab.Echo4, 5201, false)
@@ -180,7 +187,7 @@ via = "vpn"
 			n.MustRun("ip", "addr", "add", fmt.Sprintf("10.8.0.%d/24", i+1), "dev", dev)
 			n.MustRun("ip", "link", "set", dev, "mtu", "1420", "up")
 		}
-		iperfServer(z, 5201)
+		iperfServer(z, netip.Addr{}, 5201)
 		res["wggo_tcp_mbps"] = iperf3(b, a, netip.Addr{}, netip.MustParseAddr("10.8.0.2"), 5201, false)
 	})
 
@@ -200,7 +207,7 @@ via = "vpn"
 		s4, _ := s.SetStatic(10)
 		extra := fmt.Sprintf("[[publish]]\nname = \"iperf\"\nproto = \"tcp+udp\"\nport = 5201\nto = \"%s:5201\"\n", s4)
 		r.StartRouterd(r.Config(lab.ConfigOptions{VPN: relay.Provider(), Default: "vpn", NoDHCP: true, Extra: extra}))
-		iperfServer(s.NS, 5201)
+		iperfServer(s.NS, netip.Addr{}, 5201)
 		inet := lab.EchoAlt4[0]
 		res["relay_tcp_mbps"] = iperf3(b, isp.NS, inet, lab.RelayPublic4.Addr(), 5201, false)
 		res["relay_udp64_pps"] = iperf3(b, isp.NS, inet, lab.RelayPublic4.Addr(), 5201, true)
@@ -231,7 +238,8 @@ via = "vpn"
 				fmt.Fprintf(&nft, "add rule inet wormhole prerouting iif \"eth0\" %s dport %d dnat ip to %s:%d\n", proto, p, lab.VPNClient4.Addr(), p)
 			}
 		}
-		fmt.Fprintf(&nft, "add rule inet wormhole postrouting oif %q ip saddr != { %s } snat ip to { %s }\n", dev, lab.VPNTunnel4.Addr(), lab.VPNTunnel4.Addr())
+		// Seed 000's SNAT to its tunnel address pool, here of one.
+		fmt.Fprintf(&nft, "add rule inet wormhole postrouting oif %q ip saddr != %s snat ip to %s\n", dev, lab.VPNTunnel4.Addr(), lab.VPNTunnel4.Addr())
 		fmt.Fprintf(&nft, "add rule inet wormhole forward iif \"eth0\" oif %q ip protocol tcp tcp flags syn tcp option maxseg size set 1380\n", dev)
 		fmt.Fprintf(&nft, "add rule inet wormhole forward iif %q oif \"eth0\" ip protocol tcp tcp flags syn tcp option maxseg size set 1380\n", dev)
 		fmt.Fprintf(&nft, "add rule inet wormhole forward iif \"eth0\" oif %q accept\nadd rule inet wormhole forward iif %q oif \"eth0\" accept\n", dev, dev)
