@@ -146,20 +146,8 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 			continue
 		}
 		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
-		for _, s := range p.SourceAddrs {
-			if s.Addr().Is4() {
-				rp.Src4 = append(rp.Src4, s)
-			} else {
-				rp.Src6 = append(rp.Src6, s)
-			}
-		}
-		for _, d := range p.Destinations {
-			if d.Addr().Is4() {
-				rp.Dst4 = append(rp.Dst4, d)
-			} else {
-				rp.Dst6 = append(rp.Dst6, d)
-			}
-		}
+		rp.Src4, rp.Src6 = byFamily(p.SourceAddrs, is4)
+		rp.Dst4, rp.Dst6 = byFamily(p.Destinations, is4)
 		m.Policies = append(m.Policies, rp)
 	}
 	w := &rules.WAN{
@@ -194,13 +182,7 @@ func localPolicy(cfg *config.Config, p config.Policy, groups map[string]cgroup.G
 			lp.Cgroups = append(lp.Cgroups, rules.Cgroup{Path: path, Level: g.Level, ID: g.ID})
 		}
 	}
-	for _, d := range p.Destinations {
-		if d.Addr().Is4() {
-			lp.Dst4 = append(lp.Dst4, d)
-		} else {
-			lp.Dst6 = append(lp.Dst6, d)
-		}
-	}
+	lp.Dst4, lp.Dst6 = byFamily(p.Destinations, is4)
 	if p.Via == via.VPN && cfg.VPN != nil {
 		lp.Refuse6 = true
 		for _, a := range cfg.VPN.Addresses {
@@ -211,6 +193,20 @@ func localPolicy(cfg *config.Config, p config.Policy, groups map[string]cgroup.G
 	}
 	return lp
 }
+
+// byFamily splits addresses or prefixes into IPv4 and IPv6.
+func byFamily[T any](xs []T, is4 func(T) bool) (v4, v6 []T) {
+	for _, x := range xs {
+		if is4(x) {
+			v4 = append(v4, x)
+		} else {
+			v6 = append(v6, x)
+		}
+	}
+	return v4, v6
+}
+
+func is4(p netip.Prefix) bool { return p.Addr().Is4() }
 
 func publish(ps []config.Publish) []rules.Publish {
 	var out []rules.Publish

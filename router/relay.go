@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,7 +27,6 @@ import (
 // sysctls (recorded for teardown), the WireGuard server, the relay's
 // nftables table and the conntrack capacity.
 type relayComp struct {
-	cfg *config.Config
 	r   *config.Relay
 	sys *netnsComp // the sysctls, applied and recorded as the router's are
 	vc  vpn.Config
@@ -42,14 +42,13 @@ const conntrackWarn = 0.8
 
 func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 	r := cfg.Relay
-	c := &relayComp{cfg: cfg, r: r, log: log}
+	c := &relayComp{r: r, log: log}
 	c.sys = &netnsComp{cfg: cfg, plan: &netns.Plan{Sysctls: relaySysctls(r)},
 		state: filepath.Join(cfg.StateDir, "relay.json"), log: log}
 	c.vc = vpn.Config{Iface: r.Interface, KeyFile: r.PrivateKeyFile, Addresses: r.Addresses, MTU: r.MTU,
 		Implementation: "auto", ListenPort: r.ListenPort, UAPIName: cfg.Hostname + "-" + r.Interface, Log: log}
 	for _, p := range r.Peers {
-		c.vc.Peers = append(c.vc.Peers, vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), PresharedKeyFile: p.PresharedKeyFile,
-			Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, Keepalive: p.PersistentKeepalive})
+		c.vc.Peers = append(c.vc.Peers, vpnPeer(p.Peer))
 	}
 	c.t = vpn.New(c.vc)
 	return c
@@ -108,13 +107,7 @@ func (c *relayComp) ruleset() *rules.Relay {
 	for _, a := range r.Addresses {
 		rl.Own = append(rl.Own, a.Addr())
 	}
-	for _, a := range r.SNATPool {
-		if a.Is4() {
-			rl.Pool4 = append(rl.Pool4, a)
-		} else {
-			rl.Pool6 = append(rl.Pool6, a)
-		}
-	}
+	rl.Pool4, rl.Pool6 = byFamily(r.SNATPool, netip.Addr.Is4)
 	for _, f := range r.Forwards {
 		rl.Forwards = append(rl.Forwards, rules.RelayForward{Protos: f.Protos, From: f.From, To: f.To, Target: f.Target, ToPort: f.ToPort})
 	}
@@ -168,7 +161,7 @@ func (c *relayComp) watch(ctx context.Context) {
 	switch {
 	case ct.Fill >= conntrackWarn && !c.warned:
 		c.log.Warn("conntrack table filling up: new connections are dropped silently when it is full",
-			"count", ct.Count, "capacity", min(ct.Capacity, ct.Max))
+			"count", ct.Count, "limit", ct.Limit)
 		c.warned = true
 	case ct.Fill < conntrackWarn*0.9:
 		c.warned = false
@@ -179,13 +172,11 @@ func (c *relayComp) conntrack() status.Conntrack {
 	ct := status.Conntrack{Capacity: c.r.MaxConnections, NotApplied: c.notApplied}
 	ct.Count, _ = readInt(conntrackCount)
 	ct.Max, _ = readInt(conntrackMax)
-	limit := ct.Capacity
-	if ct.Max > 0 && ct.Max < limit {
-		limit = ct.Max
+	ct.Limit = ct.Capacity
+	if ct.Max > 0 && ct.Max < ct.Limit {
+		ct.Limit = ct.Max
 	}
-	if limit > 0 {
-		ct.Fill = float64(ct.Count) / float64(limit)
-	}
+	ct.Fill = float64(ct.Count) / float64(ct.Limit)
 	return ct
 }
 
@@ -235,7 +226,7 @@ func (c *relayComp) fillStatus(st *status.Status) {
 	}
 	if s.Conntrack.Fill >= conntrackWarn {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("conntrack table %.0f%% full (%d of %d): when it is full, new connections are dropped without a trace",
-			100*s.Conntrack.Fill, s.Conntrack.Count, min(s.Conntrack.Capacity, max(s.Conntrack.Max, 1))))
+			100*s.Conntrack.Fill, s.Conntrack.Count, s.Conntrack.Limit))
 	}
 	if s.Conntrack.Max > 0 && s.Conntrack.Max < s.Conntrack.Capacity {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the kernel tracks at most %d connections, fewer than relay.max_connections %d", s.Conntrack.Max, s.Conntrack.Capacity))

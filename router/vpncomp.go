@@ -31,10 +31,14 @@ func vpnConfig(cfg *config.Config, dns func() []netip.AddrPort, log *slog.Logger
 	vc := vpn.Config{WANNS: cfg.Netns.WAN, VPNNS: cfg.Netns.VPN, Iface: v.Interface, KeyFile: v.PrivateKeyFile,
 		Addresses: v.Addresses, MTU: v.MTU, Implementation: v.Implementation, ListenPort: v.ListenPort, DNS: dns, Log: log}
 	for _, p := range v.Peers {
-		vc.Peers = append(vc.Peers, vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), PresharedKeyFile: p.PresharedKeyFile,
-			Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, Keepalive: p.PersistentKeepalive})
+		vc.Peers = append(vc.Peers, vpnPeer(p))
 	}
 	return vc
+}
+
+func vpnPeer(p config.Peer) vpn.Peer {
+	return vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), PresharedKeyFile: p.PresharedKeyFile,
+		Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, Keepalive: p.PersistentKeepalive}
 }
 
 func newVPNComp(cfg *config.Config, log *slog.Logger) *vpnComp {

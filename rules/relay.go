@@ -196,7 +196,7 @@ func snatPool(r *ruleset, v6 bool, pool []netip.Addr) exprs {
 	}
 	var elems []nftables.SetElement
 	for i, a := range pool {
-		elems = append(elems, nftables.SetElement{Key: binaryutil32(uint32(i)), Val: a.AsSlice()})
+		elems = append(elems, nftables.SetElement{Key: native32(uint32(i)), Val: a.AsSlice()})
 	}
 	// The hash lands in a register in host byte order.
 	s := &nftables.Set{Table: r.t, Name: name, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian, DataType: key, IsMap: true}
@@ -208,8 +208,6 @@ func snatPool(r *ruleset, v6 bool, pool []netip.Addr) exprs {
 		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: fam, RegAddrMin: 1},
 	}
 }
-
-func binaryutil32(v uint32) []byte { return native32(v) }
 
 // ForwardCount is one forward's packets, summed over its protocols.
 type ForwardCount struct {

@@ -89,11 +89,8 @@ func udpEcho(t *testing.T, l *lab.Lab, ns *lab.NS, port int) *net.UDPConn {
 // udpAsk sends one datagram from src (in namespace ns) to dst and returns
 // the answer.
 func udpAsk(ns *lab.NS, src netip.Addr, dst netip.AddrPort) (string, error) {
-	var conn *net.UDPConn
-	if err := netns.Do(ns.Name, func() (err error) {
-		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
-		return err
-	}); err != nil {
+	conn, err := udpFrom(ns, src)
+	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
@@ -104,6 +101,15 @@ func udpAsk(ns *lab.NS, src netip.Addr, dst netip.AddrPort) (string, error) {
 	buf := make([]byte, 1500)
 	n, err := conn.Read(buf)
 	return string(buf[:n]), err
+}
+
+// udpFrom opens a UDP socket on src, any port, in namespace ns.
+func udpFrom(ns *lab.NS, src netip.Addr) (conn *net.UDPConn, err error) {
+	err = netns.Do(ns.Name, func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		return err
+	})
+	return conn, err
 }
 
 // TestRelay is seeds 002 and 000 end to end: routerd as the relay on a VPS,
@@ -285,13 +291,7 @@ via = "wan"
 		// A published flow, then the relay goes away: the server's further
 		// packets on that flow must not leave by the WAN, though its own
 		// policy is the WAN.
-		conn, err := func() (c *net.UDPConn, err error) {
-			err = netns.Do(isp.NS.Name, func() (err error) {
-				c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(inetHost4, 0)))
-				return err
-			})
-			return c, err
-		}()
+		conn, err := udpFrom(isp.NS, inetHost4)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,21 +17,29 @@ func ParsePortRange(s string) (PortRange, error) {
 	if !ok || (proto != "tcp" && proto != "udp") {
 		return PortRange{}, fmt.Errorf("want tcp/PORT or udp/PORT[-PORT]")
 	}
-	lo, hi, isRange := strings.Cut(ports, "-")
-	from, err := parsePort(lo)
+	from, to, err := parsePorts(ports)
 	if err != nil {
 		return PortRange{}, err
 	}
-	to := from
+	return PortRange{Proto: proto, From: from, To: to}, nil
+}
+
+// parsePorts parses "443" or "60000-60100".
+func parsePorts(s string) (from, to uint16, err error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	if from, err = parsePort(lo); err != nil {
+		return 0, 0, err
+	}
+	to = from
 	if isRange {
 		if to, err = parsePort(hi); err != nil {
-			return PortRange{}, err
+			return 0, 0, err
 		}
 		if to < from {
-			return PortRange{}, fmt.Errorf("port range %d-%d is reversed", from, to)
+			return 0, 0, fmt.Errorf("port range %d-%d is reversed", from, to)
 		}
 	}
-	return PortRange{Proto: proto, From: from, To: to}, nil
+	return from, to, nil
 }
 
 func (r PortRange) String() string {

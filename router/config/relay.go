@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"time"
 )
 
 // Relay is routerd as the VPS end of the tunnel (seeds 002 and 000): a
@@ -31,15 +30,11 @@ type Relay struct {
 	Forwards    []RelayForward
 }
 
-// RelayPeer is one home router.
+// RelayPeer is one home router: a WireGuard peer with a name. Its
+// Endpoint is usually zero: home routers dial in.
 type RelayPeer struct {
-	Name                string
-	PublicKey           [32]byte
-	PublicKeyText       string
-	PresharedKeyFile    string
-	Endpoint            Endpoint // zero: the peer dials in (the usual case)
-	AllowedIPs          []netip.Prefix
-	PersistentKeepalive time.Duration
+	Name string
+	Peer
 }
 
 // RelayForward is a public port or range forwarded into the tunnel.

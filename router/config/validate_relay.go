@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
-	"time"
 )
 
 // [relay]: routerd on a VPS, the far end of the homes' tunnels. Seed 000
@@ -134,7 +132,7 @@ func (v *validator) relayPeers(r *Relay, peers []fileRelayPeer) {
 	keys := map[string]int{}
 	for i, fp := range peers {
 		pp := idx("relay.peer", i)
-		peer := RelayPeer{Name: fp.Name, PublicKeyText: fp.PublicKey}
+		peer := RelayPeer{Name: fp.Name, Peer: v.wgPeer(pp, fp.PublicKey, fp.PresharedKeyFile, fp.PersistentKeepalive)}
 		if !validLabel(fp.Name) {
 			v.p.errf(pp+".name", "%q: a peer needs a name of letters, digits and '-' (status shows it)", fp.Name)
 		} else if j, dup := names[fp.Name]; dup {
@@ -142,16 +140,10 @@ func (v *validator) relayPeers(r *Relay, peers []fileRelayPeer) {
 		} else {
 			names[fp.Name] = i
 		}
-		if k, ok := wgKey(fp.PublicKey); !ok {
-			v.p.errf(pp+".public_key", "%q is not a WireGuard key (base64 of 32 bytes)", fp.PublicKey)
-		} else if j, dup := keys[fp.PublicKey]; dup {
+		if j, dup := keys[fp.PublicKey]; dup && peer.PublicKey != ([32]byte{}) {
 			v.p.errf(pp+".public_key", "is also relay.peer[%d]'s: WireGuard knows a peer by its key", j)
-		} else {
+		} else if !dup {
 			keys[fp.PublicKey] = i
-			peer.PublicKey = k
-		}
-		if fp.PresharedKeyFile != "" {
-			peer.PresharedKeyFile = v.stateFile(fp.PresharedKeyFile)
 		}
 		if fp.Endpoint != "" {
 			ep, err := parseEndpoint(fp.Endpoint)
@@ -197,32 +189,8 @@ func (v *validator) relayPeers(r *Relay, peers []fileRelayPeer) {
 			}
 			peer.AllowedIPs = append(peer.AllowedIPs, a)
 		}
-		if fp.PersistentKeepalive != "" {
-			peer.PersistentKeepalive = v.duration(pp+".persistent_keepalive", fp.PersistentKeepalive)
-			if peer.PersistentKeepalive > 65535*time.Second {
-				v.p.errf(pp+".persistent_keepalive", "%s is longer than WireGuard allows (65535s)", fp.PersistentKeepalive)
-			}
-		}
 		r.Peers = append(r.Peers, peer)
 	}
-}
-
-// parsePorts parses "443" or "60000-60100".
-func parsePorts(s string) (from, to uint16, err error) {
-	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
-	if from, err = parsePort(lo); err != nil {
-		return 0, 0, err
-	}
-	to = from
-	if isRange {
-		if to, err = parsePort(hi); err != nil {
-			return 0, 0, err
-		}
-		if to < from {
-			return 0, 0, fmt.Errorf("range %d-%d is reversed", from, to)
-		}
-	}
-	return from, to, nil
 }
 
 func protos(s string) []string {

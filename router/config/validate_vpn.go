@@ -51,15 +51,7 @@ func (v *validator) vpn(f *fileVPN) {
 	}
 	for i, fp := range f.Peer {
 		pp := idx("vpn.peer", i)
-		peer := Peer{PublicKeyText: fp.PublicKey}
-		if k, ok := wgKey(fp.PublicKey); ok {
-			peer.PublicKey = k
-		} else {
-			v.p.errf(pp+".public_key", "%q is not a WireGuard key (base64 of 32 bytes)", fp.PublicKey)
-		}
-		if fp.PresharedKeyFile != "" {
-			peer.PresharedKeyFile = v.stateFile(fp.PresharedKeyFile)
-		}
+		peer := v.wgPeer(pp, fp.PublicKey, fp.PresharedKeyFile, fp.PersistentKeepalive)
 		if fp.Endpoint == "" {
 			v.p.errf(pp+".endpoint", "required (host:port or [v6]:port)")
 		} else if ep, err := parseEndpoint(fp.Endpoint); err != nil {
@@ -76,13 +68,28 @@ func (v *validator) vpn(f *fileVPN) {
 				peer.AllowedIPs = append(peer.AllowedIPs, a.Masked())
 			}
 		}
-		if fp.PersistentKeepalive != "" {
-			peer.PersistentKeepalive = v.duration(pp+".persistent_keepalive", fp.PersistentKeepalive)
-			if peer.PersistentKeepalive > 65535*time.Second {
-				v.p.errf(pp+".persistent_keepalive", "%s is longer than WireGuard allows (65535s)", fp.PersistentKeepalive)
-			}
-		}
 		w.Peers = append(w.Peers, peer)
 	}
 	v.c.VPN = w
+}
+
+// wgPeer parses what a WireGuard peer of the tunnel or of the relay has
+// alike: its key, preshared key file and keepalive.
+func (v *validator) wgPeer(path, key, psk, keepalive string) Peer {
+	peer := Peer{PublicKeyText: key}
+	if k, ok := wgKey(key); ok {
+		peer.PublicKey = k
+	} else {
+		v.p.errf(path+".public_key", "%q is not a WireGuard key (base64 of 32 bytes)", key)
+	}
+	if psk != "" {
+		peer.PresharedKeyFile = v.stateFile(psk)
+	}
+	if keepalive != "" {
+		peer.PersistentKeepalive = v.duration(path+".persistent_keepalive", keepalive)
+		if peer.PersistentKeepalive > 65535*time.Second {
+			v.p.errf(path+".persistent_keepalive", "%s is longer than WireGuard allows (65535s)", keepalive)
+		}
+	}
+	return peer
 }

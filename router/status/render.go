@@ -327,7 +327,7 @@ func renderRelay(st *Status, w io.Writer) {
 	fmt.Fprintf(w, "nat\t%s\n", r.NAT)
 	fmt.Fprintf(w, "mss clamp\t%d (IPv4), %d (IPv6)\n", r.MSS4, r.MSS6)
 	ct := r.Conntrack
-	fmt.Fprintf(w, "conntrack\t%d of %d (%.0f%%), kernel max %d\n", ct.Count, ct.Capacity, 100*ct.Fill, ct.Max)
+	fmt.Fprintf(w, "conntrack\t%d of %d (%.0f%%): capacity %d, kernel max %d\n", ct.Count, ct.Limit, 100*ct.Fill, ct.Capacity, ct.Max)
 	if ct.NotApplied != "" {
 		fmt.Fprintf(w, "\tcapacity not applied: %s\n", oneLine(ct.NotApplied))
 	}

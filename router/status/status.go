@@ -453,7 +453,8 @@ type Conntrack struct {
 	Count    int     `json:"count"`
 	Capacity int     `json:"capacity"`   // relay.max_connections
 	Max      int     `json:"kernel_max"` // nf_conntrack_max as the kernel has it
-	Fill     float64 `json:"fill"`       // Count / min(Capacity, Max)
+	Limit    int     `json:"limit"`      // the smaller of the two: where new connections start to drop
+	Fill     float64 `json:"fill"`       // Count / Limit
 	// NotApplied says why nf_conntrack_max could not be raised to the
 	// capacity (it is global, and read-only inside a network namespace).
 	NotApplied string `json:"not_applied,omitempty"`
