@@ -1,0 +1,268 @@
+package dnssec
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// hierarchy is test. (the trust anchor) with, below it, a signed zone, an
+// unsigned one, one whose data was changed after signing, one whose
+// signatures expired, and a signed zone its parent has no DS for.
+func hierarchy(t *testing.T) (*testAuth, *Validator) {
+	t.Helper()
+	valid := func(z *testZone) { z.sign(testNow.Add(-time.Hour), testNow.Add(30*24*time.Hour)) }
+	root := newZone("test.", true)
+	secure := newZone("secure.test.", true,
+		"www.secure.test. 300 IN A 192.0.2.1",
+		"alias.secure.test. 300 IN CNAME www.secure.test.",
+		"out.secure.test. 300 IN CNAME www.insecure.test.",
+		"*.wild.secure.test. 300 IN A 192.0.2.9",
+		"a.b.ent.secure.test. 300 IN A 192.0.2.3",
+		"zz.secure.test. 300 IN A 192.0.2.4")
+	unsigned := newZone("insecure.test.", false, "www.insecure.test. 300 IN A 192.0.2.2")
+	broken := newZone("broken.test.", true, "www.broken.test. 300 IN A 192.0.2.5")
+	expired := newZone("expired.test.", true, "www.expired.test. 300 IN A 192.0.2.6")
+	island := newZone("island.test.", true, "www.island.test. 300 IN A 192.0.2.7")
+	for _, c := range []*testZone{secure, unsigned, broken, expired} {
+		root.delegate(c)
+	}
+	root.records = append(root.records, rr("island.test. 3600 IN NS ns.island.test."))
+	for _, z := range []*testZone{root, secure, broken, island} {
+		valid(z)
+	}
+	expired.sign(testNow.Add(-60*24*time.Hour), testNow.Add(-24*time.Hour))
+	for _, r := range broken.records {
+		if a, ok := r.(*dns.A); ok {
+			a.A[3] = 66 // changed after signing
+		}
+	}
+	a := &testAuth{zones: []*testZone{root, secure, unsigned, broken, expired, island}, now: testNow}
+	anchor := root.ds()
+	v, err := New([]dns.RR{anchor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.now = func() time.Time { return testNow }
+	return a, v
+}
+
+func (a *testAuth) validate(v *Validator, name string, qtype uint16) (*dns.Msg, Result) {
+	q := dns.Question{Name: name, Qtype: qtype, Qclass: dns.ClassINET}
+	m := a.answer(q)
+	return m, v.Validate(context.Background(), a.ask, q, m)
+}
+
+func TestValidate(t *testing.T) {
+	a, v := hierarchy(t)
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  Security
+		ede   uint16
+		rcode int
+	}{
+		{"www.secure.test.", dns.TypeA, Secure, 0, dns.RcodeSuccess},
+		{"WwW.Secure.TEST.", dns.TypeA, Secure, 0, dns.RcodeSuccess},
+		{"alias.secure.test.", dns.TypeA, Secure, 0, dns.RcodeSuccess},
+		{"x.wild.secure.test.", dns.TypeA, Secure, 0, dns.RcodeSuccess},    // wildcard, with its proof
+		{"nothere.secure.test.", dns.TypeA, Secure, 0, dns.RcodeNameError}, // NXDOMAIN
+		{"www.secure.test.", dns.TypeAAAA, Secure, 0, dns.RcodeSuccess},    // NODATA
+		{"ent.secure.test.", dns.TypeA, Secure, 0, dns.RcodeSuccess},       // an empty non-terminal
+		{"x.wild.secure.test.", dns.TypeTXT, Secure, 0, dns.RcodeSuccess},  // NODATA at a wildcard
+		{"out.secure.test.", dns.TypeA, Insecure, 0, dns.RcodeSuccess},     // a chain into an unsigned zone
+		{"www.insecure.test.", dns.TypeA, Insecure, 0, dns.RcodeSuccess},   // unsigned delegation, proven
+		{"nothere.insecure.test.", dns.TypeA, Insecure, 0, dns.RcodeNameError},
+		{"www.island.test.", dns.TypeA, Insecure, 0, dns.RcodeSuccess}, // signed, but no DS above
+		{"www.broken.test.", dns.TypeA, Bogus, dns.ExtendedErrorCodeDNSBogus, dns.RcodeSuccess},
+		{"www.expired.test.", dns.TypeA, Bogus, dns.ExtendedErrorCodeSignatureExpired, dns.RcodeSuccess},
+		{"secure.test.", dns.TypeDS, Secure, 0, dns.RcodeSuccess},
+		{"insecure.test.", dns.TypeDS, Secure, 0, dns.RcodeSuccess}, // the proof of no DS is itself secure
+	} {
+		m, got := a.validate(v, tc.name, tc.qtype)
+		if got.Security != tc.want || got.EDE != tc.ede || m.Rcode != tc.rcode {
+			t.Errorf("%s %s: got %v (EDE %d, %q), rcode %s; want %v (EDE %d), %s", tc.name, dns.TypeToString[tc.qtype],
+				got.Security, got.EDE, got.Reason, dns.RcodeToString[m.Rcode], tc.want, tc.ede, dns.RcodeToString[tc.rcode])
+		}
+		if got.Security == Secure && got.Expires.IsZero() {
+			t.Errorf("%s: a secure answer without its signatures' expiry", tc.name)
+		}
+	}
+}
+
+// Forgeries and a stripping upstream: what should be signed and is not, or
+// is signed but proves nothing, is bogus.
+func TestValidateForged(t *testing.T) {
+	a, v := hierarchy(t)
+	q := func(name string, qtype uint16) dns.Question {
+		return dns.Question{Name: name, Qtype: qtype, Qclass: dns.ClassINET}
+	}
+	strip := func(m *dns.Msg) *dns.Msg {
+		noSig := func(r dns.RR) bool { return r.Header().Rrtype == dns.TypeRRSIG }
+		m.Answer = slices.DeleteFunc(m.Answer, noSig)
+		m.Ns = slices.DeleteFunc(m.Ns, noSig)
+		return m
+	}
+	for _, tc := range []struct {
+		what string
+		q    dns.Question
+		msg  func() *dns.Msg
+		ede  uint16
+	}{
+		{"signatures stripped", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			return strip(a.answer(q("www.secure.test.", dns.TypeA)))
+		}, dns.ExtendedErrorCodeRRSIGsMissing},
+		{"an unsigned NXDOMAIN", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("nothere.secure.test.", dns.TypeA))
+			m.Question[0].Name = "www.secure.test."
+			return strip(m)
+		}, dns.ExtendedErrorCodeNSECMissing},
+		{"a replayed NXDOMAIN for another name", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("nothere.secure.test.", dns.TypeA))
+			m.Question[0].Name = "www.secure.test."
+			return m
+		}, dns.ExtendedErrorCodeNSECMissing},
+		{"a NODATA that lists the type", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("www.secure.test.", dns.TypeAAAA))
+			m.Question[0].Qtype = dns.TypeA
+			return m
+		}, dns.ExtendedErrorCodeDNSBogus},
+		{"a wildcard answer without its proof", q("x.wild.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("x.wild.secure.test.", dns.TypeA))
+			m.Ns = nil
+			return m
+		}, dns.ExtendedErrorCodeNSECMissing},
+		{"a wildcard answer for a name that exists", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("x.wild.secure.test.", dns.TypeA))
+			for _, r := range m.Answer {
+				r.Header().Name = "www.secure.test."
+			}
+			return m
+		}, dns.ExtendedErrorCodeDNSBogus},
+		{"an unsigned answer injected beside a signed one", q("www.secure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("www.secure.test.", dns.TypeA))
+			m.Answer = append(m.Answer, rr("evil.secure.test. 300 IN A 203.0.113.66"))
+			return m
+		}, dns.ExtendedErrorCodeRRSIGsMissing},
+		{"signed by a zone not above the name", q("www.insecure.test.", dns.TypeA), func() *dns.Msg {
+			m := a.answer(q("www.secure.test.", dns.TypeA))
+			for _, r := range m.Answer {
+				r.Header().Name = "www.insecure.test."
+			}
+			return m
+		}, dns.ExtendedErrorCodeDNSBogus},
+	} {
+		got := v.Validate(context.Background(), a.ask, tc.q, tc.msg())
+		if got.Security != Bogus || got.EDE != tc.ede {
+			t.Errorf("%s: got %v (EDE %d, %q), want bogus (EDE %d)", tc.what, got.Security, got.EDE, got.Reason, tc.ede)
+		}
+	}
+}
+
+// The keys and cuts learnt for one answer serve the next: a second name in
+// a validated zone costs no question.
+func TestValidateCaches(t *testing.T) {
+	a, v := hierarchy(t)
+	a.validate(v, "www.secure.test.", dns.TypeA)
+	if want := []string{"test. DNSKEY", "secure.test. DS", "secure.test. DNSKEY"}; !slices.Equal(a.asked, want) {
+		t.Errorf("asked %v, want %v", a.asked, want)
+	}
+	a.asked = nil
+	if _, r := a.validate(v, "zz.secure.test.", dns.TypeA); r.Security != Secure || len(a.asked) != 0 {
+		t.Errorf("second name: %v, asked %v", r.Security, a.asked)
+	}
+	// With no anchor above a name, nothing is asked.
+	if r := v.Validate(context.Background(), a.ask, dns.Question{Name: "example.", Qtype: dns.TypeA, Qclass: dns.ClassINET},
+		&dns.Msg{Answer: []dns.RR{rr("example. 60 IN A 192.0.2.1")}}); r.Security != Insecure || len(a.asked) != 0 {
+		t.Errorf("no anchor: %v, asked %v", r.Security, a.asked)
+	}
+}
+
+// RFC 8198: after one validated NXDOMAIN and one NODATA, names their NSEC
+// records cover are answered without asking; names they do not, are not.
+func TestSynthesize(t *testing.T) {
+	a, v := hierarchy(t)
+	if _, r := a.validate(v, "nothere.secure.test.", dns.TypeA); r.Security != Secure {
+		t.Fatalf("NXDOMAIN: %v %s", r.Security, r.Reason)
+	}
+	if _, r := a.validate(v, "www.secure.test.", dns.TypeAAAA); r.Security != Secure {
+		t.Fatalf("NODATA: %v %s", r.Security, r.Reason)
+	}
+	// nothere. sorts between ent. and out. (its NSEC's span), whose
+	// wildcard *.secure.test. sorts before alias.
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		rcode int // -1: not synthesized
+	}{
+		{"nothere.secure.test.", dns.TypeAAAA, dns.RcodeNameError},
+		{"nope.secure.test.", dns.TypeA, dns.RcodeNameError},
+		{"deeper.nothere.secure.test.", dns.TypeA, dns.RcodeNameError},
+		{"www.secure.test.", dns.TypeTXT, dns.RcodeSuccess},
+		{"www.secure.test.", dns.TypeCNAME, dns.RcodeSuccess},
+		{"www.secure.test.", dns.TypeA, -1},                   // the NSEC lists A
+		{"alias.secure.test.", dns.TypeA, -1},                 // no NSEC held for it
+		{"zzz.secure.test.", dns.TypeA, -1},                   // outside the span held
+		{"www.insecure.test.", dns.TypeA, -1},                 // another zone
+		{"a.www.secure.test.", dns.TypeA, dns.RcodeNameError}, // www's NSEC covers a.www and *.www
+		{"nothere.secure.test.", dns.TypeDS, dns.RcodeNameError},
+	} {
+		m := v.Synthesize(dns.Question{Name: tc.name, Qtype: tc.qtype, Qclass: dns.ClassINET})
+		switch {
+		case m == nil && tc.rcode != -1:
+			t.Errorf("%s %s: not synthesized, want %s", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[tc.rcode])
+		case m != nil && tc.rcode == -1:
+			t.Errorf("%s %s: synthesized %s, want nothing", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[m.Rcode])
+		case m != nil && m.Rcode != tc.rcode:
+			t.Errorf("%s %s: synthesized %s, want %s", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
+		case m != nil:
+			// What was synthesized validates as upstream's answer would.
+			m.Question = []dns.Question{{Name: tc.name, Qtype: tc.qtype, Qclass: dns.ClassINET}}
+			if r := v.Validate(context.Background(), a.ask, m.Question[0], m); r.Security != Secure || !m.AuthenticatedData {
+				t.Errorf("%s %s: the synthesized answer validates as %v (%s)", tc.name, dns.TypeToString[tc.qtype], r.Security, r.Reason)
+			}
+		}
+	}
+	// Past the negative TTL (the SOA minimum, 300 s), nothing.
+	v.now = func() time.Time { return testNow.Add(301 * time.Second) }
+	if m := v.Synthesize(dns.Question{Name: "nope.secure.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET}); m != nil {
+		t.Errorf("synthesized after expiry: %v", m)
+	}
+}
+
+func TestCompareNames(t *testing.T) {
+	// RFC 4034 §6.1's example, in order.
+	want := []string{"example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.", "zABC.a.EXAMPLE.",
+		"z.example.", "\\001.z.example.", "*.z.example.", "\\200.z.example."}
+	got := slices.Clone(want)
+	slices.Reverse(got)
+	slices.SortFunc(got, compareNames)
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+func TestAnchors(t *testing.T) {
+	root := RootAnchors()
+	if len(root) != 2 || root[0].(*dns.DS).KeyTag != 20326 || root[1].(*dns.DS).KeyTag != 38696 {
+		t.Errorf("root anchors %v", root)
+	}
+	for _, tc := range []struct{ text, err string }{
+		{"test. IN DS 1 13 2 ABCD\n; a comment\ntest. IN A 192.0.2.1\n", ""},
+		{"test. 3600 IN DNSKEY 257 3 13 aGVsbG8=\n", ""},
+		{"test. IN A 192.0.2.1\n", "no DS or DNSKEY"},
+		{"test. IN DS x y z\n", "anchors.txt"},
+	} {
+		_, err := ParseAnchors(strings.NewReader(tc.text), "anchors.txt")
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: err %v, want %q", tc.text, err, tc.err)
+		}
+	}
+	if _, err := New([]dns.RR{rr("test. IN A 192.0.2.1")}); err == nil {
+		t.Error("New took an A record as an anchor")
+	}
+}
