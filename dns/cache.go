@@ -22,6 +22,7 @@ type cacheKey struct {
 	qtype uint16
 	class uint16
 	do    bool // DNSSEC records requested
+	cd    bool // checking disabled, when validating: bogus data wanted too
 }
 
 type cacheEntry struct {
@@ -113,13 +114,24 @@ func (c *cache) getGen(k cacheKey, now time.Time, gen uint64) (*dns.Msg, bool) {
 func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) { c.putGen(k, m, now, 0) }
 
 // putGen is put for an answer the hook has seen in generation gen.
-func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
+func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) { c.putFor(k, m, now, gen, 0) }
+
+// putFor is putGen with a limit (if not 0) on how long the answer is
+// kept: a validated answer's signatures expire. A SERVFAIL is cached only
+// with a limit, for as long as it says (a bogus answer's verdict).
+func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit time.Duration) {
 	if c.max <= 0 || m.Truncated {
 		return
 	}
 	m = m.Copy()
 	clampTTLs(m)
 	ttl, ok := cacheTTL(m)
+	if m.Rcode == dns.RcodeServerFailure && limit > 0 {
+		ttl, ok = limit, true
+	}
+	if limit > 0 {
+		ttl = min(ttl, limit)
+	}
 	if !ok || ttl <= 0 {
 		return
 	}
@@ -128,7 +140,10 @@ func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
 	if e, ok := c.entries[k]; ok {
 		c.removeLocked(e)
 	}
-	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen, wire: packWire(m)}
+	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen}
+	if !k.cd && m.Rcode != dns.RcodeServerFailure {
+		e.wire = packWire(m)
+	}
 	if e.wire != nil {
 		e.wkey = wireKey(k)
 		c.wire[e.wkey] = e

@@ -24,6 +24,7 @@ import (
 
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/dns/dnssec"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/status"
@@ -70,7 +71,11 @@ type Config struct {
 	// differently (the domain lists changed): answers served from the
 	// cache then go through OnAnswer again, once per change.
 	HookGeneration func() uint64
-	Log            *slog.Logger
+	// Validator, when set, validates every upstream answer (DNSSEC):
+	// bogus ones become SERVFAIL with an Extended DNS Error, secure ones
+	// carry AD. Local names are not validated.
+	Validator *dnssec.Validator
+	Log       *slog.Logger
 }
 
 // Resolver serves DNS to the LAN.
@@ -88,6 +93,7 @@ type Resolver struct {
 	run       lifecycle.Group
 
 	extraClients atomic.Pointer[[]netip.Prefix]
+	lastBogus    atomic.Pointer[string] // the last bogus answer and why, for status
 
 	st stats
 }
@@ -368,9 +374,12 @@ func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hin
 
 func (r *Resolver) finish(req, resp *dns.Msg, tcp bool) *dns.Msg {
 	rcode := resp.Rcode
+	ad := resp.AuthenticatedData
 	resp.SetReply(req) // which resets the rcode
 	resp.Rcode = rcode
 	resp.RecursionAvailable = true
+	// RFC 6840 §5.8: AD only for a client that asked with DO or AD.
+	resp.AuthenticatedData = ad && (req.AuthenticatedData || doBit(req))
 	return fit(req, resp, tcp)
 }
 
@@ -437,16 +446,24 @@ func (r *Resolver) path(client netip.Addr, iface string, hint via.Path) via.Path
 }
 
 func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) cacheKey {
-	do := false
-	if opt := req.IsEdns0(); opt != nil {
-		do = opt.Do()
-	}
-	return keyOf(r.path(client, iface, hint), q, do)
+	k := keyOf(r.path(client, iface, hint), q, doBit(req))
+	// A validating resolver answers CD questions with what it would
+	// refuse others (bogus data), so they are cached apart.
+	k.cd = r.cfg.Validator != nil && req.CheckingDisabled
+	return k
+}
+
+func doBit(m *dns.Msg) bool {
+	opt := m.IsEdns0()
+	return opt != nil && opt.Do()
 }
 
 // forward asks upstream by the client's path, caches and returns the answer.
 func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) *dns.Msg {
 	key := r.key(req, q, client, iface, hint)
+	if r.cfg.Validator != nil {
+		return r.forwardValidated(key, q)
+	}
 	now := time.Now()
 	up := new(dns.Msg)
 	up.SetQuestion(q.Name, q.Qtype)
@@ -573,8 +590,16 @@ func stripOPT(m *dns.Msg) {
 // 512 bytes without EDNS0), truncating with TC set when too big.
 func fit(req, resp *dns.Msg, tcp bool) *dns.Msg {
 	size := dns.MinMsgSize
+	// The answer's own options (an Extended DNS Error) go in the client's
+	// OPT record, if it sent one.
+	var options []dns.EDNS0
+	if o := resp.IsEdns0(); o != nil {
+		options = o.Option
+		stripOPT(resp)
+	}
 	if opt := req.IsEdns0(); opt != nil {
 		resp.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), opt.Do())
+		resp.IsEdns0().Option = options
 		size = int(max(opt.UDPSize(), dns.MinMsgSize))
 	}
 	if tcp {
@@ -589,6 +614,7 @@ type stats struct {
 	start                                 time.Time
 	queries, local, hits, forwarded, mdns atomic.Uint64
 	refused, formerr, servfail, dropped   atomic.Uint64
+	secure, insecure, bogus, synthesized  atomic.Uint64
 	perSec                                [60]atomic.Uint64 // queries by second of the minute
 	second                                atomic.Int64      // the second perSec's current slot is for
 }
@@ -619,6 +645,13 @@ func (r *Resolver) Status() Status {
 	}
 	if hits+misses > 0 {
 		st.CacheHitRatio = float64(hits) / float64(hits+misses)
+	}
+	if v := r.cfg.Validator; v != nil {
+		st.DNSSEC = &status.DNSSEC{Anchors: v.Anchors(), Secure: r.st.secure.Load(), Insecure: r.st.insecure.Load(),
+			Bogus: r.st.bogus.Load(), Synthesized: r.st.synthesized.Load()}
+		if last := r.lastBogus.Load(); last != nil {
+			st.DNSSEC.LastBogus = *last
+		}
 	}
 	if r.mdns != nil {
 		r.mdns.mu.Lock()

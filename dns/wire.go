@@ -83,6 +83,7 @@ type wireQuery struct {
 	qEnd  int    // offset after the question
 	rd    bool
 	cd    bool
+	ad    bool
 	edns  bool
 	do    bool
 	udpSz int
@@ -101,7 +102,7 @@ func parseQuery(b []byte, buf []byte) (wireQuery, bool) {
 	if ar > 1 {
 		return q, false
 	}
-	q.rd, q.cd = b[2]&0x01 != 0, b[3]&0x10 != 0
+	q.rd, q.cd, q.ad = b[2]&0x01 != 0, b[3]&0x10 != 0, b[3]&0x20 != 0
 	off := 12
 	k := buf[:0]
 	for {
@@ -180,7 +181,7 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	}
 	var kb [272]byte
 	q, ok := parseQuery(req, kb[:])
-	if !ok || !r.forwardable(q.name) {
+	if !ok || !r.forwardable(q.name) || (q.cd && r.cfg.Validator != nil) {
 		return 0
 	}
 	q.key[len(q.name)] = byte(r.path(client, iface, hint))
@@ -207,7 +208,10 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	copy(out, w.b)
 	copy(out[0:2], req[0:2])                                // ID
 	out[2] = 0x80 | w.b[2]&0x04 | req[2]&0x01               // QR, AA as upstream said, RD as asked
-	out[3] = 0x80 | w.b[3]&0x20 | req[3]&0x10 | w.b[3]&0x0f // RA, AD, CD as asked, rcode
+	out[3] = 0x80 | req[3]&0x10 | w.b[3]&0x0f // RA, CD as asked, rcode
+	if q.do || q.ad {
+		out[3] |= w.b[3] & 0x20 // AD, for a client that understands it (RFC 6840 §5.8)
+	}
 	copy(out[12:12+w.qnameN], req[12:12+w.qnameN])          // the question as asked
 	age := uint32(now.Sub(stored) / time.Second)
 	for _, off := range w.ttls {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/dns"
+	"github.com/routerd/routerd/dns/dnssec"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
@@ -50,11 +51,23 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 			markPath = via.FromMark
 		}
 	}
+	var validator *dnssec.Validator
+	if cfg.DNS.DNSSEC {
+		anchors := cfg.DNS.TrustAnchors
+		if anchors == nil {
+			anchors = dnssec.RootAnchors()
+		}
+		v, err := dnssec.New(anchors)
+		if err != nil {
+			log.Error("DNSSEC validation off", "err", err) // Load checked the anchors: not reached
+		}
+		validator = v
+	}
 	c.r = dns.New(dns.Config{
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
 		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: ups, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf, MarkPath: markPath,
-		OnAnswer: onAnswer, HookGeneration: hookGen, Log: log,
+		OnAnswer: onAnswer, HookGeneration: hookGen, Validator: validator, Log: log,
 	})
 	for _, l := range cfg.LAN {
 		if l.DHCP4 == nil {

@@ -223,6 +223,14 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			m.emit("dns_queries_total", "counter", "DNS queries by how they were answered.", float64(v.n), "kind", v.kind)
 		}
 		m.emit("dns_cache_entries", "gauge", "Answers in the DNS cache.", float64(d.CacheSize))
+		if v := d.DNSSEC; v != nil {
+			for _, x := range []struct {
+				verdict string
+				n       uint64
+			}{{"secure", v.Secure}, {"insecure", v.Insecure}, {"bogus", v.Bogus}, {"synthesized", v.Synthesized}} {
+				m.emit("dns_dnssec_answers_total", "counter", "Upstream answers by DNSSEC verdict (synthesized: from validated NSEC, RFC 8198).", float64(x.n), "verdict", x.verdict)
+			}
+		}
 		for _, u := range d.Upstreams {
 			m.emit("dns_upstream_healthy", "gauge", "1 when the upstream answers.", b2f(u.Healthy), "upstream", u.Address)
 			m.emit("dns_upstream_latency_seconds", "gauge", "Smoothed upstream latency.", u.LatencyMS/1000, "upstream", u.Address)

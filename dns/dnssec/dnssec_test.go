@@ -13,7 +13,7 @@ import (
 // hierarchy is test. (the trust anchor) with, below it, a signed zone, an
 // unsigned one, one whose data was changed after signing, one whose
 // signatures expired, and a signed zone its parent has no DS for.
-func hierarchy(t *testing.T) (*testAuth, *Validator) {
+func hierarchy(t testing.TB) (*testAuth, *Validator) {
 	t.Helper()
 	valid := func(z *testZone) { z.sign(testNow.Add(-time.Hour), testNow.Add(30*24*time.Hour)) }
 	root := newZone("test.", true)

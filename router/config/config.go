@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/via"
 	"golang.org/x/crypto/ssh"
 )
@@ -229,6 +230,13 @@ type DNS struct {
 	// lab); Load reads it into TLSRoots.
 	TLSCAFile string
 	TLSRoots  *x509.CertPool
+	// DNSSEC: validate upstream answers.
+	DNSSEC bool
+	// TrustAnchorsFile overrides the built-in root trust anchors (a
+	// private root, the lab); Load reads it into TrustAnchors. Nil
+	// TrustAnchors: the root's.
+	TrustAnchorsFile string
+	TrustAnchors     []mdns.RR
 }
 
 // Record is a static local name.

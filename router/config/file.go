@@ -150,6 +150,8 @@ type fileDNS struct {
 	CacheSize *int64       `toml:"cache_size"`
 	Record    []fileRecord `toml:"record"`
 	TLSCAFile string       `toml:"tls_ca_file"`
+	DNSSEC    bool         `toml:"dnssec"`
+	Anchors   string       `toml:"trust_anchors"`
 }
 
 type fileRecord struct {

@@ -31,6 +31,7 @@ func Load(path string) (cfg *Config, hash string, err error) {
 		}
 		errs = append(errs, cfg.Update.loadKey(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadCAs(filepath.Dir(path))...)
+		errs = append(errs, cfg.DNS.loadAnchors(filepath.Dir(path))...)
 		cfg.Routing.loadUsers()
 		for i := range cfg.Blocklists {
 			errs = append(errs, cfg.Blocklists[i].loadCAs(idx("blocklist", i), filepath.Dir(path))...)

@@ -1,6 +1,12 @@
 package config
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/routerd/routerd/dns/dnssec"
+)
 
 // [dns]: the resolver.
 
@@ -41,6 +47,10 @@ func (v *validator) dns(f *fileDNS) {
 		}
 	}
 	d.MDNS = f.MDNS
+	d.DNSSEC, d.TrustAnchorsFile = f.DNSSEC, f.Anchors
+	if f.Anchors != "" && !f.DNSSEC {
+		v.p.errf("dns.trust_anchors", "trust anchors are for DNSSEC validation: set dns.dnssec = true")
+	}
 	if f.CacheSize != nil {
 		if *f.CacheSize < 0 || *f.CacheSize > 10_000_000 {
 			v.p.errf("dns.cache_size", "%d is outside 0-10000000", *f.CacheSize)
@@ -64,4 +74,26 @@ func (v *validator) dns(f *fileDNS) {
 		}
 		d.Records = append(d.Records, rec)
 	}
+}
+
+// loadAnchors reads dns.trust_anchors (relative to dir): DS or DNSKEY
+// records in zone-file form.
+func (d *DNS) loadAnchors(dir string) []FieldError {
+	if d.TrustAnchorsFile == "" {
+		return nil
+	}
+	if !filepath.IsAbs(d.TrustAnchorsFile) {
+		d.TrustAnchorsFile = filepath.Join(dir, d.TrustAnchorsFile)
+	}
+	f, err := os.Open(d.TrustAnchorsFile)
+	if err != nil {
+		return []FieldError{{Path: "dns.trust_anchors", Msg: err.Error()}}
+	}
+	defer f.Close()
+	rrs, err := dnssec.ParseAnchors(f, d.TrustAnchorsFile)
+	if err != nil {
+		return []FieldError{{Path: "dns.trust_anchors", Msg: err.Error()}}
+	}
+	d.TrustAnchors = rrs
+	return nil
 }

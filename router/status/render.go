@@ -406,6 +406,13 @@ func renderDNS(st *Status, w io.Writer) {
 	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
 	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
 	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
+	if v := d.DNSSEC; v != nil {
+		fmt.Fprintf(w, "dnssec\tvalidating (anchors %s): secure %d, insecure %d, bogus %d; %d negative answers from validated NSEC\n",
+			strings.Join(v.Anchors, " "), v.Secure, v.Insecure, v.Bogus, v.Synthesized)
+		if v.LastBogus != "" {
+			fmt.Fprintf(w, "last bogus\t%s\n", oneLine(v.LastBogus))
+		}
+	}
 	fmt.Fprintln(w, "UPSTREAM\tPROTOCOL\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
 	for _, u := range d.Upstreams {
 		proto := orDash(u.Protocol)

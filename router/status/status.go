@@ -366,6 +366,17 @@ type DNS struct {
 	ServFail         uint64     `json:"servfail"`
 	Listening        []string   `json:"listening"`
 	Upstreams        []Upstream `json:"upstreams"`
+	DNSSEC           *DNSSEC    `json:"dnssec,omitempty"` // nil: not validating
+}
+
+// DNSSEC is what the validating resolver made of upstream answers.
+type DNSSEC struct {
+	Anchors     []string `json:"anchors"`     // zones with a trust anchor
+	Secure      uint64   `json:"secure"`      // answers validated (AD)
+	Insecure    uint64   `json:"insecure"`    // answers from unsigned zones
+	Bogus       uint64   `json:"bogus"`       // answers refused (SERVFAIL with EDE)
+	Synthesized uint64   `json:"synthesized"` // negative answers made from validated NSEC records (RFC 8198)
+	LastBogus   string   `json:"last_bogus,omitempty"`
 }
 
 // Upstream is one upstream server's health.
