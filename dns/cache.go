@@ -114,7 +114,9 @@ func (c *cache) getGen(k cacheKey, now time.Time, gen uint64) (*dns.Msg, bool) {
 func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) { c.putGen(k, m, now, 0) }
 
 // putGen is put for an answer the hook has seen in generation gen.
-func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) { c.putFor(k, m, now, gen, 0) }
+func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
+	c.putFor(k, m, now, gen, 0)
+}
 
 // putFor is putGen with a limit (if not 0) on how long the answer is
 // kept: a validated answer's signatures expire. A SERVFAIL is cached only

@@ -206,13 +206,13 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 		return 0 // truncation is the ordinary path's
 	}
 	copy(out, w.b)
-	copy(out[0:2], req[0:2])                                // ID
-	out[2] = 0x80 | w.b[2]&0x04 | req[2]&0x01               // QR, AA as upstream said, RD as asked
+	copy(out[0:2], req[0:2])                  // ID
+	out[2] = 0x80 | w.b[2]&0x04 | req[2]&0x01 // QR, AA as upstream said, RD as asked
 	out[3] = 0x80 | req[3]&0x10 | w.b[3]&0x0f // RA, CD as asked, rcode
 	if q.do || q.ad {
 		out[3] |= w.b[3] & 0x20 // AD, for a client that understands it (RFC 6840 §5.8)
 	}
-	copy(out[12:12+w.qnameN], req[12:12+w.qnameN])          // the question as asked
+	copy(out[12:12+w.qnameN], req[12:12+w.qnameN]) // the question as asked
 	age := uint32(now.Sub(stored) / time.Second)
 	for _, off := range w.ttls {
 		ttl := binary.BigEndian.Uint32(out[off:])
