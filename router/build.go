@@ -59,7 +59,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	bl := newBlocklistComp(cfg, endpoints, synced, log.With("component", "blocklist"))
 	wan.OnLease(bl.wanLease)
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
-	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, log.With("component", "dns"))
+	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, synced, log.With("component", "dns"))
 	lan.OnLease(res.lease)
 	if clock != nil {
 		clock.OnStep(lan.clockStepped)

@@ -33,8 +33,11 @@ type dnsComp struct {
 	paths   map[pathKey]via.Path // pathOf's answers so far
 }
 
+// newDNSComp builds the resolver. synced, if not nil, is closed once the
+// clock is set: DNSSEC validation checks signatures' dates from then on.
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
-	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64, log *slog.Logger) *dnsComp {
+	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64,
+	synced <-chan struct{}, log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf}
 	lan := cfg.LANNets
 	var records []dns.Record
@@ -60,6 +63,18 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		v, err := dnssec.New(anchors)
 		if err != nil {
 			log.Error("DNSSEC validation off", "err", err) // Load checked the anchors: not reached
+		}
+		if v != nil && synced != nil {
+			// Until the clock is set, signatures' dates are not checked:
+			// the time servers' names must resolve.
+			v.TrustClock(func() bool {
+				select {
+				case <-synced:
+					return true
+				default:
+					return false
+				}
+			})
 		}
 		validator = v
 	}

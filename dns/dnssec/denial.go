@@ -35,7 +35,7 @@ func (v *Validator) denial(z *zone, m *dns.Msg, name string, qtype uint16, now t
 		default:
 			continue
 		}
-		r := verify(z, s, now)
+		r := v.verify(z, s, now)
 		if r.Security != Secure {
 			return p, r
 		}
@@ -238,7 +238,7 @@ func (v *Validator) wildcard(z *zone, m *dns.Msg, owner string, sigLabels int, n
 		if s.rtype != dns.TypeNSEC && s.rtype != dns.TypeNSEC3 {
 			continue
 		}
-		r := verify(z, s, now)
+		r := v.verify(z, s, now)
 		if r.Security != Secure {
 			return r
 		}

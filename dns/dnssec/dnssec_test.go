@@ -266,3 +266,24 @@ func TestAnchors(t *testing.T) {
 		t.Error("New took an A record as an anchor")
 	}
 }
+
+// Until the clock is trusted, signatures' dates are not checked: a box
+// that boots with its build time as the clock can still resolve its time
+// servers. Bad signatures stay bogus.
+func TestTrustClock(t *testing.T) {
+	a, v := hierarchy(t)
+	synced := false
+	v.TrustClock(func() bool { return synced })
+	if _, r := a.validate(v, "www.expired.test.", dns.TypeA); r.Security != Secure {
+		t.Errorf("clock not set: expired signatures: %v (%s), want secure", r.Security, r.Reason)
+	}
+	if _, r := a.validate(v, "www.broken.test.", dns.TypeA); r.Security != Bogus {
+		t.Errorf("clock not set: a bad signature: %v, want bogus", r.Security)
+	}
+	synced = true
+	a2, v2 := hierarchy(t) // nothing cached
+	v2.TrustClock(func() bool { return synced })
+	if _, r := a2.validate(v2, "www.expired.test.", dns.TypeA); r.Security != Bogus || r.EDE != dns.ExtendedErrorCodeSignatureExpired {
+		t.Errorf("clock set: expired signatures: %v (EDE %d)", r.Security, r.EDE)
+	}
+}

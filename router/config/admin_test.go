@@ -108,3 +108,43 @@ via = "wan"
 		t.Errorf("blocklist = %+v", b)
 	}
 }
+
+// TestTrustAnchorsFile: dns.trust_anchors is read at load, relative to the
+// config's directory; a missing file, or one without DS or DNSKEY records
+// or with a record that does not parse, is an error naming the key.
+func TestTrustAnchorsFile(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "routerd.toml")
+	os.WriteFile(cfgPath, []byte(`[wan]
+match_mac = "02:00:00:00:00:01"
+[[lan]]
+name = "lan0"
+match_mac = "02:00:00:00:00:02"
+addresses = ["192.168.1.1/24"]
+[dns]
+dnssec = true
+trust_anchors = "anchors.ds"
+`), 0o600)
+	anchors := filepath.Join(dir, "anchors.ds")
+	for _, tc := range []struct{ content, err string }{
+		{"", "no such file"},
+		{"test. IN A 192.0.2.1\n", "no DS or DNSKEY record"},
+		{"test. IN DS 1 13 two ABCD\n", "anchors.ds"},
+	} {
+		os.Remove(anchors)
+		if tc.content != "" {
+			os.WriteFile(anchors, []byte(tc.content), 0o600)
+		}
+		if _, _, err := Load(cfgPath); err == nil || !strings.Contains(err.Error(), "dns.trust_anchors") || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: %v, want dns.trust_anchors: ...%s", tc.content, err, tc.err)
+		}
+	}
+	os.WriteFile(anchors, []byte("test. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n"), 0o600)
+	cfg, _, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.DNS; !d.DNSSEC || len(d.TrustAnchors) != 1 || d.TrustAnchorsFile != anchors {
+		t.Errorf("dns = %+v", d)
+	}
+}

@@ -155,6 +155,7 @@ func TestRules(t *testing.T) {
 		{"time server port", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = ["192.0.2.1:0"]`, "time.servers[0]", "not a host name"},
 		{"time serve without servers", `servers = ["time.cloudflare.com", "pool.ntp.org"]`, `servers = []`, "time.serve", "needs time.servers"},
 		{"ca_file on a file list", `file = "/etc/routerd/direct.txt"`, "file = \"/etc/routerd/direct.txt\"\nca_file = \"ca.pem\"", "blocklist[1].ca_file", "https URLs only"},
+		{"trust anchors without dnssec", `cache_size = 10000`, "cache_size = 10000\ntrust_anchors = \"anchors.ds\"", "dns.trust_anchors", "set dns.dnssec = true"},
 	}
 	base := example(t)
 	for _, tt := range tests {
