@@ -483,6 +483,50 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 	return r.accept(key, q, resp, now)
 }
 
+// forwardAsync is forward for the common case, without a goroutine per
+// question: it sends q to the first upstream by plain UDP and returns at
+// once; the answer is taken into the cache and handed to done on the
+// upstream socket's reader. What that cannot finish (no answer in time,
+// SERVFAIL, truncation) goes on in a goroutine by the general path, which
+// tries every upstream. False when the question needs the general path
+// from the start: mDNS, DNSSEC validation, DNS over TLS.
+func (r *Resolver) forwardAsync(req *dns.Msg, client netip.Addr, iface string, hint via.Path, done func(*dns.Msg)) bool {
+	q := req.Question[0]
+	if r.cfg.Validator != nil || isLocalName(q.Name) {
+		return false
+	}
+	now := time.Now()
+	ups := r.fwd.order(now)
+	if len(ups) == 0 || ups[0].TLS {
+		return false
+	}
+	key := r.key(req, q, client, iface, hint)
+	first := ups[0]
+	e, ok := r.fwd.asker(first, key.path.Mark()).(*exchanger)
+	if !ok {
+		return false
+	}
+	up := new(dns.Msg)
+	up.SetQuestion(q.Name, q.Qtype)
+	up.Question[0].Qclass = q.Qclass
+	up.RecursionDesired = true
+	up.CheckingDisabled = req.CheckingDisabled
+	up.SetEdns0(1232, key.do)
+	_, _, err := e.start(up, func(resp *dns.Msg, err error) {
+		if err == nil && (resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused) {
+			err = fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
+		}
+		r.fwd.record(first, time.Since(now), err)
+		if err != nil || resp.Truncated {
+			go func() { done(r.answerSlow(req, client, iface, hint, false)) }()
+			return
+		}
+		r.st.forwarded.Add(1)
+		done(r.finish(req, r.accept(key, q, resp, now), false))
+	})
+	return err == nil
+}
+
 // accept takes an upstream's answer to q (a hostile upstream's, perhaps:
 // FuzzUpstreamResponse) into the cache and returns it for the client.
 func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {

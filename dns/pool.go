@@ -37,11 +37,22 @@ type upSock struct {
 	conn *net.UDPConn
 
 	mu       sync.Mutex
-	pending  map[uint16]pendingQ
+	pending  map[uint16]*udpPending
 	uses     int
 	retiring bool
 }
 
+// udpPending is a question in flight. Whoever takes it out of pending (its
+// answer, its timeout, a transport error, its asker giving up) calls done,
+// so done is called once.
+type udpPending struct {
+	id    uint16
+	q     dns.Question
+	done  func(*dns.Msg, error)
+	timer *time.Timer
+}
+
+// pendingQ is a question in flight on a DNS-over-TLS connection.
 type pendingQ struct {
 	q   dns.Question
 	ch  chan *dns.Msg
@@ -52,38 +63,78 @@ var errUpstreamTimeout = errors.New("no answer in time")
 
 // exchange sends m (its ID is overwritten) and waits for the answer.
 func (e *exchanger) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	type result struct {
+		m   *dns.Msg
+		err error
+	}
+	ch := make(chan result, 1)
+	s, p, err := e.start(m, func(m *dns.Msg, err error) { ch <- result{m, err} })
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		if s.takeIf(p) {
+			p.timer.Stop()
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// start sends m (its ID is overwritten) and returns at once; done is
+// called, on another goroutine, with the answer or why there is none
+// (the upstream timeout, an ICMP error). When start fails, done is not
+// called.
+func (e *exchanger) start(m *dns.Msg, done func(*dns.Msg, error)) (*upSock, *udpPending, error) {
 	s, err := e.pick()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ch := make(chan *dns.Msg, 1)
-	errc := make(chan error, 1)
+	p := &udpPending{q: m.Question[0], done: done}
 	s.mu.Lock()
-	id := register(s.pending, pendingQ{q: m.Question[0], ch: ch, err: errc})
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		idle := s.retiring && len(s.pending) == 0
-		s.mu.Unlock()
-		if idle {
-			s.conn.Close()
+	p.id = register(s.pending, p)
+	p.timer = time.AfterFunc(upstreamTimeout, func() {
+		if s.takeIf(p) {
+			p.done(nil, errUpstreamTimeout)
 		}
-	}()
-	m.Id = id // m is the forwarder's own copy
+	})
+	s.mu.Unlock()
+	m.Id = p.id // m is the forwarder's own copy
 	wire, err := m.Pack()
+	if err == nil {
+		_, err = s.conn.Write(wire)
+	}
 	if err != nil {
-		return nil, err
+		if s.takeIf(p) {
+			p.timer.Stop()
+		}
+		return nil, nil, err
 	}
-	if _, err := s.conn.Write(wire); err != nil {
-		return nil, err
+	return s, p, nil
+}
+
+// takeIf removes p from the questions in flight and reports whether it
+// was still there (then the caller calls, or drops, its done).
+func (s *upSock) takeIf(p *udpPending) bool {
+	s.mu.Lock()
+	if s.pending[p.id] != p {
+		s.mu.Unlock()
+		return false
 	}
-	return await(ctx, ch, errc)
+	delete(s.pending, p.id)
+	idle := s.retiring && len(s.pending) == 0
+	s.mu.Unlock()
+	if idle {
+		s.conn.Close()
+	}
+	return true
 }
 
 // register adds a question to pending under a random free ID (the caller
 // holds the lock), and returns the ID.
-func register(pending map[uint16]pendingQ, p pendingQ) uint16 {
+func register[P any](pending map[uint16]P, p P) uint16 {
 	for {
 		id := uint16(rand.Uint32())
 		if _, busy := pending[id]; !busy {
@@ -129,6 +180,24 @@ func deliver(mu *sync.Mutex, pending map[uint16]pendingQ, b []byte) {
 	}
 }
 
+// deliver hands an upstream's answer to the question in flight it
+// answers, if the ID and the question match (otherwise it is late, or
+// forged, and the question still waits).
+func (s *upSock) deliver(b []byte) {
+	m := upstreamResponse(b)
+	if m == nil {
+		return
+	}
+	s.mu.Lock()
+	p := s.pending[m.Id]
+	s.mu.Unlock()
+	if p == nil || !sameQuestion(p.q, m.Question[0]) || !s.takeIf(p) {
+		return
+	}
+	p.timer.Stop()
+	p.done(m, nil)
+}
+
 // pick returns the next socket, opening or rotating as needed.
 func (e *exchanger) pick() (*upSock, error) {
 	e.mu.Lock()
@@ -171,12 +240,12 @@ func (e *exchanger) open() (*upSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket to %s: %w", e.addr, err)
 	}
-	s := &upSock{conn: c.(*net.UDPConn), pending: map[uint16]pendingQ{}}
+	s := &upSock{conn: c.(*net.UDPConn), pending: map[uint16]*udpPending{}}
 	go s.read()
 	return s, nil
 }
 
-// read delivers answers to their waiting questions until the socket closes.
+// read delivers answers to their questions until the socket closes.
 func (s *upSock) read() {
 	buf := make([]byte, 65535)
 	for {
@@ -188,16 +257,20 @@ func (s *upSock) read() {
 			// ICMP port unreachable: nobody serves DNS there. Everyone
 			// waiting on this socket asked the same upstream.
 			s.mu.Lock()
+			failed := make([]*udpPending, 0, len(s.pending))
 			for _, p := range s.pending {
-				select {
-				case p.err <- err:
-				default:
-				}
+				failed = append(failed, p)
 			}
 			s.mu.Unlock()
+			for _, p := range failed {
+				if s.takeIf(p) {
+					p.timer.Stop()
+					p.done(nil, err)
+				}
+			}
 			continue
 		}
-		deliver(&s.mu, s.pending, buf[:n])
+		s.deliver(buf[:n])
 	}
 }
 

@@ -1,56 +1,208 @@
 package dns
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
-	"syscall"
+	"sync"
 	"unsafe"
 
 	"github.com/miekg/dns"
 	"github.com/routerd/routerd/internal/via"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
 // udpServer serves DNS over UDP on one address with one socket per CPU
 // (SO_REUSEPORT: the kernel spreads queries over them), each read by one
 // goroutine that answers in place: no goroutine or buffer per query.
+//
+// The sockets are blocking and read with recvmmsg in a plain system call,
+// not through Go's network poller: a query wakes its reader's thread
+// straight from the kernel, without a trip through the scheduler, which
+// at a home router's rates is most of a cache hit's latency.
 type udpServer struct {
-	conns []*net.UDPConn
+	socks []*udpSock
 }
 
 func listenUDP(addr netip.AddrPort, iface string, r *Resolver, formerr func()) (*udpServer, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			if serr == nil && r.cfg.MarkPath != nil {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, soRcvMark, 1)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
 	s := &udpServer{}
 	for range max(runtime.NumCPU(), 1) {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+		u, err := openUDP(addr, r.cfg.MarkPath != nil)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("listen udp %s: %w", addr, err)
 		}
-		conn := pc.(*net.UDPConn)
-		s.conns = append(s.conns, conn)
-		go serveUDP(conn, iface, r, formerr)
+		s.socks = append(s.socks, u)
+		go serveUDP(u, iface, r, formerr)
 	}
 	return s, nil
+}
+
+func (s *udpServer) close() {
+	for _, u := range s.socks {
+		u.close()
+	}
+}
+
+// udpSock is a blocking UDP socket. Its reader closes it when told to
+// stop; writers from other goroutines (answers that waited for upstream)
+// hold mu, so they never write to a descriptor number reused since.
+type udpSock struct {
+	fd int
+	v6 bool
+
+	mu     sync.RWMutex
+	closed bool // fd is closed, or about to be
+}
+
+func openUDP(addr netip.AddrPort, rcvMark bool) (*udpSock, error) {
+	family := unix.AF_INET
+	if addr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (*udpSock, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("SO_REUSEPORT", err)
+	}
+	if rcvMark {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, soRcvMark, 1); err != nil {
+			return fail("SO_RCVMARK", err)
+		}
+	}
+	// A reader blocked in recvmmsg wakes at least this often to see
+	// whether it should stop, should the shutdown that wakes it at once
+	// ever not.
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1}); err != nil {
+		return fail("SO_RCVTIMEO", err)
+	}
+	var sa unix.Sockaddr
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	return &udpSock{fd: fd, v6: family == unix.AF_INET6}, nil
+}
+
+// close wakes the reader (shutdown wakes a blocked receive even on an
+// unconnected UDP socket), which closes the socket.
+func (u *udpSock) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.closed {
+		u.closed = true
+		unix.Shutdown(u.fd, unix.SHUT_RDWR)
+	}
+}
+
+// release closes the descriptor; only the reader calls it.
+func (u *udpSock) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	unix.Close(u.fd)
+}
+
+// sendTo sends one answer from another goroutine than the reader.
+func (u *udpSock) sendTo(b []byte, to netip.AddrPort) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if u.closed {
+		return
+	}
+	var sa unix.Sockaddr
+	if u.v6 {
+		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
+	}
+	unix.Sendto(u.fd, b, 0, sa)
+}
+
+// mmsghdr is struct mmsghdr, which x/sys/unix lacks.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// msgs is a batch of messages for recvmmsg or sendmmsg, each with its own
+// buffer, address and control space.
+type msgs struct {
+	h     []mmsghdr
+	iov   []unix.Iovec
+	bufs  [][]byte
+	addrs []unix.RawSockaddrInet6 // big enough for either family
+	oob   [][]byte
+}
+
+func newMsgs(n, size, oob int) *msgs {
+	m := &msgs{h: make([]mmsghdr, n), iov: make([]unix.Iovec, n), bufs: make([][]byte, n),
+		addrs: make([]unix.RawSockaddrInet6, n), oob: make([][]byte, n)}
+	for i := range n {
+		m.bufs[i] = make([]byte, size)
+		if oob > 0 {
+			m.oob[i] = make([]byte, oob)
+		}
+	}
+	return m
+}
+
+// prepare points message i at its buffer (length n), address and control
+// space.
+func (m *msgs) prepare(i, n int) {
+	m.iov[i].Base = &m.bufs[i][0]
+	m.iov[i].SetLen(n)
+	h := &m.h[i].hdr
+	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&m.addrs[i])), Namelen: unix.SizeofSockaddrInet6, Iov: &m.iov[i], Iovlen: 1}
+	if len(m.oob[i]) > 0 {
+		h.Control = &m.oob[i][0]
+		h.SetControllen(len(m.oob[i]))
+	}
+	m.h[i].n = 0
+}
+
+// from decodes message i's source address.
+func (m *msgs) from(i int) (netip.AddrPort, bool) {
+	sa := &m.addrs[i]
+	port := func(p uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&p))[:]) }
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port(sa4.Port)), true
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port(sa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// setTo makes message i go to the address message j of in came from.
+func (m *msgs) setTo(i int, in *msgs, j int) {
+	m.addrs[i] = in.addrs[j]
+	namelen := uint32(unix.SizeofSockaddrInet6)
+	if in.addrs[j].Family == unix.AF_INET {
+		namelen = unix.SizeofSockaddrInet4
+	}
+	m.h[i].hdr.Namelen = namelen
+}
+
+func mmsg(trap uintptr, fd int, h []mmsghdr, flags int) (int, unix.Errno) {
+	n, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), uintptr(len(h)), uintptr(flags), 0, 0)
+	return int(n), errno
 }
 
 // SO_RCVMARK (Linux 5.19): each datagram comes with its packet mark.
@@ -80,98 +232,86 @@ const maxSlow = 1024
 // batch is how many datagrams one recvmmsg/sendmmsg moves.
 const batch = 32
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
-func serveUDP(conn *net.UDPConn, iface string, r *Resolver, formerr func()) {
-	var bc batchConn = ipv4.NewPacketConn(conn)
-	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
-		bc = ipv6.NewPacketConn(conn)
+func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
+	defer u.release()
+	oob := 0
+	if r.cfg.MarkPath != nil {
+		oob = unix.CmsgSpace(4)
 	}
-	in := make([]ipv4.Message, batch)
-	out := make([]ipv4.Message, batch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, 4096)}
-		if r.cfg.MarkPath != nil {
-			in[i].OOB = make([]byte, unix.CmsgSpace(4))
-		}
-		out[i].Buffers = [][]byte{make([]byte, 4096)}
-	}
-	outBufs := make([][]byte, batch)
-	for i := range out {
-		outBufs[i] = out[i].Buffers[0]
-	}
+	in, out := newMsgs(batch, 4096, oob), newMsgs(batch, 4096, 0)
 	slow := make(chan struct{}, maxSlow)
 	for {
-		n, err := bc.ReadBatch(in, 0)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+		for i := range batch {
+			in.prepare(i, len(in.bufs[i]))
+		}
+		n, errno := mmsg(unix.SYS_RECVMMSG, u.fd, in.h, unix.MSG_WAITFORONE)
+		u.mu.RLock()
+		closed := u.closed
+		u.mu.RUnlock()
+		if closed {
+			return
+		}
+		if errno != 0 {
+			if errno == unix.EINTR || errno == unix.EAGAIN || errno == unix.ENOMEM || errno == unix.ECONNREFUSED {
 				continue
 			}
-			return // closed
+			r.cfg.Log.Warn("DNS: receive", "err", errno)
+			return
 		}
 		k := 0
-		for i := 0; i < n; i++ {
-			from, ok := in[i].Addr.(*net.UDPAddr)
+		for i := range n {
+			from, ok := in.from(i)
 			if !ok {
 				continue
 			}
+			req := in.bufs[i][:in.h[i].n]
 			var hint via.Path
 			if r.cfg.MarkPath != nil {
-				hint = r.cfg.MarkPath(packetMark(in[i].OOB[:in[i].NN]))
+				hint = r.cfg.MarkPath(packetMark(in.oob[i][:in.h[i].hdr.Controllen]))
 			}
 			// A cache hit is answered from wire bytes, allocating nothing.
-			if ip, ok := netip.AddrFromSlice(from.IP); ok {
-				if n := r.answerCached(in[i].Buffers[0][:in[i].N], ip.Unmap(), iface, hint, outBufs[k]); n > 0 {
-					out[k].Buffers[0] = outBufs[k][:n]
-					out[k].Addr = from
-					k++
+			l := r.answerCached(req, from.Addr(), iface, hint, out.bufs[k])
+			if l == 0 {
+				resp := r.serveOne(req, from, iface, hint, formerr, func(resp *dns.Msg) {
+					// answered later (upstream): on its own
+					if wire, err := resp.Pack(); err == nil {
+						u.sendTo(wire, from)
+					}
+				}, slow)
+				if resp == nil {
 					continue
 				}
-			}
-			resp := r.serveOne(in[i].Buffers[0][:in[i].N], from, iface, hint, formerr, func(resp *dns.Msg) {
-				// answered later (upstream): on its own
-				if wire, err := resp.Pack(); err == nil {
-					conn.WriteToUDP(wire, from)
+				wire, err := resp.PackBuffer(out.bufs[k])
+				if err != nil {
+					continue
 				}
-			}, slow)
-			if resp == nil {
-				continue
+				if len(wire) > len(out.bufs[k]) {
+					u.sendTo(wire, from) // bigger than the batch buffer
+					continue
+				}
+				l = len(wire)
 			}
-			wire, err := resp.PackBuffer(outBufs[k])
-			if err != nil {
-				continue
-			}
-			if len(wire) > len(outBufs[k]) {
-				conn.WriteToUDP(wire, from) // bigger than the batch buffer
-				continue
-			}
-			out[k].Buffers[0] = wire
-			out[k].Addr = from
+			out.prepare(k, l)
+			out.setTo(k, in, i)
 			k++
 		}
 		for sent := 0; sent < k; {
-			m, err := bc.WriteBatch(out[sent:k], 0)
-			if err != nil || m == 0 {
+			m, errno := mmsg(unix.SYS_SENDMMSG, u.fd, out.h[sent:k], 0)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 || m <= 0 {
 				break
 			}
 			sent += m
-		}
-		for i := 0; i < k; i++ {
-			out[i].Buffers[0] = outBufs[i]
 		}
 	}
 }
 
 // serveOne handles one datagram: the answer to send now, or nil (dropped,
 // or handed to a goroutine that calls later when upstream answers).
-func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, hint via.Path, formerr func(), later func(*dns.Msg), slow chan struct{}) *dns.Msg {
-	ip, _ := netip.AddrFromSlice(from.IP)
-	client := ip.Unmap()
+func (r *Resolver) serveOne(b []byte, from netip.AddrPort, iface string, hint via.Path, formerr func(), later func(*dns.Msg), slow chan struct{}) *dns.Msg {
+	client := from.Addr()
 	req := new(dns.Msg)
 	if err := req.Unpack(b); err != nil {
 		formerr()
@@ -188,10 +328,13 @@ func (r *Resolver) serveOne(b []byte, from *net.UDPAddr, iface string, hint via.
 		r.st.dropped.Add(1) // overloaded: the client will retry
 		return nil
 	}
-	go func() {
-		defer func() { <-slow }()
-		later(r.answerSlow(req, client, iface, hint, false))
-	}()
+	answered := func(m *dns.Msg) {
+		later(m)
+		<-slow
+	}
+	if !r.forwardAsync(req, client, iface, hint, answered) {
+		go func() { answered(r.answerSlow(req, client, iface, hint, false)) }()
+	}
 	return nil
 }
 
@@ -206,10 +349,4 @@ func formErr(b []byte) *dns.Msg {
 	m.Opcode = int(b[2]>>3) & 0xf
 	m.Rcode = dns.RcodeFormatError
 	return m
-}
-
-func (s *udpServer) close() {
-	for _, c := range s.conns {
-		c.Close()
-	}
 }

@@ -1,0 +1,131 @@
+package dns
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// silentUpstream takes questions and never answers.
+func silentUpstream(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+// serveLoopback runs r's UDP and TCP listeners on a free loopback port.
+func serveLoopback(t *testing.T, r *Resolver) netip.AddrPort {
+	t.Helper()
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Port = probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	l, err := r.listen(netip.MustParseAddr("127.0.0.1"), "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.cfg.Port))
+}
+
+// TestUDPServer asks over real sockets: many cache misses at once (the
+// upstream answers handed straight back, no goroutine each), a truncated
+// answer fetched again over TCP, an upstream that never answers or fails
+// replaced by the next, and a closed server's port free at once.
+func TestUDPServer(t *testing.T) {
+	up := startUpstream(t)
+	r := testResolver(silentUpstream(t), up.addr)
+	addr := serveLoopback(t, r)
+	c := &dns.Client{Timeout: 5 * time.Second}
+	q := func(name string) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		resp, _, err := c.Exchange(m, addr.String())
+		return resp, err
+	}
+	// The first question waits out the silent upstream, then the next
+	// answers; the silent one is then asked last.
+	if resp, err := q("first.example."); err != nil || len(resp.Answer) != 1 {
+		t.Fatalf("past a silent upstream: %v %v", resp, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("m%d.example.", i)
+			resp, err := q(name)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("%s: %v", name, err)
+			case len(resp.Answer) != 1 || resp.Answer[0].Header().Name != name:
+				errs <- fmt.Errorf("%s: %v", name, resp)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if resp, err := q("big.example."); err != nil || len(resp.Answer) != 1 {
+		t.Errorf("truncated upstream answer, fetched over TCP: %v %v", resp, err)
+	}
+	if st := r.Status(); st.Forwarded < 202 || st.ServFail != 0 {
+		t.Errorf("status: forwarded %d, servfail %d", st.Forwarded, st.ServFail)
+	}
+}
+
+// TestUDPServerUpstreamFails: when the only upstream stops answering, the
+// client gets SERVFAIL, not silence.
+func TestUDPServerUpstreamFails(t *testing.T) {
+	r := testResolver(silentUpstream(t))
+	addr := serveLoopback(t, r)
+	m := new(dns.Msg)
+	m.SetQuestion("lost.example.", dns.TypeA)
+	resp, _, err := (&dns.Client{Timeout: 10 * time.Second}).Exchange(m, addr.String())
+	if err != nil || resp.Rcode != dns.RcodeServerFailure {
+		t.Errorf("got %v, %v; want SERVFAIL", resp, err)
+	}
+}
+
+// A closed listener lets go of its port: binding it again (without
+// SO_REUSEPORT) works at once.
+func TestUDPServerCloses(t *testing.T) {
+	r := testResolver()
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Port = probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	l, err := r.listen(netip.MustParseAddr("127.0.0.1"), "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", r.cfg.Port))
+		if err == nil {
+			pc.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port still held after close: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
