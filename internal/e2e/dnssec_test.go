@@ -66,7 +66,7 @@ func TestDNSSEC(t *testing.T) {
 	lab.Require(t, "dnsmasq", "dig", "nsd", "ldns-keygen", "ldns-signzone", "nft")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{})
-	_, anchor := isp.ServeSigned()
+	_, anchor := isp.ServeSigned(0)
 	if err := os.WriteFile(filepath.Join(l.Dir, "anchors.ds"), []byte(anchor), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ var Auth4 = netip.MustParseAddr("192.0.2.86")
 //	broken.test.    signed, then www's address changed (its signature fails)
 //	expired.test.   signed with signatures that expired in 2020
 //	insecure.test.  not signed; test. has no DS for it
+//	many.test.      signed (NSEC), with names m0 ... m<many-1> (benchmarks: each
+//	                answer with a signature of its own)
 //
 // Each zone's www has its own address, SignedAddr.
 var SignedAddr = map[string]string{
@@ -33,8 +35,8 @@ var SignedAddr = map[string]string{
 
 // ServeSigned signs the lab's DNSSEC zones with ldns-signzone, serves them
 // with nsd on Auth4:53, and returns the trust anchor (test.'s DS, in
-// zone-file form).
-func (isp *ISP) ServeSigned() (*Proc, string) {
+// zone-file form). many is the number of names in many.test.
+func (isp *ISP) ServeSigned(many int) (*Proc, string) {
 	t := isp.lab.T
 	t.Helper()
 	dir := filepath.Join(isp.dir, "signed")
@@ -77,6 +79,11 @@ func (isp *ISP) ServeSigned() (*Proc, string) {
 	child("nsec3.test", "www IN A 198.51.100.21\n", "-n", "-t", "0")
 	child("broken.test", "www IN A 198.51.100.31\n")
 	child("expired.test", "www IN A 198.51.100.41\n", "-i", "20200101000000", "-e", "20200201000000")
+	var names strings.Builder
+	for i := range many {
+		fmt.Fprintf(&names, "m%d IN A 198.18.%d.%d\n", i, i>>8&0xff, i&0xff)
+	}
+	child("many.test", names.String())
 	// Unsigned, and test. has no DS for it.
 	test.WriteString("insecure.test. IN NS ns.test.\n")
 	os.WriteFile(filepath.Join(dir, "insecure.test.zone.signed"), []byte(head("insecure.test")+"www IN A 198.51.100.51\n"), 0o644)
@@ -101,10 +108,14 @@ func (isp *ISP) ServeSigned() (*Proc, string) {
   logfile: "%[1]s/nsd.log"
   server-count: 1
   verbosity: 1
+  # No response rate limiting: the lab's resolvers all ask from one
+  # address, as fast as a benchmark can.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 `, dir, Auth4)
-	for _, z := range []string{"test", "secure.test", "nsec3.test", "broken.test", "expired.test", "insecure.test"} {
+	for _, z := range []string{"test", "secure.test", "nsec3.test", "broken.test", "expired.test", "insecure.test", "many.test"} {
 		conf += fmt.Sprintf("zone:\n  name: %s.\n  zonefile: %s.zone.signed\n", z, z)
 	}
 	os.WriteFile(filepath.Join(dir, "nsd.conf"), []byte(conf), 0o644)
