@@ -120,10 +120,12 @@ func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
 
 // putFor is putGen with a limit (if not 0) on how long the answer is
 // kept: a validated answer's signatures expire. A SERVFAIL is cached only
-// with a limit, for as long as it says (a bogus answer's verdict).
-func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit time.Duration) {
+// with a limit, for as long as it says (a bogus answer's verdict). It
+// returns the answer's packed form, if it was cached and can be served
+// packed.
+func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit time.Duration) *wireAnswer {
 	if c.max <= 0 || m.Truncated {
-		return
+		return nil
 	}
 	m = m.Copy()
 	clampTTLs(m)
@@ -135,16 +137,16 @@ func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit 
 		ttl = min(ttl, limit)
 	}
 	if !ok || ttl <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.entries[k]; ok {
-		c.removeLocked(e)
+		return nil
 	}
 	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen}
 	if !k.cd && m.Rcode != dns.RcodeServerFailure {
-		e.wire = packWire(m)
+		e.wire = packWire(m) // outside the lock: it is most of the work
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[k]; ok {
+		c.removeLocked(old)
 	}
 	if e.wire != nil {
 		e.wkey = wireKey(k)
@@ -155,6 +157,7 @@ func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit 
 	for c.lru.Len() > c.max {
 		c.removeLocked(c.lru.Back().Value.(*cacheEntry))
 	}
+	return e.wire
 }
 
 func (c *cache) removeLocked(e *cacheEntry) {

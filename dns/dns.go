@@ -486,11 +486,13 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 // forwardAsync is forward for the common case, without a goroutine per
 // question: it sends q to the first upstream by plain UDP and returns at
 // once; the answer is taken into the cache and handed to done on the
-// upstream socket's reader. What that cannot finish (no answer in time,
-// SERVFAIL, truncation) goes on in a goroutine by the general path, which
-// tries every upstream. False when the question needs the general path
-// from the start: mDNS, DNSSEC validation, DNS over TLS.
-func (r *Resolver) forwardAsync(req *dns.Msg, client netip.Addr, iface string, hint via.Path, done func(*dns.Msg)) bool {
+// upstream socket's reader, packed as a cache hit would be (reqWire is the
+// query as it came, if it came over UDP) or as a message. What that cannot
+// finish (no answer in time, SERVFAIL, truncation) goes on in a goroutine
+// by the general path, which tries every upstream. False when the question
+// needs the general path from the start: mDNS, DNSSEC validation, DNS over
+// TLS.
+func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr, iface string, hint via.Path, done func(*dns.Msg, []byte)) bool {
 	q := req.Question[0]
 	if r.cfg.Validator != nil || isLocalName(q.Name) {
 		return false
@@ -512,17 +514,29 @@ func (r *Resolver) forwardAsync(req *dns.Msg, client netip.Addr, iface string, h
 	up.RecursionDesired = true
 	up.CheckingDisabled = req.CheckingDisabled
 	up.SetEdns0(1232, key.do)
+	reqWire = slices.Clone(reqWire) // the listener reuses its buffer
 	_, _, err := e.start(up, func(resp *dns.Msg, err error) {
 		if err == nil && (resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused) {
 			err = fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
 		}
 		r.fwd.record(first, time.Since(now), err)
 		if err != nil || resp.Truncated {
-			go func() { done(r.answerSlow(req, client, iface, hint, false)) }()
+			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
 			return
 		}
 		r.st.forwarded.Add(1)
-		done(r.finish(req, r.accept(key, q, resp, now), false))
+		resp, w := r.acceptWire(key, q, resp, now)
+		if w != nil && reqWire != nil {
+			var kb [272]byte
+			if wq, ok := parseQuery(reqWire, kb[:]); ok {
+				out := make([]byte, len(w.b)+11)
+				if n := writeAnswer(w, now, now, reqWire, &wq, out); n > 0 {
+					done(nil, out[:n])
+					return
+				}
+			}
+		}
+		done(r.finish(req, resp, false), nil)
 	})
 	return err == nil
 }
@@ -530,6 +544,13 @@ func (r *Resolver) forwardAsync(req *dns.Msg, client netip.Addr, iface string, h
 // accept takes an upstream's answer to q (a hostile upstream's, perhaps:
 // FuzzUpstreamResponse) into the cache and returns it for the client.
 func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {
+	resp, _ = r.acceptWire(key, q, resp, now)
+	return resp
+}
+
+// acceptWire is accept that also returns the answer's packed form as the
+// cache keeps it (nil if it was not cached, or cannot be served packed).
+func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) (*dns.Msg, *wireAnswer) {
 	resp.Id = 0
 	stripOPT(resp)
 	clampTTLs(resp)
@@ -542,8 +563,8 @@ func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.
 	if r.cfg.OnAnswer != nil {
 		r.hook(key.path, q, resp)
 	}
-	r.cache.putGen(key, resp, now, gen) // stores its own copy
-	return resp
+	w := r.cache.putFor(key, resp, now, gen, 0) // stores its own copy
+	return resp, w
 }
 
 func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {

@@ -80,10 +80,19 @@ func TestUDPServer(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// A forwarded answer keeps the question's case and the client's EDNS
+	// buffer size, as a cached one does.
+	m := new(dns.Msg)
+	m.SetQuestion("MiXeD.Example.", dns.TypeA)
+	m.SetEdns0(1400, true)
+	if resp, _, err := c.Exchange(m, addr.String()); err != nil || resp.Question[0].Name != "MiXeD.Example." ||
+		resp.IsEdns0() == nil || resp.IsEdns0().UDPSize() != 1400 || !resp.IsEdns0().Do() || len(resp.Answer) != 1 {
+		t.Errorf("mixed case, EDNS: %v %v", resp, err)
+	}
 	if resp, err := q("big.example."); err != nil || len(resp.Answer) != 1 {
 		t.Errorf("truncated upstream answer, fetched over TCP: %v %v", resp, err)
 	}
-	if st := r.Status(); st.Forwarded < 202 || st.ServFail != 0 {
+	if st := r.Status(); st.Forwarded < 203 || st.ServFail != 0 {
 		t.Errorf("status: forwarded %d, servfail %d", st.Forwarded, st.ServFail)
 	}
 }

@@ -194,6 +194,39 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	if !ok {
 		return 0
 	}
+	n := writeAnswer(w, stored, now, req, &q, out)
+	if n == 0 {
+		return 0
+	}
+	r.st.queries.Add(1)
+	r.st.tick()
+	r.st.hits.Add(1)
+	return n
+}
+
+// forwardable says whether name (lower case, dotted) is one the resolver
+// forwards and caches: not the local domain (leases come and go there),
+// not .local (mDNS) and not the reverse zones (some are answered here).
+func (r *Resolver) forwardable(name []byte) bool {
+	return !hasSuffixLabel(name, "local.") && !hasSuffixLabel(name, "arpa.") &&
+		(r.cfg.Domain == "" || !hasSuffixLabel(name, r.cfg.Domain+"."))
+}
+
+// hasSuffixLabel reports whether name is suffix or ends with "."+suffix.
+func hasSuffixLabel(name []byte, suffix string) bool {
+	n, s := len(name), len(suffix)
+	if n < s || string(name[n-s:]) != suffix {
+		return false
+	}
+	return n == s || name[n-s-1] == '.'
+}
+
+// writeAnswer writes the cached answer w (stored at stored) to the UDP
+// query req (q, as parseQuery read it) into out: its ID, flags and
+// question as asked, TTLs aged to now, the client's OPT. It returns the
+// length, or 0 when the answer does not fit the client or out (the
+// ordinary path then truncates). It allocates nothing.
+func writeAnswer(w *wireAnswer, stored, now time.Time, req []byte, q *wireQuery, out []byte) int {
 	limit := dns.MinMsgSize
 	if q.edns {
 		limit = max(q.udpSz, dns.MinMsgSize)
@@ -235,25 +268,5 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 		opt[9], opt[10] = 0, 0
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(w.b[10:])+1)
 	}
-	r.st.queries.Add(1)
-	r.st.tick()
-	r.st.hits.Add(1)
 	return n
-}
-
-// forwardable says whether name (lower case, dotted) is one the resolver
-// forwards and caches: not the local domain (leases come and go there),
-// not .local (mDNS) and not the reverse zones (some are answered here).
-func (r *Resolver) forwardable(name []byte) bool {
-	return !hasSuffixLabel(name, "local.") && !hasSuffixLabel(name, "arpa.") &&
-		(r.cfg.Domain == "" || !hasSuffixLabel(name, r.cfg.Domain+"."))
-}
-
-// hasSuffixLabel reports whether name is suffix or ends with "."+suffix.
-func hasSuffixLabel(name []byte, suffix string) bool {
-	n, s := len(name), len(suffix)
-	if n < s || string(name[n-s:]) != suffix {
-		return false
-	}
-	return n == s || name[n-s-1] == '.'
 }
