@@ -59,20 +59,11 @@ func BenchmarkDNS(b *testing.B) {
 	upstream := "203.0.113.53"
 
 	results := map[string]float64{}
-	// measure runs the load against the resolver with process pid. Besides
-	// the rates it takes the resolver's CPU time (user and system) per
-	// query, which moves much less between runs than the rates do.
+	// measure runs the loads against the resolver with process pid, then
+	// the latency of cache hits. The CPU time per query moves much less
+	// between runs than the rates do.
 	measure := func(name string, pid int) {
-		// Warm the cache, then measure.
-		runDNSPerf(b, c, gw, hits, 2)
-		for _, load := range []struct{ kind, file string }{{"hit", hits}, {"miss", misses}} {
-			t0 := cpuTime(pid)
-			qps, n := runDNSPerf(b, c, gw, load.file, 5)
-			results[name+"_"+load.kind+"_qps"] = qps
-			if n > 0 {
-				results[name+"_"+load.kind+"_cpu_us"] = float64((cpuTime(pid) - t0).Microseconds()) / n
-			}
-		}
+		loads(b, c, gw, pid, hits, misses, name, results)
 		p50, p99 := latency(b, c, gw, 2000, 3*time.Second)
 		results[name+"_p50_us"] = float64(p50.Microseconds())
 		results[name+"_p99_us"] = float64(p99.Microseconds())
@@ -150,6 +141,23 @@ forward-zone:
 		b.Logf("%-9s hits %7.0f q/s (%4.1f µs CPU each)  misses %7.0f q/s (%4.1f µs CPU each)  p50 %5.0f µs  p99 %5.0f µs (cache hits at 2000 q/s)  RSS %.1f MB", s,
 			results[s+"_hit_qps"], results[s+"_hit_cpu_us"], results[s+"_miss_qps"], results[s+"_miss_cpu_us"],
 			results[s+"_p50_us"], results[s+"_p99_us"], results[s+"_rss_mb"])
+	}
+}
+
+// loads warms the cache of the resolver at server (process pid) with the
+// names in hits, then runs the hits and the misses against it, and records
+// under name the queries answered per second and the resolver's CPU time
+// (user and system) per query.
+func loads(b *testing.B, c *lab.Client, server netip.Addr, pid int, hits, misses, name string, results map[string]float64) {
+	b.Helper()
+	runDNSPerf(b, c, server, hits, 2)
+	for _, load := range []struct{ kind, file string }{{"hit", hits}, {"miss", misses}} {
+		t0 := cpuTime(pid)
+		qps, n := runDNSPerf(b, c, server, load.file, 5)
+		results[name+"_"+load.kind+"_qps"] = qps
+		if n > 0 {
+			results[name+"_"+load.kind+"_cpu_us"] = float64((cpuTime(pid) - t0).Microseconds()) / n
+		}
 	}
 }
 

@@ -48,15 +48,7 @@ func BenchmarkDNSSEC(b *testing.B) {
 	results := map[string]float64{}
 	measure := func(name string, pid int) {
 		waitValidated(b, c, gw)
-		runDNSPerf(b, c, gw, hits, 2)
-		for _, load := range []struct{ kind, file string }{{"hit", hits}, {"miss", misses}} {
-			t0 := cpuTime(pid)
-			qps, n := runDNSPerf(b, c, gw, load.file, 5)
-			results[name+"_"+load.kind+"_qps"] = qps
-			if n > 0 {
-				results[name+"_"+load.kind+"_cpu_us"] = float64((cpuTime(pid) - t0).Microseconds()) / n
-			}
-		}
+		loads(b, c, gw, pid, hits, misses, name, results)
 		results[name+"_rss_mb"] = rssMB(pid)
 	}
 

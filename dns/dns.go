@@ -465,22 +465,39 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 		return r.forwardValidated(key, q)
 	}
 	now := time.Now()
-	up := new(dns.Msg)
-	up.SetQuestion(q.Name, q.Qtype)
-	up.Question[0].Qclass = q.Qclass
-	up.RecursionDesired = true
-	up.CheckingDisabled = req.CheckingDisabled
-	up.SetEdns0(1232, key.do)
+	up := upstreamQuery(q, req.CheckingDisabled, key.do)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := r.fwd.exchange(ctx, up, key.path)
+	resp := r.exchange(ctx, up, key.path)
+	if resp.Rcode == dns.RcodeServerFailure {
+		return resp
+	}
+	return r.accept(key, q, resp, now)
+}
+
+// exchange asks the upstreams up by path and counts the outcome: their
+// answer, or SERVFAIL when none answered.
+func (r *Resolver) exchange(ctx context.Context, up *dns.Msg, path via.Path) *dns.Msg {
+	resp, err := r.fwd.exchange(ctx, up, path)
 	if err != nil {
 		r.st.servfail.Add(1)
-		r.cfg.Log.Debug("upstream failed", "q", q.Name, "err", err)
+		r.cfg.Log.Debug("upstream failed", "q", up.Question[0].Name, "err", err)
 		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
 	}
 	r.st.forwarded.Add(1)
-	return r.accept(key, q, resp, now)
+	return resp
+}
+
+// upstreamQuery is the question the resolver asks upstream for q: with RD,
+// CD and DO as given, and a 1232-byte EDNS buffer (DNS flag day 2020).
+func upstreamQuery(q dns.Question, cd, do bool) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(q.Name, q.Qtype)
+	m.Question[0].Qclass = q.Qclass
+	m.RecursionDesired = true
+	m.CheckingDisabled = cd
+	m.SetEdns0(1232, do)
+	return m
 }
 
 // forwardAsync is forward for the common case, without a goroutine per
@@ -508,12 +525,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 	if !ok {
 		return false
 	}
-	up := new(dns.Msg)
-	up.SetQuestion(q.Name, q.Qtype)
-	up.Question[0].Qclass = q.Qclass
-	up.RecursionDesired = true
-	up.CheckingDisabled = req.CheckingDisabled
-	up.SetEdns0(1232, key.do)
+	up := upstreamQuery(q, req.CheckingDisabled, key.do)
 	reqWire = slices.Clone(reqWire) // the listener reuses its buffer
 	_, _, err := e.start(up, func(resp *dns.Msg, err error) {
 		if err == nil && (resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused) {

@@ -27,21 +27,13 @@ func (r *Resolver) forwardValidated(key cacheKey, q dns.Question) *dns.Msg {
 		r.st.secure.Add(1)
 		return r.keep(key, q, m, dnssec.Result{Security: dnssec.Secure}, now)
 	}
-	up := new(dns.Msg)
-	up.SetQuestion(q.Name, q.Qtype)
-	up.Question[0].Qclass = q.Qclass
-	up.RecursionDesired = true
-	up.CheckingDisabled = true
-	up.SetEdns0(1232, true)
+	up := upstreamQuery(q, true, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := r.fwd.exchange(ctx, up, key.path)
-	if err != nil {
-		r.st.servfail.Add(1)
-		r.cfg.Log.Debug("upstream failed", "q", q.Name, "err", err)
-		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
+	resp := r.exchange(ctx, up, key.path)
+	if resp.Rcode == dns.RcodeServerFailure {
+		return resp
 	}
-	r.st.forwarded.Add(1)
 	resp.Id = 0
 	stripOPT(resp)
 	clampTTLs(resp)
@@ -99,11 +91,7 @@ func (r *Resolver) keep(key cacheKey, q dns.Question, m *dns.Msg, res dnssec.Res
 // same path as the question it validates.
 func (r *Resolver) asker(path via.Path) dnssec.Asker {
 	return func(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		m.RecursionDesired = true
-		m.CheckingDisabled = true
-		m.SetEdns0(1232, true)
+		m := upstreamQuery(dns.Question{Name: name, Qtype: qtype, Qclass: dns.ClassINET}, true, true)
 		resp, err := r.fwd.exchange(ctx, m, path)
 		if err != nil {
 			return nil, err
