@@ -62,10 +62,11 @@ type forwarder struct {
 	// plaintext (the ISP's servers are not used).
 	encrypted bool
 
-	mu    sync.Mutex
-	isp   []Upstream // from the WAN lease: the fallback
-	state map[Upstream]*upstreamState
-	ex    map[exKey]asker
+	mu     sync.Mutex
+	isp    []Upstream // from the WAN lease: the fallback
+	state  map[Upstream]*upstreamState
+	ex     map[exKey]asker
+	closed bool // by close: no socket is opened again
 }
 
 type exKey struct {
@@ -177,6 +178,11 @@ func (f *forwarder) ask(ctx context.Context, req *dns.Msg, up Upstream, mark uin
 func (f *forwarder) asker(up Upstream, mark uint32) asker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		// A question still in flight when the resolver stopped (its
+		// timeout fired, it tries the next upstream) opens nothing.
+		return closedAsker{}
+	}
 	k := exKey{up, mark}
 	e := f.ex[k]
 	if e == nil {
@@ -209,10 +215,17 @@ func (f *forwarder) stateLocked(up Upstream) *upstreamState {
 	return s
 }
 
-// close closes the upstream sockets.
+// closedAsker is what a stopped forwarder asks with.
+type closedAsker struct{}
+
+func (closedAsker) exchange(context.Context, *dns.Msg) (*dns.Msg, error) { return nil, net.ErrClosed }
+func (closedAsker) close()                                               {}
+
+// close closes the upstream sockets, for good.
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.closed = true
 	for k, e := range f.ex {
 		e.close()
 		delete(f.ex, k)
