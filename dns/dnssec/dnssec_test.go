@@ -287,3 +287,78 @@ func TestTrustClock(t *testing.T) {
 		t.Errorf("clock set: expired signatures: %v (EDE %d)", r.Security, r.EDE)
 	}
 }
+
+// nsec3Chain builds the NSEC3 records of zone for the names that exist
+// there (with their types), hashed with iterations, each pointing to the
+// next hash; optOut sets the opt-out flag on all.
+func nsec3Chain(zone string, iterations uint16, optOut bool, names map[string][]uint16) []*dns.NSEC3 {
+	type h struct {
+		hash  string
+		types []uint16
+	}
+	var hs []h
+	for n, types := range names {
+		hs = append(hs, h{dns.HashName(n, dns.SHA1, iterations, ""), types})
+	}
+	slices.SortFunc(hs, func(a, b h) int { return strings.Compare(a.hash, b.hash) })
+	var out []*dns.NSEC3
+	for i, x := range hs {
+		flags := uint8(0)
+		if optOut {
+			flags = 1
+		}
+		out = append(out, &dns.NSEC3{Hdr: dns.RR_Header{Name: strings.ToLower(x.hash) + "." + zone, Rrtype: dns.TypeNSEC3, Class: dns.ClassINET, Ttl: 300},
+			Hash: dns.SHA1, Flags: flags, Iterations: iterations, SaltLength: 0, Salt: "",
+			HashLength: 20, NextDomain: hs[(i+1)%len(hs)].hash, TypeBitMap: x.types})
+	}
+	return out
+}
+
+// The NSEC3 proofs of RFC 5155 §8, on a chain built here: NODATA at a
+// name, NXDOMAIN by the closest encloser proof, a DS denial at an unsigned
+// delegation and in an opt-out span, and what must not pass.
+func TestNSEC3Denial(t *testing.T) {
+	zone := "z.test."
+	names := map[string][]uint16{
+		zone:                {dns.TypeSOA, dns.TypeNS, dns.TypeDNSKEY, dns.TypeNSEC3PARAM, dns.TypeRRSIG},
+		"www." + zone:       {dns.TypeA, dns.TypeRRSIG},
+		"b." + zone:         {}, // an empty non-terminal
+		"a.b." + zone:       {dns.TypeA, dns.TypeRRSIG},
+		"child." + zone:     {dns.TypeNS}, // an unsigned delegation
+		"*.wild." + zone:    {dns.TypeA, dns.TypeRRSIG},
+		"wild." + zone:      {},
+		"signedkid." + zone: {dns.TypeNS, dns.TypeDS, dns.TypeRRSIG},
+	}
+	chain := nsec3Chain(zone, 0, false, names)
+	for _, tc := range []struct {
+		what       string
+		chain      []*dns.NSEC3
+		name       string
+		qtype      uint16
+		want       Security
+		nxdomain   bool
+		delegation bool
+	}{
+		{"NODATA at a name", chain, "www." + zone, dns.TypeAAAA, Secure, false, false},
+		{"NODATA at an empty non-terminal", chain, "b." + zone, dns.TypeA, Secure, false, false},
+		{"NXDOMAIN", chain, "nope." + zone, dns.TypeA, Secure, true, false},
+		{"NXDOMAIN below a name", chain, "x.www." + zone, dns.TypeA, Secure, true, false},
+		{"NODATA at a wildcard", chain, "any.wild." + zone, dns.TypeTXT, Secure, false, false},
+		{"no DS at an unsigned delegation", chain, "child." + zone, dns.TypeDS, Secure, false, true},
+		{"the type exists", chain, "www." + zone, dns.TypeA, Bogus, false, false},
+		{"a name below a delegation", chain, "host.child." + zone, dns.TypeA, Bogus, false, false},
+		{"the parent side of a cut, for a type other than DS", chain, "child." + zone, dns.TypeA, Bogus, false, false},
+		{"a DS that exists", chain, "signedkid." + zone, dns.TypeDS, Bogus, false, false},
+		{"a name in an opt-out span: insecure", nsec3Chain(zone, 0, true, names), "nope." + zone, dns.TypeA, Insecure, false, false},
+		{"a DS in an opt-out span: an unsigned delegation", nsec3Chain(zone, 0, true, names), "unlisted." + zone, dns.TypeDS, Secure, false, true},
+		{"too many iterations: insecure", nsec3Chain(zone, 151, false, names), "nope." + zone, dns.TypeA, Insecure, false, false},
+		{"no closest encloser", chain[:1], "nope." + zone, dns.TypeA, Bogus, false, false},
+	} {
+		var p proof
+		got := nsec3Denial(&p, tc.chain, zone, tc.name, tc.qtype)
+		if got.Security != tc.want || (got.Security == Secure && (p.nxdomain != tc.nxdomain || p.delegation != tc.delegation)) {
+			t.Errorf("%s: got %v (%s), nxdomain %v, delegation %v; want %v, %v, %v", tc.what, got.Security, got.Reason,
+				p.nxdomain, p.delegation, tc.want, tc.nxdomain, tc.delegation)
+		}
+	}
+}
