@@ -72,6 +72,9 @@ func (r *Resolver) keep(key cacheKey, q dns.Question, m *dns.Msg, res dnssec.Res
 			return m
 		}
 	}
+	if res.Security == dnssec.Secure {
+		onlyValidated(m)
+	}
 	if !key.do {
 		stripDNSSEC(m, q.Qtype)
 	}
@@ -114,4 +117,19 @@ func stripDNSSEC(m *dns.Msg, qtype uint16) {
 	m.Answer = slices.DeleteFunc(m.Answer, drop)
 	m.Ns = slices.DeleteFunc(m.Ns, drop)
 	m.Extra = slices.DeleteFunc(m.Extra, drop)
+}
+
+// onlyValidated drops from a secure answer what the validator did not
+// judge, so that AD vouches for everything that is left (RFC 4035
+// §3.2.3): the authority section keeps the SOA and the NSEC or NSEC3
+// proofs, and the additional section (glue, unsigned) goes.
+func onlyValidated(m *dns.Msg) {
+	m.Ns = slices.DeleteFunc(m.Ns, func(rr dns.RR) bool {
+		t := rr.Header().Rrtype
+		if sig, ok := rr.(*dns.RRSIG); ok {
+			t = sig.TypeCovered
+		}
+		return t != dns.TypeSOA && t != dns.TypeNSEC && t != dns.TypeNSEC3
+	})
+	m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
 }

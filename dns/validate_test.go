@@ -52,6 +52,9 @@ func signedUpstream(t *testing.T) (netip.AddrPort, *dnssec.Validator, *atomic.In
 		m.SetEdns0(1232, true)
 		if rrs, ok := answers[q.Name]; ok {
 			m.Answer = rrs
+			// Unsigned extras a validated answer must not vouch for.
+			m.Ns = []dns.RR{rr("sec.test. 300 IN NS ns.evil.example.")}
+			m.Extra = []dns.RR{rr("ns.evil.example. 300 IN A 203.0.113.66")}
 		} else {
 			m.Answer = []dns.RR{rr(q.Name + " 300 IN A 192.0.2.7")}
 		}
@@ -121,6 +124,9 @@ func TestValidatingResolver(t *testing.T) {
 			if a, ok := a.(*dns.A); ok {
 				got = a.A.String()
 			}
+		}
+		if m.AuthenticatedData && (len(m.Ns) > 0 || len(m.Extra) > 1) {
+			t.Errorf("%s: AD with records the validator did not judge: %v", tc.what, m)
 		}
 		if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad || hasRRSIG(m) != tc.rrsig || ede != tc.ede || got != tc.answerAddr {
 			t.Errorf("%s: rcode %s AD %v RRSIG %v EDE %d answer %q; want %s %v %v %d %q", tc.what, dns.RcodeToString[m.Rcode],
