@@ -35,18 +35,8 @@ func BenchmarkDNS(b *testing.B) {
 
 	// Hits: 100 names asked over and over. Misses: a fresh name each time,
 	// all answered by the ISP (a wildcard under miss.example).
-	hits := filepath.Join(l.Dir, "hits.txt")
-	var sb strings.Builder
-	for i := range 100 {
-		fmt.Fprintf(&sb, "h%d.hit.example A\n", i)
-	}
-	os.WriteFile(hits, []byte(sb.String()), 0o644)
-	misses := filepath.Join(l.Dir, "misses.txt")
-	sb.Reset()
-	for i := range 400000 {
-		fmt.Fprintf(&sb, "m%d.miss.example A\n", i)
-	}
-	os.WriteFile(misses, []byte(sb.String()), 0o644)
+	hits := namesFile(b, l.Dir, "hits.txt", "h%d.hit.example", 100)
+	misses := namesFile(b, l.Dir, "misses.txt", "m%d.miss.example", 400000)
 	// The ISP answers anything under hit.example and miss.example.
 	wild := l.NewNS("wild") // a second upstream answering wildcards
 	isp.Attach(wild, "eth0", "")
@@ -142,6 +132,21 @@ forward-zone:
 			results[s+"_hit_qps"], results[s+"_hit_cpu_us"], results[s+"_miss_qps"], results[s+"_miss_cpu_us"],
 			results[s+"_p50_us"], results[s+"_p99_us"], results[s+"_rss_mb"])
 	}
+}
+
+// namesFile writes a dnsperf input of n A questions, the names from
+// format and 0...n-1, and returns its path.
+func namesFile(b *testing.B, dir, name, format string, n int) string {
+	b.Helper()
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, format+" A\n", i)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }
 
 // loads warms the cache of the resolver at server (process pid) with the

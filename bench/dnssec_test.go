@@ -32,18 +32,8 @@ func BenchmarkDNSSEC(b *testing.B) {
 	c.SetStatic(50)
 	gw := lan.Router4().Addr()
 
-	hits := filepath.Join(l.Dir, "hits.txt")
-	var sb strings.Builder
-	for i := range 100 {
-		fmt.Fprintf(&sb, "h%d.wild.secure.test A\n", i)
-	}
-	os.WriteFile(hits, []byte(sb.String()), 0o644)
-	misses := filepath.Join(l.Dir, "misses.txt")
-	sb.Reset()
-	for i := range 100000 {
-		fmt.Fprintf(&sb, "m%d.many.test A\n", i)
-	}
-	os.WriteFile(misses, []byte(sb.String()), 0o644)
+	hits := namesFile(b, l.Dir, "hits.txt", "h%d.wild.secure.test", 100)
+	misses := namesFile(b, l.Dir, "misses.txt", "m%d.many.test", 100000)
 
 	results := map[string]float64{}
 	measure := func(name string, pid int) {

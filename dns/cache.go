@@ -111,18 +111,13 @@ func (c *cache) getGen(k cacheKey, now time.Time, gen uint64) (*dns.Msg, bool) {
 
 // put caches a response for its lifetime: the smallest TTL among its
 // records, or for a negative answer the SOA's minimum (RFC 2308 §5).
-func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) { c.putGen(k, m, now, 0) }
+func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) { c.putFor(k, m, now, 0, 0) }
 
-// putGen is put for an answer the hook has seen in generation gen.
-func (c *cache) putGen(k cacheKey, m *dns.Msg, now time.Time, gen uint64) {
-	c.putFor(k, m, now, gen, 0)
-}
-
-// putFor is putGen with a limit (if not 0) on how long the answer is
-// kept: a validated answer's signatures expire. A SERVFAIL is cached only
-// with a limit, for as long as it says (a bogus answer's verdict). It
-// returns the answer's packed form, if it was cached and can be served
-// packed.
+// putFor is put for an answer the hook has seen in generation gen, with
+// a limit (if not 0) on how long it is kept: a validated answer's
+// signatures expire. A SERVFAIL is cached only with a limit, for as long
+// as it says (a bogus answer's verdict). It returns the answer's packed
+// form, if it was cached and can be served packed.
 func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit time.Duration) *wireAnswer {
 	if c.max <= 0 || m.Truncated {
 		return nil

@@ -19,8 +19,9 @@ import (
 //
 // The sockets are blocking and read with recvmmsg in a plain system call,
 // not through Go's network poller: a query wakes its reader's thread
-// straight from the kernel, without a trip through the scheduler, which
-// at a home router's rates is most of a cache hit's latency.
+// straight from the kernel, without the poller's hand-off to another
+// thread (fewer context switches: 8% less CPU per cache miss, measured
+// with dnsperf on loopback; the latency of a hit did not move).
 type udpServer struct {
 	socks []*udpSock
 }

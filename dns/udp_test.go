@@ -22,8 +22,8 @@ func silentUpstream(t *testing.T) netip.AddrPort {
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
-// serveLoopback runs r's UDP and TCP listeners on a free loopback port.
-func serveLoopback(t *testing.T, r *Resolver) netip.AddrPort {
+// listenLoopback opens r's UDP and TCP listeners on a free loopback port.
+func listenLoopback(t *testing.T, r *Resolver) (*listener, netip.AddrPort) {
 	t.Helper()
 	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -35,8 +35,15 @@ func serveLoopback(t *testing.T, r *Resolver) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.cfg.Port))
+}
+
+// serveLoopback is listenLoopback, closed at the test's end.
+func serveLoopback(t *testing.T, r *Resolver) netip.AddrPort {
+	t.Helper()
+	l, addr := listenLoopback(t, r)
 	t.Cleanup(l.close)
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.cfg.Port))
+	return addr
 }
 
 // TestUDPServer asks over real sockets: many cache misses at once (the
@@ -113,21 +120,11 @@ func TestUDPServerUpstreamFails(t *testing.T) {
 // A closed listener lets go of its port: binding it again (without
 // SO_REUSEPORT) works at once.
 func TestUDPServerCloses(t *testing.T) {
-	r := testResolver()
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cfg.Port = probe.LocalAddr().(*net.UDPAddr).Port
-	probe.Close()
-	l, err := r.listen(netip.MustParseAddr("127.0.0.1"), "lo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, addr := listenLoopback(t, testResolver())
 	l.close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", r.cfg.Port))
+		pc, err := net.ListenPacket("udp", addr.String())
 		if err == nil {
 			pc.Close()
 			return

@@ -1,6 +1,7 @@
 package dnssec
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -112,7 +113,7 @@ func (v *Validator) Synthesize(q dns.Question) *dns.Msg {
 		owner := canonical(n.Hdr.Name)
 		if owner == name || covers(n, zname, name) || (p.nxdomain && covers(n, zname, "*."+closestEncloser(name, owner))) ||
 			owner == "*."+closestEncloser(name, owner) {
-			if h := held[n]; !containsHeld(used, h) {
+			if h := held[n]; !slices.Contains(used, h) {
 				used = append(used, h)
 			}
 		}
@@ -130,15 +131,6 @@ func (v *Validator) Synthesize(q dns.Question) *dns.Msg {
 	}
 	m.AuthenticatedData = true
 	return m
-}
-
-func containsHeld(hs []*heldNSEC, h *heldNSEC) bool {
-	for _, x := range hs {
-		if x == h {
-			return true
-		}
-	}
-	return false
 }
 
 // appendAged appends copies of an RRset and its signatures, aged.

@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -57,9 +56,7 @@ func (v *validator) admin(f *fileAdmin) {
 // line that is not a key, or a key too weak (RSA under 2048 bits, DSA), is
 // an error naming its line.
 func (a *Admin) loadAuthorizedKeys(dir string) []FieldError {
-	if !filepath.IsAbs(a.AuthorizedKeysFile) {
-		a.AuthorizedKeysFile = filepath.Join(dir, a.AuthorizedKeysFile)
-	}
+	a.AuthorizedKeysFile = inDir(dir, a.AuthorizedKeysFile)
 	data, err := os.ReadFile(a.AuthorizedKeysFile)
 	if err != nil {
 		return nil // a warning (FileWarnings): keys may be added later

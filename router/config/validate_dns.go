@@ -2,7 +2,6 @@ package config
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/routerd/routerd/dns/dnssec"
@@ -82,9 +81,7 @@ func (d *DNS) loadAnchors(dir string) []FieldError {
 	if d.TrustAnchorsFile == "" {
 		return nil
 	}
-	if !filepath.IsAbs(d.TrustAnchorsFile) {
-		d.TrustAnchorsFile = filepath.Join(dir, d.TrustAnchorsFile)
-	}
+	d.TrustAnchorsFile = inDir(dir, d.TrustAnchorsFile)
 	f, err := os.Open(d.TrustAnchorsFile)
 	if err != nil {
 		return []FieldError{{Path: "dns.trust_anchors", Msg: err.Error()}}

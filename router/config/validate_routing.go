@@ -179,9 +179,7 @@ func loadCAFile(key, dir, file string, withSystem bool) (*x509.CertPool, string,
 	if file == "" {
 		return nil, "", nil
 	}
-	if !filepath.IsAbs(file) {
-		file = filepath.Join(dir, file)
-	}
+	file = inDir(dir, file)
 	pem, err := os.ReadFile(file)
 	if err != nil {
 		return nil, file, []FieldError{{Path: key, Msg: err.Error()}}

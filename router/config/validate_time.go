@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -73,9 +72,7 @@ func (u *Update) loadKey(dir string) []FieldError {
 	if u.SigningKeyFile == "" {
 		return nil
 	}
-	if !filepath.IsAbs(u.SigningKeyFile) {
-		u.SigningKeyFile = filepath.Join(dir, u.SigningKeyFile)
-	}
+	u.SigningKeyFile = inDir(dir, u.SigningKeyFile)
 	b, err := os.ReadFile(u.SigningKeyFile)
 	if err != nil {
 		return []FieldError{{Path: "update.signing_key", Msg: err.Error()}}

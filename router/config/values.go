@@ -217,6 +217,15 @@ func (v *validator) mtu(path string, n *int64, min int, ipv6 bool) int {
 	return int(*n)
 }
 
+// inDir resolves a file the config names relative to dir (the config
+// file's directory).
+func inDir(dir, file string) string {
+	if filepath.IsAbs(file) {
+		return file
+	}
+	return filepath.Join(dir, file)
+}
+
 // stateFile resolves a path relative to state_dir.
 func (v *validator) stateFile(p string) string {
 	if filepath.IsAbs(p) {
