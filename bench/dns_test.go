@@ -79,21 +79,7 @@ func BenchmarkDNS(b *testing.B) {
 	// unbound at its best on this machine: one thread and two (two
 	// compete with dnsperf for two cores); the better one is compared.
 	for _, threads := range []int{1, 2} {
-		uconf := filepath.Join(l.Dir, fmt.Sprintf("unbound%d.conf", threads))
-		os.WriteFile(uconf, []byte(fmt.Sprintf(`server:
-  interface: %s
-  access-control: 192.168.0.0/16 allow
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  use-syslog: no
-  do-ip6: no
-  num-threads: %d
-  so-reuseport: yes
-  msg-cache-size: 16m
-  rrset-cache-size: 32m
-  do-not-query-localhost: no
+		ub := startUnbound(b, r, l.Dir, gw, threads, fmt.Sprintf(`  do-not-query-localhost: no
   domain-insecure: "example"
   module-config: "iterator"
 remote-control:
@@ -101,8 +87,7 @@ remote-control:
 forward-zone:
   name: "."
   forward-addr: %s
-`, gw, l.Dir, l.Dir, threads, upstream)), 0o644)
-		ub := r.NS.Start("unbound", "unbound", "-d", "-c", uconf)
+`, upstream))
 		waitDNS(b, c, gw)
 		name := fmt.Sprintf("unbound%dt", threads)
 		measure(name, ub.Cmd.Process.Pid)
@@ -132,6 +117,32 @@ forward-zone:
 			results[s+"_hit_qps"], results[s+"_hit_cpu_us"], results[s+"_miss_qps"], results[s+"_miss_cpu_us"],
 			results[s+"_p50_us"], results[s+"_p99_us"], results[s+"_rss_mb"])
 	}
+}
+
+// startUnbound runs unbound on the router's address gw with threads
+// threads, caches as large as routerd's, and the rest of its config
+// (modules, forwarding) from rest.
+func startUnbound(b *testing.B, r *lab.Router, dir string, gw netip.Addr, threads int, rest string) *lab.Proc {
+	b.Helper()
+	conf := filepath.Join(dir, fmt.Sprintf("unbound%d.conf", threads))
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`server:
+  interface: %s
+  access-control: 192.168.0.0/16 allow
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: "%s/unbound.pid"
+  use-syslog: no
+  do-ip6: no
+  num-threads: %d
+  so-reuseport: yes
+  msg-cache-size: 16m
+  rrset-cache-size: 32m
+`, gw, dir, dir, threads)+rest), 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r.NS.Start("unbound", "unbound", "-d", "-c", conf)
 }
 
 // namesFile writes a dnsperf input of n A questions, the names from

@@ -48,21 +48,7 @@ func BenchmarkDNSSEC(b *testing.B) {
 	rd.Proc.Stop()
 
 	for _, threads := range []int{1, 2} {
-		uconf := filepath.Join(l.Dir, fmt.Sprintf("unbound%d.conf", threads))
-		os.WriteFile(uconf, []byte(fmt.Sprintf(`server:
-  interface: %s
-  access-control: 192.168.0.0/16 allow
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  use-syslog: no
-  do-ip6: no
-  num-threads: %d
-  so-reuseport: yes
-  msg-cache-size: 16m
-  rrset-cache-size: 32m
-  trust-anchor-file: %q
+		ub := startUnbound(b, r, l.Dir, gw, threads, fmt.Sprintf(`  trust-anchor-file: %q
   aggressive-nsec: yes
   local-zone: "test." nodefault
   module-config: "validator iterator"
@@ -71,8 +57,7 @@ remote-control:
 forward-zone:
   name: "test."
   forward-addr: %s
-`, gw, l.Dir, l.Dir, threads, anchors, lab.Auth4)), 0o644)
-		ub := r.NS.Start("unbound", "unbound", "-d", "-c", uconf)
+`, anchors, lab.Auth4))
 		name := fmt.Sprintf("unbound%dt", threads)
 		measure(name, ub.Cmd.Process.Pid)
 		ub.Stop()
