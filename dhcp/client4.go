@@ -117,8 +117,19 @@ func (c *Client4) Run(ctx context.Context) {
 
 func (c *Client4) open() (*nclient4.Client, error) {
 	var nc *nclient4.Client
-	err := netns.Do(c.cfg.NS, func() (err error) {
-		nc, err = nclient4.New(c.cfg.Iface, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
+	err := netns.Do(c.cfg.NS, func() error {
+		ifi, err := net.InterfaceByName(c.cfg.Iface)
+		if err != nil {
+			return err
+		}
+		conn, err := listenClient4(ifi)
+		if err != nil {
+			return err
+		}
+		nc, err = nclient4.NewWithConn(conn, ifi.HardwareAddr, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
+		if err != nil {
+			conn.Close()
+		}
 		return err
 	})
 	if err != nil {

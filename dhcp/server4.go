@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,7 +92,7 @@ func (s *Server4) Run(ctx context.Context) {
 
 // listen opens the server's UDP socket on port 67 bound to its interface,
 // and a packet socket to answer clients that have no address yet.
-func (s *Server4) listen() (net.PacketConn, *packet.Conn, error) {
+func (s *Server4) listen() (net.PacketConn, *frameSender, error) {
 	ifi, err := net.InterfaceByName(s.cfg.Iface)
 	if err != nil {
 		return nil, nil, err
@@ -117,17 +116,17 @@ func (s *Server4) listen() (net.PacketConn, *packet.Conn, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
+	raw, err := newFrameSender(ifi)
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("packet socket on %s: %w", s.cfg.Iface, err)
+		return nil, nil, err
 	}
 	return conn, raw, nil
 }
 
 // serve reads requests and answers them, several at a time so that lease
 // commits share fsyncs; it returns on ctx's end or a Reopen.
-func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *packet.Conn) {
+func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *frameSender) {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -427,7 +426,7 @@ func (s *Server4) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, yiaddr netip.
 // send delivers resp where RFC 2131 §4.1 says: to the relay, to the
 // client's address, broadcast, or straight to the client's MAC when it has
 // no address yet and can take unicast.
-func (s *Server4) send(conn net.PacketConn, raw *packet.Conn, req, resp *dhcpv4.DHCPv4) {
+func (s *Server4) send(conn net.PacketConn, raw *frameSender, req, resp *dhcpv4.DHCPv4) {
 	b := resp.ToBytes()
 	var err error
 	switch {
@@ -442,7 +441,7 @@ func (s *Server4) send(conn net.PacketConn, raw *packet.Conn, req, resp *dhcpv4.
 	default:
 		yi, _ := netip.AddrFromSlice(resp.YourIPAddr.To4())
 		frame := ipv4UDP(s.cfg.Addr.Addr(), yi, 67, 68, b)
-		_, err = raw.WriteTo(frame, &packet.Addr{HardwareAddr: req.ClientHWAddr})
+		err = raw.send(frame, req.ClientHWAddr)
 	}
 	if err != nil {
 		s.count("send_errors")
