@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/miekg/dns"
@@ -246,7 +247,19 @@ func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
 	}
 	in, out := newMsgs(batch, 4096, oob), newMsgs(batch, 4096, 0)
 	slow := make(chan struct{}, maxSlow)
+	yielded := time.Now()
 	for {
+		// A goroutine that goes from one blocking system call to the next
+		// never passes through the scheduler, so after 10 ms the runtime's
+		// monitor takes it for one that will not yield, and takes its P
+		// away during every receive from then on: a thread woken, a
+		// thread parked and a P fetched back for each query, 50 µs on
+		// every cache hit (strace; dnsperf on loopback at 2000 q/s). A
+		// pass through the scheduler every few milliseconds keeps the P.
+		if now := time.Now(); now.Sub(yielded) > 5*time.Millisecond {
+			yielded = now
+			runtime.Gosched()
+		}
 		for i := range batch {
 			in.prepare(i, len(in.bufs[i]))
 		}
