@@ -253,8 +253,9 @@ func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
 		// never passes through the scheduler, so after 10 ms the runtime's
 		// monitor takes it for one that will not yield, and takes its P
 		// away during every receive from then on: a thread woken, a
-		// thread parked and a P fetched back for each query, 50 µs on
-		// every cache hit (strace; dnsperf on loopback at 2000 q/s). A
+		// thread parked and a P fetched back for each query (strace). A
+		// bare Go echo server on loopback, asked 2000 times a second,
+		// answered in 58 µs (p50) so and in 9 µs with this; C in 6. A
 		// pass through the scheduler every few milliseconds keeps the P.
 		if now := time.Now(); now.Sub(yielded) > 5*time.Millisecond {
 			yielded = now
