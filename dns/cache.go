@@ -122,7 +122,19 @@ func (c *cache) putFor(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit 
 	if c.max <= 0 || m.Truncated {
 		return nil
 	}
-	m = m.Copy()
+	return c.store(k, m.Copy(), now, gen, limit)
+}
+
+// putOwned is putFor(k, m, now, gen, 0) for a message the caller gives
+// away: the cache keeps m itself, which nobody may change from then on.
+func (c *cache) putOwned(k cacheKey, m *dns.Msg, now time.Time, gen uint64) *wireAnswer {
+	if c.max <= 0 || m.Truncated {
+		return nil
+	}
+	return c.store(k, m, now, gen, 0)
+}
+
+func (c *cache) store(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit time.Duration) *wireAnswer {
 	clampTTLs(m)
 	ttl, ok := cacheTTL(m)
 	if m.Rcode == dns.RcodeServerFailure && limit > 0 {

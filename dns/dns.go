@@ -515,12 +515,11 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 		return false
 	}
 	now := time.Now()
-	ups := r.fwd.order(now)
-	if len(ups) == 0 || ups[0].TLS {
+	first, ok := r.fwd.first(now)
+	if !ok || first.TLS {
 		return false
 	}
 	key := r.key(req, q, client, iface, hint)
-	first := ups[0]
 	e, ok := r.fwd.asker(first, key.path.Mark()).(*exchanger)
 	if !ok {
 		return false
@@ -537,7 +536,9 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 			return
 		}
 		r.st.forwarded.Add(1)
-		resp, w := r.acceptWire(key, q, resp, now)
+		// The cache keeps resp itself: nothing here changes it, and the
+		// rare answer that cannot be sent packed is finished on a copy.
+		resp, w := r.acceptWire(key, q, resp, now, true)
 		if w != nil && reqWire != nil {
 			var kb [272]byte
 			if wq, ok := parseQuery(reqWire, kb[:]); ok {
@@ -548,7 +549,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 				}
 			}
 		}
-		done(r.finish(req, resp, false), nil)
+		done(r.finish(req, resp.Copy(), false), nil)
 	})
 	return err == nil
 }
@@ -556,13 +557,15 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 // accept takes an upstream's answer to q (a hostile upstream's, perhaps:
 // FuzzUpstreamResponse) into the cache and returns it for the client.
 func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {
-	resp, _ = r.acceptWire(key, q, resp, now)
+	resp, _ = r.acceptWire(key, q, resp, now, false)
 	return resp
 }
 
 // acceptWire is accept that also returns the answer's packed form as the
 // cache keeps it (nil if it was not cached, or cannot be served packed).
-func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) (*dns.Msg, *wireAnswer) {
+// With give, the cache keeps resp itself rather than a copy, and the
+// caller must not change it.
+func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time, give bool) (*dns.Msg, *wireAnswer) {
 	resp.Id = 0
 	stripOPT(resp)
 	clampTTLs(resp)
@@ -575,8 +578,10 @@ func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now t
 	if r.cfg.OnAnswer != nil {
 		r.hook(key.path, q, resp)
 	}
-	w := r.cache.putFor(key, resp, now, gen, 0) // stores its own copy
-	return resp, w
+	if give {
+		return resp, r.cache.putOwned(key, resp, now, gen)
+	}
+	return resp, r.cache.putFor(key, resp, now, gen, 0) // stores its own copy
 }
 
 func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {

@@ -100,23 +100,25 @@ func (z *zone) answer(q dns.Question) (*dns.Msg, bool) {
 	name := strings.ToLower(q.Name)
 	z.mu.RLock()
 	defer z.mu.RUnlock()
-	m := new(dns.Msg)
-	m.Authoritative = true
+	// Most questions are not the zone's: they cost it no allocation.
+	auth := func() *dns.Msg { return &dns.Msg{MsgHdr: dns.MsgHdr{Authoritative: true}} }
 	if q.Qtype == dns.TypePTR {
 		if a, ok := reverseAddr(name); ok {
 			if target, ok := z.ptrs[a]; ok {
+				m := auth()
 				m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr(q.Name, dns.TypePTR), Ptr: target})
 				return m, true
 			}
 			for _, p := range z.reverse {
 				if p.Contains(a) {
-					return z.negative(m, q, dns.RcodeNameError), true
+					return z.negative(auth(), q, dns.RcodeNameError), true
 				}
 			}
 			return nil, false
 		}
 	}
 	if addrs, ok := z.names[name]; ok {
+		m := auth()
 		var sorted []netip.Addr
 		for a := range addrs {
 			sorted = append(sorted, a)
@@ -135,7 +137,8 @@ func (z *zone) answer(q dns.Question) (*dns.Msg, bool) {
 		}
 		return m, true
 	}
-	if z.domain != "" && (name == z.domain || strings.HasSuffix(name, "."+z.domain)) {
+	if z.domain != "" && (name == z.domain || inDomain(name, z.domain)) {
+		m := auth()
 		if name == z.domain && q.Qtype == dns.TypeSOA {
 			m.Answer = append(m.Answer, z.soa())
 			return m, true
@@ -143,6 +146,11 @@ func (z *zone) answer(q dns.Question) (*dns.Msg, bool) {
 		return z.negative(m, q, dns.RcodeNameError), true
 	}
 	return nil, false
+}
+
+// inDomain reports whether name is below domain (both lower case).
+func inDomain(name, domain string) bool {
+	return len(name) > len(domain) && strings.HasSuffix(name, domain) && name[len(name)-len(domain)-1] == '.'
 }
 
 func (z *zone) negative(m *dns.Msg, q dns.Question, rcode int) *dns.Msg {

@@ -100,26 +100,7 @@ func (f *forwarder) order(now time.Time) []Upstream {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	up := slices.Clone(f.configured)
-	recentFail := func(a Upstream) bool {
-		s := f.state[a]
-		return s != nil && !s.healthy(now)
-	}
-	rtt := func(a Upstream) time.Duration {
-		if s := f.state[a]; s != nil && s.rtt > 0 {
-			return s.rtt
-		}
-		return upstreamTimeout // unknown: behind the measured
-	}
-	slices.SortStableFunc(up, func(a, b Upstream) int {
-		fa, fb := recentFail(a), recentFail(b)
-		if fa != fb {
-			if fa {
-				return 1
-			}
-			return -1
-		}
-		return int(rtt(a) - rtt(b))
-	})
+	slices.SortStableFunc(up, func(a, b Upstream) int { return f.compareLocked(a, b, now) })
 	if f.encrypted {
 		return up
 	}
@@ -129,6 +110,46 @@ func (f *forwarder) order(now time.Time) []Upstream {
 		}
 	}
 	return up
+}
+
+// first is order's first upstream, without ordering the rest (false:
+// none); every forwarded question asks it.
+func (f *forwarder) first(now time.Time) (Upstream, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.configured) == 0 {
+		if f.encrypted || len(f.isp) == 0 {
+			return Upstream{}, false
+		}
+		return f.isp[0], true
+	}
+	best := f.configured[0]
+	for _, a := range f.configured[1:] {
+		if f.compareLocked(a, best, now) < 0 {
+			best = a
+		}
+	}
+	return best, true
+}
+
+// compareLocked orders upstreams: healthy before failed recently, then by
+// latency (unknown: behind the measured).
+func (f *forwarder) compareLocked(a, b Upstream, now time.Time) int {
+	sa, sb := f.state[a], f.state[b]
+	fa, fb := sa != nil && !sa.healthy(now), sb != nil && !sb.healthy(now)
+	if fa != fb {
+		if fa {
+			return 1
+		}
+		return -1
+	}
+	rtt := func(s *upstreamState) time.Duration {
+		if s != nil && s.rtt > 0 {
+			return s.rtt
+		}
+		return upstreamTimeout
+	}
+	return int(rtt(sa) - rtt(sb))
 }
 
 // healthy: no failure in the last 30 seconds (a success clears the mark).
