@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -25,8 +27,10 @@ const (
 // exchanger asks one upstream, by one socket mark, over long-lived UDP
 // sockets, matching answers to questions by ID and question.
 type exchanger struct {
-	addr netip.AddrPort
-	mark uint32
+	addr   netip.AddrPort
+	mark   uint32
+	rtt    rttEstimator
+	resent atomic.Uint64
 
 	mu    sync.Mutex
 	socks []*upSock
@@ -34,7 +38,9 @@ type exchanger struct {
 }
 
 type upSock struct {
-	conn *net.UDPConn
+	conn   *net.UDPConn
+	rtt    *rttEstimator  // the exchanger's
+	resent *atomic.Uint64 // the exchanger's count of questions sent again
 
 	mu       sync.Mutex
 	pending  map[uint16]*udpPending
@@ -50,6 +56,12 @@ type udpPending struct {
 	q     dns.Question
 	done  func(*dns.Msg, error)
 	timer *time.Timer
+
+	// Under the socket's mu: the question as sent, for sending again.
+	wire  []byte
+	sent  time.Time     // first sent
+	rto   time.Duration // the wait before the next send
+	sends int
 }
 
 // pendingQ is a question in flight on a DNS-over-TLS connection.
@@ -95,14 +107,11 @@ func (e *exchanger) start(m *dns.Msg, done func(*dns.Msg, error)) (*upSock, *udp
 	p := &udpPending{q: m.Question[0], done: done}
 	s.mu.Lock()
 	p.id = register(s.pending, p)
-	p.timer = time.AfterFunc(upstreamTimeout, func() {
-		if s.takeIf(p) {
-			p.done(nil, errUpstreamTimeout)
-		}
-	})
-	s.mu.Unlock()
 	m.Id = p.id // m is the forwarder's own copy
 	wire, err := m.Pack()
+	p.wire, p.sent, p.rto, p.sends = wire, time.Now(), e.rtt.rto(), 1
+	p.timer = time.AfterFunc(p.rto, func() { s.resend(p) })
+	s.mu.Unlock()
 	if err == nil {
 		_, err = s.conn.Write(wire)
 	}
@@ -113,6 +122,41 @@ func (e *exchanger) start(m *dns.Msg, done func(*dns.Msg, error)) (*upSock, *udp
 		return nil, nil, err
 	}
 	return s, p, nil
+}
+
+// maxSends bounds how often one question is sent to one upstream.
+const maxSends = 4
+
+// resend runs when p's wait is over: it sends the question again, waiting
+// twice as long for the answer each time (a lost datagram, most likely:
+// an upstream, or the path to it, dropping under load), or gives up once
+// the upstream's time is up, for the next upstream to be asked.
+func (s *upSock) resend(p *udpPending) {
+	s.mu.Lock()
+	if s.pending[p.id] != p {
+		s.mu.Unlock()
+		return
+	}
+	left := upstreamTimeout - time.Since(p.sent)
+	if left <= 0 {
+		s.mu.Unlock()
+		if s.takeIf(p) {
+			p.done(nil, errUpstreamTimeout)
+		}
+		return
+	}
+	if p.sends >= maxSends {
+		p.timer.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	p.sends++
+	p.rto = min(2*p.rto, left)
+	p.timer.Reset(p.rto)
+	wire := p.wire
+	s.mu.Unlock()
+	s.resent.Add(1)
+	s.conn.Write(wire)
 }
 
 // takeIf removes p from the questions in flight and reports whether it
@@ -191,11 +235,60 @@ func (s *upSock) deliver(b []byte) {
 	s.mu.Lock()
 	p := s.pending[m.Id]
 	s.mu.Unlock()
-	if p == nil || !sameQuestion(p.q, m.Question[0]) || !s.takeIf(p) {
+	if p == nil || !sameQuestion(p.q, m.Question[0]) {
+		return
+	}
+	s.mu.Lock()
+	once, rtt := p.sends == 1, time.Since(p.sent)
+	s.mu.Unlock()
+	if !s.takeIf(p) {
 		return
 	}
 	p.timer.Stop()
+	if once { // which send an answer answers is known only when there was one (Karn)
+		s.rtt.sample(rtt)
+	}
 	p.done(m, nil)
+}
+
+// rttEstimator keeps an upstream's round trip time and its variation
+// (RFC 6298) for the wait before a question is sent again.
+type rttEstimator struct {
+	mu           sync.Mutex
+	srtt, rttvar time.Duration // 0: no sample yet
+}
+
+// The wait before sending again: unbound's bounds, 50 ms at least (a
+// nearby upstream under load still answers), 376 ms before the first
+// answer.
+const (
+	minRTO     = 50 * time.Millisecond
+	maxRTO     = time.Second
+	initialRTO = 376 * time.Millisecond
+)
+
+func (r *rttEstimator) sample(rtt time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srtt == 0 {
+		r.srtt, r.rttvar = rtt, rtt/2
+		return
+	}
+	d := r.srtt - rtt
+	if d < 0 {
+		d = -d
+	}
+	r.rttvar = (3*r.rttvar + d) / 4
+	r.srtt = (7*r.srtt + rtt) / 8
+}
+
+func (r *rttEstimator) rto() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srtt == 0 {
+		return initialRTO
+	}
+	return min(max(r.srtt+4*r.rttvar, minRTO), maxRTO)
 }
 
 // pick returns the next socket, opening or rotating as needed.
@@ -235,12 +328,16 @@ func (e *exchanger) pick() (*upSock, error) {
 }
 
 func (e *exchanger) open() (*upSock, error) {
-	d := net.Dialer{Control: markControl(e.mark)}
+	mark := markControl(e.mark)
+	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		c.Control(func(fd uintptr) { setRcvbuf(int(fd), upstreamRcvbuf) })
+		return mark(network, address, c)
+	}}
 	c, err := d.Dial("udp", e.addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("socket to %s: %w", e.addr, err)
 	}
-	s := &upSock{conn: c.(*net.UDPConn), pending: map[uint16]*udpPending{}}
+	s := &upSock{conn: c.(*net.UDPConn), rtt: &e.rtt, resent: &e.resent, pending: map[uint16]*udpPending{}}
 	go s.read()
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,5 +134,100 @@ func TestUDPServerCloses(t *testing.T) {
 			t.Fatalf("port still held after close: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lossyUpstream answers each question only the second time it comes
+// (the first copy is lost on the way), with 192.0.2.8, and counts the
+// copies it got.
+func lossyUpstream(t *testing.T) (netip.AddrPort, *atomic.Int64) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var got atomic.Int64
+	go func() {
+		seen := map[string]bool{}
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			got.Add(1)
+			var q dns.Msg
+			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+				continue
+			}
+			k := fmt.Sprint(q.Id, q.Question[0].Name)
+			if !seen[k] {
+				seen[k] = true
+				continue
+			}
+			m := new(dns.Msg)
+			m.SetReply(&q)
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A: net.IPv4(192, 0, 2, 8)}}
+			b, _ := m.Pack()
+			pc.WriteTo(b, from)
+		}
+	}()
+	return netip.MustParseAddrPort(pc.LocalAddr().String()), &got
+}
+
+// TestResend: a question whose datagram is lost is sent to the same
+// upstream again, well before the next upstream's turn, by the UDP
+// server's path and the general one alike.
+func TestResend(t *testing.T) {
+	lossy, copies := lossyUpstream(t)
+	other := startUpstream(t) // answers 192.0.2.7
+	r := testResolver(lossy, other.addr)
+	addr := serveLoopback(t, r)
+
+	c := &dns.Client{Timeout: 5 * time.Second}
+	q := new(dns.Msg)
+	q.SetQuestion("lost.example.", dns.TypeA)
+	resp, _, err := c.Exchange(q, addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(resp.Answer), "[lost.example.\t60\tIN\tA\t192.0.2.8]"; got != want {
+		t.Errorf("UDP server: answer %s, want %s (from the lossy upstream, asked again)", got, want)
+	}
+	if a := ask(t, r, "lost2.example", dns.TypeA); len(a.Answer) != 1 || a.Answer[0].(*dns.A).A.String() != "192.0.2.8" {
+		t.Errorf("general path: answer %v, want 192.0.2.8", a.Answer)
+	}
+	if got, want := copies.Load(), int64(4); got != want {
+		t.Errorf("lossy upstream got %d datagrams, want %d (two questions, each sent twice)", got, want)
+	}
+	if n := other.asked.Load(); n != 0 {
+		t.Errorf("the other upstream was asked %d times, want 0", n)
+	}
+	st := r.Status().Upstreams[0]
+	if st.Resent != 2 || !st.Healthy {
+		t.Errorf("status of the lossy upstream: %+v, want 2 resent and healthy", st)
+	}
+}
+
+func TestRTO(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		samples []time.Duration
+		want    time.Duration
+	}{
+		{"no answer yet", nil, initialRTO},
+		{"nearby upstream", []time.Duration{time.Millisecond, 2 * time.Millisecond}, minRTO},
+		{"steady 40 ms", []time.Duration{40 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond}, 85 * time.Millisecond}, // 40 + 4 × 11.25
+		{"satellite", []time.Duration{700 * time.Millisecond}, maxRTO},
+	} {
+		var r rttEstimator
+		for _, s := range tt.samples {
+			r.sample(s)
+		}
+		if got := r.rto(); got != tt.want {
+			t.Errorf("%s: rto = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

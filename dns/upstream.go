@@ -310,6 +310,11 @@ func (f *forwarder) status() []UpstreamStatus {
 			st.Healthy = s.healthy(time.Now())
 			st.Handshake = s.handshake
 		}
+		for k, x := range f.ex {
+			if e, ok := x.(*exchanger); ok && k.up == a {
+				st.Resent += e.resent.Load()
+			}
+		}
 		out = append(out, st)
 	}
 	for _, a := range f.configured {

@@ -413,13 +413,13 @@ func renderDNS(st *Status, w io.Writer) {
 			fmt.Fprintf(w, "last bogus\t%s\n", oneLine(v.LastBogus))
 		}
 	}
-	fmt.Fprintln(w, "UPSTREAM\tPROTOCOL\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED")
+	fmt.Fprintln(w, "UPSTREAM\tPROTOCOL\tSOURCE\tHEALTHY\tLATENCY\tANSWERED\tFAILED\tRESENT")
 	for _, u := range d.Upstreams {
 		proto := orDash(u.Protocol)
 		if u.ServerName != "" {
 			proto += " (" + u.ServerName + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%.1f ms\t%d\t%d\n", u.Address, proto, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%.1f ms\t%d\t%d\t%d\n", u.Address, proto, u.Source, u.Healthy, u.LatencyMS, u.Answered, u.Failed, u.Resent)
 	}
 	for _, u := range d.Upstreams {
 		if u.Handshake != "" {

@@ -390,6 +390,7 @@ type Upstream struct {
 	LatencyMS  float64 `json:"latency_ms"`
 	Answered   uint64  `json:"answered"`
 	Failed     uint64  `json:"failed"`
+	Resent     uint64  `json:"resent"` // udp: questions sent again, their answer late (lost, most likely)
 	LastError  string  `json:"last_error,omitempty"`
 }
 
