@@ -38,9 +38,8 @@ type exchanger struct {
 }
 
 type upSock struct {
-	conn   *net.UDPConn
-	rtt    *rttEstimator  // the exchanger's
-	resent *atomic.Uint64 // the exchanger's count of questions sent again
+	conn *net.UDPConn
+	e    *exchanger // its round trip times and count of questions sent again
 
 	mu       sync.Mutex
 	pending  map[uint16]*udpPending
@@ -155,7 +154,7 @@ func (s *upSock) resend(p *udpPending) {
 	p.timer.Reset(p.rto)
 	wire := p.wire
 	s.mu.Unlock()
-	s.resent.Add(1)
+	s.e.resent.Add(1)
 	s.conn.Write(wire)
 }
 
@@ -246,7 +245,7 @@ func (s *upSock) deliver(b []byte) {
 	}
 	p.timer.Stop()
 	if once { // which send an answer answers is known only when there was one (Karn)
-		s.rtt.sample(rtt)
+		s.e.rtt.sample(rtt)
 	}
 	p.done(m, nil)
 }
@@ -337,7 +336,7 @@ func (e *exchanger) open() (*upSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket to %s: %w", e.addr, err)
 	}
-	s := &upSock{conn: c.(*net.UDPConn), rtt: &e.rtt, resent: &e.resent, pending: map[uint16]*udpPending{}}
+	s := &upSock{conn: c.(*net.UDPConn), e: e, pending: map[uint16]*udpPending{}}
 	go s.read()
 	return s, nil
 }
