@@ -62,6 +62,9 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 	}
 	if udp64 {
 		s := res.End.Sum
+		// As fast as iperf3 sends, this is what an overloaded path lets
+		// through: the loss says how overloaded.
+		b.Logf("udp64 to %s: sent %.0f/s, lost %.0f%%", dst, s.Packets/s.Seconds, 100*s.LostPackets/s.Packets)
 		return (s.Packets - s.LostPackets) / s.Seconds
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e6
