@@ -203,6 +203,3 @@ func (b *elemBatch) send(ns string) error {
 	}
 	return nil
 }
-
-// size is the encoded batch's length so far.
-func (b *elemBatch) size() int { return len(b.buf) }

@@ -68,9 +68,8 @@ func ifEq(out bool, name string, neg bool) exprs {
 	}
 }
 
-func iif(name string) exprs    { return ifEq(false, name, false) }
-func oif(name string) exprs    { return ifEq(true, name, false) }
-func notIIF(name string) exprs { return ifEq(false, name, true) }
+func iif(name string) exprs { return ifEq(false, name, false) }
+func oif(name string) exprs { return ifEq(true, name, false) }
 
 // iifname @set / oifname @set (neg: !=)
 func ifIn(out bool, set *nftables.Set, neg bool) exprs {
@@ -255,15 +254,6 @@ func markMasked(mask uint32, zero bool) exprs {
 	}
 }
 
-// meta mark & MASK == V
-func markIs(mask, v uint32) exprs {
-	return exprs{
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: native32(mask), Xor: native32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(v)},
-	}
-}
-
 // ct mark & MASK != 0 meta mark set ct mark
 func restoreMark(mask uint32) exprs {
 	return exprs{
@@ -382,18 +372,6 @@ func dnat(to netip.AddrPort) exprs {
 		&expr.Immediate{Register: 1, Data: to.Addr().AsSlice()},
 		&expr.Immediate{Register: 2, Data: be16(to.Port())},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
-	}
-}
-
-// snat ip|ip6 to A
-func snat(to netip.Addr) exprs {
-	fam := uint32(unix.NFPROTO_IPV4)
-	if to.Is6() {
-		fam = unix.NFPROTO_IPV6
-	}
-	return exprs{
-		&expr.Immediate{Register: 1, Data: to.AsSlice()},
-		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: fam, RegAddrMin: 1},
 	}
 }
 

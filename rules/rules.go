@@ -167,17 +167,6 @@ func Counters(ns string, family nftables.TableFamily, name string) ([]Counter, e
 	return out, nil
 }
 
-// Exists reports whether a table exists in namespace ns.
-func Exists(ns string, family nftables.TableFamily, name string) bool {
-	c, done, err := openConn(ns)
-	if err != nil {
-		return false
-	}
-	defer done()
-	t, err := c.ListTableOfFamily(name, family)
-	return err == nil && t != nil
-}
-
 func familyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyINet:

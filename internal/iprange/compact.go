@@ -17,13 +17,6 @@ type (
 // V4 converts an IPv4 address.
 func V4(a netip.Addr) uint32 { b := a.As4(); return binary.BigEndian.Uint32(b[:]) }
 
-// Addr4 converts back.
-func Addr4(v uint32) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
-}
-
 // R4Of and R6Of convert a prefix.
 func R4Of(p netip.Prefix) R4 { r := FromPrefix(p); return R4{V4(r.From), V4(r.To)} }
 func R6Of(p netip.Prefix) R6 { r := FromPrefix(p); return R6{r.From.As16(), r.To.As16()} }
