@@ -103,11 +103,10 @@ forward-zone:
 			runDNSPerf(b, c, gw, hits, 1) // the cache warm, and the CPUs awake
 			rtts[s.name] = append(rtts[s.name], latency(b, c, gw, 2000, time.Second)...)
 			for _, load := range []struct{ kind, file string }{{"hit", hits}, {"miss", misses}} {
-				t0 := cpuTime(pid)
-				qps, n := runDNSPerf(b, c, gw, load.file, 3)
+				qps, n, used := measureLoad(b, c, gw, pid, load.file, 3)
 				k := s.name + "_" + load.kind
 				results[k+"_qps"] += qps / rounds
-				cpu[k] += cpuTime(pid) - t0
+				cpu[k] += used
 				answered[k] += n
 			}
 			if round == rounds-1 {
@@ -201,13 +200,22 @@ func loads(b *testing.B, c *lab.Client, server netip.Addr, pid int, hits, misses
 	b.Helper()
 	runDNSPerf(b, c, server, hits, 2)
 	for _, load := range []struct{ kind, file string }{{"hit", hits}, {"miss", misses}} {
-		t0 := cpuTime(pid)
-		qps, n := runDNSPerf(b, c, server, load.file, 5)
+		qps, n, used := measureLoad(b, c, server, pid, load.file, 5)
 		results[name+"_"+load.kind+"_qps"] = qps
 		if n > 0 {
-			results[name+"_"+load.kind+"_cpu_us"] = float64((cpuTime(pid) - t0).Microseconds()) / n
+			results[name+"_"+load.kind+"_cpu_us"] = float64(used.Microseconds()) / n
 		}
 	}
+}
+
+// measureLoad runs dnsperf with file for secs against the resolver at
+// server (process pid): the queries answered per second and in all, and
+// the CPU time (user and system) the resolver spent meanwhile.
+func measureLoad(b *testing.B, c *lab.Client, server netip.Addr, pid int, file string, secs int) (qps, n float64, cpu time.Duration) {
+	b.Helper()
+	t0 := cpuTime(pid)
+	qps, n = runDNSPerf(b, c, server, file, secs)
+	return qps, n, cpuTime(pid) - t0
 }
 
 var (

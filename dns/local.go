@@ -137,7 +137,7 @@ func (z *zone) answer(q dns.Question) (*dns.Msg, bool) {
 		}
 		return m, true
 	}
-	if z.domain != "" && (name == z.domain || inDomain(name, z.domain)) {
+	if z.domain != "" && hasSuffixLabel(name, z.domain) {
 		m := auth()
 		if name == z.domain && q.Qtype == dns.TypeSOA {
 			m.Answer = append(m.Answer, z.soa())
@@ -146,11 +146,6 @@ func (z *zone) answer(q dns.Question) (*dns.Msg, bool) {
 		return z.negative(m, q, dns.RcodeNameError), true
 	}
 	return nil, false
-}
-
-// inDomain reports whether name is below domain (both lower case).
-func inDomain(name, domain string) bool {
-	return len(name) > len(domain) && strings.HasSuffix(name, domain) && name[len(name)-len(domain)-1] == '.'
 }
 
 func (z *zone) negative(m *dns.Msg, q dns.Question, rcode int) *dns.Msg {

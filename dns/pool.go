@@ -233,11 +233,10 @@ func (s *upSock) deliver(b []byte) {
 	}
 	s.mu.Lock()
 	p := s.pending[m.Id]
-	s.mu.Unlock()
 	if p == nil || !sameQuestion(p.q, m.Question[0]) {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
 	once, rtt := p.sends == 1, time.Since(p.sent)
 	s.mu.Unlock()
 	if !s.takeIf(p) {

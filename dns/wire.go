@@ -213,7 +213,7 @@ func (r *Resolver) forwardable(name []byte) bool {
 }
 
 // hasSuffixLabel reports whether name is suffix or ends with "."+suffix.
-func hasSuffixLabel(name []byte, suffix string) bool {
+func hasSuffixLabel[T string | []byte](name T, suffix string) bool {
 	n, s := len(name), len(suffix)
 	if n < s || string(name[n-s:]) != suffix {
 		return false

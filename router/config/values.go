@@ -227,12 +227,7 @@ func inDir(dir, file string) string {
 }
 
 // stateFile resolves a path relative to state_dir.
-func (v *validator) stateFile(p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(v.c.StateDir, p)
-}
+func (v *validator) stateFile(p string) string { return inDir(v.c.StateDir, p) }
 
 func (v *validator) isLAN(name string) bool {
 	for _, l := range v.c.LAN {
