@@ -27,6 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routerd/routerd/images/debian"
+	"github.com/routerd/routerd/images/initramfs"
 	"github.com/routerd/routerd/router/update"
 )
 
@@ -79,28 +81,23 @@ func build() error {
 	}
 	version := &info.Version
 
-	kpkg, err := kernelPackage()
+	k, err := debian.FetchKernel(*cache)
 	if err != nil {
 		return err
 	}
-	kroot, err := fetch(*cache, kpkg)
+	kver, kernel := k.Version, k.Image()
+	caRoot, err := debian.Fetch(*cache, "ca-certificates")
 	if err != nil {
 		return err
 	}
-	kver := strings.TrimPrefix(kpkg, "linux-image-")
-	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kver)
-	caRoot, err := fetch(*cache, "ca-certificates")
-	if err != nil {
-		return err
-	}
-	stubRoot, err := fetch(*cache, "systemd-boot-efi")
+	stubRoot, err := debian.Fetch(*cache, "systemd-boot-efi")
 	if err != nil {
 		return err
 	}
 	stub := filepath.Join(stubRoot, "usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 
 	// The initramfs.
-	idx, err := indexModules(filepath.Join(kroot, "lib/modules", kver))
+	idx, err := debian.IndexModules(k.ModulesDir())
 	if err != nil {
 		return err
 	}
@@ -112,8 +109,8 @@ func build() error {
 		}
 		list = string(b)
 	}
-	wanted := parseModuleList(list)
-	order, err := idx.closure(wanted)
+	wanted := debian.ParseModuleList(list)
+	order, err := idx.Closure(wanted)
 	if err != nil {
 		return err
 	}
@@ -125,28 +122,28 @@ func build() error {
 	if err != nil {
 		return err
 	}
-	files := []initramfsFile{
-		{"init", 0o755, bin},
-		{"etc/ssl/certs/ca-certificates.crt", 0o644, ca},
-		{"etc/os-release", 0o644, []byte(osRelease(*version, kver))},
+	files := []initramfs.File{
+		{Name: "init", Perm: 0o755, Data: bin},
+		{Name: "etc/ssl/certs/ca-certificates.crt", Perm: 0o644, Data: ca},
+		{Name: "etc/os-release", Perm: 0o644, Data: []byte(osRelease(*version, kver))},
 	}
 	var loadList strings.Builder
 	for _, m := range order {
-		data, err := os.ReadFile(idx.path[m])
+		data, err := os.ReadFile(idx.Path(m))
 		if err != nil {
 			return err
 		}
-		files = append(files, initramfsFile{"lib/modules/" + m + ".ko", 0o644, data})
+		files = append(files, initramfs.File{Name: "lib/modules/" + m + ".ko", Perm: 0o644, Data: data})
 		fmt.Fprintf(&loadList, "%s\n", m)
 	}
-	files = append(files, initramfsFile{"lib/modules/routerd.list", 0o644, []byte(loadList.String())})
+	files = append(files, initramfs.File{Name: "lib/modules/routerd.list", Perm: 0o644, Data: []byte(loadList.String())})
 	initrd := filepath.Join(work, "initrd.img")
 	f, err := os.Create(initrd)
 	if err != nil {
 		return err
 	}
 	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
-	err = writeInitramfs(zw, []string{"proc", "sys", "dev", "run", "tmp", "data", "etc", "var/lib"}, files, nil)
+	err = initramfs.Write(zw, []string{"proc", "sys", "dev", "run", "tmp", "data", "etc", "var/lib"}, files, nil)
 	if err == nil {
 		err = zw.Close()
 	}

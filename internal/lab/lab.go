@@ -39,6 +39,7 @@ type T interface {
 // instead: CI must never pass by skipping.
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
+	kernelOnly(t)
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")

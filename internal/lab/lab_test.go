@@ -94,3 +94,42 @@ func TestCleanupRemovesNamespaces(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestKernelLab: the features the build machines' kernel may lack work in
+// the lab that RequireKernel provides (here, or in the VM lab): an 802.1Q
+// VLAN between two namespaces carries pings that the untagged link does not
+// see, CAKE shapes an interface, a flowtable offloads a namespace's
+// forwarded flows, and a kernel WireGuard link exists.
+func TestKernelLab(t *testing.T) {
+	if RequireKernel(t, "8021q", "sch_cake", "nf_flow_table", "wireguard", "dummy") {
+		return
+	}
+	Require(t, "tc", "nft", "ping")
+	l := New(t)
+	a, b := l.NewNS("a"), l.NewNS("b")
+	veth(l, a, "eth0", b, "eth0", "")
+	for i, n := range []*NS{a, b} {
+		n.MustRun("ip", "link", "set", "dev", "eth0", "up")
+		n.MustRun("ip", "link", "add", "link", "eth0", "name", "eth0.20", "type", "vlan", "id", "20")
+		n.MustRun("ip", "addr", "add", fmt.Sprintf("10.20.0.%d/24", i+1), "dev", "eth0.20")
+		n.MustRun("ip", "link", "set", "dev", "eth0.20", "up")
+	}
+	a.MustRun("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.20.0.2")
+	if out := b.MustRun("ip", "-d", "link", "show", "eth0.20"); !strings.Contains(out, "vlan protocol 802.1Q id 20") {
+		t.Errorf("eth0.20 is not an 802.1Q VLAN:\n%s", out)
+	}
+	a.MustRun("tc", "qdisc", "replace", "dev", "eth0", "root", "cake", "bandwidth", "10mbit", "besteffort")
+	if out := a.MustRun("tc", "-s", "qdisc", "show", "dev", "eth0"); !strings.Contains(out, "qdisc cake") || !strings.Contains(out, "10Mbit") {
+		t.Errorf("no CAKE on eth0:\n%s", out)
+	}
+	a.MustRun("ip", "link", "add", "wgt", "type", "wireguard")
+	a.MustRun("ip", "link", "add", "d0", "type", "dummy")
+	cmd := a.Cmd("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet ft {
+	flowtable f { hook ingress priority 0; devices = { eth0, d0 }; }
+	chain forwarding { type filter hook forward priority 0; meta l4proto tcp flow add @f; }
+}`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("a flowtable: %v: %s", err, out)
+	}
+}

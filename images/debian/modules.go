@@ -1,4 +1,4 @@
-package main
+package debian
 
 import (
 	"bytes"
@@ -11,30 +11,31 @@ import (
 	"strings"
 )
 
-// modName normalises a module name as the kernel does: '-' and '_' are
+// ModName normalises a module name as the kernel does: '-' and '_' are
 // the same.
-func modName(s string) string {
+func ModName(s string) string {
 	s = strings.TrimSuffix(filepath.Base(s), ".ko")
 	return strings.ReplaceAll(s, "-", "_")
 }
 
-// moduleIndex knows every module file of a kernel and which modules are
+// Modules knows every module file of a kernel and which modules are
 // built in.
-type moduleIndex struct {
+type Modules struct {
 	dir     string            // lib/modules/VERSION
 	path    map[string]string // name -> file
 	builtin map[string]bool
 	aliases map[string][]string // alias -> modules, read on first need
 }
 
-func indexModules(dir string) (*moduleIndex, error) {
-	idx := &moduleIndex{dir: dir, path: map[string]string{}, builtin: map[string]bool{}}
+// IndexModules indexes lib/modules/VERSION of a kernel.
+func IndexModules(dir string) (*Modules, error) {
+	idx := &Modules{dir: dir, path: map[string]string{}, builtin: map[string]bool{}}
 	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() && strings.HasSuffix(p, ".ko") {
-			idx.path[modName(p)] = p
+			idx.path[ModName(p)] = p
 		}
 		return nil
 	})
@@ -46,7 +47,7 @@ func indexModules(dir string) (*moduleIndex, error) {
 		return nil, fmt.Errorf("read modules.builtin: %w", err)
 	}
 	for _, l := range strings.Fields(string(b)) {
-		idx.builtin[modName(l)] = true
+		idx.builtin[ModName(l)] = true
 	}
 	return idx, nil
 }
@@ -54,7 +55,7 @@ func indexModules(dir string) (*moduleIndex, error) {
 // deps reads a module's hard dependencies and its "pre" soft dependencies
 // (which must be loaded first for it to work, e.g. a crypto driver) from
 // its .modinfo section.
-func (idx *moduleIndex) deps(name string) (hard, soft []string, err error) {
+func (idx *Modules) deps(name string) (hard, soft []string, err error) {
 	info, err := modinfo(idx.path[name])
 	if err != nil {
 		return nil, nil, err
@@ -68,7 +69,7 @@ func (idx *moduleIndex) deps(name string) (hard, soft []string, err error) {
 		case "depends":
 			for _, d := range strings.Split(v, ",") {
 				if d != "" {
-					hard = append(hard, modName(d))
+					hard = append(hard, ModName(d))
 				}
 			}
 		case "softdep":
@@ -82,7 +83,7 @@ func (idx *moduleIndex) deps(name string) (hard, soft []string, err error) {
 					pre = false
 				default:
 					if pre {
-						soft = append(soft, modName(tok))
+						soft = append(soft, ModName(tok))
 					}
 				}
 			}
@@ -112,7 +113,7 @@ func modinfo(path string) ([][]byte, error) {
 // resolve returns the modules a name stands for: itself, or the modules
 // that declare it as an alias (a soft dependency such as "crc32c" names
 // an algorithm that crc32c_generic and crc32c_intel provide).
-func (idx *moduleIndex) resolve(name string) []string {
+func (idx *Modules) resolve(name string) []string {
 	if _, ok := idx.path[name]; ok || idx.builtin[name] {
 		return []string{name}
 	}
@@ -125,7 +126,7 @@ func (idx *moduleIndex) resolve(name string) []string {
 			}
 			for _, kv := range info {
 				if a, ok := bytes.CutPrefix(kv, []byte("alias=")); ok && !bytes.ContainsAny(a, "*?[:") {
-					idx.aliases[modName(string(a))] = append(idx.aliases[modName(string(a))], m)
+					idx.aliases[ModName(string(a))] = append(idx.aliases[ModName(string(a))], m)
 				}
 			}
 		}
@@ -136,11 +137,11 @@ func (idx *moduleIndex) resolve(name string) []string {
 	return idx.aliases[name]
 }
 
-// closure returns the modules to load for the wanted ones, each after its
+// Closure returns the modules to load for the wanted ones, each after its
 // dependencies. A wanted module that is neither a module nor built in is
 // an error (a typo, or a driver the kernel dropped); a soft dependency
 // that is missing is skipped, as modprobe does.
-func (idx *moduleIndex) closure(wanted []string) ([]string, error) {
+func (idx *Modules) Closure(wanted []string) ([]string, error) {
 	var order []string
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(name string, required bool) error
@@ -179,16 +180,16 @@ func (idx *moduleIndex) closure(wanted []string) ([]string, error) {
 		return nil
 	}
 	for _, w := range wanted {
-		if err := visit(modName(w), true); err != nil {
+		if err := visit(ModName(w), true); err != nil {
 			return nil, err
 		}
 	}
 	return order, nil
 }
 
-// parseModuleList reads a module list: names separated by spaces or
+// ParseModuleList reads a module list: names separated by spaces or
 // lines, '#' comments.
-func parseModuleList(text string) []string {
+func ParseModuleList(text string) []string {
 	var out []string
 	for _, line := range strings.Split(text, "\n") {
 		line, _, _ = strings.Cut(line, "#")
@@ -196,3 +197,6 @@ func parseModuleList(text string) []string {
 	}
 	return out
 }
+
+// Path is the file of a module the index knows ("" for none).
+func (idx *Modules) Path(name string) string { return idx.path[ModName(name)] }

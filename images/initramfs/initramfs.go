@@ -1,4 +1,7 @@
-package main
+// Package initramfs writes the "newc" cpio archives the kernel unpacks
+// into its initial root file system: the image's (routerd as /init) and the
+// VM lab's (a small init that mounts the host's root over 9p).
+package initramfs
 
 import (
 	"bufio"
@@ -106,15 +109,15 @@ func (c *cpioWriter) close() error {
 	return c.w.Flush()
 }
 
-// initramfsFile is one regular file of the initramfs.
-type initramfsFile struct {
-	name string
-	perm fs.FileMode
-	data []byte
+// File is one regular file of an initramfs.
+type File struct {
+	Name string
+	Perm fs.FileMode
+	Data []byte
 }
 
-// writeInitramfs writes dirs, files (sorted by name) and links.
-func writeInitramfs(w io.Writer, dirs []string, files []initramfsFile, links map[string]string) error {
+// Write writes dirs, files (sorted by name) and links.
+func Write(w io.Writer, dirs []string, files []File, links map[string]string) error {
 	c := newCPIO(w)
 	c.charDev("dev/console", 0o600, 5, 1)
 	for _, d := range dirs {
@@ -122,9 +125,9 @@ func writeInitramfs(w io.Writer, dirs []string, files []initramfsFile, links map
 			return err
 		}
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	for _, f := range files {
-		if err := c.file(f.name, f.perm, f.data); err != nil {
+		if err := c.file(f.Name, f.Perm, f.Data); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package initramfs
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func TestInitramfsReadsBack(t *testing.T) {
 		t.Skip("needs cpio")
 	}
 	var buf bytes.Buffer
-	err := writeInitramfs(&buf, []string{"proc", "var/lib"}, []initramfsFile{
+	err := Write(&buf, []string{"proc", "var/lib"}, []File{
 		{"lib/modules/veth.ko", 0o644, []byte("module")},
 		{"init", 0o755, []byte("#!binary")},
 	}, map[string]string{"etc/mtab": "/proc/self/mounts"})
@@ -53,15 +53,5 @@ func TestInitramfsReadsBack(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("archive:\ngot  %q\nwant %q\n%s", names, want, out)
-	}
-}
-
-func TestParseModuleList(t *testing.T) {
-	got := parseModuleList("# comment\nveth bridge # trailing\n\n  tun\n")
-	if want := []string{"veth", "bridge", "tun"}; !slices.Equal(got, want) {
-		t.Errorf("parseModuleList = %q, want %q", got, want)
-	}
-	if got := modName("kernel/drivers/usb/host/xhci-pci.ko"); got != "xhci_pci" {
-		t.Errorf("modName = %q", got)
 	}
 }

@@ -1,0 +1,231 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/routerd/routerd/internal/lab/vm"
+)
+
+// The full-kernel lab. The machines that build and test routerd may run a
+// kernel without 802.1Q, PPPoE, CAKE, flowtables or WireGuard; Debian's
+// kernel, the image's, has them all. A test that needs such a feature
+// calls RequireKernel: where the running kernel has the feature the test
+// goes on here; elsewhere it runs, whole, in a qemu guest booted from
+// Debian's kernel (internal/lab/vm), one guest per test binary, with the
+// host's root file system, programs and test binary.
+
+const (
+	// inVMEnv is set in the guest: a test there never delegates again.
+	inVMEnv = "ROUTERD_IN_VM"
+	// KernelOnlyEnv, when set, skips every lab test that does not need
+	// the full kernel (make vmtest).
+	KernelOnlyEnv = "ROUTERD_KERNEL_TESTS_ONLY"
+)
+
+var (
+	kernelTestsMu sync.Mutex
+	kernelTests   = map[string]bool{} // top-level names of tests that called RequireKernel
+)
+
+// RequireKernel says that t needs the named kernel modules ("8021q",
+// "sch_cake", "wireguard", "nf_flow_table", as Debian's kernel calls
+// them). It returns false when the running kernel has them (loaded, built
+// in, or loaded now by modprobe): the test goes on here. Otherwise it runs
+// the test in the VM lab, reports its output and result as t's, and
+// returns true: the caller must return at once.
+//
+//	if lab.RequireKernel(t, "wireguard") {
+//		return // it ran in the VM lab
+//	}
+//
+// It never skips silently: a guest that cannot boot fails the test, and
+// without root it skips only outside CI, like Require.
+func RequireKernel(t *testing.T, modules ...string) bool {
+	t.Helper()
+	top, _, _ := strings.Cut(t.Name(), "/")
+	kernelTestsMu.Lock()
+	kernelTests[top] = true
+	kernelTestsMu.Unlock()
+	Require(t)
+	missing := missingModules(modules)
+	if len(missing) == 0 {
+		return false
+	}
+	if os.Getenv(inVMEnv) != "" {
+		t.Fatalf("the VM lab's kernel lacks %s", strings.Join(missing, ", "))
+	}
+	runInVM(t, missing)
+	return true
+}
+
+// missingModules returns those of modules the running kernel has not got.
+func missingModules(modules []string) []string {
+	var missing []string
+	for _, m := range modules {
+		if !haveModule(m) {
+			missing = append(missing, m)
+		}
+	}
+	return missing
+}
+
+func haveModule(name string) bool {
+	name = strings.ReplaceAll(name, "-", "_")
+	if _, err := os.Stat("/sys/module/" + name); err == nil {
+		return true
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		release := strings.TrimSpace(string(b))
+		if builtin, err := os.ReadFile(filepath.Join("/lib/modules", release, "modules.builtin")); err == nil {
+			for _, l := range strings.Fields(string(builtin)) {
+				if strings.ReplaceAll(strings.TrimSuffix(filepath.Base(l), ".ko"), "-", "_") == name {
+					return true
+				}
+			}
+		}
+	}
+	if _, err := exec.LookPath("modprobe"); err != nil {
+		return false
+	}
+	record("modprobe")
+	return exec.Command("modprobe", "-q", name).Run() == nil
+}
+
+// kernelOnly skips t under make vmtest unless it needs the full kernel.
+func kernelOnly(t testing.TB) {
+	if os.Getenv(KernelOnlyEnv) == "" || os.Getenv(inVMEnv) != "" {
+		return
+	}
+	top, _, _ := strings.Cut(t.Name(), "/")
+	kernelTestsMu.Lock()
+	need := kernelTests[top]
+	kernelTestsMu.Unlock()
+	if !need {
+		t.Skip("needs no more than this kernel (" + KernelOnlyEnv + " is set)")
+	}
+}
+
+var (
+	sharedVMOnce sync.Once
+	sharedVM     *vm.VM
+	sharedVMErr  error
+	sharedVMBoot time.Duration
+)
+
+// theVM boots this test binary's guest, once.
+func theVM() (*vm.VM, time.Duration, error) {
+	sharedVMOnce.Do(func() {
+		start := time.Now()
+		sharedVM, sharedVMErr = bootVM()
+		sharedVMBoot = time.Since(start)
+	})
+	return sharedVM, sharedVMBoot, sharedVMErr
+}
+
+func bootVM() (*vm.VM, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	record("qemu-system-x86_64", "depmod", "apt-get", "dpkg-deb", "go")
+	opt := vm.Options{Cache: filepath.Join(root, "images/build/cache"), Module: root}
+	if log := os.Getenv(ProgramsLogEnv); log != "" {
+		opt.RW = append(opt.RW, filepath.Dir(log))
+	}
+	// qemu is killed when the thread that started it ends (Pdeathsig), so
+	// it starts from a thread that lives as long as the test binary.
+	type booted struct {
+		v   *vm.VM
+		err error
+	}
+	ch := make(chan booted)
+	go func() {
+		runtime.LockOSThread()
+		v, err := vm.Boot(context.Background(), opt)
+		ch <- booted{v, err}
+		select {} // keep the thread
+	}()
+	b := <-ch
+	return b.v, b.err
+}
+
+// moduleRoot is the directory of routerd's go.mod, above the test's.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("lab: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// runInVM runs t, by name, in the guest: the same test binary, the same
+// environment (plus the binaries' directory, so the guest builds nothing).
+func runInVM(t *testing.T, missing []string) {
+	t.Helper()
+	routerd, _ := Binaries(t)
+	v, boot, err := theVM()
+	if err != nil {
+		t.Fatalf("this kernel lacks %s, and the VM lab did not boot: %v", strings.Join(missing, ", "), err)
+	}
+	t.Logf("this kernel lacks %s: running in the VM lab (Linux %s under qemu TCG, booted in %s)",
+		strings.Join(missing, ", "), v.Kernel, boot.Round(100*time.Millisecond))
+	var run []string
+	for _, part := range strings.Split(t.Name(), "/") {
+		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
+	}
+	argv := []string{os.Args[0], "-test.run", strings.Join(run, "/"), "-test.count=1", "-test.v"}
+	if d, ok := t.Deadline(); ok {
+		argv = append(argv, "-test.timeout", time.Until(d).Round(time.Second).String())
+	}
+	env := append(os.Environ(), inVMEnv+"=1", "ROUTERD_BIN_DIR="+filepath.Dir(routerd))
+	wd, _ := os.Getwd()
+
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	var out strings.Builder
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			fmt.Fprintln(t.Output(), sc.Text())
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	res, err := v.Run(vm.Request{Argv: argv, Env: env, Dir: wd}, pw)
+	pw.Close()
+	<-done
+	if err != nil {
+		t.Fatalf("the VM lab: %v", err)
+	}
+	switch text := out.String(); {
+	case res.Code == 0 && strings.Contains(text, "--- PASS: "+t.Name()+" ("):
+	case res.Code == 0 && strings.Contains(text, "--- SKIP: "+t.Name()+" ("):
+		t.Skip("skipped in the VM lab")
+	default:
+		t.Fatalf("failed in the VM lab (exit %d %s)", res.Code, res.Error)
+	}
+}
