@@ -73,6 +73,8 @@ type Main struct {
 	// Local are the policies for this host's own processes (routerd on a
 	// host that runs other services), matched in output.
 	Local []LocalPolicy
+	// Offload: the LAN NICs and the transit bridge.
+	Offload Offload
 }
 
 // LocalPolicy sends the traffic of some of this host's processes by the
@@ -165,6 +167,7 @@ func (m *Main) build(r *ruleset) {
 	}
 	r.rule(pol, setMark(m.Default), r.counter(defName), goTo("save"))
 
+	r.flowtable(m.Offload)
 	m.input(r, lan)
 	m.forward(r, lan)
 	m.local(r, lan4, lan6)
@@ -382,6 +385,9 @@ func (m *Main) input(r *ruleset, lan *nftables.Set) {
 
 func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
+	// Every established connection here was let in below and has its
+	// path (the mark restored from conntrack routed it).
+	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(fw, ifIn(false, lan, false), oif(m.Transit), accept())

@@ -31,6 +31,9 @@ type Relay struct {
 	Pool4      []netip.Addr
 	Pool6      []netip.Addr
 	MSS4, MSS6 uint16
+	// Offload: the public NIC and the tunnel. Only what crosses the
+	// tunnel is offloaded: the VPS's other forwarding is not routerd's.
+	Offload Offload
 }
 
 // RelayForward is one public port or range into the tunnel.
@@ -137,6 +140,10 @@ func (rl *Relay) build(r *ruleset) {
 	for _, dir := range []exprs{oif(rl.Tunnel), iif(rl.Tunnel)} {
 		r.rule(fw, dir, nfproto(false), tcpSyn(), mssClamp(rl.MSS4))
 		r.rule(fw, dir, nfproto(true), tcpSyn(), mssClamp(rl.MSS6))
+	}
+	if r.flowtable(rl.Offload) {
+		r.offload(fw, oif(rl.Tunnel))
+		r.offload(fw, iif(rl.Tunnel))
 	}
 	r.rule(fw, oif(rl.Tunnel), ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, oif(rl.Tunnel), ctDNAT(), r.counter("forwarded"), accept())

@@ -39,6 +39,10 @@ type ruleset struct {
 	sets     map[string]*nftables.Set
 	order    []string // counter names, for status
 	err      error
+	ns       string // the namespace the table goes to
+	// offloading: the table has a flowtable, and forward chains add
+	// established connections to it.
+	offloading bool
 }
 
 // chain adds a chain. A base chain gets hook, priority, type and policy; a
@@ -112,7 +116,7 @@ func replace(ns string, family nftables.TableFamily, name string, build func(r *
 	}
 	c.AddTable(t)
 	c.DelTable(t)
-	r := &ruleset{c: c, t: c.AddTable(t), prev: prev, prevBans: bans, objs: map[string]bool{}, sets: map[string]*nftables.Set{}}
+	r := &ruleset{c: c, t: c.AddTable(t), prev: prev, prevBans: bans, objs: map[string]bool{}, sets: map[string]*nftables.Set{}, ns: ns}
 	build(r)
 	if r.err != nil {
 		return r.err

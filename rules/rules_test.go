@@ -214,3 +214,73 @@ func TestLargeSets(t *testing.T) {
 		t.Errorf("policy set holds %d of the 5000 10.x addresses", got)
 	}
 }
+
+// TestRulesetsGoldenOffload: with flow offload, each namespace's table has
+// a flowtable over the devices that are there (a missing one is left out,
+// not an error) and its forward chain offloads established TCP and UDP
+// after every rule that drops or marks them. Needs a kernel with
+// flowtables: elsewhere it runs in the VM lab.
+func TestRulesetsGoldenOffload(t *testing.T) {
+	if lab.RequireKernel(t, "nf_flow_table", "nf_flow_table_inet", "nft_flow_offload") {
+		return
+	}
+	lab.Require(t, "nft")
+	if err := FlowOffloadSupported(""); err != nil {
+		t.Fatalf("FlowOffloadSupported on a kernel with flowtables: %v", err)
+	}
+	l := lab.New(t)
+	ns := l.NewNS("fw")
+	for _, pair := range [][2]string{{"lan0", "lan0p"}, {"wlan0", "wlan0p"}, {"wan0", "wan0p"}, {"transit0", "transit0p"}, {"eth0", "eth0p"}} {
+		ns.MustRun("ip", "link", "add", "name", pair[0], "type", "veth", "peer", "name", pair[1])
+	}
+	ns.MustRun("ip", "link", "add", "name", "br0", "type", "bridge")
+	m := testMain()
+	m.Offload = Offload{Devices: []string{"lan0", "wlan0", "br0", "usb0"}} // usb0 is not plugged in
+	if err := ApplyMain(ns.Name, m); err != nil {
+		t.Fatalf("ApplyMain: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "main-offload.golden")
+	w := testWAN()
+	w.Offload = Offload{Devices: []string{"wan0", "transit0"}}
+	if err := ApplyWAN(ns.Name, w, true); err != nil {
+		t.Fatalf("ApplyWAN: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "wan-offload.golden")
+	// The tunnel is not up yet: the flowtable has the transit veth alone.
+	if err := ApplyVPN(ns.Name, &VPN{Iface: "wg0", Transit: "transit0", MSS4: 1380, MSS6: 1360,
+		Offload: Offload{Devices: []string{"wg0", "transit0"}}}); err != nil {
+		t.Fatalf("ApplyVPN: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "vpn-offload.golden")
+	rl := testRelay()
+	rl.Offload = Offload{Devices: []string{"eth0", "wg0"}}
+	if err := ApplyRelay(ns.Name, rl); err != nil {
+		t.Fatalf("ApplyRelay: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "relay-offload.golden")
+}
+
+// TestOffloadWithoutFlowtables: on a kernel without flowtables, a ruleset
+// asked to offload is applied as it is without offload, and the probe
+// says why.
+func TestOffloadWithoutFlowtables(t *testing.T) {
+	lab.Require(t, "nft")
+	l := lab.New(t)
+	ns := l.NewNS("fw")
+	ns.MustRun("ip", "link", "add", "name", "lan0", "type", "veth", "peer", "name", "lan0p")
+	if FlowOffloadSupported(ns.Name) == nil {
+		t.Skip("this kernel has flowtables: TestRulesetsGoldenOffload covers it")
+	}
+	if err := FlowOffloadSupported(ns.Name); !strings.Contains(err.Error(), "no flowtables") {
+		t.Errorf("FlowOffloadSupported: %v, want it to say the kernel has no flowtables", err)
+	}
+	m := testMain()
+	m.Offload = Offload{Devices: []string{"lan0"}}
+	if err := ApplyMain(ns.Name, m); err != nil {
+		t.Fatalf("ApplyMain with offload on a kernel without flowtables: %v", err)
+	}
+	if err := SetWANAddrs(ns.Name, []netip.Addr{netip.MustParseAddr("203.0.113.7")}); err != nil {
+		t.Fatalf("SetWANAddrs: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "main.golden")
+}

@@ -19,6 +19,8 @@ type VPN struct {
 	// arrives on the tunnel's own address and port is DNATed to the LAN
 	// host, the client's address untouched.
 	Publish []Publish
+	// Offload: the tunnel and the transit veth.
+	Offload Offload
 }
 
 // Publish is a LAN service published through the tunnel's relay.
@@ -47,6 +49,7 @@ func ApplyVPN(ns string, v *VPN) error {
 
 func (v *VPN) build(r *ruleset) {
 	needed := icmp6NeededSet(r)
+	r.flowtable(v.Offload)
 	if len(v.Publish) > 0 {
 		pre := r.chain("prerouting", nftables.ChainHookPrerouting, -100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 		for _, p := range v.Publish {
@@ -71,6 +74,7 @@ func (v *VPN) build(r *ruleset) {
 		r.rule(fw, dir, nfproto(false), tcpSyn(), mssClamp(v.MSS4))
 		r.rule(fw, dir, nfproto(true), tcpSyn(), mssClamp(v.MSS6))
 	}
+	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(fw, iif(v.Transit), oif(v.Iface), r.counter("tunnel_out"), accept())

@@ -23,6 +23,8 @@ type WAN struct {
 	// ScanBan is how long a source scanning the WAN's closed ports is
 	// banned (0: no scan detection).
 	ScanBan time.Duration
+	// Offload: the WAN NIC and the transit veth.
+	Offload Offload
 }
 
 var ula = netip.MustParsePrefix("fc00::/7")
@@ -42,6 +44,7 @@ func ApplyWAN(ns string, w *WAN, nicPresent bool) error {
 
 func (w *WAN) build(r *ruleset) {
 	needed := icmp6NeededSet(r)
+	r.flowtable(w.Offload)
 	// Port forwards: to the router's own address from the WAN, and from
 	// the LAN too (NAT loopback).
 	// Banned sources reach neither the router nor a port forward: dropped
@@ -84,6 +87,7 @@ func (w *WAN) build(r *ruleset) {
 	// Clamp to the route's MTU both ways (SYN and SYN-ACK).
 	r.rule(fw, oif(w.Iface), tcpSyn(), mssRouteMTU())
 	r.rule(fw, iif(w.Iface), tcpSyn(), mssRouteMTU())
+	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(fw, ctState(ctNew), tcpFlags(tcpSYN, tcpSYN, true), r.counter("drop_new_without_syn"), drop())

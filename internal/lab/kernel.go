@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -141,8 +142,10 @@ func bootVM() (*vm.VM, error) {
 		return nil, err
 	}
 	record("qemu-system-x86_64", "depmod", "apt-get", "dpkg-deb", "go")
-	opt := vm.Options{Cache: filepath.Join(root, "images/build/cache"), Module: root}
-	if log := os.Getenv(ProgramsLogEnv); log != "" {
+	// The module's tree is written through to the host (go test -update
+	// rewrites golden files there), and so is the programs log.
+	opt := vm.Options{Cache: filepath.Join(root, "images/build/cache"), Module: root, RW: []string{root}}
+	if log := os.Getenv(ProgramsLogEnv); log != "" && !strings.HasPrefix(filepath.Dir(log)+"/", root+"/") {
 		opt.RW = append(opt.RW, filepath.Dir(log))
 	}
 	// qemu is killed when the thread that started it ends (Pdeathsig), so
@@ -196,6 +199,13 @@ func runInVM(t *testing.T, missing []string) {
 		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
 	}
 	argv := []string{os.Args[0], "-test.run", strings.Join(run, "/"), "-test.count=1", "-test.v"}
+	// The package's own flags (-update) go along; go test's own (-test.*)
+	// are the guest's to choose.
+	flag.Visit(func(f *flag.Flag) {
+		if !strings.HasPrefix(f.Name, "test.") {
+			argv = append(argv, "-"+f.Name+"="+f.Value.String())
+		}
+	})
 	if d, ok := t.Deadline(); ok {
 		argv = append(argv, "-test.timeout", time.Until(d).Round(time.Second).String())
 	}
