@@ -46,6 +46,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	if cfg.VPN != nil {
 		v := newVPNComp(cfg, log.With("component", "vpn"))
 		wan.OnLease(v.wanLease)
+		v.OnUp(fw.tunnelUp)
 		comps = append(comps, v)
 		tunnelUp = func() bool { return v.t.Status().Up }
 		endpoints = v.t.Endpoints

@@ -23,8 +23,10 @@ import (
 )
 
 // firewallComp applies the nftables rulesets of the three namespaces and
-// keeps them applied: a re-adopted WAN NIC gets its ingress hardening back,
-// a new WAN address updates NAT loopback.
+// keeps them applied: a re-adopted WAN NIC gets its ingress hardening back
+// and its place in the flowtable, so does a tunnel brought up after the
+// firewall, a new WAN address updates NAT loopback. It owns the conntrack
+// capacity, which every forwarded connection takes a slot of.
 type firewallComp struct {
 	withHealth
 	cfg  *config.Config
@@ -43,12 +45,25 @@ type firewallComp struct {
 	applied    time.Time
 	wanAddrs   []netip.Addr
 	run        lifecycle.Group
+	ct         *conntrackWatch
+	offloadOff string              // why flow offload is off ("" when it is on)
+	banned     map[netip.Addr]bool // the wan namespace's bans at the last look
 }
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
 	c := &firewallComp{cfg: cfg, nics: nics, log: log}
 	c.groups = lookupCgroups(cfg)
 	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{}, c.groups)
+	capacity := cfg.Firewall.MaxConnections
+	if capacity == 0 {
+		mem, err := memTotal()
+		if err != nil {
+			log.Warn("machine memory unknown: conntrack capacity from the smallest default", "err", err)
+		}
+		capacity = config.MaxConnectionsFor(mem)
+	}
+	c.ct = &conntrackWatch{capacity: capacity, key: "firewall.max_connections", log: log,
+		ns: map[string]string{"main": "", "wan": cfg.Netns.WAN, "vpn": cfg.Netns.VPN}}
 	return c
 }
 
@@ -150,12 +165,22 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		rp.Dst4, rp.Dst6 = byFamily(p.Destinations, is4)
 		m.Policies = append(m.Policies, rp)
 	}
+	var offMain, offWAN, offVPN rules.Offload
+	if cfg.Firewall.FlowOffload {
+		offMain = rules.Offload{Devices: append(slices.Clone(ifaces), cfg.Netns.Bridge)}
+		offWAN = rules.Offload{Devices: []string{cfg.WAN.Name, config.TransitPeerLink}}
+		offVPN = rules.Offload{Devices: []string{config.TransitPeerLink}}
+		if cfg.VPN != nil {
+			offVPN.Devices = append(offVPN.Devices, cfg.VPN.Interface)
+		}
+	}
+	m.Offload = offMain
 	w := &rules.WAN{
 		Iface: cfg.WAN.Name, Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
 		Own4:   []netip.Prefix{cfg.Netns.Transit4.Masked(), netip.MustParsePrefix("127.0.0.0/8")},
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
-		Forwards: fwds,
+		Forwards: fwds, Offload: offWAN,
 	}
 	var v *rules.VPN
 	if cfg.Admin != nil {
@@ -164,7 +189,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
 		mss4, mss6 := TunnelMSS(cfg)
-		v = &rules.VPN{Iface: cfg.VPN.Interface, Transit: config.TransitPeerLink, MSS4: mss4, MSS6: mss6, Publish: m.Publish}
+		v = &rules.VPN{Iface: cfg.VPN.Interface, Transit: config.TransitPeerLink, MSS4: mss4, MSS6: mss6, Publish: m.Publish, Offload: offVPN}
 	} else {
 		// No tunnel: the vpn namespace still exists and must pass nothing.
 		v = &rules.VPN{Iface: "", Transit: config.TransitPeerLink, MSS4: 1460, MSS6: 1440}
@@ -258,9 +283,22 @@ func TunnelMSS(cfg *config.Config) (mss4, mss6 uint16) {
 func (c *firewallComp) Name() string { return "firewall" }
 
 func (c *firewallComp) Start(ctx context.Context) error {
+	switch err := rules.FlowOffloadSupported(""); {
+	case !c.cfg.Firewall.FlowOffload:
+		c.offloadOff = "firewall.flow_offload is false"
+	case err != nil:
+		c.offloadOff = err.Error()
+		c.log.Info("flow offload off", "reason", err)
+	}
+	c.ct.offload = c.offloadOff == ""
+	c.ct.provision()
 	events := c.nics.Subscribe()
 	err := c.apply()
 	c.run.Start(ctx)
+	c.run.Every(10*time.Second, c.ct.watch)
+	if c.offloadOff == "" && c.wan.ScanBan > 0 {
+		c.run.Every(2*time.Second, c.endBanned)
+	}
 	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	if hasCgroups(c.cfg) {
 		c.run.Every(3*time.Second, c.watchCgroups)
@@ -297,6 +335,47 @@ func (c *firewallComp) apply() error {
 	}
 	c.log.Info("firewall applied", "generation", c.generation, "err", errors.Join(errs...))
 	return errors.Join(errs...)
+}
+
+// endBanned ends the connections of the sources the wan namespace banned
+// since the last look. The ban chain drops what a banned source sends, but
+// an offloaded connection's packets no longer pass it; ended, they must.
+func (c *firewallComp) endBanned(ctx context.Context) {
+	bans, err := rules.Bans(c.cfg.Netns.WAN)
+	if err != nil {
+		return
+	}
+	now := map[netip.Addr]bool{}
+	for _, b := range bans {
+		now[b.Addr] = true
+		if c.banned[b.Addr] {
+			continue
+		}
+		a := b.Addr
+		for _, ns := range []string{c.cfg.Netns.WAN, ""} {
+			if n, err := rules.DeleteConns(ns, func(cn rules.Conn) bool { return cn.Src.Unmap() == a }); err != nil {
+				c.log.Warn("end a banned source's connections", "addr", a, "err", err)
+			} else if n > 0 {
+				c.log.Info("a banned source's connections ended", "addr", a, "netns", netns.Label(ns), "connections", n)
+			}
+		}
+	}
+	c.banned = now
+}
+
+// tunnelUp applies the rulesets again when the tunnel's interface was made
+// after them: the vpn namespace's flowtable spans it only once it is there.
+func (c *firewallComp) tunnelUp() {
+	if c.offloadOff != "" {
+		return
+	}
+	devs, err := rules.FlowtableDevices(c.cfg.Netns.VPN)
+	if err == nil && slices.Contains(devs, c.cfg.VPN.Interface) {
+		return
+	}
+	if err := c.apply(); err != nil {
+		c.health.Failed(err)
+	}
 }
 
 func (c *firewallComp) wanNICPresent() bool {
@@ -354,6 +433,18 @@ func (c *firewallComp) fillStatus(st *status.Status) {
 			fs.Counters[t.label] = cs
 		}
 	}
+	fs.Offload = status.Offload{Enabled: c.offloadOff == "", Off: c.offloadOff}
+	if fs.Offload.Enabled {
+		fs.Offload.Devices = map[string][]string{}
+		for label, ns := range c.ct.ns {
+			if devs, err := rules.FlowtableDevices(ns); err == nil && len(devs) > 0 {
+				fs.Offload.Devices[label] = devs
+			}
+		}
+	}
+	ct := c.ct.read()
+	fs.Conntrack = &ct
+	fs.Warnings = c.ct.warnings(ct)
 	st.Firewall = fs
 }
 

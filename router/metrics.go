@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -156,16 +158,16 @@ func writeMetrics(st *status.Status, w io.Writer) {
 				m.emit("nft_packets_total", "counter", "Packets counted by routerd's nftables counters.", float64(c.Packets), "table", t, "counter", c.Name)
 			}
 		}
+		if ct := f.Conntrack; ct != nil {
+			m.conntrack("", *ct)
+		}
 	}
 	if a := st.Admin; a != nil {
 		m.emit("ssh_auth_failures_total", "counter", "Failed SSH authentications.", float64(a.AuthFailures))
 		m.emit("bans", "gauge", "Addresses banned now (failed SSH logins, WAN port scans).", float64(a.Banned))
 	}
 	if r := st.Relay; r != nil {
-		m.emit("relay_conntrack_entries", "gauge", "Connections the relay's conntrack table holds.", float64(r.Conntrack.Count))
-		m.emit("relay_conntrack_capacity", "gauge", "relay.max_connections.", float64(r.Conntrack.Capacity))
-		m.emit("relay_conntrack_kernel_max", "gauge", "nf_conntrack_max as the kernel has it.", float64(r.Conntrack.Max))
-		m.emit("relay_conntrack_fill_ratio", "gauge", "Conntrack entries over the smaller of the capacity and the kernel's limit; new connections are dropped silently at 1.", r.Conntrack.Fill)
+		m.conntrack("relay_", r.Conntrack)
 		for _, p := range r.Peers {
 			m.emit("relay_peer_rx_bytes_total", "counter", "Bytes received from the peer.", float64(p.RxBytes), "peer", p.Name)
 			m.emit("relay_peer_tx_bytes_total", "counter", "Bytes sent to the peer.", float64(p.TxBytes), "peer", p.Name)
@@ -247,5 +249,26 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			}
 			m.emit("blocklist_failing", "gauge", "1 when the last refresh failed.", b2f(l.LastError != ""), "list", l.Name)
 		}
+	}
+}
+
+// conntrack emits a conntrack table's fill (prefix "relay_" for the
+// relay's), by namespace where there are several, and the offloaded
+// connections.
+func (m *metricWriter) conntrack(prefix string, ct status.Conntrack) {
+	if len(ct.Namespaces) > 1 {
+		for _, ns := range slices.Sorted(maps.Keys(ct.Namespaces)) {
+			n := ct.Namespaces[ns]
+			m.emit(prefix+"conntrack_entries", "gauge", "Connections the namespace's conntrack table holds.", float64(n), "namespace", ns)
+		}
+	} else {
+		m.emit(prefix+"conntrack_entries", "gauge", "Connections the conntrack table holds.", float64(ct.Count))
+	}
+	m.emit(prefix+"conntrack_capacity", "gauge", "The configured capacity (max_connections).", float64(ct.Capacity))
+	m.emit(prefix+"conntrack_kernel_max", "gauge", "nf_conntrack_max as the kernel has it.", float64(ct.Max))
+	m.emit(prefix+"conntrack_fill_ratio", "gauge", "Entries of the fullest table over the smaller of the capacity and the kernel's limit; new connections are dropped silently at 1.", ct.Fill)
+	for _, ns := range slices.Sorted(maps.Keys(ct.Offloaded)) {
+		n := ct.Offloaded[ns]
+		m.emit(prefix+"flows_offloaded", "gauge", "Connections the flowtable forwards, past the forward chain.", float64(n), "namespace", ns)
 	}
 }

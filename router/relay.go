@@ -3,12 +3,9 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,11 +31,8 @@ type relayComp struct {
 	log *slog.Logger
 	run lifecycle.Group
 
-	notApplied string // why nf_conntrack_max is not the capacity
-	warned     bool   // the fill is past 80% and the log has said so
+	ct *conntrackWatch
 }
-
-const conntrackWarn = 0.8
 
 func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 	r := cfg.Relay
@@ -51,6 +45,8 @@ func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 		c.vc.Peers = append(c.vc.Peers, vpnPeer(p.Peer))
 	}
 	c.t = vpn.New(c.vc)
+	c.ct = &conntrackWatch{capacity: r.MaxConnections, key: "relay.max_connections", ns: map[string]string{"relay": ""},
+		offload: r.FlowOffload && rules.FlowOffloadSupported("") == nil, log: log}
 	return c
 }
 
@@ -82,9 +78,9 @@ func (c *relayComp) Start(ctx context.Context) error {
 	if err := rules.ApplyRelay("", c.ruleset()); err != nil {
 		return err
 	}
-	c.provisionConntrack()
+	c.ct.provision()
 	c.run.Start(ctx)
-	c.run.Every(10*time.Second, c.watch)
+	c.run.Every(10*time.Second, c.ct.watch)
 	return nil
 }
 
@@ -104,6 +100,9 @@ func (c *relayComp) ruleset() *rules.Relay {
 	r := c.r
 	rl := &rules.Relay{Public: r.Public, Tunnel: r.Interface, Masquerade: r.Masquerade,
 		MSS4: r.MSS(false), MSS6: r.MSS(true)}
+	if r.FlowOffload {
+		rl.Offload = rules.Offload{Devices: []string{r.Public, r.Interface}}
+	}
 	for _, a := range r.Addresses {
 		rl.Own = append(rl.Own, a.Addr())
 	}
@@ -114,77 +113,11 @@ func (c *relayComp) ruleset() *rules.Relay {
 	return rl
 }
 
-const (
-	conntrackMax     = "/proc/sys/net/netfilter/nf_conntrack_max"
-	conntrackCount   = "/proc/sys/net/netfilter/nf_conntrack_count"
-	conntrackBuckets = "/proc/sys/net/netfilter/nf_conntrack_buckets"
-)
-
-// provisionConntrack raises nf_conntrack_max (and the hash table, a
-// quarter of it) to relay.max_connections. It never lowers them: they are
-// the whole host's, and something else may need more. Inside a network
-// namespace they are read-only; status then says so.
-func (c *relayComp) provisionConntrack() {
-	c.notApplied = ""
-	want := c.r.MaxConnections
-	have, err := readInt(conntrackMax)
-	if err != nil {
-		c.notApplied = err.Error()
-		return
-	}
-	if have >= want {
-		return
-	}
-	if err := os.WriteFile(conntrackMax, []byte(strconv.Itoa(want)), 0o644); err != nil {
-		c.notApplied = fmt.Sprintf("nf_conntrack_max stays %d: %v (it is global: set it on the host)", have, err)
-		c.log.Warn("conntrack capacity not raised", "want", want, "have", have, "err", err)
-		return
-	}
-	if b, err := readInt(conntrackBuckets); err == nil && b < want/4 {
-		os.WriteFile(conntrackBuckets, []byte(strconv.Itoa(want/4)), 0o644)
-	}
-	c.log.Info("conntrack capacity raised", "from", have, "to", want)
-}
-
-func readInt(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
-}
-
-// watch warns in the log when the conntrack table passes 80% of its
-// capacity, once per crossing.
-func (c *relayComp) watch(ctx context.Context) {
-	ct := c.conntrack()
-	switch {
-	case ct.Fill >= conntrackWarn && !c.warned:
-		c.log.Warn("conntrack table filling up: new connections are dropped silently when it is full",
-			"count", ct.Count, "limit", ct.Limit)
-		c.warned = true
-	case ct.Fill < conntrackWarn*0.9:
-		c.warned = false
-	}
-}
-
-func (c *relayComp) conntrack() status.Conntrack {
-	ct := status.Conntrack{Capacity: c.r.MaxConnections, NotApplied: c.notApplied}
-	ct.Count, _ = readInt(conntrackCount)
-	ct.Max, _ = readInt(conntrackMax)
-	ct.Limit = ct.Capacity
-	if ct.Max > 0 && ct.Max < ct.Limit {
-		ct.Limit = ct.Max
-	}
-	ct.Fill = float64(ct.Count) / float64(ct.Limit)
-	return ct
-}
-
 func (c *relayComp) fillStatus(st *status.Status) {
 	v := c.t.Status()
 	s := &status.Relay{Interface: v.Interface, Implementation: v.Implementation, PublicKey: v.PublicKey,
 		ListenPort: v.ListenPort, MSS4: int(c.r.MSS(false)), MSS6: int(c.r.MSS(true)), Error: v.Error,
-		Conntrack: c.conntrack()}
+		Conntrack: c.ct.read()}
 	byKey := map[string]status.Peer{}
 	for _, p := range v.Peers {
 		byKey[p.PublicKey] = p
@@ -224,12 +157,6 @@ func (c *relayComp) fillStatus(st *status.Status) {
 	default:
 		s.NAT = "none"
 	}
-	if s.Conntrack.Fill >= conntrackWarn {
-		s.Warnings = append(s.Warnings, fmt.Sprintf("conntrack table %.0f%% full (%d of %d): when it is full, new connections are dropped without a trace",
-			100*s.Conntrack.Fill, s.Conntrack.Count, s.Conntrack.Limit))
-	}
-	if s.Conntrack.Max > 0 && s.Conntrack.Max < s.Conntrack.Capacity {
-		s.Warnings = append(s.Warnings, fmt.Sprintf("the kernel tracks at most %d connections, fewer than relay.max_connections %d", s.Conntrack.Max, s.Conntrack.Capacity))
-	}
+	s.Warnings = append(s.Warnings, c.ct.warnings(s.Conntrack)...)
 	st.Relay = s
 }

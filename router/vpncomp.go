@@ -24,7 +24,12 @@ type vpnComp struct {
 
 	mu    sync.Mutex
 	ispNS []netip.Addr // the ISP's DNS servers from the WAN lease
+	onUp  []func()     // after the tunnel's interface is up
 }
+
+// OnUp registers fn to run each time the tunnel has started: its
+// interface is there.
+func (c *vpnComp) OnUp(fn func()) { c.onUp = append(c.onUp, fn) }
 
 func vpnConfig(cfg *config.Config, dns func() []netip.AddrPort, log *slog.Logger) vpn.Config {
 	v := cfg.VPN
@@ -76,8 +81,17 @@ func (c *vpnComp) wanLease(l *dhcp.WANLease) {
 	}
 }
 
-func (c *vpnComp) Name() string                       { return "vpn" }
-func (c *vpnComp) Start(ctx context.Context) error    { return c.t.Start(ctx) }
+func (c *vpnComp) Name() string { return "vpn" }
+func (c *vpnComp) Start(ctx context.Context) error {
+	if err := c.t.Start(ctx); err != nil {
+		return err
+	}
+	for _, fn := range c.onUp {
+		fn()
+	}
+	return nil
+}
+
 func (c *vpnComp) Stop(ctx context.Context) error     { return c.t.Stop(ctx) }
 func (c *vpnComp) Teardown(ctx context.Context) error { return vpn.Teardown(c.vc) }
 

@@ -115,3 +115,23 @@ func probeFlowtable(ns string) error {
 	}
 	return nil
 }
+
+// FlowtableDevices returns the devices of the flowtable in routerd's table
+// of namespace ns, as the kernel has them; none when there is no flowtable.
+func FlowtableDevices(ns string) ([]string, error) {
+	c, done, err := openConn(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	fts, err := c.ListFlowtables(&nftables.Table{Name: Table, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return nil, fmt.Errorf("list flowtables in %s: %w", netns.Label(ns), err)
+	}
+	for _, ft := range fts {
+		if ft.Name == FlowtableName {
+			return ft.Devices, nil
+		}
+	}
+	return nil, nil
+}

@@ -153,3 +153,15 @@ func Overlaps6(r R6, sorted []R6) bool {
 	})
 	return i < len(sorted) && bytes.Compare(sorted[i].Lo[:], r.Hi[:]) <= 0
 }
+
+// Contains reports whether a is in one of the merged, sorted ranges of
+// its family.
+func Contains(a netip.Addr, v4 []R4, v6 []R6) bool {
+	a = a.Unmap()
+	if a.Is4() {
+		v := V4(a)
+		return Overlaps4(R4{Lo: v, Hi: v}, v4)
+	}
+	v := a.As16()
+	return Overlaps6(R6{Lo: v, Hi: v}, v6)
+}

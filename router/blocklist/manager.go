@@ -407,6 +407,7 @@ func (m *Manager) applyVia(p via.Path, replace bool) error {
 	sets := setsOf[p]
 	old := m.applied[p]
 	var err error
+	added := rules.ListDiff{Add4: u.v4, Add6: u.v6}
 	if replace || old == nil {
 		err = rules.ReplaceLists(m.cfg.NS, []rules.ListDiff{{Set4: sets[0], Set6: sets[1], Add4: u.v4, Add6: u.v6}})
 	} else {
@@ -414,14 +415,41 @@ func (m *Manager) applyVia(p via.Path, replace bool) error {
 		d.Add4, d.Del4 = iprange.Diff4(old.v4, u.v4)
 		d.Add6, d.Del6 = iprange.Diff6(old.v6, u.v6)
 		err = rules.ApplyListDiffs(m.cfg.NS, []rules.ListDiff{d})
+		added = d
 	}
 	if err != nil {
 		return err
 	}
 	m.applied[p] = u
+	m.move(p, added.Add4, added.Add6)
 	m.domains.Store(m.buildDomains())
 	m.domGen.Add(1)
 	return nil
+}
+
+// move ends the LAN's connections to newly listed destinations that took
+// the other path: the list decides a connection's path only when it
+// starts, and a connection keeps its path after, offloaded or not. Ended,
+// its next packet starts a new one, which the list sends its way (a TCP
+// connection moved so breaks, and its application connects again: by the
+// list's path). Connections no path was decided for (the router's own)
+// are left alone.
+func (m *Manager) move(p via.Path, v4 []iprange.R4, v6 []iprange.R6) {
+	if len(v4)+len(v6) == 0 {
+		return
+	}
+	want := p.Mark()
+	n, err := rules.DeleteConns(m.cfg.NS, func(c rules.Conn) bool {
+		mark := c.Mark & m.cfg.Mask
+		return mark != 0 && mark != want && iprange.Contains(c.Dst, v4, v6)
+	})
+	if err != nil {
+		m.cfg.Log.Warn("end connections to newly listed destinations", "via", p, "ended", n, "err", err)
+		return
+	}
+	if n > 0 {
+		m.cfg.Log.Info("connections to newly listed destinations ended, to take the list's path", "via", p, "ended", n)
+	}
 }
 
 // domainIndex maps every listed domain to its path and address lifetime.
@@ -495,14 +523,7 @@ func (m *Manager) Observe(path via.Path, names []string, addrs []netip.Addr, ttl
 		return
 	}
 	p := m.protect.Load()
-	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool {
-		if a.Is4() {
-			v := iprange.V4(a)
-			return iprange.Overlaps4(iprange.R4{Lo: v, Hi: v}, p.V4)
-		}
-		v := a.As16()
-		return iprange.Overlaps6(iprange.R6{Lo: v, Hi: v}, p.V6)
-	})
+	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool { return iprange.Contains(a, p.V4, p.V6) })
 	if len(addrs) == 0 {
 		return
 	}

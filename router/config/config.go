@@ -327,10 +327,16 @@ type Blocklist struct {
 
 // Firewall configures nftables hardening and port forwards.
 type Firewall struct {
-	Harden       bool
-	ICMPRate     Rate
-	LANInput     []PortRange // extra ports LAN clients may reach on the router
-	PortForwards []PortForward
+	Harden bool
+	// FlowOffload puts established connections in flowtables where the
+	// kernel has them.
+	FlowOffload bool
+	// MaxConnections is the conntrack capacity; 0: from the memory the
+	// machine has (MaxConnectionsFor), which only the running box knows.
+	MaxConnections int
+	ICMPRate       Rate
+	LANInput       []PortRange // extra ports LAN clients may reach on the router
+	PortForwards   []PortForward
 }
 
 // Rate is a packet rate limit such as 5/second.

@@ -143,6 +143,7 @@ func TestRules(t *testing.T) {
 		{"blocklist timeout", `refresh = "1h"`, "refresh = \"1h\"\ntimeout = \"-5s\"", "blocklist[0].timeout", "must be positive"},
 		{"blocklist max_size", `refresh = "1h"`, "refresh = \"1h\"\nmax_size = \"12 parsecs\"", "blocklist[0].max_size", "not a size"},
 		{"icmp rate", `icmp_rate = "5/second"`, `icmp_rate = "fast"`, "firewall.icmp_rate", "N/second"},
+		{"max connections", `icmp_rate = "5/second"`, "icmp_rate = \"5/second\"\nmax_connections = 8", "firewall.max_connections", "outside 16-"},
 		{"port forward port", `port = 8443`, `port = 70000`, "firewall.port_forward[0].port", "outside 1-65535"},
 		{"port forward outside LAN", `to = "192.168.1.10:443"`, `to = "10.9.9.9:443"`, "firewall.port_forward[0].to", "not inside any LAN subnet"},
 		{"port forward proto", `proto = "tcp"`, `proto = "icmp"`, "firewall.port_forward[0].proto", "not one of"},
@@ -247,11 +248,25 @@ range = ["192.168.1.100", "192.168.1.200"]
 	if got, want := c.DNS.Listen, []string{"lan0"}; len(got) != 1 || got[0] != want[0] {
 		t.Errorf("dns.listen = %v, want %v", got, want)
 	}
-	if c.WAN.Name != "wan0" || c.Netns.WAN != "wan" || c.Status.Socket != DefaultSocket || !c.Firewall.Harden {
+	if c.WAN.Name != "wan0" || c.Netns.WAN != "wan" || c.Status.Socket != DefaultSocket || !c.Firewall.Harden ||
+		!c.Firewall.FlowOffload || c.Firewall.MaxConnections != 0 {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if c.LAN[0].RA != nil {
 		t.Errorf("IPv4-only LAN got an RA: %+v", c.LAN[0].RA)
+	}
+}
+
+// The conntrack capacity a machine gets by default follows its memory,
+// within OpenWrt's 16384 and 262144.
+func TestMaxConnectionsFor(t *testing.T) {
+	for _, tc := range []struct {
+		mem  uint64
+		want int
+	}{{128 << 20, 16384}, {512 << 20, 32768}, {1 << 30, 65536}, {2 << 30, 131072}, {4 << 30, 262144}, {64 << 30, 262144}} {
+		if got := MaxConnectionsFor(tc.mem); got != tc.want {
+			t.Errorf("MaxConnectionsFor(%d MiB) = %d, want %d", tc.mem>>20, got, tc.want)
+		}
 	}
 }
 

@@ -41,6 +41,7 @@ type fileRelay struct {
 	Masquerade     *bool              `toml:"masquerade"`
 	SNATPool       []string           `toml:"snat_pool"`
 	MaxConnections *int64             `toml:"max_connections"`
+	FlowOffload    *bool              `toml:"flow_offload"`
 	PathMTU        *int64             `toml:"path_mtu"`
 	OuterFamily    string             `toml:"outer_family"`
 	Peer           []fileRelayPeer    `toml:"peer"`
@@ -208,10 +209,12 @@ type fileBlocklist struct {
 }
 
 type fileFirewall struct {
-	Harden      *bool             `toml:"harden"`
-	ICMPRate    string            `toml:"icmp_rate"`
-	LANInput    []string          `toml:"lan_input"`
-	PortForward []filePortForward `toml:"port_forward"`
+	Harden         *bool             `toml:"harden"`
+	FlowOffload    *bool             `toml:"flow_offload"`
+	MaxConnections *int64            `toml:"max_connections"`
+	ICMPRate       string            `toml:"icmp_rate"`
+	LANInput       []string          `toml:"lan_input"`
+	PortForward    []filePortForward `toml:"port_forward"`
 }
 
 type filePortForward struct {

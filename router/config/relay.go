@@ -23,6 +23,7 @@ type Relay struct {
 	Masquerade     bool
 	SNATPool       []netip.Addr
 	MaxConnections int
+	FlowOffload    bool // flowtables for what crosses the tunnel, where the kernel has them
 	// PathMTU and OuterFamily give the TCP MSS clamp: see MSS.
 	PathMTU     int
 	OuterFamily string // "ipv4" | "ipv6"

@@ -6,9 +6,38 @@ import (
 	"fmt"
 )
 
+// Conntrack capacities a config may ask for.
+const (
+	minConnections = 16
+	maxConnections = 1 << 26
+)
+
+// maxConnections checks a conntrack capacity (firewall's or relay's).
+func (v *validator) maxConnections(path string, n int64) int {
+	if n < minConnections || n > maxConnections {
+		v.p.errf(path, "%d is outside %d-%d", n, minConnections, maxConnections)
+		return 0
+	}
+	return int(n)
+}
+
+// MaxConnectionsFor is the default conntrack capacity of a machine with
+// mem bytes of memory: one connection per 16 KiB, between OpenWrt's 16384
+// and 262144. A tracked connection costs about 320 bytes in each namespace
+// it crosses (two: main and wan or vpn), so even a full table stays under
+// 4% of memory; the kernel's own default gives a 1 GiB box 8192, which a
+// household with a game console and a torrent client runs out of.
+func MaxConnectionsFor(mem uint64) int {
+	return int(min(max(mem/(16<<10), 16384), 262144))
+}
+
 func (v *validator) firewall(f *fileFirewall) {
 	fw := &v.c.Firewall
 	fw.Harden = f.Harden == nil || *f.Harden
+	fw.FlowOffload = f.FlowOffload == nil || *f.FlowOffload
+	if f.MaxConnections != nil {
+		fw.MaxConnections = v.maxConnections("firewall.max_connections", *f.MaxConnections)
+	}
 	rate, err := parseRate(or(f.ICMPRate, "10/second"))
 	if err != nil {
 		v.p.errf("firewall.icmp_rate", "%q: %v", f.ICMPRate, err)

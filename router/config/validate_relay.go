@@ -73,12 +73,11 @@ func (v *validator) relay(f *fileRelay, keys []string) {
 				r.MTU, r.PathMTU, r.PathMTU-overhead)
 		}
 	}
+	r.FlowOffload = f.FlowOffload == nil || *f.FlowOffload
 	r.MaxConnections = 262144
 	if f.MaxConnections != nil {
-		if *f.MaxConnections < 16 || *f.MaxConnections > 1<<26 {
-			v.p.errf("relay.max_connections", "%d is outside 16-%d", *f.MaxConnections, 1<<26)
-		} else {
-			r.MaxConnections = int(*f.MaxConnections)
+		if n := v.maxConnections("relay.max_connections", *f.MaxConnections); n != 0 {
+			r.MaxConnections = n
 		}
 	}
 	v.relayNAT(r, f)

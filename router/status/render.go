@@ -3,6 +3,8 @@ package status
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -326,10 +328,9 @@ func renderRelay(st *Status, w io.Writer) {
 	fmt.Fprintf(w, "public key\t%s\n", r.PublicKey)
 	fmt.Fprintf(w, "nat\t%s\n", r.NAT)
 	fmt.Fprintf(w, "mss clamp\t%d (IPv4), %d (IPv6)\n", r.MSS4, r.MSS6)
-	ct := r.Conntrack
-	fmt.Fprintf(w, "conntrack\t%d of %d (%.0f%%): capacity %d, kernel max %d\n", ct.Count, ct.Limit, 100*ct.Fill, ct.Capacity, ct.Max)
-	if ct.NotApplied != "" {
-		fmt.Fprintf(w, "\tcapacity not applied: %s\n", oneLine(ct.NotApplied))
+	writeConntrack(w, r.Conntrack)
+	if r.Conntrack.Offloaded != nil {
+		fmt.Fprintf(w, "flow offload\t%d connections\n", r.Conntrack.Offloaded["relay"])
 	}
 	for _, msg := range r.Warnings {
 		fmt.Fprintf(w, "WARNING\t%s\n", msg)
@@ -448,7 +449,27 @@ func renderFirewall(st *Status, w io.Writer) {
 	if st.Firewall == nil {
 		return
 	}
-	section(w, fmt.Sprintf("Firewall (ruleset generation %d, applied %s)", st.Firewall.Generation, ago(st.Firewall.Applied)))
+	fw := st.Firewall
+	section(w, fmt.Sprintf("Firewall (ruleset generation %d, applied %s)", fw.Generation, ago(fw.Applied)))
+	if ct := fw.Conntrack; ct != nil {
+		writeConntrack(w, *ct)
+		if fw.Offload.Enabled {
+			var devs []string
+			for _, l := range slices.Sorted(maps.Keys(fw.Offload.Devices)) {
+				devs = append(devs, l+" "+strings.Join(fw.Offload.Devices[l], ","))
+			}
+			total := 0
+			for _, n := range ct.Offloaded {
+				total += n
+			}
+			fmt.Fprintf(w, "flow offload\t%d connections (%s); flowtables: %s\n", total, perNamespace(ct.Offloaded), strings.Join(devs, " · "))
+		} else {
+			fmt.Fprintf(w, "flow offload\toff: %s\n", fw.Offload.Off)
+		}
+	}
+	for _, msg := range fw.Warnings {
+		fmt.Fprintf(w, "WARNING\t%s\n", msg)
+	}
 	fmt.Fprintln(w, "TABLE\tDROP REASON\tPACKETS")
 	labels := make([]string, 0, len(st.Firewall.Counters))
 	for k := range st.Firewall.Counters {
@@ -462,6 +483,31 @@ func renderFirewall(st *Status, w io.Writer) {
 			}
 		}
 	}
+}
+
+// writeConntrack is the conntrack line: the fullest namespace's fill of
+// the limit, and each namespace's count when there are several.
+func writeConntrack(w io.Writer, ct Conntrack) {
+	per := ""
+	if len(ct.Namespaces) > 1 {
+		per = "; " + perNamespace(ct.Namespaces)
+	}
+	fmt.Fprintf(w, "conntrack\t%d of %d (%.0f%%): capacity %d, kernel max %d%s\n", ct.Count, ct.Limit, 100*ct.Fill, ct.Capacity, ct.Max, per)
+	if ct.NotApplied != "" {
+		fmt.Fprintf(w, "\tcapacity not applied: %s\n", oneLine(ct.NotApplied))
+	}
+	if ct.Error != "" {
+		fmt.Fprintf(w, "\tunreadable: %s\n", oneLine(ct.Error))
+	}
+}
+
+// perNamespace is "main 4, vpn 2, wan 4".
+func perNamespace(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func renderBlocklists(st *Status, w io.Writer) {

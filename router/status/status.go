@@ -310,6 +310,17 @@ type Firewall struct {
 	Generation int                  `json:"generation"`
 	Applied    time.Time            `json:"applied"`
 	Counters   map[string][]Counter `json:"counters"` // by "namespace/table"
+	Offload    Offload              `json:"offload"`
+	Conntrack  *Conntrack           `json:"conntrack,omitempty"`
+	Warnings   []string             `json:"warnings,omitempty"`
+}
+
+// Offload is flow offload as the kernel has it: the devices of each
+// namespace's flowtable (Conntrack.Offloaded counts the connections).
+type Offload struct {
+	Enabled bool                `json:"enabled"`
+	Off     string              `json:"off,omitempty"` // why it is off
+	Devices map[string][]string `json:"devices,omitempty"`
 }
 
 // Counter is one named nftables counter.
@@ -462,12 +473,19 @@ type RelayForward struct {
 // (new connections are dropped, with no error anywhere), so it is shown
 // and warned about before it happens.
 type Conntrack struct {
-	Count    int     `json:"count"`
-	Capacity int     `json:"capacity"`   // relay.max_connections
+	Count    int     `json:"count"`      // in the fullest namespace: the limit is each one's
+	Capacity int     `json:"capacity"`   // firewall.max_connections or relay.max_connections
 	Max      int     `json:"kernel_max"` // nf_conntrack_max as the kernel has it
 	Limit    int     `json:"limit"`      // the smaller of the two: where new connections start to drop
 	Fill     float64 `json:"fill"`       // Count / Limit
 	// NotApplied says why nf_conntrack_max could not be raised to the
 	// capacity (it is global, and read-only inside a network namespace).
 	NotApplied string `json:"not_applied,omitempty"`
+	// Namespaces is each namespace's count, by the label status uses
+	// ("main", "wan", "vpn"; a relay has one, "relay").
+	Namespaces map[string]int `json:"namespaces,omitempty"`
+	// Offloaded is, by namespace, how many of its connections the
+	// flowtable forwards (nil when flow offload is off).
+	Offloaded map[string]int `json:"offloaded,omitempty"`
+	Error     string         `json:"error,omitempty"`
 }
