@@ -32,10 +32,20 @@ type appliance struct {
 }
 
 func newAppliance(t *testing.T, o lab.ConfigOptions, extra string, setup func(*appliance)) *appliance {
+	return newApplianceOn(t, false, o, extra, setup)
+}
+
+// newApplianceOn is newAppliance with the VPN provider on kernel WireGuard
+// when kernel is set.
+func newApplianceOn(t *testing.T, kernel bool, o lab.ConfigOptions, extra string, setup func(*appliance)) *appliance {
 	lab.Require(t, "dnsmasq", "nsenter", "wireguard-go", "wg", "curl", "nft")
 	a := &appliance{l: lab.New(t)}
 	a.isp = a.l.NewISP(lab.ISPOptions{SLAAC: true})
-	a.vp = a.l.NewVPNProvider(a.isp)
+	if kernel {
+		a.vp = a.l.NewKernelVPNProvider(a.isp)
+	} else {
+		a.vp = a.l.NewVPNProvider(a.isp)
+	}
 	a.r = a.l.NewRouter(a.isp)
 	a.lan = a.r.AddLAN()
 	if setup != nil {
@@ -111,11 +121,36 @@ to = "192.168.11.50:8080"
 `
 
 // TestPolicyPaths: the echo tells the path each client's connections take.
-func TestPolicyPaths(t *testing.T) {
+// The tunnel is userspace WireGuard on both sides.
+func TestPolicyPaths(t *testing.T) { testPolicyPaths(t, false) }
+
+// TestKernelPolicyPaths is TestPolicyPaths with kernel WireGuard on both
+// sides (routerd's chosen by implementation = "auto") and flow offload,
+// which routerd turns on where the kernel has flowtables; and then what
+// offload must not change: every path's flows offloaded, a blocklist
+// refresh moving an offloaded flow, the kill switch with offloaded flows.
+func TestKernelPolicyPaths(t *testing.T) {
+	if lab.RequireKernel(t, "wireguard", "nf_flow_table", "nf_flow_table_inet", "nft_flow_offload") {
+		return
+	}
+	testPolicyPaths(t, true)
+}
+
+func testPolicyPaths(t *testing.T, kernel bool) {
 	var c1, c2, c3 *lab.Client
-	a := newAppliance(t, lab.ConfigOptions{NoDHCP: true}, policyExtra, func(a *appliance) {
+	var lists *lab.ListServer
+	impl, extra := "userspace", policyExtra
+	if kernel {
+		impl, extra = "", policyExtra+offloadExtra
+	}
+	a := newApplianceOn(t, kernel, lab.ConfigOptions{NoDHCP: true, VPNImpl: impl}, extra, func(a *appliance) {
+		if kernel {
+			lists = a.isp.ServeLists()
+			lists.Set("force.txt", "198.18.99.99\n")
+		}
 		c1, c2, c3 = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
 		c1.SetStatic(50) // tv-direct by address
+		lab.ServeEcho(a.l, c1.NS, 8080) // the port forward's target
 		c2.SetStatic(60) // the default: VPN
 		c3.SetStatic(70) // tv-direct by MAC
 		// A foreign table that must survive every apply.
@@ -167,7 +202,11 @@ func TestPolicyPaths(t *testing.T) {
 			t.Errorf("policy counters = %v", m)
 		}
 		text, _ := a.rd.Ctl("status")
-		for _, want := range []string{"policy_tv-direct", "default_vpn", "VPN wg0 (userspace", "up"} {
+		want := "VPN wg0 (userspace"
+		if kernel {
+			want = "VPN wg0 (kernel"
+		}
+		for _, want := range []string{"policy_tv-direct", "default_vpn", want, "up"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("routerctl status lacks %q", want)
 			}
@@ -228,7 +267,6 @@ func TestPolicyPaths(t *testing.T) {
 	})
 
 	t.Run("port forward and NAT loopback", func(t *testing.T) {
-		lab.ServeEcho(a.l, c1.NS, 8080)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		out, err := a.isp.NS.RunContext(ctx, "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s:8080/", a.wan))
@@ -269,8 +307,10 @@ func TestPolicyPaths(t *testing.T) {
 	t.Run("forged sources from the LAN are dropped (BCP 38)", func(t *testing.T) {
 		// c1 takes the WAN path, so a forged packet that got past the
 		// router would reach the echo from the ISP's customer side.
-		to4 := a.isp.Count(netip.Prefix{}, netip.PrefixFrom(lab.Echo4, 32))
-		to6 := a.isp.Count(netip.Prefix{}, netip.PrefixFrom(lab.Echo6, 128))
+		// Pings, whatever source they arrive from: NAT would hide a
+		// forged one behind the router's own address.
+		to4 := a.isp.CountMatch(netip.Prefix{}, netip.PrefixFrom(lab.Echo4, 32), "meta l4proto icmp")
+		to6 := a.isp.CountMatch(netip.Prefix{}, netip.PrefixFrom(lab.Echo6, 128), "meta l4proto ipv6-icmp")
 		before := counters(mustStatus(t, a.rd), "main")
 		c1.NS.MustRun("ip", "addr", "add", "10.99.0.5/32", "dev", "eth0")
 		c1.NS.MustRun("ip", "addr", "add", "2001:db8:77::5/128", "dev", "eth0", "nodad")
@@ -303,8 +343,12 @@ func TestPolicyPaths(t *testing.T) {
 		}
 	})
 
+	if kernel {
+		offloadSubtests(t, a, lists, c1, c2)
+	}
+
 	t.Run("kill switch", func(t *testing.T) {
-		leak := a.isp.Count(netip.PrefixFrom(a.wan, 32), netip.PrefixFrom(lab.Echo4, 32))
+		leak := a.isp.CountTCP(netip.PrefixFrom(a.wan, 32), netip.PrefixFrom(lab.Echo4, 32), 80)
 		a.vp.Stop()
 		for i := 0; i < 3; i++ {
 			if got, err := c2.Echo(lab.Echo4, 80); err == nil {

@@ -219,28 +219,34 @@ func (isp *ISP) startKea6(pool netip.Prefix) {
 }
 
 // startEcho listens on every echo address and port inside the isp namespace.
+// The UDP echo has a socket per address: an answer must come from the
+// address that was asked (a wildcard socket's would come from the route's
+// source, which no NAT or conntrack on the way would take for an answer).
 func (isp *ISP) startEcho() {
 	ServeEcho(isp.lab, isp.NS, EchoPorts...)
-	var pc net.PacketConn
-	err := netns.Do(isp.NS.Name, func() (err error) {
-		pc, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", EchoUDP))
-		return err
-	})
-	if err != nil {
-		isp.lab.T.Fatalf("lab: echo listen udp/%d: %v", EchoUDP, err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(from.String())
-			pc.WriteTo([]byte(host+"\n"), from)
+	addrs := append([]netip.Addr{Echo4, Echo6}, EchoAlt4...)
+	for _, a := range append(addrs, EchoAlt6...) {
+		var pc net.PacketConn
+		err := netns.Do(isp.NS.Name, func() (err error) {
+			pc, err = net.ListenPacket("udp", netip.AddrPortFrom(a, uint16(EchoUDP)).String())
+			return err
+		})
+		if err != nil {
+			isp.lab.T.Fatalf("lab: echo listen udp %s:%d: %v", a, EchoUDP, err)
 		}
-	}()
-	isp.lab.OnCleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				host, _, _ := net.SplitHostPort(from.String())
+				pc.WriteTo([]byte(host+"\n"), from)
+			}
+		}()
+		isp.lab.OnCleanup(func() { pc.Close() })
+	}
 }
 
 // ServeEcho runs the echo service on TCP ports in namespace ns: just

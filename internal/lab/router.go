@@ -101,6 +101,7 @@ func (r *Router) AddLAN() *Switch {
 type ConfigOptions struct {
 	VPN            *VPNProvider // nil: no [vpn] section
 	VPNNoIPv6      bool         // the tunnel gets an IPv4 address only
+	VPNImpl        string       // vpn.implementation ("": the default, auto)
 	Default        string       // routing.default; "wan" without a VPN
 	Router         string       // routing.router
 	WANIPv6        string       // "off" unless set
@@ -171,6 +172,9 @@ func (r *Router) Config(o ConfigOptions) string {
 			addrs = fmt.Sprintf("%q", VPNClient4)
 		}
 		fmt.Fprintf(&b, "\n[vpn]\ninterface = \"wg0\"\nprivate_key_file = %q\naddresses = [%s]\n", keyFile, addrs)
+		if o.VPNImpl != "" {
+			fmt.Fprintf(&b, "implementation = %q\n", o.VPNImpl)
+		}
 		fmt.Fprintf(&b, "[[vpn.peer]]\npublic_key = %q\nendpoint = %q\nallowed_ips = [\"0.0.0.0/0\", \"::/0\"]\npersistent_keepalive = \"5s\"\n",
 			o.VPN.Key.PublicKey().String(), o.VPN.Endpoint())
 	}

@@ -26,11 +26,13 @@ var (
 	vpnTableName = "labvpn"
 )
 
-// VPNProvider is a WireGuard peer (wireguard-go, userspace) that NATs its
-// clients to the ISP from VPNPublic4/6.
+// VPNProvider is a WireGuard peer (wireguard-go, userspace; or the
+// kernel's, see NewKernelVPNProvider) that NATs its clients to the ISP
+// from VPNPublic4/6.
 type VPNProvider struct {
 	NS        *NS
-	Dev       string // the wireguard-go device name (global: its UAPI socket is in /var/run/wireguard)
+	Kernel    bool   // kernel WireGuard instead of wireguard-go
+	Dev       string // the device name (wireguard-go's is global: its UAPI socket is in /var/run/wireguard)
 	Key       wgtypes.Key
 	ClientKey wgtypes.Key // the key the provider expects its client (the router) to use
 	Proc      *Proc
@@ -42,6 +44,18 @@ type VPNProvider struct {
 // WireGuard device with one peer, the router, whose key it generates.
 func (l *Lab) NewVPNProvider(isp *ISP) *VPNProvider {
 	l.T.Helper()
+	return l.newVPNProvider(isp, false)
+}
+
+// NewKernelVPNProvider is NewVPNProvider with kernel WireGuard (a test that
+// uses it needs the module: lab.RequireKernel(t, "wireguard")).
+func (l *Lab) NewKernelVPNProvider(isp *ISP) *VPNProvider {
+	l.T.Helper()
+	return l.newVPNProvider(isp, true)
+}
+
+func (l *Lab) newVPNProvider(isp *ISP, kernel bool) *VPNProvider {
+	l.T.Helper()
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		l.T.Fatalf("lab: %v", err)
@@ -50,7 +64,7 @@ func (l *Lab) NewVPNProvider(isp *ISP) *VPNProvider {
 	if err != nil {
 		l.T.Fatalf("lab: %v", err)
 	}
-	v := &VPNProvider{NS: l.NewNS("vpnprov"), Dev: l.Prefix + "p", Key: key, ClientKey: ckey, lab: l}
+	v := &VPNProvider{NS: l.NewNS("vpnprov"), Kernel: kernel, Dev: l.Prefix + "p", Key: key, ClientKey: ckey, lab: l}
 	n := v.NS
 	veth(l, isp.NS, "vp0", n, "up0", "")
 	isp.NS.MustRun("ip", "addr", "add", VPNISPSide4.String(), "dev", "vp0")
@@ -81,13 +95,18 @@ func (v *VPNProvider) nft(ruleset string) {
 // Start (re)starts the provider's WireGuard device: the tunnel comes up.
 func (v *VPNProvider) Start() {
 	v.lab.T.Helper()
-	sock := filepath.Join("/var/run/wireguard", v.Dev+".sock")
-	os.Remove(sock)
-	v.Proc = v.NS.Start("vpnprov-wireguard-go", "wireguard-go", "-f", v.Dev)
-	v.lab.Eventually(10*time.Second, "wireguard-go UAPI socket", func() error {
-		_, err := os.Stat(sock)
-		return err
-	})
+	if v.Kernel {
+		v.NS.MustRun("ip", "link", "add", "dev", v.Dev, "type", "wireguard")
+	} else {
+		sock := filepath.Join("/var/run/wireguard", v.Dev+".sock")
+		os.Remove(sock)
+		v.Proc = v.NS.Start("vpnprov-wireguard-go", "wireguard-go", "-f", v.Dev)
+		v.lab.Eventually(10*time.Second, "wireguard-go UAPI socket", func() error {
+			_, err := os.Stat(sock)
+			return err
+		})
+		v.lab.OnCleanup(func() { os.Remove(sock) })
+	}
 	keyFile := filepath.Join(v.lab.Dir, "vpnprov.key")
 	os.WriteFile(keyFile, []byte(v.Key.String()+"\n"), 0o600)
 	v.NS.MustRun("wg", "set", v.Dev, "private-key", keyFile, "listen-port", fmt.Sprint(VPNPort),
@@ -95,12 +114,15 @@ func (v *VPNProvider) Start() {
 	v.NS.MustRun("ip", "addr", "add", VPNTunnel4.String(), "dev", v.Dev)
 	v.NS.MustRun("ip", "addr", "add", VPNTunnel6.String(), "dev", v.Dev, "nodad")
 	v.NS.MustRun("ip", "link", "set", "dev", v.Dev, "up")
-	v.lab.OnCleanup(func() { os.Remove(sock) })
 }
 
-// Stop takes the tunnel down: the provider's WireGuard process exits and its
-// device disappears.
+// Stop takes the tunnel down: the provider's WireGuard device disappears
+// (wireguard-go's process exits).
 func (v *VPNProvider) Stop() {
+	if v.Kernel {
+		v.NS.MustRun("ip", "link", "del", "dev", v.Dev)
+		return
+	}
 	v.Proc.Stop()
 }
 
@@ -134,12 +156,22 @@ func (v *VPNProvider) LatestHandshake() (time.Time, error) {
 // the zero Prefix for "any") entering the isp namespace.
 func (isp *ISP) Count(src, dst netip.Prefix) *Counter {
 	isp.lab.T.Helper()
-	return isp.CountTCP(src, dst, 0)
+	return isp.CountMatch(src, dst, "")
 }
 
 // CountTCP is Count for TCP to destination port dport (0: any protocol and
 // port).
 func (isp *ISP) CountTCP(src, dst netip.Prefix, dport int) *Counter {
+	isp.lab.T.Helper()
+	if dport == 0 {
+		return isp.CountMatch(src, dst, "")
+	}
+	return isp.CountMatch(src, dst, fmt.Sprintf("tcp dport %d", dport))
+}
+
+// CountMatch is Count for packets that also match an nft expression
+// ("udp dport 7", "meta l4proto icmp"; "": any).
+func (isp *ISP) CountMatch(src, dst netip.Prefix, expr string) *Counter {
 	isp.lab.T.Helper()
 	c := &Counter{ns: isp.NS, name: fmt.Sprintf("c%d", isp.ports), lab: isp.lab}
 	isp.ports++
@@ -157,8 +189,8 @@ func (isp *ISP) CountTCP(src, dst netip.Prefix, dport int) *Counter {
 		}
 		match = append(match, fmt.Sprintf("%s %s %s", fam, m.dir, m.p))
 	}
-	if dport != 0 {
-		match = append(match, fmt.Sprintf("tcp dport %d", dport))
+	if expr != "" {
+		match = append(match, expr)
 	}
 	rs := fmt.Sprintf(`table inet labcount_%[1]s {
 	counter %[1]s {}
