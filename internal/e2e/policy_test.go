@@ -149,10 +149,10 @@ func testPolicyPaths(t *testing.T, kernel bool) {
 			lists.Set("force.txt", "198.18.99.99\n")
 		}
 		c1, c2, c3 = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
-		c1.SetStatic(50) // tv-direct by address
+		c1.SetStatic(50)                // tv-direct by address
 		lab.ServeEcho(a.l, c1.NS, 8080) // the port forward's target
-		c2.SetStatic(60) // the default: VPN
-		c3.SetStatic(70) // tv-direct by MAC
+		c2.SetStatic(60)                // the default: VPN
+		c3.SetStatic(70)                // tv-direct by MAC
 		// A foreign table that must survive every apply.
 		cmd := a.r.NS.Cmd("nft", "-f", "-")
 		cmd.Stdin = strings.NewReader("table ip docker {\n chain forward {\n type filter hook forward priority 10; counter accept\n }\n}\n")
