@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,6 +218,47 @@ func offloadSubtests(t *testing.T, a *appliance, lists *lab.ListServer, c1, c2 *
 		waitOffloaded(t, a, "the resumed stream", []string{"-p", "udp", "--sport", fmt.Sprint(s.LocalPort())}, mainNS, vpnNS)
 		if n := leak.Packets(); n != 0 {
 			t.Errorf("%d packets to the echo left by the WAN", n)
+		}
+	})
+}
+
+// relayOffload: with kernel WireGuard at both ends, a published service
+// and the relay's egress are offloaded at the relay and at home.
+func relayOffload(t *testing.T, l *lab.Lab, isp *lab.ISP, relay *lab.Relay, relayRD *lab.Routerd, r *lab.Router, rd *lab.Routerd, client *lab.Client) {
+	t.Run("kernel WireGuard at both ends", func(t *testing.T) {
+		if v := mustStatus(t, rd).VPN; v == nil || v.Implementation != "kernel" {
+			t.Errorf("home tunnel %+v, want kernel", v)
+		}
+		if rs := mustStatus(t, relayRD).Relay; rs == nil || rs.Implementation != "kernel" {
+			t.Errorf("relay %+v, want kernel (auto)", rs)
+		}
+	})
+	t.Run("published service and relay egress offloaded", func(t *testing.T) {
+		homeVPN := l.ExistingNS(l.Prefix + "-vpn")
+		a := &appliance{l: l, rd: rd}
+		// Published: a long download from the internet host, by the
+		// relay's public port into the tunnel and on to the LAN server.
+		dl := isp.NS.Start("published-transfer", "curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null",
+			"--interface", inetHost4.String(), fmt.Sprintf("http://%s:8443/bytes?n=%d", lab.RelayPublic4.Addr(), 1<<30))
+		defer dl.Stop()
+		args := []string{"-p", "tcp", "-s", inetHost4.String()}
+		waitOffloaded(t, a, "the published download", args, relay.NS, homeVPN, r.NS)
+		// Egress: the client's stream leaves by one of the relay's
+		// addresses (its own, or the SNAT pool's after "snat pool").
+		s := l.StartStream(client.NS, netip.AddrPortFrom(lab.Echo4, uint16(lab.EchoUDP)), 50*time.Millisecond)
+		defer s.Stop()
+		relayAddrs := append([]netip.Addr{lab.RelayPublic4.Addr()}, lab.RelayPool4...)
+		rs := waitReplies(t, a, s, time.Now(), 3, 20*time.Second)
+		if seen, err := netip.ParseAddr(rs[len(rs)-1].Source); err != nil || !slices.Contains(relayAddrs, seen) {
+			t.Errorf("the client's stream is seen as %s, want one of the relay's %v", rs[len(rs)-1].Source, relayAddrs)
+		}
+		waitOffloaded(t, a, "the egress stream", []string{"-p", "udp", "-s", lab.VPNClient4.Addr().String(), "--dport", fmt.Sprint(lab.EchoUDP)}, relay.NS)
+		ct := mustStatus(t, relayRD).Relay.Conntrack
+		if ct.Offloaded["relay"] < 2 {
+			t.Errorf("relay status counts %v offloaded, want the two flows above", ct.Offloaded)
+		}
+		if text, _ := relayRD.Ctl("status"); !regexp.MustCompile(`(?m)^flow offload\s+[1-9]\d* connections`).MatchString(text) {
+			t.Errorf("the relay's status does not show offloaded connections:\n%s", text)
 		}
 	})
 }

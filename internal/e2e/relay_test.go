@@ -115,9 +115,26 @@ func udpFrom(ns *lab.NS, src netip.Addr) (conn *net.UDPConn, err error) {
 // TestRelay is seeds 002 and 000 end to end: routerd as the relay on a VPS,
 // routerd at home publishing LAN services through it. The internet host
 // is on the ISP; the published server is a LAN host whose own policy is
-// the WAN.
-func TestRelay(t *testing.T) {
+// the WAN. Both ends' tunnels are userspace WireGuard.
+func TestRelay(t *testing.T) { testRelay(t, false) }
+
+// TestKernelRelay is TestRelay with kernel WireGuard at both ends (the
+// home's by implementation = "kernel", the relay's by auto) and flow
+// offload: the published service and the relay's egress forwarded by the
+// flowtables of the relay and of the home's namespaces.
+func TestKernelRelay(t *testing.T) {
+	if lab.RequireKernel(t, "wireguard", "nf_flow_table", "nf_flow_table_inet", "nft_flow_offload") {
+		return
+	}
+	testRelay(t, true)
+}
+
+func testRelay(t *testing.T, kernel bool) {
 	lab.Require(t, "dnsmasq", "nsenter", "curl", "nft", "ip")
+	impl := "userspace"
+	if kernel {
+		impl = "kernel"
+	}
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{SLAAC: true})
 	relay := l.NewRelay(isp)
@@ -152,7 +169,7 @@ name = "server-direct"
 sources = ["%s", "%s"]
 via = "wan"
 `, s4, s6, s4, s6, s4, s6)
-	cfg := r.Config(lab.ConfigOptions{VPN: relay.Provider(), Default: "vpn", WANIPv6: "slaac", Extra: extra})
+	cfg := r.Config(lab.ConfigOptions{VPN: relay.Provider(), VPNImpl: impl, Default: "vpn", WANIPv6: "slaac", Extra: extra})
 	rd := r.StartRouterd(cfg)
 	st := waitWANLease(t, l, rd, nil)
 	wan := netip.MustParsePrefix(st.WAN.DHCP.Address).Addr()
@@ -287,6 +304,10 @@ via = "wan"
 		}
 	})
 
+	if kernel {
+		relayOffload(t, l, isp, relay, relayRD, r, rd, client)
+	}
+
 	t.Run("tunnel down", func(t *testing.T) {
 		// A published flow, then the relay goes away: the server's further
 		// packets on that flow must not leave by the WAN, though its own
@@ -304,7 +325,13 @@ via = "wan"
 		}
 		peer := netip.MustParseAddrPort(conn.LocalAddr().String())
 		leak := isp.Count(netip.PrefixFrom(wan, 32), netip.PrefixFrom(inetHost4, 32))
-		relayRD.Proc.Stop()
+		if kernel {
+			// Kernel WireGuard outlives routerd's process (a restart
+			// must not flap it): the tunnel goes down with its interface.
+			relay.NS.MustRun("ip", "link", "del", "dev", "wg0")
+		} else {
+			relayRD.Proc.Stop()
+		}
 		txBefore := linkTX(t, r.NS, st.Netns, "wg0")
 		for i := 0; i < 5; i++ {
 			if _, err := game.WriteToUDPAddrPort([]byte("after"), peer); err != nil {
