@@ -68,9 +68,31 @@ func RequireKernel(t *testing.T, modules ...string) bool {
 	if os.Getenv(inVMEnv) != "" {
 		t.Fatalf("the VM lab's kernel lacks %s", strings.Join(missing, ", "))
 	}
-	runInVM(t, missing)
+	runInVM(t, "this kernel lacks "+strings.Join(missing, ", "))
 	return true
 }
+
+// RequireOwnMachine says that t needs a machine of its own: it uses the
+// initial network namespace (NewRouterInInitNS), where the machine-wide
+// settings are, as routerd on the appliance does. It always runs in the
+// VM lab, whose guest is thrown away after; RequireOwnMachine returns true
+// when it ran there and the caller must return.
+func RequireOwnMachine(t *testing.T) bool {
+	t.Helper()
+	top, _, _ := strings.Cut(t.Name(), "/")
+	kernelTestsMu.Lock()
+	kernelTests[top] = true
+	kernelTestsMu.Unlock()
+	Require(t)
+	if InVM() {
+		return false
+	}
+	runInVM(t, "it needs a machine of its own")
+	return true
+}
+
+// InVM reports whether this process runs in the VM lab's guest.
+func InVM() bool { return os.Getenv(inVMEnv) != "" }
 
 // missingModules returns those of modules the running kernel has not got.
 func missingModules(modules []string) []string {
@@ -185,15 +207,15 @@ func moduleRoot() (string, error) {
 
 // runInVM runs t, by name, in the guest: the same test binary, the same
 // environment (plus the binaries' directory, so the guest builds nothing).
-func runInVM(t *testing.T, missing []string) {
+func runInVM(t *testing.T, why string) {
 	t.Helper()
 	routerd, _ := Binaries(t)
 	v, boot, err := theVM()
 	if err != nil {
-		t.Fatalf("this kernel lacks %s, and the VM lab did not boot: %v", strings.Join(missing, ", "), err)
+		t.Fatalf("%s, and the VM lab did not boot: %v", why, err)
 	}
-	t.Logf("this kernel lacks %s: running in the VM lab (Linux %s under qemu TCG, booted in %s)",
-		strings.Join(missing, ", "), v.Kernel, boot.Round(100*time.Millisecond))
+	t.Logf("%s: running in the VM lab (Linux %s under qemu TCG, booted in %s)",
+		why, v.Kernel, boot.Round(100*time.Millisecond))
 	var run []string
 	for _, part := range strings.Split(t.Name(), "/") {
 		run = append(run, "^"+regexp.QuoteMeta(part)+"$")

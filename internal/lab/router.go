@@ -39,7 +39,32 @@ type Router struct {
 // NewRouter builds the router namespace with its WAN NIC wired to the ISP.
 func (l *Lab) NewRouter(isp *ISP) *Router {
 	l.T.Helper()
-	r := &Router{NS: l.NewNS("router"), ISP: isp, lab: l,
+	return l.newRouter(l.NewNS("router"), isp)
+}
+
+// NewRouterInInitNS is NewRouter with the router in the machine's initial
+// network namespace, as routerd on the appliance is (there, for one,
+// nf_conntrack_max is writable). Only in the VM lab (RequireOwnMachine):
+// the machine is the guest's, and thrown away after.
+func (l *Lab) NewRouterInInitNS(isp *ISP) *Router {
+	l.T.Helper()
+	if !InVM() {
+		l.T.Fatalf("lab: NewRouterInInitNS outside the VM lab would change this machine (call RequireOwnMachine first)")
+	}
+	n := &NS{Name: l.Prefix + "-router", lab: l}
+	if out, err := hostCmd("ip", "netns", "attach", n.Name, "1").CombinedOutput(); err != nil {
+		l.T.Fatalf("lab: ip netns attach %s 1: %v: %s", n.Name, err, out)
+	}
+	// Deleting the name only unmounts it: the initial namespace stays.
+	l.mu.Lock()
+	l.ns = append(l.ns, n)
+	l.mu.Unlock()
+	return l.newRouter(n, isp)
+}
+
+func (l *Lab) newRouter(ns *NS, isp *ISP) *Router {
+	l.T.Helper()
+	r := &Router{NS: ns, ISP: isp, lab: l,
 		State: filepath.Join(l.Dir, "state"), Sock: filepath.Join(l.Dir, "run", "routerd.sock")}
 	if isp != nil {
 		isp.Attach(r.NS, r.nextNIC(), WANMAC)

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/router/config"
+)
+
+// TestConntrackSizing: routerd, as on the appliance in the machine's own
+// network namespace, sizes the conntrack table (from the machine's memory,
+// or firewall.max_connections), never lowers the kernel's limit, and warns
+// in status, /metrics and the log when the fullest namespace's table passes
+// 80% of the capacity.
+func TestConntrackSizing(t *testing.T) {
+	if lab.RequireOwnMachine(t) || lab.RequireKernel(t, "nf_conntrack") {
+		return
+	}
+	lab.Require(t, "dnsmasq", "nsenter", "curl")
+	l := lab.New(t)
+	isp := l.NewISP(lab.ISPOptions{})
+	r := l.NewRouterInInitNS(isp)
+	lan := r.AddLAN()
+	c := lan.AddClient()
+	src, _ := c.SetStatic(50)
+	mem := memTotal(t)
+	capacity := config.MaxConnectionsFor(mem)
+	before := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_max")
+	cfg := r.Config(lab.ConfigOptions{NoDHCP: true, Metrics: "192.168.11.1:9100"})
+	rd := r.StartRouterd(cfg)
+
+	t.Run("sized from memory", func(t *testing.T) {
+		want := max(before, capacity)
+		ct := mustStatus(t, rd).Firewall.Conntrack
+		if ct == nil || ct.Capacity != capacity || ct.Max != want || ct.NotApplied != "" {
+			t.Fatalf("conntrack %+v, want capacity %d (for %d MiB), kernel max %d, applied", ct, capacity, mem>>20, want)
+		}
+		if got := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_max"); got != want {
+			t.Errorf("nf_conntrack_max is %d, want %d", got, want)
+		}
+		if before < capacity {
+			if got := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_buckets"); got < capacity/4 {
+				t.Errorf("nf_conntrack_buckets %d, want at least a quarter of %d", got, capacity)
+			}
+		}
+		t.Logf("%d MiB: capacity %d (nf_conntrack_max was %d)", mem>>20, capacity, before)
+	})
+
+	t.Run("filling up warns", func(t *testing.T) {
+		r.WriteConfig(cfg + "\n[firewall]\nmax_connections = 64\n")
+		if _, err := rd.Ctl("reload"); err != nil {
+			t.Fatal(err)
+		}
+		kernelMax := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_max")
+		// 60 flows from distinct ports, each tracked in the main and the
+		// wan namespace.
+		for i := range 60 {
+			if _, err := udpAsk(c.NS, src, netip.AddrPortFrom(lab.Echo4, uint16(lab.EchoUDP))); err != nil {
+				t.Fatalf("flow %d: %v", i, err)
+			}
+		}
+		st := mustStatus(t, rd)
+		ct := st.Firewall.Conntrack
+		if ct.Capacity != 64 || ct.Limit != 64 || ct.Count < 60 || ct.Fill < 0.8 || ct.Namespaces["main"] < 60 || ct.Namespaces["wan"] < 60 {
+			t.Errorf("conntrack %+v, want at least 60 of 64 in main and wan", ct)
+		}
+		if ct.Max != kernelMax || kernelMax < capacity {
+			t.Errorf("kernel max %d (status %d): a smaller capacity must not lower it", kernelMax, ct.Max)
+		}
+		if len(st.Firewall.Warnings) == 0 || !strings.Contains(st.Firewall.Warnings[0], "conntrack table") {
+			t.Errorf("status warnings %q, want the conntrack table's fill", st.Firewall.Warnings)
+		}
+		if text, _ := rd.Ctl("status"); !regexp.MustCompile(`(?m)^WARNING\s+conntrack table \d+% full`).MatchString(text) {
+			t.Errorf("routerctl status does not warn:\n%s", text)
+		}
+		metrics := c.NS.MustRun("curl", "-sS", "http://192.168.11.1:9100/metrics")
+		fill := regexp.MustCompile(`(?m)^routerd_conntrack_fill_ratio (\S+)$`).FindStringSubmatch(metrics)
+		if fill == nil || parseFloat(fill[1]) < 0.8 || !regexp.MustCompile(`(?m)^routerd_conntrack_entries\{namespace="wan"\} [1-9]`).MatchString(metrics) {
+			t.Errorf("metrics: %s", grepLines(metrics, "conntrack"))
+		}
+		l.Eventually(15*time.Second, "the warning in the log", func() error {
+			if !strings.Contains(rd.Proc.Log.String(), "conntrack table filling up") {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+	})
+}
+
+func procInt(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// memTotal is the machine's memory as /proc/meminfo says.
+func memTotal(t *testing.T) uint64 {
+	t.Helper()
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb uint64
+		if _, err := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
+}
