@@ -143,7 +143,7 @@ func TestRules(t *testing.T) {
 		{"blocklist timeout", `refresh = "1h"`, "refresh = \"1h\"\ntimeout = \"-5s\"", "blocklist[0].timeout", "must be positive"},
 		{"blocklist max_size", `refresh = "1h"`, "refresh = \"1h\"\nmax_size = \"12 parsecs\"", "blocklist[0].max_size", "not a size"},
 		{"icmp rate", `icmp_rate = "5/second"`, `icmp_rate = "fast"`, "firewall.icmp_rate", "N/second"},
-		{"max connections", `icmp_rate = "5/second"`, "icmp_rate = \"5/second\"\nmax_connections = 8", "firewall.max_connections", "outside 16-"},
+		{"max connections", `max_connections = 65536`, `max_connections = 8`, "firewall.max_connections", "outside 16-"},
 		{"port forward port", `port = 8443`, `port = 70000`, "firewall.port_forward[0].port", "outside 1-65535"},
 		{"port forward outside LAN", `to = "192.168.1.10:443"`, `to = "10.9.9.9:443"`, "firewall.port_forward[0].to", "not inside any LAN subnet"},
 		{"port forward proto", `proto = "tcp"`, `proto = "icmp"`, "firewall.port_forward[0].proto", "not one of"},
