@@ -81,22 +81,25 @@ func readInt(path string) (int, error) {
 }
 
 // read reads every namespace's table. Count is the fullest namespace's:
-// the limit applies to each.
-func (w *conntrackWatch) read() status.Conntrack {
+// the limit applies to each. Counting the offloaded connections walks the
+// tables, which status does and the fill watch need not.
+func (w *conntrackWatch) read() status.Conntrack { return w.readTables(w.offload) }
+
+func (w *conntrackWatch) readTables(offloaded bool) status.Conntrack {
 	w.mu.Lock()
 	ct := status.Conntrack{Capacity: w.capacity, NotApplied: w.notApplied, Namespaces: map[string]int{}}
 	w.mu.Unlock()
-	if w.offload {
+	if offloaded {
 		ct.Offloaded = map[string]int{}
 	}
 	for _, label := range slices.Sorted(maps.Keys(w.ns)) {
-		t, err := rules.ReadConntrack(w.ns[label], w.offload)
+		t, err := rules.ReadConntrack(w.ns[label], offloaded)
 		if err != nil {
 			ct.Error = err.Error()
 			continue
 		}
 		ct.Namespaces[label] = t.Count
-		if w.offload {
+		if offloaded {
 			ct.Offloaded[label] = t.Offloaded
 		}
 		ct.Count = max(ct.Count, t.Count)
@@ -113,7 +116,7 @@ func (w *conntrackWatch) read() status.Conntrack {
 // watch warns in the log when the fullest table passes 80% of the
 // capacity, once per crossing.
 func (w *conntrackWatch) watch(ctx context.Context) {
-	ct := w.read()
+	ct := w.readTables(false)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {

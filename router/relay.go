@@ -45,8 +45,7 @@ func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 		c.vc.Peers = append(c.vc.Peers, vpnPeer(p.Peer))
 	}
 	c.t = vpn.New(c.vc)
-	c.ct = &conntrackWatch{capacity: r.MaxConnections, key: "relay.max_connections", ns: map[string]string{"relay": ""},
-		offload: r.FlowOffload && rules.FlowOffloadSupported("") == nil, log: log}
+	c.ct = &conntrackWatch{capacity: r.MaxConnections, key: "relay.max_connections", ns: map[string]string{"relay": ""}, log: log}
 	return c
 }
 
@@ -78,6 +77,7 @@ func (c *relayComp) Start(ctx context.Context) error {
 	if err := rules.ApplyRelay("", c.ruleset()); err != nil {
 		return err
 	}
+	c.ct.offload = c.r.FlowOffload && rules.FlowOffloadSupported("") == nil
 	c.ct.provision()
 	c.run.Start(ctx)
 	c.run.Every(10*time.Second, c.ct.watch)

@@ -17,6 +17,7 @@ import (
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
+	"github.com/routerd/routerd/rules"
 )
 
 // appliance is the full lab: ISP, VPN provider, router, one LAN.
@@ -69,16 +70,7 @@ func newApplianceOn(t *testing.T, kernel bool, o lab.ConfigOptions, extra string
 
 func (a *appliance) waitVPN(t *testing.T) {
 	t.Helper()
-	a.l.Eventually(30*time.Second, "VPN handshake", func() error {
-		st, err := getStatus(a.rd)
-		if err != nil {
-			return err
-		}
-		if st.VPN == nil || !st.VPN.Up {
-			return fmt.Errorf("VPN = %+v", st.VPN)
-		}
-		return nil
-	})
+	a.rd.WaitTunnel(30 * time.Second)
 }
 
 // echo asks the echo service which source it saw, waiting for a path to
@@ -200,6 +192,12 @@ func testPolicyPaths(t *testing.T, kernel bool) {
 		m := counters(st, "main")
 		if m["policy_tv-direct"] < 2 || m["policy_smtp-out"] < 2 || m["default_vpn"] < 1 {
 			t.Errorf("policy counters = %v", m)
+		}
+		// Flow offload is on exactly where the kernel has flowtables;
+		// elsewhere status says why not, and everything above worked.
+		supported := rules.FlowOffloadSupported(a.r.NS.Name)
+		if off := st.Firewall.Offload; off.Enabled != (supported == nil) || (supported != nil && !strings.Contains(off.Off, "no flowtables")) {
+			t.Errorf("flow offload in status %+v; the kernel's flowtables: %v", off, supported)
 		}
 		text, _ := a.rd.Ctl("status")
 		want := "VPN wg0 (userspace"

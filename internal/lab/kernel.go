@@ -54,7 +54,7 @@ var (
 //
 // It never skips silently: a guest that cannot boot fails the test, and
 // without root it skips only outside CI, like Require.
-func RequireKernel(t *testing.T, modules ...string) bool {
+func RequireKernel(t testing.TB, modules ...string) bool {
 	t.Helper()
 	top, _, _ := strings.Cut(t.Name(), "/")
 	kernelTestsMu.Lock()
@@ -77,7 +77,7 @@ func RequireKernel(t *testing.T, modules ...string) bool {
 // settings are, as routerd on the appliance does. It always runs in the
 // VM lab, whose guest is thrown away after; RequireOwnMachine returns true
 // when it ran there and the caller must return.
-func RequireOwnMachine(t *testing.T) bool {
+func RequireOwnMachine(t testing.TB) bool {
 	t.Helper()
 	top, _, _ := strings.Cut(t.Name(), "/")
 	kernelTestsMu.Lock()
@@ -93,6 +93,16 @@ func RequireOwnMachine(t *testing.T) bool {
 
 // InVM reports whether this process runs in the VM lab's guest.
 func InVM() bool { return os.Getenv(inVMEnv) != "" }
+
+// startTimeout is how long routerd may take to start. Under qemu TCG, work
+// that is all CPU runs tens of times slower than on the host (a relay's
+// thousand forwards: 35 s against a second).
+func startTimeout() time.Duration {
+	if InVM() {
+		return 3 * time.Minute
+	}
+	return time.Minute
+}
 
 // missingModules returns those of modules the running kernel has not got.
 func missingModules(modules []string) []string {
@@ -205,9 +215,10 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// runInVM runs t, by name, in the guest: the same test binary, the same
-// environment (plus the binaries' directory, so the guest builds nothing).
-func runInVM(t *testing.T, why string) {
+// runInVM runs t (a test or a benchmark), by name, in the guest: the same
+// test binary, the same environment (plus the binaries' directory, so the
+// guest builds nothing).
+func runInVM(t testing.TB, why string) {
 	t.Helper()
 	routerd, _ := Binaries(t)
 	v, boot, err := theVM()
@@ -221,6 +232,10 @@ func runInVM(t *testing.T, why string) {
 		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
 	}
 	argv := []string{os.Args[0], "-test.run", strings.Join(run, "/"), "-test.count=1", "-test.v"}
+	_, bench := t.(*testing.B)
+	if bench {
+		argv = []string{os.Args[0], "-test.run", "^$", "-test.bench", strings.Join(run, "/"), "-test.benchtime", "1x", "-test.count=1", "-test.v"}
+	}
 	// The package's own flags (-update) go along; go test's own (-test.*)
 	// are the guest's to choose.
 	flag.Visit(func(f *flag.Flag) {
@@ -228,8 +243,10 @@ func runInVM(t *testing.T, why string) {
 			argv = append(argv, "-"+f.Name+"="+f.Value.String())
 		}
 	})
-	if d, ok := t.Deadline(); ok {
-		argv = append(argv, "-test.timeout", time.Until(d).Round(time.Second).String())
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := d.Deadline(); ok {
+			argv = append(argv, "-test.timeout", time.Until(d).Round(time.Second).String())
+		}
 	}
 	env := append(os.Environ(), inVMEnv+"=1", "ROUTERD_BIN_DIR="+filepath.Dir(routerd))
 	wd, _ := os.Getwd()
@@ -253,8 +270,16 @@ func runInVM(t *testing.T, why string) {
 	if err != nil {
 		t.Fatalf("the VM lab: %v", err)
 	}
-	switch text := out.String(); {
-	case res.Code == 0 && strings.Contains(text, "--- PASS: "+t.Name()+" ("):
+	// A benchmark that ran says its name at the start of a line (with
+	// GOMAXPROCS) and no FAIL; a test says PASS.
+	text := out.String()
+	passed := strings.Contains(text, "--- PASS: "+t.Name()+" (")
+	if bench {
+		passed = regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(t.Name())+`(/\S+)?(-\d+)?\s+\d+`).MatchString(text) &&
+			!strings.Contains(text, "--- FAIL: ")
+	}
+	switch {
+	case res.Code == 0 && passed:
 	case res.Code == 0 && strings.Contains(text, "--- SKIP: "+t.Name()+" ("):
 		t.Skip("skipped in the VM lab")
 	default:

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -254,8 +255,10 @@ func (n *NS) start(name string, cmd *exec.Cmd) *Proc {
 }
 
 // Stop kills the process group with SIGTERM, then SIGKILL, and waits for it.
+// A paused group (Lab.Pause) is continued, or it could not act on SIGTERM.
 func (p *Proc) Stop() {
 	p.Signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGCONT)
 	select {
 	case <-p.done:
 		return
@@ -277,6 +280,24 @@ func (p *Proc) Signal(sig syscall.Signal) {
 	case <-p.done:
 	default:
 		syscall.Kill(-p.Cmd.Process.Pid, sig)
+	}
+}
+
+// Pause stops every process the lab started (routerd, the ISP's daemons,
+// iperf3 servers...), so that a benchmark measuring another lab has the
+// machine to itself; Resume continues them. What the kernel does for the
+// lab (its WireGuard timers, its links) goes on.
+func (l *Lab) Pause() { l.signalAll(syscall.SIGSTOP) }
+
+// Resume continues what Pause stopped.
+func (l *Lab) Resume() { l.signalAll(syscall.SIGCONT) }
+
+func (l *Lab) signalAll(sig syscall.Signal) {
+	l.mu.Lock()
+	procs := slices.Clone(l.procs)
+	l.mu.Unlock()
+	for _, p := range procs {
+		p.Signal(sig)
 	}
 }
 

@@ -318,7 +318,7 @@ func (rd *Routerd) launch() {
 func (rd *Routerd) waitUntil(phase string) {
 	t := rd.r.lab.T
 	t.Helper()
-	err := Poll(60*time.Second, func() error {
+	err := Poll(startTimeout(), func() error {
 		if done, err := rd.Proc.Exited(); done {
 			return fmt.Errorf("routerd exited: %v", err)
 		}
@@ -337,6 +337,31 @@ func (rd *Routerd) waitUntil(phase string) {
 	})
 	if err != nil {
 		t.Fatalf("lab: routerd did not come up: %v\n%s", err, rd.Proc.Log.String())
+	}
+}
+
+// WaitTunnel waits until routerd's tunnel has had a handshake: until then
+// its peer (a relay, say) does not know where it is, and what comes in for
+// it is dropped.
+func (rd *Routerd) WaitTunnel(timeout time.Duration) {
+	t := rd.r.lab.T
+	t.Helper()
+	err := Poll(timeout, func() error {
+		out, err := rd.StatusJSON()
+		if err != nil {
+			return err
+		}
+		var st struct{ VPN *struct{ Up bool } }
+		if err := json.Unmarshal(out, &st); err != nil {
+			return err
+		}
+		if st.VPN == nil || !st.VPN.Up {
+			return fmt.Errorf("no handshake yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("lab: routerd's tunnel: not up within %s: %v", timeout, err)
 	}
 }
 
