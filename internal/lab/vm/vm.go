@@ -41,6 +41,7 @@ type Options struct {
 // VM is a booted guest.
 type VM struct {
 	Kernel string // the guest kernel's version
+	CPUs   int
 
 	dir     string
 	cmd     *exec.Cmd
@@ -75,7 +76,7 @@ func Boot(ctx context.Context, opt Options) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &VM{Kernel: k.Version, dir: dir, done: make(chan struct{})}
+	v := &VM{Kernel: k.Version, CPUs: opt.CPUs, dir: dir, done: make(chan struct{})}
 	fail := func(err error) (*VM, error) {
 		v.Close()
 		return nil, err
