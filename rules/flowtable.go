@@ -109,7 +109,7 @@ func probeFlowtable(ns string) error {
 	c.DelTable(t)
 	if err := c.Flush(); err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("the kernel has no flowtables (nf_flow_table, nft_flow_offload): %w", err)
+			return errors.New("this kernel has no flowtables (nf_flow_table, nft_flow_offload)")
 		}
 		return fmt.Errorf("probe flowtables in %s: %w", netns.Label(ns), err)
 	}
