@@ -155,19 +155,9 @@ func takeTurns(b *testing.B, rounds int, ms []measure) map[string]float64 {
 // BenchmarkForwardingKernel measures that, in the VM lab.
 func BenchmarkForwarding(b *testing.B) {
 	lab.Require(b, "iperf3", "nsenter", "nft", "wireguard-go", "wg", "dnsmasq")
-	plain := setupPlain(b)
-	home, vpn := setupHome(b, false, "", 0)
-	forced, _ := setupHome(b, false, "", 500_000)
-	alone := setupWireGuardAlone(b, false)
-	relay := setupRelay(b, false, false)
-	seed := setupRelay(b, false, true)
-	res := takeTurns(b, 5, []measure{
-		{"plain_tcp_mbps", plain, target.tcp}, {"plain_udp64_pps", plain, target.udp64},
-		{"home_tcp_mbps", home, target.tcp}, {"home_udp64_pps", home, target.udp64},
-		{"home_force500k_tcp_mbps", forced, target.tcp}, {"home_force500k_udp64_pps", forced, target.udp64},
-		{"vpn_tcp_mbps", vpn, target.tcp}, {"wg_alone_tcp_mbps", alone, target.tcp},
-		{"relay_tcp_mbps", relay, target.tcp}, {"relay_udp64_pps", relay, target.udp64},
-		{"seed000_tcp_mbps", seed, target.tcp}, {"seed000_udp64_pps", seed, target.udp64},
+	res := forwarding(b, false, func() []measure {
+		forced, _ := setupHome(b, false, "", 500_000)
+		return []measure{{"home_force500k_tcp_mbps", forced, target.tcp}, {"home_force500k_udp64_pps", forced, target.udp64}}
 	})
 	report(b, res, [][3]string{
 		{"home_tcp_vs_plain", "home_tcp_mbps", "plain_tcp_mbps"},
@@ -192,19 +182,9 @@ func BenchmarkForwardingKernel(b *testing.B) {
 		return
 	}
 	lab.Require(b, "iperf3", "nsenter", "nft", "wg", "dnsmasq")
-	plain := setupPlain(b)
-	home, vpn := setupHome(b, true, "", 0)
-	slow, _ := setupHome(b, true, "[firewall]\nflow_offload = false\n", 0)
-	alone := setupWireGuardAlone(b, true)
-	relay := setupRelay(b, true, false)
-	seed := setupRelay(b, true, true)
-	res := takeTurns(b, 5, []measure{
-		{"plain_tcp_mbps", plain, target.tcp}, {"plain_udp64_pps", plain, target.udp64},
-		{"home_tcp_mbps", home, target.tcp}, {"home_udp64_pps", home, target.udp64},
-		{"home_nooffload_tcp_mbps", slow, target.tcp}, {"home_nooffload_udp64_pps", slow, target.udp64},
-		{"vpn_tcp_mbps", vpn, target.tcp}, {"wg_alone_tcp_mbps", alone, target.tcp},
-		{"relay_tcp_mbps", relay, target.tcp}, {"relay_udp64_pps", relay, target.udp64},
-		{"seed000_tcp_mbps", seed, target.tcp}, {"seed000_udp64_pps", seed, target.udp64},
+	res := forwarding(b, true, func() []measure {
+		slow, _ := setupHome(b, true, "[firewall]\nflow_offload = false\n", 0)
+		return []measure{{"home_nooffload_tcp_mbps", slow, target.tcp}, {"home_nooffload_udp64_pps", slow, target.udp64}}
 	})
 	report(b, res, [][3]string{
 		{"home_tcp_vs_plain", "home_tcp_mbps", "plain_tcp_mbps"},
@@ -217,6 +197,27 @@ func BenchmarkForwardingKernel(b *testing.B) {
 		{"relay_tcp_vs_seed000", "relay_tcp_mbps", "seed000_tcp_mbps"},
 		{"relay_udp64_vs_seed000", "relay_udp64_pps", "seed000_udp64_pps"},
 	})
+}
+
+// forwarding sets up the paths both forwarding benchmarks measure (and
+// more's), each in a lab of its own, and measures them in turns: plain
+// forwarding, the home path and the tunnel, WireGuard alone, the relay and
+// seed 000's.
+func forwarding(b *testing.B, kernel bool, more func() []measure) map[string]float64 {
+	plain := setupPlain(b)
+	home, vpn := setupHome(b, kernel, "", 0)
+	ms := []measure{
+		{"plain_tcp_mbps", plain, target.tcp}, {"plain_udp64_pps", plain, target.udp64},
+		{"home_tcp_mbps", home, target.tcp}, {"home_udp64_pps", home, target.udp64},
+	}
+	ms = append(ms, more()...)
+	alone := setupWireGuardAlone(b, kernel)
+	relay := setupRelay(b, kernel, false)
+	seed := setupRelay(b, kernel, true)
+	return takeTurns(b, 5, append(ms,
+		measure{"vpn_tcp_mbps", vpn, target.tcp}, measure{"wg_alone_tcp_mbps", alone, target.tcp},
+		measure{"relay_tcp_mbps", relay, target.tcp}, measure{"relay_udp64_pps", relay, target.udp64},
+		measure{"seed000_tcp_mbps", seed, target.tcp}, measure{"seed000_udp64_pps", seed, target.udp64}))
 }
 
 // report reports every result and each ratio {name, a, z} = a / z.

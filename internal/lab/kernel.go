@@ -56,10 +56,7 @@ var (
 // without root it skips only outside CI, like Require.
 func RequireKernel(t testing.TB, modules ...string) bool {
 	t.Helper()
-	top, _, _ := strings.Cut(t.Name(), "/")
-	kernelTestsMu.Lock()
-	kernelTests[top] = true
-	kernelTestsMu.Unlock()
+	markKernelTest(t)
 	Require(t)
 	missing := missingModules(modules)
 	if len(missing) == 0 {
@@ -79,10 +76,7 @@ func RequireKernel(t testing.TB, modules ...string) bool {
 // when it ran there and the caller must return.
 func RequireOwnMachine(t testing.TB) bool {
 	t.Helper()
-	top, _, _ := strings.Cut(t.Name(), "/")
-	kernelTestsMu.Lock()
-	kernelTests[top] = true
-	kernelTestsMu.Unlock()
+	markKernelTest(t)
 	Require(t)
 	if InVM() {
 		return false
@@ -135,6 +129,15 @@ func haveModule(name string) bool {
 	}
 	record("modprobe")
 	return exec.Command("modprobe", "-q", name).Run() == nil
+}
+
+// markKernelTest notes that t's top-level test needs the full kernel, for
+// kernelOnly.
+func markKernelTest(t testing.TB) {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	kernelTestsMu.Lock()
+	kernelTests[top] = true
+	kernelTestsMu.Unlock()
 }
 
 // kernelOnly skips t under make vmtest unless it needs the full kernel.

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/routerd/routerd/internal/lab/vm"
 )
 
 // T is what the lab needs of a test; *testing.T satisfies it, and so does the
@@ -314,22 +316,7 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = vm.Output
 
 // Eventually polls cond until it returns nil or the deadline passes, then
 // fails the test with cond's last error. It never sleeps to make timing pass:

@@ -46,7 +46,7 @@ type VM struct {
 	dir     string
 	cmd     *exec.Cmd
 	done    chan struct{}
-	console syncBuffer
+	console Output
 
 	mu   sync.Mutex // one command at a time
 	conn net.Conn
@@ -253,18 +253,21 @@ func buildInitrd(k *debian.Kernel, module, out string) error {
 	return os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
-type syncBuffer struct {
+// Output is a process's output: written by the goroutines that copy it,
+// read by whoever wants to see it so far (the guest's console, a lab
+// process's log).
+type Output struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *Output) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *Output) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
