@@ -167,7 +167,11 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 	}
 	var offMain, offWAN, offVPN rules.Offload
 	if cfg.Firewall.FlowOffload {
-		offMain = rules.Offload{Devices: append(slices.Clone(ifaces), cfg.Netns.Bridge)}
+		// The transit bridge's ports too: the kernel resolves a flow's
+		// route through the bridge to the port, and then forwards straight
+		// to and from the port, past the bridge, only if the port is in
+		// the flowtable.
+		offMain = rules.Offload{Devices: append(slices.Clone(ifaces), cfg.Netns.Bridge, config.TransitWANLink, config.TransitVPNLink)}
 		offWAN = rules.Offload{Devices: []string{cfg.WAN.Name, config.TransitPeerLink}}
 		offVPN = rules.Offload{Devices: []string{config.TransitPeerLink}}
 		if cfg.VPN != nil {

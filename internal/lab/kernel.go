@@ -38,7 +38,7 @@ const (
 
 var (
 	kernelTestsMu sync.Mutex
-	kernelTests   = map[string]bool{} // top-level names of tests that called RequireKernel
+	kernelTests   = map[string]bool{} // top-level names of tests that need the full kernel or their own machine
 )
 
 // RequireKernel says that t needs the named kernel modules ("8021q",
