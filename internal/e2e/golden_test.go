@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routerd/routerd/internal/lab"
 )
@@ -104,6 +106,22 @@ func normalize(l *lab.Lab, s string) string {
 // snapshot is the golden view of one namespace.
 func snapshot(t *testing.T, l *lab.Lab, ns *lab.NS) string {
 	t.Helper()
+	// An IPv6 address still in duplicate address detection has no local
+	// route yet: wait it out, or a snapshot taken a moment early differs
+	// from a later one without anything having changed.
+	err := lab.Poll(10*time.Second, func() error {
+		out, err := ns.Run("ip", "-6", "addr", "show", "tentative")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "" {
+			return fmt.Errorf("tentative: %s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s settling: %v", ns.Name, err)
+	}
 	var b strings.Builder
 	for _, args := range [][]string{
 		{"ip", "-br", "link"},
