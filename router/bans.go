@@ -88,7 +88,7 @@ func (s *Supervisor) bansList() ([]status.Ban, error) {
 			where = "wan"
 		}
 		for _, b := range bs {
-			out = append(out, status.Ban{Addr: b.Addr.String(), Side: where, Until: time.Now().Add(b.Left).Truncate(time.Second)})
+			out = append(out, status.Ban{Addr: b.String(), Side: where, Until: time.Now().Add(b.Left).Truncate(time.Second)})
 		}
 	}
 	return out, errors.Join(errs...)

@@ -3,10 +3,13 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,8 +49,7 @@ type firewallComp struct {
 	wanAddrs   []netip.Addr
 	run        lifecycle.Group
 	ct         *conntrackWatch
-	offloadOff string              // why flow offload is off ("" when it is on)
-	banned     map[netip.Addr]bool // the wan namespace's bans at the last look
+	offloadOff string // why flow offload is off ("" when it is on)
 }
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
@@ -189,6 +191,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 	var v *rules.VPN
 	if cfg.Admin != nil {
 		w.ScanBan = cfg.Admin.BanTime
+		w.Exempt = banExempt(cfg)
 	}
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
@@ -300,9 +303,6 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	err := c.apply()
 	c.run.Start(ctx)
 	c.run.Every(10*time.Second, c.ct.watch)
-	if c.offloadOff == "" && c.wan.ScanBan > 0 {
-		c.run.Every(2*time.Second, c.endBanned)
-	}
 	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	if hasCgroups(c.cfg) {
 		c.run.Every(3*time.Second, c.watchCgroups)
@@ -339,32 +339,6 @@ func (c *firewallComp) apply() error {
 	}
 	c.log.Info("firewall applied", "generation", c.generation, "err", errors.Join(errs...))
 	return errors.Join(errs...)
-}
-
-// endBanned ends the connections of the sources the wan namespace banned
-// since the last look. The ban chain drops what a banned source sends, but
-// an offloaded connection's packets no longer pass it; ended, they must.
-func (c *firewallComp) endBanned(ctx context.Context) {
-	bans, err := rules.Bans(c.cfg.Netns.WAN)
-	if err != nil {
-		return
-	}
-	now := map[netip.Addr]bool{}
-	for _, b := range bans {
-		now[b.Addr] = true
-		if c.banned[b.Addr] {
-			continue
-		}
-		a := b.Addr
-		for _, ns := range []string{c.cfg.Netns.WAN, ""} {
-			if n, err := rules.DeleteConns(ns, func(cn rules.Conn) bool { return cn.Src.Unmap() == a }); err != nil {
-				c.log.Warn("end a banned source's connections", "addr", a, "err", err)
-			} else if n > 0 {
-				c.log.Info("a banned source's connections ended", "addr", a, "netns", netns.Label(ns), "connections", n)
-			}
-		}
-	}
-	c.banned = now
 }
 
 // tunnelUp applies the rulesets again when the tunnel's interface was made
@@ -448,7 +422,7 @@ func (c *firewallComp) fillStatus(st *status.Status) {
 	}
 	ct := c.ct.read()
 	fs.Conntrack = &ct
-	fs.Warnings = c.ct.warnings(ct)
+	fs.Warnings = append(c.ct.warnings(ct), fullSets(map[string]string{"main": "", "wan": c.cfg.Netns.WAN})...)
 	st.Firewall = fs
 }
 
@@ -459,4 +433,62 @@ func hasCgroups(cfg *config.Config) bool {
 		}
 	}
 	return false
+}
+
+// banExempt are the configured servers the household depends on, where
+// given as addresses: a port scan forged in their name must not ban them.
+// Those given as names are learnt by the wan ruleset as the router talks
+// to them (its peers).
+func banExempt(cfg *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	add := func(a netip.Addr) {
+		if a.IsValid() {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	host := func(hostport string) netip.Addr {
+		if ap, err := netip.ParseAddrPort(hostport); err == nil {
+			return ap.Addr()
+		}
+		a, _ := netip.ParseAddr(strings.Trim(hostport, "[]"))
+		return a
+	}
+	for _, u := range cfg.DNS.Upstream {
+		add(u.Addr.Addr())
+	}
+	if cfg.VPN != nil {
+		for _, p := range cfg.VPN.Peers {
+			add(p.Endpoint.Addr)
+		}
+	}
+	if cfg.Time != nil {
+		for _, s := range cfg.Time.Servers {
+			add(host(s))
+		}
+	}
+	for _, b := range cfg.Blocklists {
+		if u, err := url.Parse(b.URL); err == nil && b.URL != "" {
+			add(host(u.Host))
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return slices.Compact(out)
+}
+
+// fullSets warns of a dynamic set nearly full (bans, scan tracking, peers,
+// in the namespaces by label): a flood that fills one stops what it does.
+func fullSets(nss map[string]string) []string {
+	var out []string
+	for _, label := range slices.Sorted(maps.Keys(nss)) {
+		fills, err := rules.SetFills(nss[label])
+		if err != nil {
+			continue
+		}
+		for _, f := range fills {
+			if f.Size > 0 && f.N >= f.Size*9/10 {
+				out = append(out, fmt.Sprintf("%s set %s holds %d of %d entries: new entries are refused when full", label, f.Name, f.N, f.Size))
+			}
+		}
+	}
+	return out
 }

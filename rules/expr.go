@@ -159,8 +159,13 @@ func etherSaddrEq(mac net.HardwareAddr) exprs {
 }
 
 // th dport FROM-TO (after l4proto)
-func dportRange(from, to uint16) exprs {
-	e := exprs{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}
+func dportRange(from, to uint16) exprs { return portRange(2, from, to) }
+
+// th sport FROM-TO (after l4proto)
+func sportRange(from, to uint16) exprs { return portRange(0, from, to) }
+
+func portRange(off uint32, from, to uint16) exprs {
+	e := exprs{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2}}
 	if from == to {
 		return append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(from)})
 	}

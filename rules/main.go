@@ -349,10 +349,10 @@ func icmp6In(set *nftables.Set, neg bool) exprs {
 func (m *Main) input(r *ruleset, lan *nftables.Set) {
 	needed := icmp6NeededSet(r)
 	in := r.chain("input", nftables.ChainHookInput, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
-	// A banned address reaches nothing of the router's, not even a
-	// session it already had.
-	ban4, ban6 := r.banSets()
-	r.dropBanned(in, ban4, ban6)
+	// A banned address opens no new connection to the router; a session
+	// it already had (an admin's SSH session) goes on.
+	ban4, ban6 := r.banSets(false)
+	r.dropBanned(in, ban4, ban6, false)
 	r.rule(in, ctState(ctEstablished|ctRelated), accept())
 	r.rule(in, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(in, iif("lo"), accept())

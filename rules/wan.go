@@ -23,6 +23,12 @@ type WAN struct {
 	// ScanBan is how long a source scanning the WAN's closed ports is
 	// banned (0: no scan detection).
 	ScanBan time.Duration
+	// Exempt are never banned, whatever is sent in their name: the
+	// configured servers the household depends on (DNS upstreams, VPN
+	// endpoints, NTP servers, list hosts) given as addresses. The router's
+	// own addresses (Own4, Own6) and the peers it talks to are never
+	// banned either.
+	Exempt []netip.Prefix
 	// Offload: the WAN NIC and the transit veth.
 	Offload Offload
 }
@@ -47,11 +53,8 @@ func (w *WAN) build(r *ruleset) {
 	r.flowtable(w.Offload)
 	// Port forwards: to the router's own address from the WAN, and from
 	// the LAN too (NAT loopback).
-	// Banned sources reach neither the router nor a port forward: dropped
-	// before DNAT.
-	ban4, ban6 := r.banSets()
-	ban := r.chain("ban", nftables.ChainHookPrerouting, -150, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
-	r.dropBanned(ban, ban4, ban6)
+	bans := r.wanBanSets(w)
+	bans.banChain(r, needed)
 	pre := r.chain("prerouting", nftables.ChainHookPrerouting, -100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 	for _, f := range w.Forwards {
 		p := Port{Proto: f.Proto}
@@ -79,7 +82,7 @@ func (w *WAN) build(r *ruleset) {
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())
 	if w.ScanBan > 0 {
-		r.scanBans(in, w.Iface, w.ScanBan, ban4, ban6)
+		bans.scanBans(r, in, w.Iface, w.ScanBan)
 	}
 	r.rule(in, r.counter("drop_input"), drop())
 
@@ -87,6 +90,8 @@ func (w *WAN) build(r *ruleset) {
 	// Clamp to the route's MTU both ways (SYN and SYN-ACK).
 	r.rule(fw, oif(w.Iface), tcpSyn(), mssRouteMTU())
 	r.rule(fw, iif(w.Iface), tcpSyn(), mssRouteMTU())
+	out := r.chain("output", nftables.ChainHookOutput, 0, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	bans.learnPeers(r, out, fw, w)
 	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
