@@ -1,12 +1,15 @@
 package rules
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/netns"
 )
 
 // A ban shows in the list with its time left, outlives a ruleset
@@ -42,5 +45,76 @@ func TestBans(t *testing.T) {
 	}
 	if out := ns.MustRun("nft", "list", "set", "inet", Table, SetBanned4); strings.Contains(out, a.String()) {
 		t.Errorf("%s still banned:\n%s", a, out)
+	}
+}
+
+// TestScanBans6: a scan from one IPv6 address bans its whole /64 (new
+// connections from a neighbour in it are dropped, another /64 still gets
+// through), and an address the router itself sent to is a peer that no
+// scan bans.
+func TestScanBans6(t *testing.T) {
+	lab.Require(t, "nft", "ping")
+	l := lab.New(t)
+	gw, inet := l.NewNS("gw"), l.NewNS("inet")
+	gw.MustRun("ip", "link", "add", "name", "wan0", "type", "veth", "peer", "name", "eth0", "netns", inet.Name)
+	gw.MustRun("ip", "addr", "add", "2001:db8:1::1/64", "dev", "wan0", "nodad")
+	gw.MustRun("ip", "link", "set", "wan0", "up")
+	gw.MustRun("ip", "-6", "route", "add", "2001:db8::/32", "dev", "wan0")
+	for _, a := range []string{"2001:db8:1::20/64", "2001:db8:1::30/64", "2001:db8:2::5/64", "2001:db8:3::5/64"} {
+		inet.MustRun("ip", "addr", "add", a, "dev", "eth0", "nodad")
+	}
+	inet.MustRun("ip", "link", "set", "eth0", "up")
+	if err := ApplyWAN(gw.Name, &WAN{Iface: "wan0", Transit: "transit0", ScanBan: 10 * time.Minute}, false); err != nil {
+		t.Fatal(err)
+	}
+	ping := func(from string) error {
+		_, err := inet.Run("ping", "-6", "-c", "1", "-W", "1", "-I", from, "2001:db8:1::1")
+		return err
+	}
+	// The first packets from a new neighbour can go while neighbour
+	// discovery settles: each source reaches the router before the scans.
+	for _, from := range []string{"2001:db8:1::30", "2001:db8:2::5", "2001:db8:3::5"} {
+		l.Eventually(5*time.Second, "ping from "+from, func() error { return ping(from) })
+	}
+	// The router talks to 2001:db8:3::5: it is a peer from then on.
+	gw.MustRun("ping", "-6", "-c", "1", "-W", "1", "2001:db8:3::5")
+
+	scan := func(from string) {
+		err := netns.Do(inet.Name, func() error {
+			d := net.Dialer{Timeout: 20 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+			for p := 1000; p < 1000+2*ScanPorts; p++ {
+				if c, err := d.Dial("tcp", fmt.Sprintf("[2001:db8:1::1]:%d", p)); err == nil {
+					c.Close()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan("2001:db8:1::20")
+	scan("2001:db8:3::5")
+	bans, err := Bans(gw.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bans) != 1 || bans[0].String() != "2001:db8:1::/64" {
+		t.Fatalf("Bans = %v, want 2001:db8:1::/64 alone (the peer 2001:db8:3::5 never banned)", bans)
+	}
+	if err := ping("2001:db8:1::30"); err == nil {
+		t.Error("a neighbour in the banned /64 still opens new connections")
+	}
+	for _, from := range []string{"2001:db8:2::5", "2001:db8:3::5"} {
+		if err := lab.Poll(5*time.Second, func() error { return ping(from) }); err != nil {
+			t.Errorf("ping from %s, outside the banned /64: %v", from, err)
+		}
+	}
+	// Lifting the ban of any address in the /64 lifts the /64's.
+	if err := Unban(gw.Name, netip.MustParseAddr("2001:db8:1::77")); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Poll(5*time.Second, func() error { return ping("2001:db8:1::30") }); err != nil {
+		t.Errorf("after the unban: %v", err)
 	}
 }
