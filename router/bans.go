@@ -35,6 +35,14 @@ func newSSHBanner(cfg *config.Admin, log *slog.Logger) *sshBanner {
 	return &sshBanner{cfg: cfg, log: log, fails: map[netip.Addr][]time.Time{}}
 }
 
+// succeeded forgets a's failures: an admin's typo yesterday does not count
+// towards tomorrow's ban.
+func (b *sshBanner) succeeded(a netip.Addr) {
+	b.mu.Lock()
+	delete(b.fails, a)
+	b.mu.Unlock()
+}
+
 // failed records one failed authentication from a.
 func (b *sshBanner) failed(a netip.Addr) {
 	now := time.Now()

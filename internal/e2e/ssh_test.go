@@ -225,18 +225,30 @@ to = "192.168.11.50:8080"
 	out, err = ssh(isp.NS, key, wanAddr, "status")
 	refused("SSH from the WAN", out, err, "timed out")
 
-	// Failed logins ban the client: its packets to the router are dropped
-	// (the good key no longer connects) until the ban is lifted.
-	client := "192.168.11.50"
-	banned := false
-	for i := 0; i < 8 && !banned; i++ {
-		ssh(c.NS, other, gw, "status")
-		_, err := c.NS.Run("ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=2", "anyone@"+gw, "leases")
-		banned = err != nil && strings.Contains(err.Error(), "timed out")
+	// An agent that offers other keys before the listed one logs in, as
+	// often as it likes, without a failure counted: failures are counted
+	// per connection, and a login forgets the source's earlier ones.
+	failures := mustStatus(t, rd).Admin.AuthFailures
+	for i := 0; i < 6; i++ {
+		if _, err := c.NS.Run("ssh", "-i", other, "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "anyone@"+gw, "status"); err != nil {
+			t.Fatalf("login %d offering the intruder's key first: %v", i, err)
+		}
 	}
-	if !banned {
-		t.Fatal("repeated failed logins did not ban the client")
+	if n := mustStatus(t, rd).Admin.AuthFailures; n != failures {
+		t.Errorf("logins offering another key first counted %d failures", n-failures)
+	}
+
+	// Failed logins ban the client: its new connections to the router are
+	// dropped (the good key no longer connects) until the ban is lifted.
+	client := "192.168.11.50"
+	for i := 0; i < 5; i++ {
+		ssh(c.NS, other, gw, "status")
+	}
+	_, err = c.NS.Run("ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=2", "anyone@"+gw, "leases")
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("five failed logins did not ban the client: %v", err)
 	}
 	if list, _ := rd.Ctl("ban", "list"); !strings.Contains(list, client+"  lan") {
 		t.Errorf("ban list lacks %s:\n%s", client, list)

@@ -46,18 +46,28 @@ type Config struct {
 	// Exec runs one command line (split into words, a leading "routerctl"
 	// removed) and returns its exit code.
 	Exec func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
-	// OnAuthFailure hears of each failed authentication, by source.
+	// OnAuthFailure hears of each connection that ended without
+	// authenticating after trying to (an agent's offer of several keys is
+	// one failure, not one per key), by source; OnAuthSuccess of each
+	// login.
 	OnAuthFailure func(netip.Addr)
+	OnAuthSuccess func(netip.Addr)
 	Log           *slog.Logger
 }
 
 // Limits. A home router has one or two admins: a few sessions are plenty,
 // and more only cost memory an attacker would like to use.
+//
+// Connections still authenticating are capped apart from logged-in ones,
+// and per source, so that silent connections (a scanner, a hung client)
+// cannot keep an admin from logging in.
 const (
-	maxConns    = 8
-	authTimeout = 10 * time.Second
-	idleTimeout = 10 * time.Minute
-	maxAuth     = 6
+	maxConns            = 8 // logged in
+	maxPreauth          = 8 // authenticating, in all
+	maxPreauthPerSource = 3
+	authTimeout         = 10 * time.Second
+	idleTimeout         = 10 * time.Minute
+	maxAuth             = 6
 )
 
 // Server is the SSH server.
@@ -71,6 +81,9 @@ type Server struct {
 	listeners map[string]net.Listener // by device
 	errs      map[string]error
 
+	preauth      map[netip.Addr]int // connections authenticating, by source
+	preauthAll   int
+	tried        map[string]bool // connections (by remote address) that tried a key or password
 	conns        atomic.Int64
 	sessions     atomic.Int64
 	commands     atomic.Int64
@@ -83,7 +96,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, hostKey: signer, listeners: map[string]net.Listener{}, errs: map[string]error{}}
+	s := &Server{cfg: cfg, hostKey: signer, listeners: map[string]net.Listener{}, errs: map[string]error{},
+		preauth: map[netip.Addr]int{}, tried: map[string]bool{}}
 	s.ssh = &ssh.ServerConfig{
 		MaxAuthTries:      maxAuth,
 		ServerVersion:     "SSH-2.0-routerd",
@@ -137,21 +151,47 @@ func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
 	return signer, nil
 }
 
-// authLog counts failed authentications (not the client's opening "none"
-// probe) by source, for status and banning.
+// authLog notes that a connection tried to authenticate (not the client's
+// opening "none" probe): if it ends without succeeding, that is one
+// failure (serve).
 func (s *Server) authLog(meta ssh.ConnMetadata, method string, err error) {
 	if err == nil || method == "none" {
 		return
 	}
-	s.authFailures.Add(1)
-	from := netip.Addr{}
-	if ta, ok := meta.RemoteAddr().(*net.TCPAddr); ok {
-		from = ta.AddrPort().Addr().Unmap()
+	s.mu.Lock()
+	s.tried[meta.RemoteAddr().String()] = true
+	s.mu.Unlock()
+}
+
+// remoteAddr is a connection's source address.
+func remoteAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
 	}
-	s.cfg.Log.Warn("SSH authentication failed", "from", from, "method", method, "user", meta.User())
-	if s.cfg.OnAuthFailure != nil && from.IsValid() {
-		s.cfg.OnAuthFailure(from)
+	return netip.Addr{}
+}
+
+// admit reserves a place for a new connection from a, still to
+// authenticate; release gives it back.
+func (s *Server) admit(a netip.Addr) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.preauthAll >= maxPreauth || s.preauth[a] >= maxPreauthPerSource {
+		return nil, false
 	}
+	s.preauthAll++
+	s.preauth[a]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.preauthAll--
+			if s.preauth[a]--; s.preauth[a] <= 0 {
+				delete(s.preauth, a)
+			}
+		})
+	}, true
 }
 
 func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -263,14 +303,14 @@ func (s *Server) accept(ctx context.Context, dev string, l net.Listener) {
 			l.Close()
 			return
 		}
-		if s.conns.Add(1) > maxConns {
-			s.conns.Add(-1)
+		release, ok := s.admit(remoteAddr(c))
+		if !ok {
 			c.Close()
 			continue
 		}
 		s.run.Go(func(ctx context.Context) {
-			defer s.conns.Add(-1)
-			s.serve(ctx, c)
+			defer release()
+			s.serve(ctx, c, release)
 		})
 	}
 }
@@ -296,15 +336,39 @@ func (c *timeoutConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-func (s *Server) serve(ctx context.Context, c net.Conn) {
+// serve runs one connection; release (admit's) is called once it is past
+// authentication.
+func (s *Server) serve(ctx context.Context, c net.Conn, release func()) {
 	defer c.Close()
+	from := remoteAddr(c)
 	tc := &timeoutConn{Conn: c}
 	tc.SetDeadline(time.Now().Add(authTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(tc, s.ssh)
+	s.mu.Lock()
+	tried := s.tried[c.RemoteAddr().String()]
+	delete(s.tried, c.RemoteAddr().String())
+	s.mu.Unlock()
+	release()
 	if err != nil {
-		return // failures were counted as they happened (authLog)
+		if tried {
+			s.authFailures.Add(1)
+			s.cfg.Log.Warn("SSH authentication failed", "from", from, "err", err)
+			if s.cfg.OnAuthFailure != nil && from.IsValid() {
+				s.cfg.OnAuthFailure(from)
+			}
+		}
+		return
 	}
 	defer sc.Close()
+	if s.cfg.OnAuthSuccess != nil && from.IsValid() {
+		s.cfg.OnAuthSuccess(from)
+	}
+	if s.conns.Add(1) > maxConns {
+		s.conns.Add(-1)
+		s.cfg.Log.Warn("SSH login refused: too many sessions", "from", from, "max", maxConns)
+		return
+	}
+	defer s.conns.Add(-1)
 	tc.authed.Store(true)
 	tc.SetDeadline(time.Now().Add(idleTimeout))
 	s.cfg.Log.Info("SSH login", "from", sc.RemoteAddr(), "user", sc.User(), "key", sc.Permissions.Extensions["key"])

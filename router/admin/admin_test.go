@@ -1,0 +1,136 @@
+package admin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func newSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestFailuresPerConnection: an agent offering two other keys before the
+// listed one logs in with no failure counted; a connection offering only
+// unlisted keys is one failure, whatever the number of keys.
+func TestFailuresPerConnection(t *testing.T) {
+	good, bad1, bad2 := newSigner(t), newSigner(t), newSigner(t)
+	var mu sync.Mutex
+	var failures, successes []netip.Addr
+	s, err := New(Config{
+		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
+		Keys:        []ssh.PublicKey{good.PublicKey()},
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnAuthFailure: func(a netip.Addr) {
+			mu.Lock()
+			failures = append(failures, a)
+			mu.Unlock()
+		},
+		OnAuthSuccess: func(a netip.Addr) {
+			mu.Lock()
+			successes = append(successes, a)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Over loopback TCP: a net.Pipe has no buffer, and both ends of SSH
+	// write their version first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	login := func(keys ...ssh.Signer) error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if c, err := ln.Accept(); err == nil {
+				s.serve(context.Background(), c, func() {})
+			}
+		}()
+		cl, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _, _, err := ssh.NewClientConn(cl, "router", &ssh.ClientConfig{User: "admin",
+			Auth: []ssh.AuthMethod{ssh.PublicKeys(keys...)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+		if err == nil {
+			c.Close()
+		}
+		cl.Close()
+		<-done
+		return err
+	}
+	if err := login(bad1, bad2, good); err != nil {
+		t.Fatalf("the listed key offered third: %v", err)
+	}
+	if len(failures) != 0 || len(successes) != 1 {
+		t.Fatalf("after a login offering two other keys first: failures %v, successes %v; want none and one", failures, successes)
+	}
+	if err := login(bad1, bad2); err == nil {
+		t.Fatal("unlisted keys logged in")
+	}
+	want := netip.MustParseAddr("127.0.0.1")
+	if len(failures) != 1 || failures[0] != want {
+		t.Fatalf("a connection offering two unlisted keys counted %v, want one failure from %s", failures, want)
+	}
+	if n := s.Status().AuthFailures; n != 1 {
+		t.Errorf("status counts %d failures, want 1", n)
+	}
+}
+
+// TestAdmit: connections still authenticating are capped per source and in
+// all, and a released place is free again.
+func TestAdmit(t *testing.T) {
+	s := &Server{preauth: map[netip.Addr]int{}, tried: map[string]bool{}}
+	a := netip.MustParseAddr("192.168.1.66")
+	var held []func()
+	for i := 0; i < maxPreauthPerSource; i++ {
+		release, ok := s.admit(a)
+		if !ok {
+			t.Fatalf("connection %d from one source refused", i+1)
+		}
+		held = append(held, release)
+	}
+	if _, ok := s.admit(a); ok {
+		t.Fatalf("connection %d from one source admitted, want at most %d", maxPreauthPerSource+1, maxPreauthPerSource)
+	}
+	for i := 0; len(held) < maxPreauth; i++ {
+		release, ok := s.admit(netip.AddrFrom4([4]byte{192, 168, 1, byte(100 + i)}))
+		if !ok {
+			t.Fatalf("connection %d in all refused", len(held)+1)
+		}
+		held = append(held, release)
+	}
+	if _, ok := s.admit(netip.MustParseAddr("192.168.1.200")); ok {
+		t.Fatalf("connection %d in all admitted, want at most %d", maxPreauth+1, maxPreauth)
+	}
+	held[0]()
+	held[0]() // twice is once
+	if _, ok := s.admit(a); !ok {
+		t.Error("a released place is not free again")
+	}
+	if _, ok := s.admit(a); ok {
+		t.Error("releasing twice freed two places")
+	}
+}
