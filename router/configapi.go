@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,10 +117,14 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 	if err := atomicfile.WriteFile(tmp, body, 0o600); err != nil {
 		return ApplyResult{}, http.StatusInternalServerError, err
 	}
-	_, hash, err := config.Load(tmp)
+	next, hash, err := config.Load(tmp)
 	if err != nil {
 		os.Remove(tmp)
 		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)
+	}
+	if err := keepsSigningKey(s.config(), next); err != nil {
+		os.Remove(tmp)
+		return ApplyResult{}, http.StatusForbidden, fmt.Errorf("nothing applied: %w", err)
 	}
 	if hash == s.cur.Load().hash {
 		os.Remove(tmp)
@@ -145,6 +150,20 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 	s.log.Info("config applied from the control API", "hash", hash, "confirm_by", res.ConfirmBy)
 	time.AfterFunc(applyDelay, func() { s.Reload() })
 	return res, 0, nil
+}
+
+// keepsSigningKey refuses a config that drops or changes the update signing
+// key: whoever can apply configs (an SSH key) could otherwise switch the
+// signature check off and install any code. Adding a key is fine; changing
+// or removing one is the console's (edit the file, reload).
+func keepsSigningKey(cur, next *config.Config) error {
+	if cur.Update.Key == nil || bytes.Equal(cur.Update.Key, next.Update.Key) {
+		return nil
+	}
+	if next.Update.Key == nil {
+		return errors.New("update.signing_key cannot be removed through the control API (config apply, SSH): on the console, edit the file and reload")
+	}
+	return errors.New("update.signing_key cannot be changed through the control API (config apply, SSH): on the console, edit the file and reload")
 }
 
 // armRollbackLocked rolls back at deadline unless confirmed, and writes

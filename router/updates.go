@@ -47,7 +47,7 @@ func (u *updates) slotsOf(stateDir string) (*update.Slots, error) {
 func onImage() bool { return os.Getenv(boot.EnvChild) == "1" }
 
 // handler takes POST /v1/update?sha256=HEX&signature=B64&reboot_at=HH:MM
-// (or reboot_at=never) with the image as the body.
+// (or reboot_at=never)[&allow_downgrade=1] with the image as the body.
 func (u *updates) handler(s *Supervisor) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !onImage() {
@@ -61,7 +61,8 @@ func (u *updates) handler(s *Supervisor) http.HandlerFunc {
 		defer u.upload.Unlock()
 		cfg := s.config()
 		q := r.URL.Query()
-		opt := update.Options{SHA256: q.Get("sha256"), Key: cfg.Update.Key, WANWasUp: update.WANUp(s.Status())}
+		opt := update.Options{SHA256: q.Get("sha256"), Key: cfg.Update.Key, WANWasUp: update.WANUp(s.Status()),
+			AllowDowngrade: q.Get("allow_downgrade") == "1"}
 		var ans status.UpdateAnswer
 		fail := func(code int, err error) {
 			// What happened before the refusal goes with it.

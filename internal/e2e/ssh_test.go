@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,11 +41,20 @@ func TestSSHManagement(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(l.Dir, "authorized_keys"), []byte("# the admin\nno-pty "+string(pub)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The update signing key: a config applied over SSH may not drop it.
+	pk, _, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pk)
+	if err := os.WriteFile(filepath.Join(l.Dir, "update.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	lab.ServeEcho(l, c.NS, 8080) // behind a port forward
 	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Extra: fmt.Sprintf(`[admin]
 listen = [%q]
 ban_after = 5
 ban_time = "10m"
+
+[update]
+signing_key = "update.pub"
 
 [[firewall.port_forward]]
 proto = "tcp"
@@ -163,6 +176,22 @@ to = "192.168.11.50:8080"
 	}
 	if now, _ := os.ReadFile(rd.ConfigPath); string(now) != string(orig) || mustStatus(t, rd).ConfigHash != hash {
 		t.Error("a refused config changed the running one")
+	}
+	// Without [update] the signature check would be off: whoever holds an
+	// SSH key could then install any code.
+	unsigned := strings.Replace(string(orig), "[update]\nsigning_key = \"update.pub\"\n", "", 1)
+	if unsigned == string(orig) {
+		t.Fatal("the test's config has no [update] to drop")
+	}
+	out, err = sshIn(unsigned, "config", "apply")
+	if exitCode(err) != 1 || !strings.Contains(out, "signing_key cannot be removed") {
+		t.Errorf("a config without the signing key: exit %d, %q; want it refused", exitCode(err), out)
+	}
+	// Over SSH, update takes the image from standard input only: a file
+	// name would be one on the router.
+	out, err = ssh(c.NS, key, gw, "update", "/etc/shadow")
+	if exitCode(err) != 1 || !strings.Contains(out, "standard input") || strings.Contains(out, "sha256") {
+		t.Errorf("ssh update /etc/shadow: exit %d, %q; want it refused unread", exitCode(err), out)
 	}
 	good := string(orig) + "\n[[dns.record]]\nname = \"applied.lan\"\naddresses = [\"192.168.11.77\"]\n"
 	resolves := func() bool {

@@ -6,6 +6,7 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,10 +41,41 @@ commands:
                                --confirm, roll back by itself unless confirmed within D
   config confirm               keep the config applied with --confirm
   poweroff | reboot            stop the appliance cleanly and power off or reboot (on the image)
-  update [FILE] [--sha256 HEX] [--signature B64] [--reboot-at HH:MM|now|never]
+  update [FILE] [--sha256 HEX] [--signature B64] [--reboot-at HH:MM|now|never] [--allow-downgrade]
                                install routerd.efi (FILE, or standard input: ssh ROUTER update < routerd.efi)
-                               into the boot slot not running, then reboot into it on probation (on the image)
+                               into the boot slot not running, then reboot into it on probation (on the image);
+                               a build older than the committed one only with --allow-downgrade, on the console
 `
+
+// RunRemote runs a command that came over SSH: as Run, but confined to the
+// control API, "routerctl commands only". The router's files are not the
+// caller's: update reads the image from standard input only (a FILE
+// argument would open a file on the router and report its size and hash);
+// and what the console alone may do is refused (--allow-downgrade).
+func RunRemote(ctx context.Context, c *control.Client, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := remoteAllowed(args); err != nil {
+		fmt.Fprintln(stderr, "routerctl:", err)
+		return 1
+	}
+	return Run(ctx, c, args, stdin, stdout, stderr)
+}
+
+func remoteAllowed(args []string) error {
+	if len(args) == 0 || args[0] != "update" {
+		return nil
+	}
+	for i := 1; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--allow-downgrade":
+			return errors.New("update --allow-downgrade is for the console, not SSH")
+		case a == "--sha256" || a == "--signature" || a == "--reboot-at":
+			i++
+		case !strings.HasPrefix(a, "-"):
+			return fmt.Errorf("over SSH, update reads the image from standard input (ssh ROUTER update < routerd.efi), not from the router's file %q", a)
+		}
+	}
+	return nil
+}
 
 // Run runs one command (args without the program name) against c and
 // returns its exit code: 0 ok, 1 error (the reason on stderr), 2 usage.
@@ -289,6 +321,9 @@ func updateCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 		case (a == "--sha256" || a == "--signature" || a == "--reboot-at") && len(args) > 1:
 			q.Set(strings.ReplaceAll(strings.TrimPrefix(a, "--"), "-", "_"), args[1])
 			args = args[2:]
+		case a == "--allow-downgrade":
+			q.Set("allow_downgrade", "1")
+			args = args[1:]
 		case !strings.HasPrefix(a, "-") && file == "":
 			file, args = a, args[1:]
 		default:

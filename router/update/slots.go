@@ -110,6 +110,10 @@ type Options struct {
 	Signature []byte            // ed25519 over the SHA-256 of the image
 	Key       ed25519.PublicKey // when set, unsigned uploads are refused
 	WANWasUp  bool
+	// AllowDowngrade installs a build older than the committed one
+	// (routerctl update --allow-downgrade, on the console only): an old
+	// build may have the holes the new one closed.
+	AllowDowngrade bool
 }
 
 // ErrRefused wraps every reason an upload is not installed.
@@ -132,6 +136,9 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 	}
 	tmp := s.path(slotDir + "/" + slot + ".new")
 	info, err := s.receive(r, tmp, opt, step)
+	if err == nil {
+		err = s.checkNotOlder(info, opt.AllowDowngrade)
+	}
 	if err != nil {
 		os.Remove(tmp)
 		return "", Info{}, err
@@ -157,6 +164,29 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 		return "", Info{}, fmt.Errorf("record the update: %w", err)
 	}
 	return slot, info, nil
+}
+
+// checkNotOlder refuses a build older than the committed slot's, unless
+// allowed.
+func (s *Slots) checkNotOlder(info Info, allow bool) error {
+	f, err := os.Open(s.path(SlotFile(s.Committed())))
+	if err != nil {
+		return nil // nothing committed to compare with (the first install)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	cur, err := Inspect(f, fi.Size())
+	if err != nil || !info.BuildTime.Before(cur.BuildTime) {
+		return nil
+	}
+	if allow {
+		return nil
+	}
+	return fmt.Errorf("%w: %s (built %s) is older than the committed %s (built %s); on the console, --allow-downgrade installs it",
+		ErrRefused, info.Version, info.BuildTime.Format(time.RFC3339), cur.Version, cur.BuildTime.Format(time.RFC3339))
 }
 
 // receive copies the upload to tmp, durably, and checks it.

@@ -19,8 +19,12 @@ import (
 // fakeUKI is a PE file with the sections of a routerd image, padded to
 // about size bytes (in .initrd).
 func fakeUKI(t *testing.T, version string, size int) []byte {
+	return fakeUKIBuilt(t, version, "2026-11-30T12:00:00Z", size)
+}
+
+func fakeUKIBuilt(t *testing.T, version, built string, size int) []byte {
 	t.Helper()
-	info := fmt.Sprintf(`{"version":%q,"build_time":"2026-11-30T12:00:00Z"}`, version)
+	info := fmt.Sprintf(`{"version":%q,"build_time":%q}`, version, built)
 	secs := []struct {
 		name string
 		data []byte
@@ -268,4 +272,26 @@ func (v Vars) BootNext() (uint16, bool) {
 		return 0, false
 	}
 	return binary.LittleEndian.Uint16(b), true
+}
+
+// TestDowngradeRefused: a build older than the committed one is refused
+// and nothing is written; --allow-downgrade (the console's) installs it.
+func TestDowngradeRefused(t *testing.T) {
+	m := newMachine(t)
+	s := m.slots
+	old := fakeUKIBuilt(t, "v0", "2025-06-01T12:00:00Z", 2<<20)
+	_, _, err := s.Install(bytes.NewReader(old), Options{}, func(string) {})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "older than the committed v1") {
+		t.Fatalf("installing an older build: %v, want refused as older than v1", err)
+	}
+	if _, err := os.Stat(s.path(SlotFile(SlotB))); err == nil {
+		t.Error("the refused build was written to slot B")
+	}
+	if _, ok := s.Vars.BootNext(); ok {
+		t.Error("BootNext set for a refused build")
+	}
+	slot, info, err := s.Install(bytes.NewReader(old), Options{AllowDowngrade: true}, func(string) {})
+	if err != nil || slot != SlotB || info.Version != "v0" {
+		t.Fatalf("with AllowDowngrade: %s %+v %v", slot, info, err)
+	}
 }
