@@ -117,7 +117,7 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 	if err := atomicfile.WriteFile(tmp, body, 0o600); err != nil {
 		return ApplyResult{}, http.StatusInternalServerError, err
 	}
-	next, hash, err := config.Load(tmp)
+	next, hash, err := config.LoadWithin(tmp, filepath.Dir(s.path), s.config().StateDir)
 	if err != nil {
 		os.Remove(tmp)
 		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)

@@ -3,6 +3,7 @@ package dnssec
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -26,6 +27,9 @@ func RootAnchors() []dns.RR {
 	return rrs
 }
 
+// parseLine finds the line number in a miekg/dns zone parser error.
+var parseLine = regexp.MustCompile(`at line: (\d+):`)
+
 // ParseAnchors reads trust anchors in zone-file form: DS or DNSKEY
 // records (unbound's trust-anchor-file, BIND's and ldns's key files).
 // Other records and comments are allowed and ignored; every record that
@@ -40,7 +44,13 @@ func ParseAnchors(r io.Reader, file string) ([]dns.RR, error) {
 		}
 	}
 	if err := zp.Err(); err != nil {
-		return nil, fmt.Errorf("trust anchors %s: %w", file, err)
+		// miekg/dns quotes the token it choked on: never repeat a file's
+		// content (the file may not be trust anchors at all), only where.
+		where := "a line"
+		if m := parseLine.FindStringSubmatch(err.Error()); m != nil {
+			where = "line " + m[1]
+		}
+		return nil, fmt.Errorf("trust anchors %s: %s is not a record in zone-file form", file, where)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("trust anchors %s: no DS or DNSKEY record", file)

@@ -262,6 +262,12 @@ func TestAnchors(t *testing.T) {
 			t.Errorf("%q: err %v, want %q", tc.text, err, tc.err)
 		}
 	}
+	// A file that is not anchors at all (an /etc/shadow named by mistake
+	// or by an attacker) is refused without a word of its content.
+	_, err := ParseAnchors(strings.NewReader("root:$6$s3cr3tHash:19000:0:99999:7:::\n"), "/etc/shadow")
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "root") || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a shadow file as anchors: %v; want line 1 named and nothing of its content", err)
+	}
 	if _, err := New([]dns.RR{rr("test. IN A 192.0.2.1")}); err == nil {
 		t.Error("New took an A record as an anchor")
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -146,5 +147,45 @@ trust_anchors = "anchors.ds"
 	}
 	if d := cfg.DNS; !d.DNSSEC || len(d.TrustAnchors) != 1 || d.TrustAnchorsFile != anchors {
 		t.Errorf("dns = %+v", d)
+	}
+}
+
+// TestLoadWithin: a config applied through the control API names files in
+// the config's directory and state_dir only; one outside (a symbolic link
+// out counts as outside) is an error naming its key, before any file is
+// read, and the error says nothing of the file's content.
+func TestLoadWithin(t *testing.T) {
+	dir, state, elsewhere := t.TempDir(), t.TempDir(), t.TempDir()
+	secret := filepath.Join(elsewhere, "shadow")
+	os.WriteFile(secret, []byte("root:$6$s3cr3t:19000:0:99999:7:::\n"), 0o600)
+	os.Symlink(secret, filepath.Join(dir, "link"))
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), nil, 0o600)
+	base := fmt.Sprintf(`state_dir = %q
+[wan]
+match_mac = "02:00:00:00:00:01"
+[[lan]]
+name = "lan0"
+match_mac = "02:00:00:00:00:02"
+addresses = ["192.168.1.1/24"]
+[admin]
+listen = ["lan0"]
+`, state)
+	cfgPath := filepath.Join(dir, "routerd.toml")
+	for _, c := range []struct {
+		extra, key string
+	}{
+		{fmt.Sprintf("[dns]\ndnssec = true\ntrust_anchors = %q\n", secret), "dns.trust_anchors"},
+		{"[dns]\ndnssec = true\ntrust_anchors = \"link\"\n", "dns.trust_anchors"},
+		{"[update]\nsigning_key = \"../../etc/shadow\"\n", "update.signing_key"},
+	} {
+		os.WriteFile(cfgPath, []byte(base+c.extra), 0o600)
+		_, _, err := LoadWithin(cfgPath, dir, state)
+		if err == nil || !strings.Contains(err.Error(), c.key) || !strings.Contains(err.Error(), "lies outside") || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%q: %v; want %s refused as outside", c.extra, err, c.key)
+		}
+	}
+	os.WriteFile(cfgPath, []byte(base), 0o600)
+	if _, _, err := LoadWithin(cfgPath, dir, state); err != nil {
+		t.Errorf("authorized_keys beside the config: %v", err)
 	}
 }

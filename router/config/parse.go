@@ -17,13 +17,28 @@ import (
 
 // Load reads and parses the config file at path. The returned hash identifies
 // the file's content (status shows it, so a person can tell which config runs).
-func Load(path string) (cfg *Config, hash string, err error) {
+func Load(path string) (cfg *Config, hash string, err error) { return load(path, nil) }
+
+// LoadWithin is Load for a config applied through the control API (config
+// apply, over SSH): every file it names must lie in one of dirs (the
+// config's directory, state_dir), checked before any of them is read, so
+// that an SSH key cannot make the router read (and report on) any file.
+func LoadWithin(path string, dirs ...string) (cfg *Config, hash string, err error) {
+	return load(path, dirs)
+}
+
+func load(path string, within []string) (cfg *Config, hash string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("read config: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	cfg, err = Parse(data)
+	if err == nil && within != nil {
+		if errs := cfg.confined(filepath.Dir(path), within); len(errs) > 0 {
+			return nil, "", Errors(errs)
+		}
+	}
 	if err == nil {
 		var errs []FieldError
 		if cfg.Admin != nil {
@@ -183,4 +198,74 @@ func describe(v any) string {
 	default:
 		return strings.TrimPrefix(fmt.Sprintf("%T", v), "*")
 	}
+}
+
+// files are the files a config names, by key, resolved as Load will.
+func (c *Config) files(dir string) map[string]string {
+	out := map[string]string{}
+	if c.Admin != nil {
+		out["admin.authorized_keys"] = inDir(dir, c.Admin.AuthorizedKeysFile)
+	}
+	add := func(key, file string) {
+		if file != "" {
+			out[key] = inDir(dir, file)
+		}
+	}
+	add("update.signing_key", c.Update.SigningKeyFile)
+	add("dns.tls_ca_file", c.DNS.TLSCAFile)
+	add("dns.trust_anchors", c.DNS.TrustAnchorsFile)
+	for i, b := range c.Blocklists {
+		add(idx("blocklist", i)+".file", b.File)
+		add(idx("blocklist", i)+".ca_file", b.CAFile)
+	}
+	if c.VPN != nil {
+		add("vpn.private_key_file", c.VPN.PrivateKeyFile)
+		for i, p := range c.VPN.Peers {
+			add(idx("vpn.peer", i)+".preshared_key_file", p.PresharedKeyFile)
+		}
+	}
+	return out
+}
+
+// confined reports each file the config names outside dirs. Symbolic links
+// are followed, on both sides, where they exist.
+func (c *Config) confined(dir string, dirs []string) []FieldError {
+	real := func(p string) string {
+		p = filepath.Clean(p)
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		// A file still to be made (a key routerd writes): its directory.
+		if r, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			return filepath.Join(r, filepath.Base(p))
+		}
+		return p
+	}
+	var roots []string
+	for _, d := range dirs {
+		if d != "" {
+			roots = append(roots, real(d))
+		}
+	}
+	files := c.files(dir)
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []FieldError
+	for _, k := range keys {
+		f := real(files[k])
+		ok := false
+		for _, r := range roots {
+			if rel, err := filepath.Rel(r, f); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+				ok = true
+			}
+		}
+		if !ok {
+			errs = append(errs, FieldError{Path: k, Msg: fmt.Sprintf("%s lies outside %s: a config applied through the control API names files there only",
+				files[k], strings.Join(dirs, " and "))})
+		}
+	}
+	return errs
 }
