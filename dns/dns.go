@@ -140,6 +140,23 @@ func (r *Resolver) SetName(owner, host string, addrs ...netip.Addr) {
 	r.zone.add(owner, r.zone.qualify(host), addrs...)
 }
 
+// ClaimName binds <host>.<domain> to addrs for a client (owner, a DHCP
+// lease), unless the name is reserved (wpad, isatap, localhost), the
+// config's (the router's name, static records, reservations) or another
+// client's: the first client to claim a name keeps it. A refused claim
+// removes what owner had.
+func (r *Resolver) ClaimName(owner, host string, addrs ...netip.Addr) error {
+	err := r.zone.claim(claimant+owner, r.zone.qualify(host), addrs...)
+	if err != nil {
+		r.zone.remove(claimant + owner)
+	}
+	return err
+}
+
+// ClaimOwner is the owner under which ClaimName keeps a client's name
+// (for RemoveName).
+func ClaimOwner(owner string) string { return claimant + owner }
+
 // RemoveName drops owner's name.
 func (r *Resolver) RemoveName(owner string) { r.zone.remove(owner) }
 

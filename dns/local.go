@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -53,6 +54,10 @@ func (z *zone) qualify(host string) string {
 func (z *zone) add(owner, name string, addrs ...netip.Addr) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.addLocked(owner, name, addrs...)
+}
+
+func (z *zone) addLocked(owner, name string, addrs ...netip.Addr) {
 	z.removeLocked(owner)
 	name = dns.Fqdn(strings.ToLower(name))
 	for _, a := range addrs {
@@ -63,6 +68,42 @@ func (z *zone) add(owner, name string, addrs ...netip.Addr) {
 		z.ptrs[a] = name
 		z.owners[owner] = append(z.owners[owner], nameAddr{name, a})
 	}
+}
+
+// Names no client may claim, in any domain: browsers and Windows look them
+// up to find a proxy (WPAD) or a tunnel (ISATAP), and localhost is the
+// host itself.
+var reservedHosts = map[string]bool{"wpad": true, "isatap": true, "localhost": true}
+
+// claimant is the owner prefix of names clients claim (DHCP hostnames);
+// every other owner (static records, the router, reservations) is the
+// config's.
+const claimant = "lease:"
+
+// claim is add for a name a client asked for (its DHCP hostname). It is
+// refused when the name is reserved, belongs to the config (the router's
+// name, a static record, a reservation), or is held by another client for
+// the same address family: the first client keeps it. (A dual-stack client
+// asks for its name twice, by DHCPv4 and DHCPv6, under two owners.)
+func (z *zone) claim(owner, name string, addrs ...netip.Addr) error {
+	name = dns.Fqdn(strings.ToLower(name))
+	host, _, _ := strings.Cut(name, ".")
+	if reservedHosts[host] {
+		return fmt.Errorf("%s is reserved", strings.TrimSuffix(name, "."))
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for a, o := range z.names[name] {
+		switch {
+		case o == owner:
+		case !strings.HasPrefix(o, claimant):
+			return fmt.Errorf("%s is the config's (%s)", strings.TrimSuffix(name, "."), o)
+		case len(addrs) > 0 && a.Is4() == addrs[0].Is4():
+			return fmt.Errorf("%s is held by another client (%s)", strings.TrimSuffix(name, "."), strings.TrimPrefix(o, claimant))
+		}
+	}
+	z.addLocked(owner, name, addrs...)
+	return nil
 }
 
 // remove drops everything owner added.

@@ -21,6 +21,7 @@ import (
 type dnsComp struct {
 	cfg *config.Config
 	r   *dns.Resolver
+	log *slog.Logger
 	// macOf finds a client's MAC from its lease, for MAC-based policies.
 	macOf func(netip.Addr) string
 
@@ -38,7 +39,7 @@ type dnsComp struct {
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64,
 	synced <-chan struct{}, log *slog.Logger) *dnsComp {
-	c := &dnsComp{cfg: cfg, macOf: macOf}
+	c := &dnsComp{cfg: cfg, macOf: macOf, log: log}
 	lan := cfg.LANNets
 	var records []dns.Record
 	for _, r := range cfg.DNS.Records {
@@ -163,9 +164,9 @@ func (c *dnsComp) forgetPaths() {
 // lease keeps lease hostnames in the zone as leases come and go.
 func (c *dnsComp) lease(e dhcp.Event) {
 	c.forgetPaths()
-	owner := "lease:" + e.Lease.Key()
+	owner := e.Lease.Key()
 	if e.Removed || e.Lease.Hostname == "" {
-		c.r.RemoveName(owner)
+		c.r.RemoveName(dns.ClaimOwner(owner))
 		return
 	}
 	addrs := []netip.Addr{e.Lease.Addr}
@@ -177,7 +178,9 @@ func (c *dnsComp) lease(e dhcp.Event) {
 			addrs = append(addrs, dhcp.InPrefix(p, e.Lease.Addr))
 		}
 	}
-	c.r.SetName(owner, e.Lease.Hostname, addrs...)
+	if err := c.r.ClaimName(owner, e.Lease.Hostname, addrs...); err != nil {
+		c.log.Info("a client's hostname not published", "client", owner, "addr", e.Lease.Addr, "reason", err)
+	}
 }
 
 // setGlobal follows the delegated prefix: its LAN subnets may ask, the

@@ -137,6 +137,22 @@ func TestDNSResolver(t *testing.T) {
 		return nil
 	})
 
+	// A client cannot claim the router's name, nor one browsers look up
+	// to find a proxy: neither resolves to it, nor does its address
+	// resolve back to them.
+	for _, host := range []string{"gw", "wpad"} {
+		lease, err := c2.UDHCPC(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		if host == "gw" {
+			want = []string{gw.String()}
+		}
+		check(host+".lan after a client asked for it", digShort(t, c1, gw, host+".lan"), want...)
+		check("PTR of the client that asked for "+host, digShort(t, c1, gw, "-x", lease.IP.String()))
+	}
+
 	// Never an open resolver: from the ISP's side nothing answers.
 	st, _ := getStatus(rd)
 	wanIP := netip.MustParsePrefix(st.WAN.DHCP.Address).Addr()
