@@ -34,12 +34,18 @@ type cacheEntry struct {
 	elem    *list.Element
 	wire    *wireAnswer // nil: not servable by the fast path
 	wkey    string      // its key in cache.wire
+	cost    int         // bytes it holds, roughly (entryCost)
 }
 
-// cache is an LRU of answers bounded by entry count, honouring TTLs and
-// caching negative answers for their SOA minimum (RFC 2308).
+// cache is an LRU of answers bounded by entry count and by the memory
+// they hold, honouring TTLs and caching negative answers for their SOA
+// minimum (RFC 2308). An answer too large to be worth keeping is not
+// cached at all: a domain whose answers hold thousands of records, looked
+// up from a browser, must not fill the router's memory.
 type cache struct {
-	max int
+	max      int
+	maxBytes int
+	bytes    int
 
 	mu      sync.Mutex
 	entries map[cacheKey]*cacheEntry
@@ -56,8 +62,31 @@ const (
 	maxTTL        = 24 * time.Hour
 )
 
+// Memory bounds: bytesPerEntry on average over the entry count, at most
+// maxCacheBytes in all; and no answer over maxAnswerRecords records or
+// maxAnswerBytes packed (real answers, DNSSEC's included, hold a few
+// dozen records and a few KiB).
+const (
+	bytesPerEntry    = 2 << 10
+	maxCacheBytes    = 64 << 20
+	maxAnswerRecords = 256
+	maxAnswerBytes   = 16 << 10
+)
+
 func newCache(max int) *cache {
-	return &cache{max: max, entries: map[cacheKey]*cacheEntry{}, wire: map[string]*cacheEntry{}, lru: list.New()}
+	return &cache{max: max, maxBytes: min(max*bytesPerEntry, maxCacheBytes),
+		entries: map[cacheKey]*cacheEntry{}, wire: map[string]*cacheEntry{}, lru: list.New()}
+}
+
+// entryCost estimates the memory an entry holds: the parsed message
+// (records' headers and names, about twice the packed size) and the packed
+// copy for the fast path.
+func entryCost(m *dns.Msg, packed int, w *wireAnswer) int {
+	n := 256 + 2*packed + 96*(len(m.Answer)+len(m.Ns)+len(m.Extra))
+	if w != nil {
+		n += len(w.b) + 2*len(w.ttls)
+	}
+	return n
 }
 
 func keyOf(path via.Path, q dns.Question, do bool) cacheKey {
@@ -146,10 +175,15 @@ func (c *cache) store(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit t
 	if !ok || ttl <= 0 {
 		return nil
 	}
+	packed := m.Len()
+	if len(m.Answer)+len(m.Ns)+len(m.Extra) > maxAnswerRecords || packed > maxAnswerBytes {
+		return nil
+	}
 	e := &cacheEntry{key: k, msg: m, stored: now, expires: now.Add(ttl), hookGen: gen}
 	if !k.cd && m.Rcode != dns.RcodeServerFailure {
 		e.wire = packWire(m) // outside the lock: it is most of the work
 	}
+	e.cost = entryCost(m, packed, e.wire)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[k]; ok {
@@ -161,13 +195,15 @@ func (c *cache) store(k cacheKey, m *dns.Msg, now time.Time, gen uint64, limit t
 	}
 	e.elem = c.lru.PushFront(e)
 	c.entries[k] = e
-	for c.lru.Len() > c.max {
+	c.bytes += e.cost
+	for c.lru.Len() > c.max || c.bytes > c.maxBytes && c.lru.Len() > 1 {
 		c.removeLocked(c.lru.Back().Value.(*cacheEntry))
 	}
 	return e.wire
 }
 
 func (c *cache) removeLocked(e *cacheEntry) {
+	c.bytes -= e.cost
 	c.lru.Remove(e.elem)
 	delete(c.entries, e.key)
 	if e.wire != nil {
