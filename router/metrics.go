@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/net/netutil"
 	"io"
 	"maps"
 	"net"
@@ -41,9 +42,22 @@ func (c *metricsComp) Start(ctx context.Context) error {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		writeMetrics(c.status(), w)
 	})
-	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go c.srv.Serve(ln)
+	c.srv = metricsServer(mux)
+	go c.srv.Serve(netutil.LimitListener(ln, metricsMaxConns))
 	return nil
+}
+
+// The metrics endpoint may face the LAN: whatever a host there does (open
+// connections and keep them idle, send a request slowly, never read the
+// answer), it holds a few connections for seconds, not forever.
+var (
+	metricsIdle     = 60 * time.Second
+	metricsMaxConns = 16
+)
+
+func metricsServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdle, MaxHeaderBytes: 8 << 10}
 }
 
 // Stop closes at once: a scrape in flight may be waiting for the status

@@ -374,6 +374,9 @@ func (s *Server) serve(ctx context.Context, c net.Conn, release func()) {
 	s.cfg.Log.Info("SSH login", "from", sc.RemoteAddr(), "user", sc.User(), "key", sc.Permissions.Extensions["key"])
 	// Closing on Stop without a goroutine per connection waiting for it.
 	defer context.AfterFunc(ctx, func() { sc.Close() })()
+	// The connection's commands end with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go ssh.DiscardRequests(reqs) // global requests (tcpip-forward...) are all refused; ends with the connection
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
@@ -412,6 +415,17 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 		}
 		req.Reply(true, nil)
 		s.commands.Add(1)
+		// What else comes on the channel is refused; its end (the client
+		// closed the session or went away) ends the command: logs -f does
+		// not outlive its reader.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			defer cancel()
+			for r := range reqs {
+				r.Reply(false, nil)
+			}
+		}()
 		args := strings.Fields(payload.Command)
 		if len(args) > 0 && (args[0] == "routerctl" || strings.HasSuffix(args[0], "/routerctl")) {
 			args = args[1:]

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -133,4 +134,62 @@ func TestAdmit(t *testing.T) {
 	if _, ok := s.admit(a); ok {
 		t.Error("releasing twice freed two places")
 	}
+}
+
+// TestCommandEndsWithItsClient: a command that runs until stopped (logs -f)
+// ends when its client goes away, not when the router next restarts.
+func TestCommandEndsWithItsClient(t *testing.T) {
+	good := newSigner(t)
+	started, ended := make(chan struct{}), make(chan struct{})
+	s, err := New(Config{
+		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
+		Keys:        []ssh.PublicKey{good.PublicKey()},
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+			close(started)
+			<-ctx.Done()
+			close(ended)
+			return 0
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if c, err := ln.Accept(); err == nil {
+			s.serve(context.Background(), c, func() {})
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(conn, "router", &ssh.ClientConfig{User: "admin",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(good)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ssh.NewClient(cc, chans, reqs)
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("logs -f"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	client.Close() // the client goes away
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command outlived its client by 10 s")
+	}
+	<-served
 }

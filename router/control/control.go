@@ -56,7 +56,9 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve serves h on l until the returned server is closed.
 func Serve(l net.Listener, h http.Handler) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// No read or write timeout: an upload (update) and logs -f take as
+	// long as they take. A connection idle between requests is closed.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go srv.Serve(l)
 	return srv
 }
