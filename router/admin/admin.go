@@ -43,6 +43,9 @@ type Config struct {
 	Port        uint16
 	HostKeyPath string
 	Keys        []ssh.PublicKey
+	// KeyFrom restricts keys (by SHA256 fingerprint) to source addresses:
+	// authorized_keys' from= option.
+	KeyFrom map[string][]netip.Prefix
 	// Exec runs one command line (split into words, a leading "routerctl"
 	// removed) and returns its exit code.
 	Exec func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
@@ -197,9 +200,20 @@ func (s *Server) admit(a netip.Addr) (release func(), ok bool) {
 func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	wire := key.Marshal()
 	for _, k := range s.cfg.Keys {
-		if bytes.Equal(k.Marshal(), wire) {
-			return &ssh.Permissions{Extensions: map[string]string{"key": ssh.FingerprintSHA256(key)}}, nil
+		if !bytes.Equal(k.Marshal(), wire) {
+			continue
 		}
+		fp := ssh.FingerprintSHA256(key)
+		if from, ok := s.cfg.KeyFrom[fp]; ok {
+			a := netip.Addr{}
+			if ta, ok := meta.RemoteAddr().(*net.TCPAddr); ok {
+				a = ta.AddrPort().Addr().Unmap()
+			}
+			if !slices.ContainsFunc(from, func(p netip.Prefix) bool { return p.Contains(a) }) {
+				return nil, fmt.Errorf("key %s not authorized from %s (from=)", fp, a)
+			}
+		}
+		return &ssh.Permissions{Extensions: map[string]string{"key": fp}}, nil
 	}
 	return nil, errors.New("key not authorized")
 }

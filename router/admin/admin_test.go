@@ -193,3 +193,46 @@ func TestCommandEndsWithItsClient(t *testing.T) {
 	}
 	<-served
 }
+
+// TestKeyFrom: a key with from= logs in from the addresses listed only.
+func TestKeyFrom(t *testing.T) {
+	key := newSigner(t)
+	fp := ssh.FingerprintSHA256(key.PublicKey())
+	for _, c := range []struct {
+		from string
+		ok   bool
+	}{{"10.0.0.0/8", false}, {"127.0.0.0/8", true}} {
+		s, err := New(Config{
+			HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
+			Keys:        []ssh.PublicKey{key.PublicKey()},
+			KeyFrom:     map[string][]netip.Prefix{fp: {netip.MustParsePrefix(c.from)}},
+			Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				s.serve(context.Background(), c, func() {})
+			}
+		}()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, _, _, err := ssh.NewClientConn(conn, "router", &ssh.ClientConfig{User: "admin",
+			Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+		if err == nil {
+			cc.Close()
+		}
+		conn.Close()
+		ln.Close()
+		if (err == nil) != c.ok {
+			t.Errorf("from=%s, logging in from 127.0.0.1: %v, want allowed %v", c.from, err, c.ok)
+		}
+	}
+}

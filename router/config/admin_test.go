@@ -189,3 +189,30 @@ listen = ["lan0"]
 		t.Errorf("authorized_keys beside the config: %v", err)
 	}
 }
+
+// TestAuthorizedKeyOptions: from= is kept for the server to enforce;
+// options routerd honours anyway pass; an option it would silently ignore
+// (cert-authority, command=...) refuses the line.
+func TestAuthorizedKeyOptions(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	line := authorizedLine(t, pub, "k")
+	keys, from, errs := parseAuthorizedKeys([]byte(strings.Join([]string{
+		`restrict,from="192.168.1.0/24,fd00:1::5" ` + line,
+		`cert-authority ` + line,
+		`command="status" ` + line,
+		`from="*.lan" ` + line,
+		`environment="A=b" ` + line,
+	}, "\n")))
+	if len(keys) != 1 || len(errs) != 4 {
+		t.Fatalf("keys %d, errors %v; want the first line's key and four lines refused", len(keys), errs)
+	}
+	for i, want := range []string{"line 2: cert-authority", "line 3: option command", "line 4: from=", "line 5: option environment"} {
+		if !strings.Contains(errs[i].Error(), want) {
+			t.Errorf("error %d = %v, want %q", i, errs[i], want)
+		}
+	}
+	got := from[ssh.FingerprintSHA256(keys[0])]
+	if len(got) != 2 || got[0].String() != "192.168.1.0/24" || got[1].String() != "fd00:1::5/128" {
+		t.Errorf("from = %v", got)
+	}
+}

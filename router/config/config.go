@@ -103,8 +103,11 @@ type Admin struct {
 	// AuthorizedKeysFile is the OpenSSH authorized_keys file; a relative
 	// path is relative to the config file's directory (Load resolves it).
 	AuthorizedKeysFile string
-	// Keys are the keys it held when the config was loaded.
+	// Keys are the keys it held when the config was loaded; KeyFrom, by
+	// key fingerprint (SHA256:...), the addresses a key with a from=
+	// option may log in from.
 	Keys     []ssh.PublicKey
+	KeyFrom  map[string][]netip.Prefix
 	BanAfter int
 	BanTime  time.Duration
 }

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -61,8 +64,8 @@ func (a *Admin) loadAuthorizedKeys(dir string) []FieldError {
 	if err != nil {
 		return nil // a warning (FileWarnings): keys may be added later
 	}
-	keys, errs := parseAuthorizedKeys(data)
-	a.Keys = keys
+	keys, from, errs := parseAuthorizedKeys(data)
+	a.Keys, a.KeyFrom = keys, from
 	var out []FieldError
 	for _, e := range errs {
 		out = append(out, FieldError{Path: "admin.authorized_keys", Msg: fmt.Sprintf("%s: %v", a.AuthorizedKeysFile, e)})
@@ -70,8 +73,47 @@ func (a *Admin) loadAuthorizedKeys(dir string) []FieldError {
 	return out
 }
 
-func parseAuthorizedKeys(data []byte) ([]ssh.PublicKey, []error) {
+// authorized_keys options routerd honours by nature: it never gives a
+// pty, a shell, forwarding, an agent, X11 or a user rc, whatever the line
+// says.
+var keptOptions = map[string]bool{"restrict": true, "no-pty": true, "no-port-forwarding": true,
+	"no-agent-forwarding": true, "no-x11-forwarding": true, "no-user-rc": true}
+
+// keyOptions checks one line's options: from= (addresses and CIDRs) is
+// enforced, the options above are what routerd does anyway; any other
+// (cert-authority, command=, environment=, permitopen=, expiry-time=...)
+// would be silently ignored, so the line is refused.
+func keyOptions(opts []string) ([]netip.Prefix, error) {
+	var from []netip.Prefix
+	for _, o := range opts {
+		name, val, hasVal := strings.Cut(o, "=")
+		name = strings.ToLower(name)
+		switch {
+		case keptOptions[name] && !hasVal:
+		case name == "from" && hasVal:
+			for _, p := range strings.Split(strings.Trim(val, `"`), ",") {
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					a, aerr := netip.ParseAddr(p)
+					if aerr != nil {
+						return nil, fmt.Errorf("from=%q: routerd matches addresses and CIDRs only (no host names, patterns or negations)", p)
+					}
+					pfx = netip.PrefixFrom(a, a.BitLen())
+				}
+				from = append(from, pfx.Masked())
+			}
+		case name == "cert-authority":
+			return nil, errors.New("cert-authority: certificate authorities are not supported; list the user keys themselves")
+		default:
+			return nil, fmt.Errorf("option %s is not supported (routerd would not enforce it); remove it or the line", name)
+		}
+	}
+	return from, nil
+}
+
+func parseAuthorizedKeys(data []byte) ([]ssh.PublicKey, map[string][]netip.Prefix, []error) {
 	var keys []ssh.PublicKey
+	from := map[string][]netip.Prefix{}
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -80,10 +122,18 @@ func parseAuthorizedKeys(data []byte) ([]ssh.PublicKey, []error) {
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		key, _, _, _, err := ssh.ParseAuthorizedKey(line)
+		key, _, opts, _, err := ssh.ParseAuthorizedKey(line)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("line %d: not an OpenSSH public key", n))
 			continue
+		}
+		allowed, err := keyOptions(opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %v", n, err))
+			continue
+		}
+		if len(allowed) > 0 {
+			from[ssh.FingerprintSHA256(key)] = allowed
 		}
 		if err := strongEnough(key); err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %v", n, err))
@@ -91,7 +141,7 @@ func parseAuthorizedKeys(data []byte) ([]ssh.PublicKey, []error) {
 		}
 		keys = append(keys, key)
 	}
-	return keys, errs
+	return keys, from, errs
 }
 
 // strongEnough accepts ed25519, ECDSA, and RSA of 2048 bits or more.
