@@ -72,7 +72,8 @@ func Main(self string) error {
 	}
 	console = openConsole() // /dev is devtmpfs now: the screen too
 	keep := &tail{max: bootLogMax}
-	console = io.MultiWriter(console, keep)
+	screen := newLossyWriter(console, 4096)
+	console = io.MultiWriter(screen, keep)
 	log = slog.New(slog.NewTextHandler(console, nil)).With("init", "routerd")
 	log.Info("routerd init starting")
 	if lo, err := netlink.LinkByName("lo"); err == nil {
@@ -87,7 +88,7 @@ func Main(self string) error {
 	power := make(chan struct{}, 1)
 	go watchPowerButton(log, power)
 
-	i := &initProc{self: self, log: log, console: console, keep: keep, sigs: sigs, power: power}
+	i := &initProc{self: self, log: log, console: console, screen: screen, keep: keep, sigs: sigs, power: power}
 	return i.run()
 }
 
@@ -95,8 +96,9 @@ type initProc struct {
 	self    string
 	log     *slog.Logger
 	console io.Writer // the console, and keep
-	keep    *tail     // this boot's output, for the data partition
-	dataOK  bool      // the data partition is mounted
+	screen  *lossyWriter
+	keep    *tail // this boot's output, for the data partition
+	dataOK  bool  // the data partition is mounted
 	sigs    chan os.Signal
 	power   chan struct{}
 	child   *os.Process
@@ -290,6 +292,7 @@ func (i *initProc) shutdown(a action) {
 	}
 	unix.Sync()
 	i.log.Info("routerd: " + what)
+	i.screen.Flush(5 * time.Second)
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if a == reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART

@@ -2,10 +2,14 @@ package boot
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/routerd/routerd/internal/atomicfile"
 )
@@ -80,5 +84,65 @@ func copyLines(w io.Writer, r io.Reader) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		w.Write(append(sc.Bytes(), '\n'))
+	}
+}
+
+// lossyWriter hands writes to a slow writer (the serial console: 115200
+// baud is about 11 KiB/s) through a bounded queue. When the queue is full
+// a write is dropped and counted, and the count is told once the writer
+// catches up: a log burst must not stall every goroutine of the appliance
+// behind the serial port. The tail (keep) gets every line regardless.
+type lossyWriter struct {
+	ch      chan lossyItem
+	dropped atomic.Int64
+}
+
+type lossyItem struct {
+	b       []byte
+	done    chan struct{} // a flush mark
+	dropped int64         // lines dropped just before this one
+}
+
+func newLossyWriter(w io.Writer, queue int) *lossyWriter {
+	l := &lossyWriter{ch: make(chan lossyItem, queue)}
+	go func() { // PID 1's: it lives as long as init
+		for it := range l.ch {
+			if it.dropped > 0 {
+				fmt.Fprintf(w, "[routerd: %d console lines dropped: the console is slower than the log; the boot log on the data partition has them]\n", it.dropped)
+			}
+			if it.done != nil {
+				close(it.done)
+				continue
+			}
+			w.Write(it.b)
+		}
+	}()
+	return l
+}
+
+func (l *lossyWriter) Write(b []byte) (int, error) {
+	it := lossyItem{b: bytes.Clone(b), dropped: l.dropped.Swap(0)}
+	select {
+	case l.ch <- it:
+	default:
+		l.dropped.Add(it.dropped + 1)
+	}
+	return len(b), nil
+}
+
+// Flush waits until what was written before reached the console, for at
+// most d: the last lines before a reboot are the ones a person reads.
+func (l *lossyWriter) Flush(d time.Duration) {
+	done := make(chan struct{})
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case l.ch <- lossyItem{done: done, dropped: l.dropped.Swap(0)}:
+	case <-t.C:
+		return
+	}
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
