@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/routerd/routerd/internal/lograte"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,11 @@ type Server4 struct {
 	socketLoop
 	byMAC map[string]Reservation
 	byIP  map[netip.Addr]Reservation
+	// warn keeps per-event warnings (pool exhausted, DECLINE) to one a
+	// minute: a hostile client cannot flood the log with them.
+	warn *lograte.Limiter
+	// declines are the recent DECLINEs' times, for their rate limit.
+	declines []time.Time
 }
 
 type offer struct {
@@ -68,7 +74,7 @@ const declineQuarantine = 10 * time.Minute
 func NewServer4(cfg Server4Config, store *Store) *Server4 {
 	s := &Server4{cfg: cfg, store: store, offers: map[netip.Addr]offer{}, next: cfg.Start,
 		byMAC: map[string]Reservation{}, byIP: map[netip.Addr]Reservation{},
-		socketLoop: newSocketLoop()}
+		socketLoop: newSocketLoop(), warn: lograte.New(time.Minute)}
 	for _, r := range cfg.Reservations {
 		s.byMAC[r.MAC.String()] = r
 		s.byIP[r.IP] = r
@@ -140,7 +146,11 @@ func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *frameSend
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if resp := s.Handle(req, time.Now()); resp != nil {
+			var src netip.Addr
+			if ua, ok := from.(*net.UDPAddr); ok {
+				src = ua.AddrPort().Addr().Unmap()
+			}
+			if resp := s.HandleFrom(req, src, time.Now()); resp != nil {
 				s.send(conn, raw, req, resp)
 			}
 		}()
@@ -151,8 +161,15 @@ func (s *Server4) serve(ctx context.Context, conn net.PacketConn, raw *frameSend
 }
 
 // Handle answers one request, or returns nil to stay silent. It is the
-// server's whole protocol logic, without sockets.
+// server's whole protocol logic, without sockets. A RELEASE through Handle
+// is taken as sent from its client's own address (ciaddr).
 func (s *Server4) Handle(req *dhcpv4.DHCPv4, now time.Time) *dhcpv4.DHCPv4 {
+	ci, _ := netip.AddrFromSlice(req.ClientIPAddr.To4())
+	return s.HandleFrom(req, ci, now)
+}
+
+// HandleFrom is Handle for a request that came from src (its IP source).
+func (s *Server4) HandleFrom(req *dhcpv4.DHCPv4, src netip.Addr, now time.Time) *dhcpv4.DHCPv4 {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != 1 || len(req.ClientHWAddr) != 6 {
 		s.count("drop_not_ethernet_request")
 		return nil
@@ -172,7 +189,7 @@ func (s *Server4) Handle(req *dhcpv4.DHCPv4, now time.Time) *dhcpv4.DHCPv4 {
 	case dhcpv4.MessageTypeRequest:
 		return s.request(req, now)
 	case dhcpv4.MessageTypeRelease:
-		s.release(req)
+		s.release(req, src)
 	case dhcpv4.MessageTypeDecline:
 		s.decline(req, now)
 	case dhcpv4.MessageTypeInform:
@@ -193,10 +210,16 @@ func (s *Server4) key(req *dhcpv4.DHCPv4) string {
 
 func (s *Server4) discover(req *dhcpv4.DHCPv4, now time.Time) *dhcpv4.DHCPv4 {
 	key := s.key(req)
+	if s.tooMany(req.ClientHWAddr.String(), key, now) {
+		s.count("drop_leases_per_mac")
+		return nil
+	}
 	addr, ok := s.choose(req, key, now)
 	if !ok {
 		s.count("drop_pool_exhausted")
-		s.cfg.Log.Warn("DHCPv4 pool exhausted", "iface", s.cfg.Iface, "client", req.ClientHWAddr)
+		if ok, held := s.warn.Allow("pool", now); ok {
+			s.cfg.Log.Warn("DHCPv4 pool exhausted", "iface", s.cfg.Iface, "client", req.ClientHWAddr, "since_last_warning", held)
+		}
 		return nil
 	}
 	s.mu.Lock()
@@ -294,6 +317,10 @@ func (s *Server4) request(req *dhcpv4.DHCPv4, now time.Time) *dhcpv4.DHCPv4 {
 	if !s.inPool(want) && !reserved {
 		return s.nak(req, "address outside the pool")
 	}
+	if s.tooMany(req.ClientHWAddr.String(), key, now) {
+		s.count("drop_leases_per_mac")
+		return s.nak(req, "too many leases for this hardware address")
+	}
 	if !s.usable(want, key, req.ClientHWAddr.String(), now) {
 		return s.nak(req, "address in use")
 	}
@@ -324,32 +351,6 @@ func (s *Server4) forgetOffer(key string) {
 		if o.key == key {
 			delete(s.offers, a)
 		}
-	}
-}
-
-func (s *Server4) release(req *dhcpv4.DHCPv4) {
-	ci, ok := netip.AddrFromSlice(req.ClientIPAddr.To4())
-	if !ok {
-		return
-	}
-	if l, ok := s.store.ByAddr(ci); ok && l.Key() == s.key(req) {
-		if err := s.store.Release(l); err != nil {
-			s.cfg.Log.Error("release DHCPv4 lease", "err", err)
-		}
-	}
-}
-
-func (s *Server4) decline(req *dhcpv4.DHCPv4, now time.Time) {
-	a, ok := netip.AddrFromSlice(req.RequestedIPAddress().To4())
-	if !ok || !s.cfg.Addr.Masked().Contains(a) {
-		return
-	}
-	if l, ok := s.store.ByAddr(a); ok && l.Key() != s.key(req) {
-		return // not this client's to decline
-	}
-	s.cfg.Log.Warn("DHCPv4 address declined: in use by someone else; quarantined", "addr", a, "client", req.ClientHWAddr)
-	if err := s.store.Decline(s.cfg.Iface, a, now.Add(declineQuarantine)); err != nil {
-		s.cfg.Log.Error("decline", "err", err)
 	}
 }
 

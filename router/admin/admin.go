@@ -32,6 +32,7 @@ import (
 
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/lograte"
 	"github.com/routerd/routerd/router/status"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -84,6 +85,7 @@ type Server struct {
 	listeners map[string]net.Listener // by device
 	errs      map[string]error
 
+	warn         *lograte.Limiter   // failures are warned of once a minute
 	preauth      map[netip.Addr]int // connections authenticating, by source
 	preauthAll   int
 	tried        map[string]bool // connections (by remote address) that tried a key or password
@@ -100,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, hostKey: signer, listeners: map[string]net.Listener{}, errs: map[string]error{},
-		preauth: map[netip.Addr]int{}, tried: map[string]bool{}}
+		preauth: map[netip.Addr]int{}, tried: map[string]bool{}, warn: lograte.New(time.Minute)}
 	s.ssh = &ssh.ServerConfig{
 		MaxAuthTries:      maxAuth,
 		ServerVersion:     "SSH-2.0-routerd",
@@ -366,7 +368,9 @@ func (s *Server) serve(ctx context.Context, c net.Conn, release func()) {
 	if err != nil {
 		if tried {
 			s.authFailures.Add(1)
-			s.cfg.Log.Warn("SSH authentication failed", "from", from, "err", err)
+			if ok, held := s.warn.Allow("auth", time.Now()); ok {
+				s.cfg.Log.Warn("SSH authentication failed", "from", from, "err", err, "since_last_warning", held)
+			}
 			if s.cfg.OnAuthFailure != nil && from.IsValid() {
 				s.cfg.OnAuthFailure(from)
 			}
