@@ -34,8 +34,9 @@ const maxConfigSize = 1 << 20
 // that the reload will end) before the reload starts.
 const applyDelay = 300 * time.Millisecond
 
-// pendingFile in state_dir holds the deadline of an unconfirmed config.
-const pendingFile = "config-confirm-by"
+// The deadline of an unconfirmed config is kept beside the config file
+// (routerd.toml.confirm-by), where neither config can move it.
+const pendingSuffix = ".confirm-by"
 
 type configApply struct {
 	mu       sync.Mutex
@@ -53,9 +54,7 @@ type ApplyResult struct {
 
 func (s *Supervisor) prevPath() string { return s.path + ".prev" }
 
-func (s *Supervisor) pendingPath() string {
-	return filepath.Join(s.config().StateDir, pendingFile)
-}
+func (s *Supervisor) pendingPath() string { return s.path + pendingSuffix }
 
 func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
@@ -126,6 +125,11 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 		os.Remove(tmp)
 		return ApplyResult{}, http.StatusForbidden, fmt.Errorf("nothing applied: %w", err)
 	}
+	if cur := s.config().Status.Socket; next.Status.Socket != cur {
+		os.Remove(tmp)
+		return ApplyResult{}, http.StatusConflict, fmt.Errorf("nothing applied: status.socket cannot change on a running router (%s to %s): routerctl and SSH reach it there until a restart; change it on the console and restart",
+			cur, next.Status.Socket)
+	}
 	if hash == s.cur.Load().hash {
 		os.Remove(tmp)
 		return ApplyResult{Hash: hash, Unchanged: true}, 0, nil
@@ -139,12 +143,22 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 		os.Remove(tmp)
 		return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("keep the running config: %w", err)
 	}
-	if err := atomicfile.Rename(tmp, s.path); err != nil {
-		return ApplyResult{}, http.StatusInternalServerError, err
-	}
 	res := ApplyResult{Hash: hash}
 	if confirm > 0 {
+		// Written down before the new config is in place: a power cut
+		// between the two still rolls back.
 		res.ConfirmBy = time.Now().Add(confirm).Truncate(time.Second)
+		b, _ := json.Marshal(res.ConfirmBy)
+		if err := atomicfile.WriteFile(s.pendingPath(), b, 0o600); err != nil {
+			os.Remove(tmp)
+			return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("nothing applied: keep the confirmation deadline: %w", err)
+		}
+	}
+	if err := atomicfile.Rename(tmp, s.path); err != nil {
+		os.Remove(s.pendingPath())
+		return ApplyResult{}, http.StatusInternalServerError, err
+	}
+	if confirm > 0 {
 		s.armRollbackLocked(res.ConfirmBy)
 	}
 	s.log.Info("config applied from the control API", "hash", hash, "confirm_by", res.ConfirmBy)
@@ -166,13 +180,9 @@ func keepsSigningKey(cur, next *config.Config) error {
 	return errors.New("update.signing_key cannot be changed through the control API (config apply, SSH): on the console, edit the file and reload")
 }
 
-// armRollbackLocked rolls back at deadline unless confirmed, and writes
-// the deadline down so that a restart in between honours it.
+// armRollbackLocked rolls back at deadline unless confirmed (the deadline
+// is already written down, so that a restart in between honours it).
 func (s *Supervisor) armRollbackLocked(deadline time.Time) {
-	b, _ := json.Marshal(deadline)
-	if err := atomicfile.WriteFile(s.pendingPath(), b, 0o600); err != nil {
-		s.log.Error("keep the confirmation deadline", "err", err)
-	}
 	s.apply.deadline = deadline
 	s.apply.timer = time.AfterFunc(time.Until(deadline), func() { s.rollback("not confirmed by " + deadline.Format(time.TimeOnly)) })
 }
@@ -208,6 +218,9 @@ func (s *Supervisor) rollback(why string) {
 	s.apply.mu.Unlock()
 	s.log.Warn("config change rolled back", "why", why, "err", err)
 	if err == nil {
+		// The unconfirmed config may still be starting (waiting for a
+		// NIC that its change lost): that start gives way.
+		s.preemptStart()
 		s.Reload()
 	}
 }

@@ -1,9 +1,14 @@
 package router
 
 import (
+	"context"
 	"crypto/ed25519"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routerd/routerd/router/config"
 )
@@ -29,4 +34,58 @@ func TestKeepsSigningKey(t *testing.T) {
 			t.Errorf("from key %v to %v: %v, want %q", c.cur != nil, c.next != nil, err, c.refused)
 		}
 	}
+}
+
+// TestApplyEdges: a config that moves the control socket is refused; the
+// confirmation deadline is on disk, beside the config, before the new
+// config is in place; and a rollback does not wait behind the new config's
+// start-up hanging (a NIC it waits for), it preempts it.
+func TestApplyEdges(t *testing.T) {
+	built := make(chan *fake, 3)
+	gen := 0
+	s, c := testSupervisor(t, func() []Component {
+		gen++
+		f := newFake("lan")
+		if gen == 2 {
+			f.release = make(chan struct{}) // never: the new config hangs in start-up
+		}
+		built <- f
+		return []Component{f}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitSocket(t, c)
+	<-built
+	dir := filepath.Dir(s.path)
+	sock := filepath.Join(dir, "routerd.sock")
+
+	if _, code, err := s.applyConfig([]byte(minimalConfig(dir, filepath.Join(dir, "other.sock"), "b")), 0); code != http.StatusConflict || err == nil || !strings.Contains(err.Error(), "status.socket") {
+		t.Errorf("moving the control socket: %d %v, want 409", code, err)
+	}
+	res, _, err := s.applyConfig([]byte(minimalConfig(dir, sock, "b")), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.path + ".confirm-by"); err != nil || res.ConfirmBy.IsZero() {
+		t.Fatalf("the deadline beside the config: %v (%v)", err, res.ConfirmBy)
+	}
+	slow := <-built
+	<-slow.startedCh // the new config's start-up hangs
+	rolled := make(chan struct{})
+	go func() { s.rollback("test"); close(rolled) }()
+	select {
+	case <-rolled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the rollback waited behind a start-up that hangs")
+	}
+	if h := s.config().Hostname; h != "a" {
+		t.Errorf("after the rollback the config is %q's, want a's", h)
+	}
+	if _, err := os.Stat(s.path + ".confirm-by"); err == nil {
+		t.Error("the deadline is still on disk after the rollback")
+	}
+	cancel()
+	<-done
 }

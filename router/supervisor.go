@@ -35,6 +35,10 @@ type Supervisor struct {
 	life   sync.Mutex         // held across start, reload and stop
 	base   context.Context    // Run's context; components run under a child of it
 	cancel context.CancelFunc // of the running components' context
+	// starting cancels the start in progress, if one is: a rollback
+	// must not wait behind a start-up that hangs (a WAN NIC waited for).
+	startingMu sync.Mutex
+	starting   context.CancelFunc
 
 	cur   atomic.Pointer[generation]
 	phase atomic.Value // status.Phase
@@ -139,6 +143,17 @@ func (s *Supervisor) setReload(r status.Reload, err error) {
 	s.reloadMu.Unlock()
 }
 
+// preemptStart ends a start in progress: its components' context is
+// cancelled, so that what waits in Start gives up and the lifecycle lock
+// comes free for what preempts it (a rollback).
+func (s *Supervisor) preemptStart() {
+	s.startingMu.Lock()
+	defer s.startingMu.Unlock()
+	if s.starting != nil {
+		s.starting()
+	}
+}
+
 // startLocked builds the components of cfg, publishes them (every one
 // "starting") and starts them in order. A component that fails does not
 // stop the others: a missing WAN NIC must not keep the LAN from getting
@@ -146,6 +161,14 @@ func (s *Supervisor) setReload(r status.Reload, err error) {
 func (s *Supervisor) startLocked(cfg *config.Config, hash string) {
 	ctx, cancel := context.WithCancel(s.base)
 	s.cancel = cancel
+	s.startingMu.Lock()
+	s.starting = cancel
+	s.startingMu.Unlock()
+	defer func() {
+		s.startingMu.Lock()
+		s.starting = nil
+		s.startingMu.Unlock()
+	}()
 	g := &generation{cfg: cfg, hash: hash, comps: s.newComponents(cfg)}
 	g.health = make([]*Health, len(g.comps))
 	for i, c := range g.comps {

@@ -94,6 +94,7 @@ func TestRules(t *testing.T) {
 		{"duplicate ifname", `name = "wlan0"`, `name = "lan0"`, "lan[1].name", "also the name of lan[0].name"},
 		{"bad wait", `wait = "30s"`, `wait = "30"`, "wan.wait", "not a duration"},
 		{"negative duration", `wait = "30s"`, `wait = "-5s"`, "wan.wait", "must be positive"},
+		{"endless wait", `wait = "30s"`, `wait = "24h"`, "wan.wait", "longer than 10m0s"},
 		{"static without address", `ipv4 = "dhcp"`, `ipv4 = "static"`, "wan.address", "required"},
 		{"static gateway outside", `ipv4 = "dhcp"`, "ipv4 = \"static\"\naddress = \"203.0.113.10/24\"\ngateway = \"198.51.100.1\"", "wan.gateway", "outside 203.0.113.0/24"},
 		{"bad ipv6 mode", `ipv6 = "dhcp"`, `ipv6 = "auto"`, "wan.ipv6", "not one of"},

@@ -1,6 +1,12 @@
 package config
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
+
+// maxWANWait bounds wan.wait.
+const maxWANWait = 10 * time.Minute
 
 // [wan]: the uplink NIC, its MAC and addressing.
 
@@ -26,6 +32,11 @@ func (v *validator) wan(f *fileWAN) {
 		}
 	}
 	w.Wait = v.duration("wan.wait", or(f.Wait, "30s"))
+	if w.Wait > maxWANWait {
+		// Start-up waits this long for a slow NIC while holding every
+		// reload and rollback back.
+		v.p.errf("wan.wait", "%s is longer than %s", f.Wait, maxWANWait)
+	}
 	w.IPv4 = v.enum("wan.ipv4", or(f.IPv4, "dhcp"), "dhcp", "static")
 	switch w.IPv4 {
 	case "static":
