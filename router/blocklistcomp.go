@@ -45,7 +45,7 @@ func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced 
 	}
 	for _, b := range cfg.Blocklists {
 		bc.Lists = append(bc.Lists, blocklist.List{Name: b.Name, URL: b.URL, File: b.File, Format: b.Format, Via: b.Via,
-			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize,
+			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize, MaxEntries: b.MaxEntries,
 			RootCAs: b.RootCAs})
 	}
 	c.m = blocklist.New(bc)

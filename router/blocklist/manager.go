@@ -32,6 +32,7 @@ type List struct {
 	DomainTTLFloor          time.Duration
 	Timeout                 time.Duration  // one download attempt
 	MaxSize                 int64          // cap on a download's body
+	MaxEntries              int            // cap on its entries (0: none)
 	RootCAs                 *x509.CertPool // for an https URL; nil: the system's roots
 }
 
@@ -317,7 +318,7 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 	if err != nil {
 		return fail(fmt.Errorf("fetch: %w", err))
 	}
-	p, err := Parse(rc, l.Format, m.protected())
+	p, err := ParseMax(rc, l.Format, m.protected(), l.MaxEntries)
 	rc.Close()
 	if err != nil {
 		return fail(err)

@@ -70,6 +70,13 @@ const maxSamples = 5
 // Parse reads a list in format ("auto", "lines", "rkn-csv" or "domains"),
 // line by line, never holding more than one line and the compact result.
 func Parse(r io.Reader, format string, protect *Protected) (*Parsed, error) {
+	return ParseMax(r, format, protect, 0)
+}
+
+// ParseMax is Parse that refuses a list of more than max entries (0: no
+// limit): a list that grew a thousandfold is an error upstream or an
+// attack, and would hold the router's memory.
+func ParseMax(r io.Reader, format string, protect *Protected, max int) (*Parsed, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	p := &Parsed{Format: format}
 	if format == "auto" || format == "" {
@@ -81,6 +88,9 @@ func Parse(r io.Reader, format string, protect *Protected) (*Parsed, error) {
 		line, err := readLine(br)
 		if len(line) > 0 {
 			p.line(line, protect, domains)
+			if max > 0 && p.Entries > max {
+				return nil, fmt.Errorf("more than %d entries (max_entries)", max)
+			}
 		}
 		if err == io.EOF {
 			break

@@ -14,6 +14,7 @@ import (
 
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/iprange"
+	"golang.org/x/sys/unix"
 )
 
 // saved is a list's last good content as kept in state_dir, with what is
@@ -63,11 +64,36 @@ func save(dir, name string, s *saved) error {
 	for _, d := range s.Domains {
 		buf = append(append(buf, d...), '\n')
 	}
+	if err := fits(dir, data, len(buf)); err != nil {
+		return err
+	}
 	if err := atomicfile.WriteFile(data, buf, 0o600); err != nil {
 		return err
 	}
 	mb, _ := json.MarshalIndent(s.Meta, "", "  ")
 	return atomicfile.WriteFile(metaPath, mb, 0o600)
+}
+
+// keepFree is what a saved list must leave free on state_dir's file system
+// (the image's data partition also holds the config, leases, keys and the
+// boot log).
+const keepFree = 1 << 20
+
+// fits checks that n bytes, replacing the file at path, leave keepFree on
+// dir's file system.
+func fits(dir, path string, n int) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil // unknown: try
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if fi, err := os.Stat(path); err == nil {
+		free += fi.Size() // replaced
+	}
+	if int64(n) > free-keepFree {
+		return fmt.Errorf("not kept: %d bytes would leave %s with less than %d KiB free (the list stays applied until the next restart)", n, dir, keepFree>>10)
+	}
+	return nil
 }
 
 // load reads a saved list; a missing one is (nil, nil).

@@ -318,9 +318,11 @@ type Blocklist struct {
 	// DomainTTLFloor is the minimum lifetime of an address learnt from a
 	// domain list through the resolver.
 	DomainTTLFloor time.Duration
-	// Timeout bounds one download attempt; MaxSize caps its body.
-	Timeout time.Duration
-	MaxSize int64
+	// Timeout bounds one download attempt; MaxSize caps its body and
+	// MaxEntries the entries it may hold.
+	Timeout    time.Duration
+	MaxSize    int64
+	MaxEntries int
 	// CAFile is a PEM file of certificate authorities trusted for the
 	// list's https URL besides the system's (a private list server);
 	// relative to the config file's directory. Load reads it into RootCAs.

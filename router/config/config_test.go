@@ -284,6 +284,12 @@ func TestFileWarnings(t *testing.T) {
 	if len(ws) != 2 || ws[0].Path != "blocklist[1].file" || ws[1].Path != "admin.authorized_keys" {
 		t.Errorf("FileWarnings = %v, want one for blocklist[1].file and one for admin.authorized_keys", ws)
 	}
+	// A list over plain http is one a man in the middle can rewrite.
+	c.Blocklists[0].URL = "http://lists.example/ips.txt"
+	ws = c.FileWarnings()
+	if len(ws) != 3 || ws[0].Path != "blocklist[0].url" || !strings.Contains(ws[0].Msg, "plain http") {
+		t.Errorf("FileWarnings = %v, want one for blocklist[0].url first", ws)
+	}
 }
 
 func FuzzParse(f *testing.F) {

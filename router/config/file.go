@@ -205,6 +205,7 @@ type fileBlocklist struct {
 	DomainTTLFloor string   `toml:"domain_ttl_floor"`
 	Timeout        string   `toml:"timeout"`
 	MaxSize        string   `toml:"max_size"`
+	MaxEntries     *int64   `toml:"max_entries"`
 	CAFile         string   `toml:"ca_file"`
 }
 

@@ -96,7 +96,7 @@ func (v *validator) routing(f *fileRouting) {
 
 func (v *validator) blocklist(path string, f *fileBlocklist) {
 	b := Blocklist{Name: f.Name, URL: f.URL, File: f.File, MinRatio: 0.5, DomainTTLFloor: time.Hour,
-		Timeout: 2 * time.Minute, MaxSize: 256 << 20}
+		Timeout: 2 * time.Minute, MaxSize: DefaultListMaxSize, MaxEntries: DefaultListMaxEntries}
 	if f.Name == "" {
 		v.p.errf(path+".name", "required")
 	} else if !validSetName(f.Name) {
@@ -154,8 +154,22 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 			b.MaxSize = n
 		}
 	}
+	if f.MaxEntries != nil {
+		if *f.MaxEntries < 1 || *f.MaxEntries > 20_000_000 {
+			v.p.errf(path+".max_entries", "%d is outside 1-20000000", *f.MaxEntries)
+		} else {
+			b.MaxEntries = int(*f.MaxEntries)
+		}
+	}
 	v.c.Blocklists = append(v.c.Blocklists, b)
 }
+
+// A list's defaults fit the image: its data partition (32 MiB) keeps the
+// last good copy of every list, and a parsed list lives in memory.
+const (
+	DefaultListMaxSize    = 32 << 20
+	DefaultListMaxEntries = 1_000_000
+)
 
 // loadCAs reads the list's ca_file (relative to dir) into a pool that also
 // holds the system's roots.

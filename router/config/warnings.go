@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 )
 
 // FileWarnings reports files the config refers to that cannot be read now.
@@ -23,6 +24,9 @@ func (c *Config) FileWarnings() []FieldError {
 	for i, b := range c.Blocklists {
 		if b.File != "" {
 			check(idx("blocklist", i)+".file", b.File)
+		}
+		if strings.HasPrefix(b.URL, "http://") {
+			p.warnf(idx("blocklist", i)+".url", "%s is plain http: anyone on the way can change the list, and with it which path its destinations take; use https", b.URL)
 		}
 	}
 	if c.VPN != nil {
