@@ -92,6 +92,8 @@ type Resolver struct {
 	responder *hostResponder
 	run       lifecycle.Group
 
+	flights flights // questions in flight upstream, by cache key
+
 	extraClients atomic.Pointer[[]netip.Prefix]
 	lastBogus    atomic.Pointer[string] // the last bogus answer and why, for status
 
@@ -517,60 +519,6 @@ func upstreamQuery(q dns.Question, cd, do bool) *dns.Msg {
 	return m
 }
 
-// forwardAsync is forward for the common case, without a goroutine per
-// question: it sends q to the first upstream by plain UDP and returns at
-// once; the answer is taken into the cache and handed to done on the
-// upstream socket's reader, packed as a cache hit would be (reqWire is the
-// query as it came, if it came over UDP) or as a message. What that cannot
-// finish (no answer in time, SERVFAIL, truncation) goes on in a goroutine
-// by the general path, which tries every upstream. False when the question
-// needs the general path from the start: mDNS, DNSSEC validation, DNS over
-// TLS.
-func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr, iface string, hint via.Path, done func(*dns.Msg, []byte)) bool {
-	q := req.Question[0]
-	if r.cfg.Validator != nil || isLocalName(q.Name) {
-		return false
-	}
-	now := time.Now()
-	first, ok := r.fwd.first(now)
-	if !ok || first.TLS {
-		return false
-	}
-	key := r.key(req, q, client, iface, hint)
-	e, ok := r.fwd.asker(first, key.path.Mark()).(*exchanger)
-	if !ok {
-		return false
-	}
-	up := upstreamQuery(q, req.CheckingDisabled, key.do)
-	reqWire = slices.Clone(reqWire) // the listener reuses its buffer
-	_, _, err := e.start(up, func(resp *dns.Msg, err error) {
-		if err == nil && (resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused) {
-			err = fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
-		}
-		r.fwd.record(first, time.Since(now), err)
-		if err != nil || resp.Truncated {
-			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
-			return
-		}
-		r.st.forwarded.Add(1)
-		// The cache keeps resp itself: nothing here changes it, and the
-		// rare answer that cannot be sent packed is finished on a copy.
-		resp, w := r.acceptWire(key, q, resp, now, true)
-		if w != nil && reqWire != nil {
-			var kb [272]byte
-			if wq, ok := parseQuery(reqWire, kb[:]); ok {
-				out := make([]byte, len(w.b)+11)
-				if n := writeAnswer(w, now, now, reqWire, &wq, out); n > 0 {
-					done(nil, out[:n])
-					return
-				}
-			}
-		}
-		done(r.finish(req, resp.Copy(), false), nil)
-	})
-	return err == nil
-}
-
 // accept takes an upstream's answer to q (a hostile upstream's, perhaps:
 // FuzzUpstreamResponse) into the cache and returns it for the client.
 func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {
@@ -710,12 +658,12 @@ func fit(req, resp *dns.Msg, tcp bool) *dns.Msg {
 
 // stats counts what the resolver did.
 type stats struct {
-	start                                 time.Time
-	queries, local, hits, forwarded, mdns atomic.Uint64
-	refused, formerr, servfail, dropped   atomic.Uint64
-	secure, insecure, bogus, synthesized  atomic.Uint64
-	perSec                                [60]atomic.Uint64 // queries by second of the minute
-	second                                atomic.Int64      // the second perSec's current slot is for
+	start                                         time.Time
+	queries, local, hits, forwarded, mdns, merged atomic.Uint64
+	refused, formerr, servfail, dropped           atomic.Uint64
+	secure, insecure, bogus, synthesized          atomic.Uint64
+	perSec                                        [60]atomic.Uint64 // queries by second of the minute
+	second                                        atomic.Int64      // the second perSec's current slot is for
 }
 
 // tick counts a query in the current second, clearing a slot the first

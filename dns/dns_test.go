@@ -31,19 +31,20 @@ func startUpstream(t testing.TB) *fakeUpstream {
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		f.asked.Add(1)
 		q := req.Question[0]
+		name := strings.ToLower(q.Name) // as a real server: case-insensitive, the question's case kept (0x20)
 		m := new(dns.Msg)
 		m.SetReply(req)
 		switch {
-		case strings.HasPrefix(q.Name, "nx."):
+		case strings.HasPrefix(name, "nx."):
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
 				Ns: "ns.example.", Mbox: "h.example.", Minttl: 30}}
-		case strings.HasPrefix(q.Name, "cdn."):
+		case strings.HasPrefix(name, "cdn."):
 			m.Answer = []dns.RR{
 				&dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 600}, Target: "edge.example."},
 				&dns.A{Hdr: dns.RR_Header{Name: "edge.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 120}, A: net.IPv4(198, 18, 0, 1)},
 			}
-		case strings.HasPrefix(q.Name, "big.") && w.RemoteAddr().Network() == "udp":
+		case strings.HasPrefix(name, "big.") && w.RemoteAddr().Network() == "udp":
 			m.Truncated = true
 		default:
 			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 7)}}

@@ -17,11 +17,15 @@ import (
 )
 
 // Upstream sockets: a few per upstream and path, each re-opened on a new
-// random port after rotateAfter questions, so an off-path attacker still
-// has to guess the port as well as the ID to forge an answer.
+// random port after rotateAfter questions or maxSockAge, whichever comes
+// first, so an off-path attacker has to guess the port as well as the ID
+// (and the question's case, 0x20.go) to forge an answer, and a port once
+// learnt is soon worthless. Opening a socket costs microseconds; the
+// answers a retiring socket still waits for are read until they are in.
 const (
 	socketsPerUpstream = 8
-	rotateAfter        = 4096
+	rotateAfter        = 100
+	maxSockAge         = 30 * time.Second
 )
 
 // exchanger asks one upstream, by one socket mark, over long-lived UDP
@@ -35,12 +39,15 @@ type exchanger struct {
 	mu    sync.Mutex
 	socks []*upSock
 	next  int
+
+	cases caseState // whether the upstream keeps the question's case
 }
 
 type upSock struct {
 	conn *net.UDPConn
 	e    *exchanger // its round trip times and count of questions sent again
 
+	opened   time.Time
 	mu       sync.Mutex
 	pending  map[uint16]*udpPending
 	uses     int
@@ -52,7 +59,8 @@ type upSock struct {
 // so done is called once.
 type udpPending struct {
 	id    uint16
-	q     dns.Question
+	q     dns.Question // as sent: its name in mixed case (0x20)
+	name  string       // the name as asked, given back in the answer
 	done  func(*dns.Msg, error)
 	timer *time.Timer
 
@@ -103,7 +111,11 @@ func (e *exchanger) start(m *dns.Msg, done func(*dns.Msg, error)) (*upSock, *udp
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &udpPending{q: m.Question[0], done: done}
+	p := &udpPending{name: m.Question[0].Name, done: done}
+	if e.cases.use() {
+		m.Question[0].Name = mixCase(m.Question[0].Name) // m is the forwarder's own copy
+	}
+	p.q = m.Question[0]
 	s.mu.Lock()
 	p.id = register(s.pending, p)
 	m.Id = p.id // m is the forwarder's own copy
@@ -239,9 +251,13 @@ func (s *upSock) deliver(b []byte) {
 	}
 	once, rtt := p.sends == 1, time.Since(p.sent)
 	s.mu.Unlock()
+	if !s.e.cases.check(p.q.Name, m.Question[0].Name) {
+		return // the case differs from the one sent: forged; the question waits
+	}
 	if !s.takeIf(p) {
 		return
 	}
+	restoreCase(m, p.q.Name, p.name)
 	p.timer.Stop()
 	if once { // which send an answer answers is known only when there was one (Karn)
 		s.e.rtt.sample(rtt)
@@ -306,7 +322,7 @@ func (e *exchanger) pick() (*upSock, error) {
 	s := e.socks[i]
 	s.mu.Lock()
 	s.uses++
-	rotate := s.uses > rotateAfter
+	rotate := s.uses > rotateAfter || time.Since(s.opened) > maxSockAge
 	if rotate {
 		s.retiring = true
 		if len(s.pending) == 0 {
@@ -335,7 +351,7 @@ func (e *exchanger) open() (*upSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket to %s: %w", e.addr, err)
 	}
-	s := &upSock{conn: c.(*net.UDPConn), e: e, pending: map[uint16]*udpPending{}}
+	s := &upSock{conn: c.(*net.UDPConn), e: e, pending: map[uint16]*udpPending{}, opened: time.Now()}
 	go s.read()
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func signedUpstream(t *testing.T) (netip.AddrPort, *dnssec.Validator, *atomic.In
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.SetEdns0(1232, true)
-		if rrs, ok := answers[q.Name]; ok {
+		if rrs, ok := answers[strings.ToLower(q.Name)]; ok { // names are case-insensitive (0x20 mixes them)
 			m.Answer = rrs
 			// Unsigned extras a validated answer must not vouch for.
 			m.Ns = []dns.RR{rr("sec.test. 300 IN NS ns.evil.example.")}

@@ -1,0 +1,74 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestMergeInFlight: twenty clients asking the same question while it is
+// on its way upstream cost one question upstream, and all get the answer.
+func TestMergeInFlight(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var asked atomic.Int64
+	release := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			asked.Add(1)
+			var req dns.Msg
+			if req.Unpack(buf[:n]) != nil {
+				continue
+			}
+			<-release // the answer waits until every client has asked
+			m := new(dns.Msg)
+			m.SetReply(&req)
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 7)}}
+			b, _ := m.Pack()
+			pc.WriteTo(b, from)
+		}
+	}()
+	r := testResolver(netip.MustParseAddrPort(pc.LocalAddr().String()))
+	var wg sync.WaitGroup
+	var got atomic.Int64
+	for range 20 {
+		q := new(dns.Msg)
+		q.SetQuestion("merged.example.", dns.TypeA)
+		wg.Add(1)
+		if !r.forwardAsync(q, nil, lanClient, "lan0", 0, func(m *dns.Msg, _ []byte) {
+			defer wg.Done()
+			if m != nil && len(m.Answer) == 1 && m.Id == q.Id {
+				got.Add(1)
+			}
+		}) {
+			t.Fatal("forwardAsync declined a plain question")
+		}
+	}
+	close(release)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not every client was answered")
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the upstream was asked %d times, want once", n)
+	}
+	if got.Load() != 20 {
+		t.Errorf("%d of 20 clients got the answer", got.Load())
+	}
+}
