@@ -112,7 +112,9 @@ func TestCase0x20(t *testing.T) {
 	}
 
 	lower := startCaseUpstream(t)
+	lower.mu.Lock()
 	lower.lower = true
+	lower.mu.Unlock()
 	r2 := testResolver(lower.addr)
 	for i, name := range []string{"one.example", "two.example", "three.example", "four.example", "five.example"} {
 		if got := onlyA(t, ask(t, r2, name, dns.TypeA)); got != "192.0.2.7" {
