@@ -105,6 +105,21 @@ func TestScanBans6(t *testing.T) {
 	if err := ping("2001:db8:1::30"); err == nil {
 		t.Error("a neighbour in the banned /64 still opens new connections")
 	}
+	// How full the dynamic sets are, for status to warn of a full one.
+	fills, err := SetFills(gw.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]SetFill{}
+	for _, f := range fills {
+		byName[f.Name] = f
+	}
+	if f := byName[SetBanned64]; f.N != 1 || f.Size != BanSetSize {
+		t.Errorf("SetFills %s = %+v, want 1 of %d", SetBanned64, f, BanSetSize)
+	}
+	if f := byName[setPeers6]; f.N != 1 || f.Size != peerSetSize {
+		t.Errorf("SetFills %s = %+v, want the one peer of %d", setPeers6, f, peerSetSize)
+	}
 	for _, from := range []string{"2001:db8:2::5", "2001:db8:3::5"} {
 		if err := lab.Poll(5*time.Second, func() error { return ping(from) }); err != nil {
 			t.Errorf("ping from %s, outside the banned /64: %v", from, err)
