@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
 )
 
 func ip4Of(ip net.IP) netip.Addr {
@@ -90,6 +91,24 @@ func TestDeclineLimits(t *testing.T) {
 		ack := dora(t, s, mac(20+i))
 		decline(mac(20+i), ack.YourIPAddr)
 		if store.Declined(ip4Of(ack.YourIPAddr), now) {
+			quarantined++
+		}
+	}
+	if quarantined != maxDeclines {
+		t.Errorf("%d addresses quarantined in a minute, want %d", quarantined, maxDeclines)
+	}
+}
+
+// TestDecline6Rate: DHCPv6 DECLINEs, too, quarantine at most maxDeclines
+// addresses a minute.
+func TestDecline6Rate(t *testing.T) {
+	s := testServer6(t)
+	now := time.Now()
+	quarantined := 0
+	for i := range maxDeclines + 3 {
+		req, a := lease(t, s, byte(10+i), now)
+		s.Handle(retype(req, dhcpv6.MessageTypeDecline), now)
+		if s.store.Declined(a, now) {
 			quarantined++
 		}
 	}

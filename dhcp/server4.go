@@ -55,8 +55,8 @@ type Server4 struct {
 	// warn keeps per-event warnings (pool exhausted, DECLINE) to one a
 	// minute: a hostile client cannot flood the log with them.
 	warn *lograte.Limiter
-	// declines are the recent DECLINEs' times, for their rate limit.
-	declines []time.Time
+	// declines are the recent DECLINEs, for their rate limit.
+	declines *rateWindow
 }
 
 type offer struct {
@@ -74,7 +74,8 @@ const declineQuarantine = 10 * time.Minute
 func NewServer4(cfg Server4Config, store *Store) *Server4 {
 	s := &Server4{cfg: cfg, store: store, offers: map[netip.Addr]offer{}, next: cfg.Start,
 		byMAC: map[string]Reservation{}, byIP: map[netip.Addr]Reservation{},
-		socketLoop: newSocketLoop(), warn: lograte.New(time.Minute)}
+		socketLoop: newSocketLoop(), warn: lograte.New(time.Minute),
+		declines: &rateWindow{max: maxDeclines, window: declineWindow}}
 	for _, r := range cfg.Reservations {
 		s.byMAC[r.MAC.String()] = r
 		s.byIP[r.IP] = r

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -88,19 +89,31 @@ func (s *Server4) decline(req *dhcpv4.DHCPv4, now time.Time) {
 }
 
 // declineAllowed takes one of the declines the LAN may make per window.
-func (s *Server4) declineAllowed(now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	recent := s.declines[:0]
-	for _, t := range s.declines {
-		if now.Sub(t) < declineWindow {
+func (s *Server4) declineAllowed(now time.Time) bool { return s.declines.take(now) }
+
+// rateWindow allows max events per window.
+type rateWindow struct {
+	max    int
+	window time.Duration
+
+	mu    sync.Mutex
+	times []time.Time
+}
+
+// take reports whether one more event may happen at now, and counts it.
+func (w *rateWindow) take(now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	recent := w.times[:0]
+	for _, t := range w.times {
+		if now.Sub(t) < w.window {
 			recent = append(recent, t)
 		}
 	}
-	s.declines = recent
-	if len(recent) >= maxDeclines {
+	w.times = recent
+	if len(recent) >= w.max {
 		return false
 	}
-	s.declines = append(s.declines, now)
+	w.times = append(w.times, now)
 	return true
 }

@@ -46,12 +46,13 @@ type Server6 struct {
 	scan   int // addresses a search for a free one looks at
 	counters
 	socketLoop
+	declines *rateWindow // as DHCPv4's: maxDeclines per declineWindow
 }
 
 // NewServer6 returns a server for cfg.
 func NewServer6(cfg Server6Config, store *Store) *Server6 {
 	return &Server6{cfg: cfg, store: store, socketLoop: newSocketLoop(), offers: map[netip.Addr]offer{},
-		next: cfg.Start, scan: scanLimit(cfg.Start, cfg.End)}
+		next: cfg.Start, scan: scanLimit(cfg.Start, cfg.End), declines: &rateWindow{max: maxDeclines, window: declineWindow}}
 }
 
 // maxIAs is how many IA_NAs of one message are served.
@@ -400,6 +401,10 @@ func (s *Server6) releaseAll(msg *dhcpv6.Message, duid string, decline bool, now
 			continue
 		}
 		if decline {
+			if !s.declines.take(now) {
+				s.count("drop_decline_rate")
+				continue
+			}
 			s.store.Decline(s.cfg.Iface, l.Addr, now.Add(declineQuarantine))
 		} else {
 			s.store.Release(l)
