@@ -16,6 +16,37 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// connect serves one connection of s over loopback TCP (a net.Pipe has no
+// buffer, and both ends of SSH write their version first) and logs in with
+// keys. served is closed when s is done with the connection; the client
+// is nil when the login failed, and is the caller's to close.
+func connect(t *testing.T, s *Server, keys ...ssh.Signer) (client *ssh.Client, served chan struct{}, err error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served = make(chan struct{})
+	go func() {
+		defer close(served)
+		if c, err := ln.Accept(); err == nil {
+			s.serve(context.Background(), c, func() {})
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(conn, "router", &ssh.ClientConfig{User: "admin",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(keys...)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	if err != nil {
+		conn.Close()
+		return nil, served, err
+	}
+	return ssh.NewClient(cc, chans, reqs), served, nil
+}
+
 func newSigner(t *testing.T) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -54,32 +85,12 @@ func TestFailuresPerConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Over loopback TCP: a net.Pipe has no buffer, and both ends of SSH
-	// write their version first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	login := func(keys ...ssh.Signer) error {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if c, err := ln.Accept(); err == nil {
-				s.serve(context.Background(), c, func() {})
-			}
-		}()
-		cl, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _, _, err := ssh.NewClientConn(cl, "router", &ssh.ClientConfig{User: "admin",
-			Auth: []ssh.AuthMethod{ssh.PublicKeys(keys...)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+		c, served, err := connect(t, s, keys...)
 		if err == nil {
 			c.Close()
 		}
-		cl.Close()
-		<-done
+		<-served
 		return err
 	}
 	if err := login(bad1, bad2, good); err != nil {
@@ -155,28 +166,10 @@ func TestCommandEndsWithItsClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	client, served, err := connect(t, s, good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		if c, err := ln.Accept(); err == nil {
-			s.serve(context.Background(), c, func() {})
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, chans, reqs, err := ssh.NewClientConn(conn, "router", &ssh.ClientConfig{User: "admin",
-		Auth: []ssh.AuthMethod{ssh.PublicKeys(good)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := ssh.NewClient(cc, chans, reqs)
 	sess, err := client.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -211,26 +204,11 @@ func TestKeyFrom(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			if c, err := ln.Accept(); err == nil {
-				s.serve(context.Background(), c, func() {})
-			}
-		}()
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cc, _, _, err := ssh.NewClientConn(conn, "router", &ssh.ClientConfig{User: "admin",
-			Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+		client, served, err := connect(t, s, key)
 		if err == nil {
-			cc.Close()
+			client.Close()
 		}
-		conn.Close()
-		ln.Close()
+		<-served
 		if (err == nil) != c.ok {
 			t.Errorf("from=%s, logging in from 127.0.0.1: %v, want allowed %v", c.from, err, c.ok)
 		}
