@@ -96,7 +96,11 @@ func (i *initProc) startProbation(ctx context.Context) {
 		return
 	}
 	rec, err := update.Load(stateDir)
-	if err != nil || rec.Attempt == nil {
+	if err != nil {
+		i.log.Error("read the update record: no probation this boot", "err", err)
+		return
+	}
+	if rec.Attempt == nil {
 		return
 	}
 	a := rec.Attempt
@@ -105,12 +109,24 @@ func (i *initProc) startProbation(ctx context.Context) {
 		// The new slot booted and gave up (its reason is recorded), or it
 		// never got that far: it hung, crashed, or did not boot.
 		if rec.Last == nil || rec.Last.At.Before(a.At) {
-			slots.RolledBack(fmt.Sprintf("slot %s never reported: it did not boot, or it hung (watchdog)", a.Slot))
-			rec, _ = update.Load(stateDir)
+			if err := slots.RolledBack(fmt.Sprintf("slot %s never reported: it did not boot, or it hung (watchdog)", a.Slot)); err != nil {
+				i.log.Error("record the rollback", "err", err)
+			}
+			if r, err := update.Load(stateDir); err != nil {
+				i.log.Error("read the update record", "err", err)
+			} else {
+				rec = r
+			}
 		}
 		rec.Attempt = nil
-		rec.Save(stateDir)
-		i.log.Error("update rolled back", "to", running, "version", a.Version, "reason", rec.Last.Reason)
+		if err := rec.Save(stateDir); err != nil {
+			i.log.Error("save the update record", "err", err)
+		}
+		reason := "unknown: the update record has none"
+		if rec.Last != nil {
+			reason = rec.Last.Reason
+		}
+		i.log.Error("update rolled back", "to", running, "version", a.Version, "reason", reason)
 		return
 	}
 	limit, socket := 3*time.Minute, config.DefaultSocket
@@ -119,7 +135,9 @@ func (i *initProc) startProbation(ctx context.Context) {
 		limit, socket = cfg.Update.Probation, cfg.Status.Socket
 	}
 	a.Probation = time.Now()
-	rec.Save(stateDir)
+	if err := rec.Save(stateDir); err != nil {
+		i.log.Error("save the update record", "err", err)
+	}
 	i.probation = &probation{slots: slots, attempt: a, deadline: time.Now().Add(limit), socket: socket, dog: armWatchdog(i)}
 	i.log.Info("new version on probation", "slot", a.Slot, "version", a.Version, "until", i.probation.deadline.Format(time.TimeOnly))
 }

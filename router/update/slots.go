@@ -127,7 +127,13 @@ var ErrRefused = errors.New("update refused")
 func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, Info, error) {
 	from := s.Running()
 	slot := other(from)
-	if rec, _ := Load(s.State); rec.Attempt != nil && rec.Attempt.Slot == from {
+	rec, err := Load(s.State)
+	if err != nil {
+		// Without the record the probation guard below is blind: a slot
+		// on probation could be overwritten by the next upload.
+		return "", Info{}, fmt.Errorf("%w: the update record is unreadable (%v); on the console, remove %s to update again", ErrRefused, err, filepath.Join(s.State, stateFile))
+	}
+	if rec.Attempt != nil && rec.Attempt.Slot == from {
 		// The other slot is the committed one: the only way back.
 		return "", Info{}, fmt.Errorf("%w: slot %s (%s) is on probation; update again once it is committed or rolled back", ErrRefused, from, rec.Attempt.Version)
 	}
@@ -158,7 +164,6 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 	order, _ := s.Vars.BootOrder()
 	step(fmt.Sprintf("boot entries: slot A Boot%04X, slot B Boot%04X; BootOrder %s", ents[SlotA], ents[SlotB], orderString(order)))
 	step(fmt.Sprintf("the next boot starts slot %s once (BootNext=Boot%04X); slot %s stays committed until %s proves healthy", slot, ents[slot], from, info.Version))
-	rec, _ := Load(s.State)
 	rec.Attempt = &Attempt{Slot: slot, From: from, Info: info, At: time.Now(), WANWasUp: opt.WANWasUp}
 	if err := rec.Save(s.State); err != nil {
 		return "", Info{}, fmt.Errorf("record the update: %w", err)
@@ -297,8 +302,12 @@ func (s *Slots) Commit(slot string) error {
 	if err := copyFile(s.path(SlotFile(slot)), s.path(fallbackPath)); err != nil {
 		return fmt.Errorf("copy slot %s to the fallback path: %w", slot, err)
 	}
-	rec, _ := Load(s.State)
+	rec, err := Load(s.State)
 	res := &Result{Outcome: "committed", Slot: slot, At: time.Now()}
+	if err != nil {
+		res.Reason = fmt.Sprintf("the update record was unreadable (%v) and is written anew", err)
+		rec = Record{}
+	}
 	if a := rec.Attempt; a != nil {
 		res.From, res.Info = a.From, a.Info
 	}
@@ -308,7 +317,14 @@ func (s *Slots) Commit(slot string) error {
 
 // RolledBack records that the attempt ended without a commit, and why.
 func (s *Slots) RolledBack(reason string) error {
-	rec, _ := Load(s.State)
+	rec, err := Load(s.State)
+	if err != nil {
+		// What was attempted is lost with the record; that it rolled
+		// back, and why, is not.
+		rec = Record{Last: &Result{Outcome: "rolled back", At: time.Now(),
+			Reason: fmt.Sprintf("%s (the update record was unreadable: %v)", reason, err)}}
+		return rec.Save(s.State)
+	}
 	a := rec.Attempt
 	if a == nil {
 		return nil

@@ -295,3 +295,28 @@ func TestDowngradeRefused(t *testing.T) {
 		t.Fatalf("with AllowDowngrade: %s %+v %v", slot, info, err)
 	}
 }
+
+// TestCorruptRecord: with the update record unreadable, an upload is
+// refused (its probation guard would be blind) and nothing written; a
+// rollback is still recorded, with the reason.
+func TestCorruptRecord(t *testing.T) {
+	m := newMachine(t)
+	s := m.slots
+	if err := os.WriteFile(filepath.Join(s.State, stateFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Install(bytes.NewReader(fakeUKI(t, "v2", 2<<20)), Options{}, func(string) {})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "unreadable") {
+		t.Fatalf("an upload with the record corrupt: %v, want refused", err)
+	}
+	if _, err := os.Stat(s.path(SlotFile(SlotB))); err == nil {
+		t.Error("slot B written")
+	}
+	if err := s.RolledBack("the watchdog fired"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Load(s.State)
+	if err != nil || rec.Last == nil || !strings.Contains(rec.Last.Reason, "the watchdog fired") {
+		t.Errorf("after a rollback with the record corrupt: %+v, %v", rec.Last, err)
+	}
+}
