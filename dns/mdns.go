@@ -57,15 +57,18 @@ func (m *mdnsForwarder) lookup(ctx context.Context, q dns.Question) (*dns.Msg, e
 	if err != nil {
 		return nil, err
 	}
-	type result struct{ rrs []dns.RR }
+	type result struct {
+		rrs []dns.RR
+		err error
+	}
 	results := make(chan result, len(m.ifaces))
 	var wg sync.WaitGroup
 	for _, ifname := range m.ifaces {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rrs, _ := askLink(ctx, ifname, wire, query.Id, window)
-			results <- result{rrs}
+			rrs, err := askLink(ctx, ifname, wire, query.Id, window)
+			results <- result{rrs, err}
 		}()
 	}
 	wg.Wait()
@@ -74,10 +77,18 @@ func (m *mdnsForwarder) lookup(ctx context.Context, q dns.Question) (*dns.Msg, e
 	m.asked++
 	m.mu.Unlock()
 	var rrs []dns.RR
+	var errs []error
 	for r := range results {
 		rrs = append(rrs, r.rrs...)
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
 	}
 	resp := mdnsAnswer(q, rrs)
+	if len(resp.Answer) == 0 && len(errs) > 0 && len(errs) == len(m.ifaces) {
+		// Not asked at all: that is no proof the name does not exist.
+		return nil, fmt.Errorf("mDNS %s: %w", q.Name, errors.Join(errs...))
+	}
 	if len(resp.Answer) == 0 {
 		resp.Rcode = dns.RcodeNameError
 		return resp, nil

@@ -225,11 +225,17 @@ func openConn(ns string) (*nftables.Conn, func(), error) {
 func bigSendBuffer(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil
+		return fmt.Errorf("netlink socket: %w", err)
 	}
-	rc.Control(func(fd uintptr) {
-		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
-	})
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
+	}); err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink send buffer of 32 MiB (SO_SNDBUFFORCE): %w", serr)
+	}
 	return nil
 }
 
