@@ -333,29 +333,14 @@ func (s *Slots) RolledBack(reason string) error {
 	return rec.Save(s.State)
 }
 
+// copyFile copies src over dst atomically and durably.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".new"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	out.Close()
-	return atomicfile.Rename(tmp, dst)
+	return atomicfile.WriteFrom(dst, in, 0o644)
 }
 
 // Status describes the slots and the last update.
