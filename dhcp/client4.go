@@ -146,7 +146,7 @@ func (c *Client4) session(ctx context.Context, nc *nclient4.Client) (reopen bool
 	c.mu.Unlock()
 	if lease != nil {
 		// INIT-REBOOT: confirm the saved lease before anything else.
-		c.setState("init-reboot")
+		c.setState(status.DHCPInitReboot)
 		switch l, err := c.reboot(ctx, nc, lease); {
 		case err == nil:
 			c.bound(l)
@@ -164,7 +164,7 @@ func (c *Client4) session(ctx context.Context, nc *nclient4.Client) (reopen bool
 		lease, wl := c.lease, c.wl
 		c.mu.Unlock()
 		if lease == nil {
-			c.setState("selecting")
+			c.setState(status.DHCPSelecting)
 			l, err := nc.Request(ctx, c.modifiers()...)
 			if err == nil {
 				c.count("ack")
@@ -189,16 +189,16 @@ func (c *Client4) session(ctx context.Context, nc *nclient4.Client) (reopen bool
 		t1, t2, exp := wl.Acquired.Add(wl.T1), wl.Acquired.Add(wl.T2), wl.Expires()
 		switch {
 		case now.Before(t1):
-			c.setNext("bound", t1)
+			c.setNext(status.DHCPBound, t1)
 			if !c.wait(ctx, t1.Sub(now)) {
 				return c.readoptPending(ctx)
 			}
 		case now.Before(t2):
-			c.setState("renewing")
+			c.setState(status.DHCPRenewing)
 			l, err := nc.Renew(ctx, lease, c.modifiers()...)
 			c.afterRenew(ctx, l, err, now, t2)
 		case now.Before(exp):
-			c.setState("rebinding")
+			c.setState(status.DHCPRebinding)
 			l, err := c.rebind(ctx, nc, lease)
 			c.afterRenew(ctx, l, err, now, exp)
 		default:
@@ -301,7 +301,7 @@ func (c *Client4) bound(l *nclient4.Lease) {
 	changed := c.wl == nil || c.wl.Address != wl.Address || c.wl.Router != wl.Router
 	c.lease, c.wl = l, wl
 	c.mu.Unlock()
-	c.setState("bound")
+	c.setState(status.DHCPBound)
 	c.save(l)
 	if changed {
 		c.cfg.Log.Info("WAN lease", "address", wl.Address, "router", wl.Router, "dns", wl.DNS, "lifetime", wl.Lifetime)

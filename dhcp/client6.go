@@ -132,7 +132,7 @@ func (c *Client6) session(ctx context.Context, nc *nclient6.Client, mac net.Hard
 		reply, lease := c.reply, c.lease
 		c.mu.Unlock()
 		if reply == nil {
-			c.setState("soliciting")
+			c.setState(status.DHCPSoliciting)
 			mods := []dhcpv6.Modifier{dhcpv6.WithClientID(duidOf(mac))}
 			if c.cfg.PD {
 				var hint []*dhcpv6.OptIAPrefix
@@ -169,7 +169,7 @@ func (c *Client6) session(ctx context.Context, nc *nclient6.Client, mac net.Hard
 		var kind dhcpv6.MessageType
 		switch {
 		case now.Before(t1):
-			c.setState("bound")
+			c.setState(status.DHCPBound)
 			if waitFor(ctx, c.readopt, t1.Sub(now)) != timedOut {
 				return
 			}
@@ -244,7 +244,7 @@ func (c *Client6) bound(rep *dhcpv6.Message) error {
 	changed := c.lease == nil || c.lease.Address != l.Address || c.lease.Delegated != l.Delegated
 	c.reply, c.lease, c.err = rep, l, nil
 	c.mu.Unlock()
-	c.setState("bound")
+	c.setState(status.DHCPBound)
 	if changed {
 		c.cfg.Log.Info("WAN DHCPv6 lease", "address", l.Address, "delegated", l.Delegated, "valid", l.Valid)
 	}

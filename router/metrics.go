@@ -146,7 +146,7 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		}
 	}
 	if st.WAN != nil && st.WAN.DHCP != nil {
-		m.emit("wan_dhcp_bound", "gauge", "1 while the WAN holds a DHCPv4 lease.", b2f(st.WAN.DHCP.State == "bound"))
+		m.emit("wan_dhcp_bound", "gauge", "1 while the WAN holds a DHCPv4 lease.", b2f(st.WAN.DHCP.State == status.DHCPBound))
 		if !st.WAN.DHCP.Expires.IsZero() {
 			m.emit("wan_dhcp_lease_expiry_seconds", "gauge", "Seconds until the WAN lease runs out.", time.Until(st.WAN.DHCP.Expires).Seconds())
 		}

@@ -261,9 +261,21 @@ type LANSubnet struct {
 	Prefix string `json:"prefix"`
 }
 
+// The WAN DHCP clients' states (DHCP4.State, DHCP6.State), as RFC 2131 and
+// RFC 8415 name them. DHCPBound is the one that means a lease is held: metrics and
+// the update health check test for it.
+const (
+	DHCPSelecting  = "selecting"
+	DHCPSoliciting = "soliciting"
+	DHCPInitReboot = "init-reboot"
+	DHCPBound      = "bound"
+	DHCPRenewing   = "renewing"
+	DHCPRebinding  = "rebinding"
+)
+
 // DHCP4 is the WAN's DHCPv4 client and its lease.
 type DHCP4 struct {
-	State     string         `json:"state"`
+	State     string         `json:"state"` // DHCPSelecting...
 	Address   string         `json:"address,omitempty"`
 	Router    string         `json:"router,omitempty"`
 	DNS       []string       `json:"dns,omitempty"`

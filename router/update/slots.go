@@ -410,7 +410,7 @@ func Healthy(st *status.Status, wanWasUp bool) (bool, string) {
 // WANUp says whether the WAN has its address: a DHCP lease, or static.
 func WANUp(st *status.Status) bool {
 	w := st.WAN
-	return w != nil && ((w.DHCP != nil && w.DHCP.State == "bound") || (w.Mode == "static" && w.Addr != ""))
+	return w != nil && ((w.DHCP != nil && w.DHCP.State == status.DHCPBound) || (w.Mode == "static" && w.Addr != ""))
 }
 
 // counter reports every 4 MiB received.
