@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/internal/rtproto"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -24,7 +25,7 @@ import (
 )
 
 // RouteProtoDHCP marks the default route the WAN client installs.
-const RouteProtoDHCP = unix.RTPROT_DHCP
+const RouteProtoDHCP = rtproto.DHCP
 
 // Client4Config configures the WAN DHCPv4 client.
 type Client4Config struct {

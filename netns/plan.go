@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/internal/rtproto"
 	"net"
 	"net/netip"
 	"strings"
@@ -15,7 +16,7 @@ import (
 // Proto is the rtnetlink protocol number on every route and rule routerd
 // installs ("proto 201" in ip route/ip rule). It is how convergence and
 // teardown recognise routerd's own entries without keeping a list of them.
-const Proto = 201
+const Proto = rtproto.Plan
 
 // Plan is the desired state of the links, addresses, routes and rules that
 // routerd owns across its namespaces. Apply converges to it; applying the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/internal/rtproto"
 	"log/slog"
 	"math/big"
 	"net/netip"
@@ -26,7 +27,7 @@ import (
 
 // pdProto marks the routes of the delegated prefix: the routing plan (201)
 // and the tunnel (202) converge their own and leave these alone.
-const pdProto = 203
+const pdProto = rtproto.Delegated
 
 // maxDeprecation is how long a prefix that was renumbered away stays valid
 // on the LANs (RFC 9096 §3.3: at most two hours), so that connections from

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/internal/rtproto"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -34,7 +35,7 @@ import (
 
 // RouteProto marks the routes into the tunnel ("proto 202"): they are the
 // tunnel's, not the routing plan's (201), and each converges its own.
-const RouteProto = 202
+const RouteProto = rtproto.Tunnel
 
 // Peer is one WireGuard peer.
 type Peer struct {
