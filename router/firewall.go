@@ -382,30 +382,41 @@ func (c *firewallComp) wanLease(l *dhcp.WANLease) {
 
 func (c *firewallComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
+// firewallTable is one of the tables the firewall owns, or shows.
+type firewallTable struct {
+	label, ns string
+	fam       nftables.TableFamily
+	table     string
+}
+
+// tables are the firewall's tables; with lists, also the blocklists' (which
+// the blocklist component owns and tears down, and status shows here).
+func (c *firewallComp) tables(lists bool) []firewallTable {
+	ts := []firewallTable{
+		{"main", "", nftables.TableFamilyINet, rules.Table},
+		{"wan", c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table},
+		{"wan-ingress", c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable},
+		{"vpn", c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table},
+	}
+	if lists {
+		ts = append(ts, firewallTable{"lists", "", nftables.TableFamilyINet, rules.ListsTable})
+	}
+	return ts
+}
+
 func (c *firewallComp) Teardown(ctx context.Context) error {
-	return errors.Join(
-		rules.Remove("", nftables.TableFamilyINet, rules.Table),
-		rules.Remove(c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table),
-		rules.Remove(c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable),
-		rules.Remove(c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table),
-	)
+	var errs []error
+	for _, t := range c.tables(false) {
+		errs = append(errs, rules.Remove(t.ns, t.fam, t.table))
+	}
+	return errors.Join(errs...)
 }
 
 func (c *firewallComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
 	fs := &status.Firewall{Generation: c.generation, Applied: c.applied, Counters: map[string][]rules.Counter{}}
 	c.mu.Unlock()
-	for _, t := range []struct {
-		label, ns string
-		fam       nftables.TableFamily
-		table     string
-	}{
-		{"main", "", nftables.TableFamilyINet, rules.Table},
-		{"wan", c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table},
-		{"wan-ingress", c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable},
-		{"vpn", c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table},
-		{"lists", "", nftables.TableFamilyINet, rules.ListsTable},
-	} {
+	for _, t := range c.tables(true) {
 		cs, err := rules.Counters(t.ns, t.fam, t.table)
 		if err == nil {
 			fs.Counters[t.label] = cs
