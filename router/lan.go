@@ -38,7 +38,7 @@ type lanComp struct {
 	v4    map[string]*dhcp.Server4
 	v6    map[string]*dhcp.Server6
 	ra    map[string]*dhcp.Advertiser
-	subs  []func(dhcp.Event)
+	subs  fanout[dhcp.Event]
 	run   lifecycle.Group
 }
 
@@ -48,11 +48,7 @@ func newLANComp(cfg *config.Config, nics *hw.Manager, pathUp func() bool, log *s
 }
 
 // OnLease registers fn for lease changes (the resolver's names).
-func (c *lanComp) OnLease(fn func(dhcp.Event)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.subs = append(c.subs, fn)
-}
+func (c *lanComp) OnLease(fn func(dhcp.Event)) { c.subs.add(fn) }
 
 // clockStepped moves the leases this run granted by the clock's step d, so
 // that they keep their remaining time (dhcp.Store.ClockStepped).
@@ -77,9 +73,8 @@ func (c *lanComp) Start(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.store = store
-	subs := c.subs
 	c.mu.Unlock()
-	for _, fn := range subs {
+	for _, fn := range c.subs.list() {
 		store.Subscribe(fn)
 		// Leases from before a restart are news to a fresh subscriber.
 		for _, l := range store.Leases(time.Now()) {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/routerd/routerd/router/config"
@@ -43,8 +42,7 @@ func Built() time.Time {
 type timeComp struct {
 	s *timesync.Service
 
-	mu     sync.Mutex
-	onStep []func(time.Duration)
+	onStep fanout[time.Duration]
 }
 
 func newTimeComp(cfg *config.Config, log *slog.Logger) *timeComp {
@@ -83,19 +81,10 @@ func lanNTP(cfg *config.Config, p netip.Prefix) []netip.Addr {
 
 // OnStep registers fn for steps of the clock.
 func (c *timeComp) OnStep(fn func(time.Duration)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.onStep = append(c.onStep, fn)
+	c.onStep.add(fn)
 }
 
-func (c *timeComp) stepped(d time.Duration) {
-	c.mu.Lock()
-	fns := c.onStep
-	c.mu.Unlock()
-	for _, fn := range fns {
-		fn(d)
-	}
-}
+func (c *timeComp) stepped(d time.Duration) { c.onStep.call(d) }
 
 // synced is closed once the clock can be trusted with certificate dates.
 func (c *timeComp) synced() <-chan struct{} { return c.s.Synced() }

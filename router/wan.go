@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
@@ -27,27 +26,6 @@ type wanComp struct {
 	onLease  fanout[*dhcp.WANLease]
 	onLease6 fanout[*dhcp.WANLease6]
 	run      lifecycle.Group
-}
-
-// fanout hands each value to every function registered with it.
-type fanout[T any] struct {
-	mu  sync.Mutex
-	fns []func(T)
-}
-
-func (f *fanout[T]) add(fn func(T)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fns = append(f.fns, fn)
-}
-
-func (f *fanout[T]) call(v T) {
-	f.mu.Lock()
-	fns := f.fns
-	f.mu.Unlock()
-	for _, fn := range fns {
-		fn(v)
-	}
 }
 
 func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp {
