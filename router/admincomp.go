@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/routerd/routerd/router/admin"
 	"github.com/routerd/routerd/router/config"
@@ -34,7 +33,7 @@ func (c *adminComp) Start(ctx context.Context) error {
 	banner := newSSHBanner(a, c.log)
 	s, err := admin.New(admin.Config{
 		Ifaces: a.Listen, Port: a.Port, Keys: a.Keys, KeyFrom: a.KeyFrom, Log: c.log, OnAuthFailure: banner.failed, OnAuthSuccess: banner.succeeded,
-		HostKeyPath: filepath.Join(c.cfg.StateDir, "ssh_host_ed25519_key"),
+		HostKeyPath: c.cfg.StatePath(config.StateSSHHostKey),
 		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return ctl.RunRemote(ctx, control.NewClient(socket), args, stdin, stdout, stderr)
 		},

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,7 +38,7 @@ const clockWait = 5 * time.Minute
 func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced <-chan struct{}, log *slog.Logger) *blocklistComp {
 	c := &blocklistComp{cfg: cfg, endpoints: endpoints}
 	bc := blocklist.Config{
-		Dir: filepath.Join(cfg.StateDir, "blocklists"), LANIfaces: cfg.LANNets.Ifaces, Mask: via.Mask,
+		Dir: cfg.StatePath(config.StateBlocklists), LANIfaces: cfg.LANNets.Ifaces, Mask: via.Mask,
 		Protect:   c.protected,
 		Transport: selfResolvingTransport(), Clock: synced, ClockWait: clockWait, Log: log,
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -67,7 +66,7 @@ func (c *lanComp) clockStepped(d time.Duration) {
 func (c *lanComp) Name() string { return "lan" }
 
 func (c *lanComp) Start(ctx context.Context) error {
-	store, err := dhcp.OpenStore(filepath.Join(c.cfg.StateDir, "leases"), c.log)
+	store, err := dhcp.OpenStore(c.cfg.StatePath(config.StateLeases), c.log)
 	if err != nil {
 		return err
 	}

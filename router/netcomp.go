@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +42,7 @@ type netnsState struct {
 }
 
 func newNetnsComp(cfg *config.Config, log *slog.Logger) *netnsComp {
-	return &netnsComp{cfg: cfg, plan: netnsPlan(cfg), state: filepath.Join(cfg.StateDir, "netns.json"), log: log}
+	return &netnsComp{cfg: cfg, plan: netnsPlan(cfg), state: cfg.StatePath(config.StateNetns), log: log}
 }
 
 func (c *netnsComp) Name() string { return "netns" }
@@ -181,7 +180,7 @@ type nicsComp struct {
 
 func newNICsComp(cfg *config.Config, log *slog.Logger) *nicsComp {
 	return &nicsComp{cfg: cfg, log: log,
-		m: hw.NewManager(nicSpecs(cfg), filepath.Join(cfg.StateDir, "nics.json"), log.With("component", "nics"))}
+		m: hw.NewManager(nicSpecs(cfg), cfg.StatePath(config.StateNICs), log.With("component", "nics"))}
 }
 
 func (c *nicsComp) Name() string { return "nics" }

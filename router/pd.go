@@ -9,7 +9,6 @@ import (
 	"math/big"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -127,7 +126,7 @@ func (c *pdComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 // lifetimes).
 func (c *pdComp) Teardown(ctx context.Context) error {
 	errs := []error{(&netns.Plan{Proto: pdProto, RouteNamespaces: c.routeNamespaces()}).Teardown(nil, nil)}
-	b, err := os.ReadFile(filepath.Join(c.cfg.StateDir, pdHintFile))
+	b, err := os.ReadFile(c.cfg.StatePath(config.StatePDHint))
 	if err != nil {
 		return errors.Join(errs...)
 	}
@@ -151,9 +150,6 @@ func (c *pdComp) Teardown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// pdHintFile in state_dir holds the last delegated prefix.
-const pdHintFile = "wan-dhcp6-prefix"
 
 // leased hears the WAN's DHCPv6 client; converging happens in the
 // component's goroutine, not the client's.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,7 +37,7 @@ func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 	r := cfg.Relay
 	c := &relayComp{r: r, log: log}
 	c.sys = &netnsComp{cfg: cfg, plan: &netns.Plan{Sysctls: relaySysctls(r)},
-		state: filepath.Join(cfg.StateDir, "relay.json"), log: log}
+		state: cfg.StatePath(config.StateRelay), log: log}
 	c.vc = vpn.Config{Iface: r.Interface, KeyFile: r.PrivateKeyFile, Addresses: r.Addresses, MTU: r.MTU,
 		Implementation: "auto", ListenPort: r.ListenPort, UAPIName: cfg.Hostname + "-" + r.Interface, Log: log}
 	for _, p := range r.Peers {

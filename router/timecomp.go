@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -49,7 +48,7 @@ func newTimeComp(cfg *config.Config, log *slog.Logger) *timeComp {
 	t := cfg.Time
 	c := &timeComp{}
 	tc := timesync.Config{Servers: t.Servers, SetClock: t.SetClock, Floor: Built(),
-		ClockFile: filepath.Join(cfg.StateDir, "clock"), Serve: ntpAddrs(cfg),
+		ClockFile: cfg.StatePath(config.StateClock), Serve: ntpAddrs(cfg),
 		Resolver: ownResolver(), OnStep: c.stepped, Log: log}
 	c.s = timesync.New(tc)
 	return c

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
@@ -33,13 +32,13 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 	if cfg.WAN.IPv4 == "dhcp" {
 		c.client = dhcp.NewClient4(dhcp.Client4Config{
 			NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, Hostname: cfg.Hostname,
-			StatePath: filepath.Join(cfg.StateDir, "wan-dhcp4.json"), Log: log,
+			StatePath: cfg.StatePath(config.StateWANDHCP4), Log: log,
 			OnLease: c.leased,
 		})
 	}
 	if cfg.WAN.IPv6 == "dhcp" {
 		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, PD: true,
-			HintPath: filepath.Join(cfg.StateDir, pdHintFile), Log: log, OnLease: c.leased6})
+			HintPath: cfg.StatePath(config.StatePDHint), Log: log, OnLease: c.leased6})
 	}
 	return c
 }
