@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/router/vpn"
 	"golang.org/x/net/netutil"
 	"io"
 	"maps"
@@ -152,7 +153,7 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		}
 	}
 	if v := st.VPN; v != nil {
-		m.emit("vpn_up", "gauge", "1 when the tunnel had a handshake in the last 3 minutes.", b2f(v.Up))
+		m.emit("vpn_up", "gauge", fmt.Sprintf("1 when the tunnel had a handshake in the last %v.", vpn.UpWithin), b2f(v.Up))
 		for _, p := range v.Peers {
 			m.emit("vpn_rx_bytes_total", "counter", "Bytes received from the peer.", float64(p.RxBytes), "peer", p.PublicKey)
 			m.emit("vpn_tx_bytes_total", "counter", "Bytes sent to the peer.", float64(p.TxBytes), "peer", p.PublicKey)

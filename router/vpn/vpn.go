@@ -433,13 +433,21 @@ func prefixOf(n *net.IPNet, fam int) netip.Prefix {
 	return netns.PrefixOf(n)
 }
 
+// UpWithin is how recent a peer's last handshake must be for the tunnel
+// to count as up: WireGuard renews a session every two minutes while it is
+// used (REKEY_AFTER_TIME) and keeps none past three (REJECT_AFTER_TIME).
+const UpWithin = 3 * time.Minute
+
+// fresh reports whether a handshake at t makes a peer up now.
+func fresh(t time.Time) bool { return !t.IsZero() && time.Since(t) < UpWithin }
+
 // watch re-resolves endpoint names when handshakes stop (the provider
 // moved), and keeps the link in shape.
 func (t *Tunnel) watch(ctx context.Context) {
 	st := t.Status()
 	stale := len(st.Peers) > 0
 	for _, p := range st.Peers {
-		if time.Since(p.LastHandshake) < 3*time.Minute {
+		if fresh(p.LastHandshake) {
 			stale = false
 		}
 	}
@@ -565,7 +573,7 @@ func (t *Tunnel) Status() Status {
 		if p.Endpoint != nil {
 			ps.Endpoint = p.Endpoint.String()
 		}
-		if !p.LastHandshakeTime.IsZero() && time.Since(p.LastHandshakeTime) < 3*time.Minute {
+		if fresh(p.LastHandshakeTime) {
 			st.Up = true
 		}
 		st.Peers = append(st.Peers, ps)
