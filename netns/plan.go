@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/routerd/routerd/internal/rtproto"
 	"net"
 	"net/netip"
 	"strings"
 
+	"github.com/routerd/routerd/internal/rtproto"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

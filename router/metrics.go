@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/routerd/routerd/router/vpn"
-	"golang.org/x/net/netutil"
 	"io"
 	"maps"
 	"net"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/router/status"
+	"github.com/routerd/routerd/router/vpn"
+	"golang.org/x/net/netutil"
 )
 
 // metricsComp serves the status model as Prometheus text metrics on

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/routerd/routerd/internal/rtproto"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/rtproto"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
