@@ -20,8 +20,6 @@ import (
 	"github.com/routerd/routerd/internal/rtproto"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/status"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // RouteProtoDHCP marks the default route the WAN client installs.
@@ -393,48 +391,6 @@ func usableUnicast(a netip.Addr) bool {
 		!a.IsLinkLocalUnicast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-func (c *Client4) install(wl *WANLease) error {
-	h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	left := int(time.Until(wl.Expires()).Seconds())
-	if left < 1 {
-		left = 1
-	}
-	addr := &netlink.Addr{IPNet: netns.IPNet(wl.Address), ValidLft: left, PreferedLft: left}
-	if err := h.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("add %s to %s: %w", wl.Address, c.cfg.Iface, err)
-	}
-	// An address from an earlier lease must go.
-	if addrs, err := h.AddrList(link, netlink.FAMILY_V4); err == nil {
-		for _, a := range addrs {
-			if p := netns.PrefixOf(a.IPNet); p != wl.Address {
-				h.AddrDel(link, &a)
-			}
-		}
-	}
-	if wl.Router.IsValid() {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
-			Gw: wl.Router.AsSlice(), Protocol: RouteProtoDHCP, Family: netlink.FAMILY_V4}
-		if err := h.RouteReplace(r); err != nil {
-			return fmt.Errorf("add default route via %s: %w", wl.Router, err)
-		}
-	}
-	return nil
-}
-
-func (c *Client4) uninstall(wl *WANLease) {
-	h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface)
-	if err != nil {
-		return
-	}
-	defer h.Close()
-	h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(wl.Address)})
-	// the default route goes with the address
-}
-
 func (c *Client4) save(l *nclient4.Lease) {
 	b, _ := json.Marshal(savedLease{Offer: l.Offer.ToBytes(), ACK: l.ACK.ToBytes(), Acquired: l.CreationTime})
 	if err := atomicfile.WriteFile(c.cfg.StatePath, b, 0o600); err != nil {
@@ -590,22 +546,4 @@ func isNak(err error) bool {
 
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/2+1))
-}
-
-// InstallStatic configures a static WAN address and default route.
-func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
-	h, link, err := netns.HandleLink(ns, iface)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if _, err := netns.SyncAddrs(h, link, []netip.Prefix{addr}, false); err != nil {
-		return err
-	}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
-		Gw: gw.AsSlice(), Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V4}
-	if err := h.RouteReplace(r); err != nil {
-		return fmt.Errorf("add default route via %s: %w", gw, err)
-	}
-	return nil
 }
