@@ -27,7 +27,6 @@ import (
 	"github.com/routerd/routerd/dns/dnssec"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
-	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 )
 
@@ -519,77 +518,6 @@ func upstreamQuery(q dns.Question, cd, do bool) *dns.Msg {
 	return m
 }
 
-// accept takes an upstream's answer to q (a hostile upstream's, perhaps:
-// FuzzUpstreamResponse) into the cache and returns it for the client.
-func (r *Resolver) accept(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time) *dns.Msg {
-	resp, _ = r.acceptWire(key, q, resp, now, false)
-	return resp
-}
-
-// acceptWire is accept that also returns the answer's packed form as the
-// cache keeps it (nil if it was not cached, or cannot be served packed).
-// With give, the cache keeps resp itself rather than a copy, and the
-// caller must not change it.
-func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now time.Time, give bool) (*dns.Msg, *wireAnswer) {
-	resp.Id = 0
-	stripOPT(resp)
-	clampTTLs(resp)
-	// The hook runs before the answer is cached, so no client, not even
-	// one asking concurrently, gets the addresses before they are routed.
-	var gen uint64
-	if r.cfg.HookGeneration != nil {
-		gen = r.cfg.HookGeneration()
-	}
-	if r.cfg.OnAnswer != nil {
-		r.hook(key.path, q, resp)
-	}
-	if give {
-		return resp, r.cache.putOwned(key, resp, now, gen)
-	}
-	return resp, r.cache.putFor(key, resp, now, gen, 0) // stores its own copy
-}
-
-func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
-	key := keyOf(pathMDNS, q, false)
-	now := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	m, err := r.mdns.lookup(ctx, q)
-	if err != nil {
-		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
-	}
-	r.st.mdns.Add(1)
-	if m.Rcode == dns.RcodeSuccess {
-		r.cache.put(key, m, now)
-	}
-	return m
-}
-
-// chain returns the names an answer covers (the question and each CNAME
-// target) and its addresses, with the smallest TTL among them.
-func chain(qname string, m *dns.Msg) ([]string, []netip.Addr, time.Duration) {
-	names := []string{strings.ToLower(strings.TrimSuffix(qname, "."))}
-	var addrs []netip.Addr
-	ttl := uint32(maxTTL / time.Second)
-	for _, rr := range m.Answer {
-		h := rr.Header()
-		ttl = min32(ttl, h.Ttl)
-		switch v := rr.(type) {
-		case *dns.CNAME:
-			names = append(names, strings.ToLower(strings.TrimSuffix(v.Target, ".")))
-		case *dns.A:
-			if a, ok := netip.AddrFromSlice(v.A.To4()); ok {
-				addrs = append(addrs, a)
-			}
-		case *dns.AAAA:
-			if a, ok := netip.AddrFromSlice(v.AAAA); ok {
-				addrs = append(addrs, a)
-			}
-		}
-	}
-	return slices.Compact(names), addrs, time.Duration(ttl) * time.Second
-}
-
 func (r *Resolver) allowed(a netip.Addr) bool {
 	if a.IsLoopback() {
 		return true
@@ -654,69 +582,4 @@ func fit(req, resp *dns.Msg, tcp bool) *dns.Msg {
 	}
 	resp.Truncate(size)
 	return resp
-}
-
-// stats counts what the resolver did.
-type stats struct {
-	start                                         time.Time
-	queries, local, hits, forwarded, mdns, merged atomic.Uint64
-	refused, formerr, servfail, dropped           atomic.Uint64
-	secure, insecure, bogus, synthesized          atomic.Uint64
-	perSec                                        [60]atomic.Uint64 // queries by second of the minute
-	second                                        atomic.Int64      // the second perSec's current slot is for
-}
-
-// tick counts a query in the current second, clearing a slot the first
-// time a new second comes round. Racy at the edges by a query or two,
-// which is fine for a rate.
-func (s *stats) tick() {
-	now := time.Now().Unix()
-	if old := s.second.Load(); old != now && s.second.CompareAndSwap(old, now) {
-		for t := max(old+1, now-59); t <= now; t++ {
-			s.perSec[t%60].Store(0)
-		}
-	}
-	s.perSec[now%60].Add(1)
-}
-
-// Status is the resolver's section of routerctl status.
-type Status = status.DNS
-
-// Status reports the resolver's counters.
-func (r *Resolver) Status() Status {
-	size, hits, misses := r.cache.stats()
-	st := Status{
-		Queries: r.st.queries.Load(), Local: r.st.local.Load(), CacheHits: r.st.hits.Load(), CacheSize: size,
-		Forwarded: r.st.forwarded.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
-		ServFail: r.st.servfail.Load(), Upstreams: r.fwd.status(),
-	}
-	if hits+misses > 0 {
-		st.CacheHitRatio = float64(hits) / float64(hits+misses)
-	}
-	if v := r.cfg.Validator; v != nil {
-		st.DNSSEC = &status.DNSSEC{Anchors: v.Anchors(), Secure: r.st.secure.Load(), Insecure: r.st.insecure.Load(),
-			Bogus: r.st.bogus.Load(), Synthesized: r.st.synthesized.Load()}
-		if last := r.lastBogus.Load(); last != nil {
-			st.DNSSEC.LastBogus = *last
-		}
-	}
-	if r.mdns != nil {
-		r.mdns.mu.Lock()
-		st.MDNSQueries, st.MDNSAnswered = r.mdns.asked, r.mdns.got
-		r.mdns.mu.Unlock()
-	}
-	var sum uint64
-	if now, last := time.Now().Unix(), r.st.second.Load(); now-last < 60 {
-		for t := now - 59; t <= last; t++ {
-			sum += r.st.perSec[t%60].Load()
-		}
-	}
-	st.QueriesPerSecond = float64(sum) / 60
-	r.mu.Lock()
-	for a, l := range r.listeners {
-		st.Listening = append(st.Listening, fmt.Sprintf("%s (%s)", a, l.iface))
-	}
-	r.mu.Unlock()
-	slices.Sort(st.Listening)
-	return st
 }

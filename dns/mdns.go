@@ -327,3 +327,20 @@ func (h *hostResponder) records(ifi *net.Interface, qtype uint16, legacy bool) [
 	}
 	return out
 }
+
+// viaMDNS answers a .local question from the LAN's responders, cached.
+func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
+	key := keyOf(pathMDNS, q, false)
+	now := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m, err := r.mdns.lookup(ctx, q)
+	if err != nil {
+		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
+	}
+	r.st.mdns.Add(1)
+	if m.Rcode == dns.RcodeSuccess {
+		r.cache.put(key, m, now)
+	}
+	return m
+}
