@@ -433,9 +433,8 @@ func prefixOf(n *net.IPNet, fam int) netip.Prefix {
 	return netns.PrefixOf(n)
 }
 
-// UpWithin is how recent a peer's last handshake must be for the tunnel
-// to count as up: WireGuard renews a session every two minutes while it is
-// used (REKEY_AFTER_TIME) and keeps none past three (REJECT_AFTER_TIME).
+// UpWithin is how recent a handshake must be for the tunnel to be up: a
+// session lives two minutes (REKEY_AFTER_TIME), none past three (REJECT_AFTER_TIME).
 const UpWithin = 3 * time.Minute
 
 // fresh reports whether a handshake at t makes a peer up now.
