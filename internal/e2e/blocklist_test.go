@@ -296,7 +296,7 @@ via = "vpn"
 		if !inSet() {
 			t.Error("a cached answer for a newly listed domain was not routed")
 		}
-		if n := strings.Count(a.isp.Dnsmasq.Log.String(), "query[A] cached.example"); n != 1 {
+		if n := strings.Count(a.isp.DNSLog(), "query[a] cached.example"); n != 1 {
 			t.Errorf("the ISP was asked %d times, want 1 (the second answer came from the cache)", n)
 		}
 	})

@@ -93,7 +93,7 @@ func TestDNSResolver(t *testing.T) {
 			t.Errorf("nx.example: %s", got)
 		}
 	}
-	if n := strings.Count(isp.Dnsmasq.Log.String(), "query[A] nx.example"); n != 1 {
+	if n := strings.Count(isp.DNSLog(), "query[a] nx.example"); n != 1 {
 		t.Errorf("the ISP was asked nx.example %d times, want 1 (negative caching)", n)
 	}
 	// The clients' questions to the router are not tracked (notrack); the
@@ -231,14 +231,14 @@ func TestDNSPerPath(t *testing.T) {
 	gw := a.lan.Router4().Addr()
 	digShort(t, c2, gw, "alt1.example")
 	digShort(t, c1, gw, "alt2.example")
-	log := a.isp.Dnsmasq.Log.String()
-	if want := "query[A] alt1.example from " + lab.VPNPublic4.Addr().String(); !strings.Contains(log, want) {
+	log := a.isp.DNSLog()
+	if want := "query[a] alt1.example from " + lab.VPNPublic4.Addr().String(); !strings.Contains(log, want) {
 		t.Errorf("VPN client's lookup did not come through the tunnel; ISP log lacks %q:\n%s", want, grepLines(log, "alt1"))
 	}
-	if strings.Contains(log, "query[A] alt1.example from "+a.wan.String()) {
+	if strings.Contains(log, "query[a] alt1.example from "+a.wan.String()) {
 		t.Errorf("VPN client's lookup leaked onto the WAN")
 	}
-	if want := "query[A] alt2.example from " + a.wan.String(); !strings.Contains(log, want) {
+	if want := "query[a] alt2.example from " + a.wan.String(); !strings.Contains(log, want) {
 		t.Errorf("WAN client's lookup: ISP log lacks %q:\n%s", want, grepLines(log, "alt2"))
 	}
 }

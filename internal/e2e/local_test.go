@@ -106,8 +106,8 @@ via = "vpn"
 			if out, err := run(tc.who, "dig", "+short", "+time=2", "+tries=1", "@"+gw, tc.name); err != nil || out == "" {
 				t.Fatalf("%s: dig %s: %v: %s", tc.who, tc.name, err, out)
 			}
-			log := a.isp.Dnsmasq.Log.String()
-			if want := "query[A] " + tc.name + " from " + tc.from; !strings.Contains(log, want) {
+			log := a.isp.DNSLog()
+			if want := "query[a] " + tc.name + " from " + tc.from; !strings.Contains(log, want) {
 				t.Errorf("%s's lookup: the ISP log lacks %q:\n%s", tc.who, want, grepLines(log, tc.name))
 			}
 		}

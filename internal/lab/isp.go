@@ -519,3 +519,8 @@ func (ls *ListServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, content)
 	}
 }
+
+// DNSLog is the ISP's DNS server's log in lower case. Names are
+// case-insensitive, and routerd asks upstream in mixed case (0x20): a test
+// looks for a question by its lower-case name.
+func (isp *ISP) DNSLog() string { return strings.ToLower(isp.Dnsmasq.Log.String()) }
