@@ -73,6 +73,16 @@ func (c *metricsComp) Stop(ctx context.Context) error {
 	return nil
 }
 
+// The text exposition format escapes a label value's backslash, double
+// quote and line feed, and nothing else: UTF-8 goes as it is. (Go's %q
+// escapes more, and a scraper would read "\u00e9" as six characters.) HELP
+// escapes backslash and line feed. The writer is hand-written, not a
+// library: it is forty lines, and TestMetricsFormat holds it to the format.
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
 // metricWriter gathers samples by family and writes each family as one
 // group, HELP and TYPE first, as the exposition format requires.
 type metricWriter struct {
@@ -98,7 +108,7 @@ func (m *metricWriter) emit(name, typ, help string, value float64, labels ...str
 		if lb.Len() > 0 {
 			lb.WriteByte(',')
 		}
-		fmt.Fprintf(&lb, "%s=%q", labels[i], labels[i+1])
+		lb.WriteString(labels[i] + `="` + labelEscaper.Replace(labels[i+1]) + `"`)
 	}
 	if lb.Len() > 0 {
 		f.samples = append(f.samples, fmt.Sprintf("%s{%s} %g", name, lb.String(), value))
@@ -110,7 +120,7 @@ func (m *metricWriter) emit(name, typ, help string, value float64, labels ...str
 func (m *metricWriter) flush(w io.Writer) {
 	for _, name := range m.order {
 		f := m.families[name]
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, f.help, name, f.typ)
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, helpEscaper.Replace(f.help), name, f.typ)
 		for _, s := range f.samples {
 			fmt.Fprintln(w, s)
 		}
