@@ -22,7 +22,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	if cfg.Relay != nil {
 		comps := []Component{newRelayComp(cfg, log.With("component", "relay"))}
 		if cfg.Status.Metrics != "" {
-			comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
+			comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status, s.log.With("component", "metrics")))
 		}
 		return comps
 	}
@@ -76,7 +76,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		comps = append(comps, newAdminComp(cfg, log.With("component", "ssh")))
 	}
 	if cfg.Status.Metrics != "" {
-		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status))
+		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status, s.log.With("component", "metrics")))
 	}
 	return comps
 }

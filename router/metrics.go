@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -22,13 +23,14 @@ import (
 // status.metrics. It is a component so a reload that changes the address
 // moves it.
 type metricsComp struct {
+	log    *slog.Logger
 	addr   string
 	status func() *status.Status
 	srv    *http.Server
 }
 
-func newMetricsComp(addr string, status func() *status.Status) *metricsComp {
-	return &metricsComp{addr: addr, status: status}
+func newMetricsComp(addr string, status func() *status.Status, log *slog.Logger) *metricsComp {
+	return &metricsComp{addr: addr, status: status, log: log}
 }
 
 func (c *metricsComp) Name() string { return "metrics" }
@@ -44,7 +46,12 @@ func (c *metricsComp) Start(ctx context.Context) error {
 		writeMetrics(c.status(), w)
 	})
 	c.srv = metricsServer(mux)
-	go c.srv.Serve(netutil.LimitListener(ln, metricsMaxConns))
+	srv := c.srv
+	go func() {
+		if err := srv.Serve(netutil.LimitListener(ln, metricsMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("metrics stopped serving", "addr", c.addr, "err", err)
+		}
+	}()
 	return nil
 }
 

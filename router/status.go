@@ -60,7 +60,9 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return control.Serve(l, s.controlMux()), nil
+	return control.Serve(l, s.controlMux(), func(err error) {
+		s.log.Error("the control socket stopped serving: routerctl and SSH cannot reach routerd", "socket", path, "err", err)
+	}), nil
 }
 
 // controlMux is the control API: every request routerctl (and, later,

@@ -76,7 +76,7 @@ func fakeAPI(t *testing.T) (*control.Client, *[]string) {
 		b, _ := io.ReadAll(r.Body)
 		control.WriteJSON(w, status.UpdateAnswer{Slot: "B", Version: string(b), Steps: []string{"received " + string(b)}})
 	})
-	srv := control.Serve(l, mux)
+	srv := control.Serve(l, mux, func(err error) { t.Errorf("serve: %v", err) })
 	t.Cleanup(func() { srv.Close() })
 	return control.NewClient(sock), &asked
 }
