@@ -405,9 +405,11 @@ func (s *Server6) releaseAll(msg *dhcpv6.Message, duid string, decline bool, now
 				s.count("drop_decline_rate")
 				continue
 			}
-			s.store.Decline(s.cfg.Iface, l.Addr, now.Add(declineQuarantine))
-		} else {
-			s.store.Release(l)
+			if err := s.store.Decline(s.cfg.Iface, l.Addr, now.Add(declineQuarantine)); err != nil {
+				s.cfg.Log.Error("decline", "err", err)
+			}
+		} else if err := s.store.Release(l); err != nil {
+			s.cfg.Log.Error("release DHCPv6 lease", "err", err)
 		}
 	}
 }

@@ -67,7 +67,10 @@ func (w *conntrackWatch) provision() {
 		return
 	}
 	if b, err := readInt(conntrackBuckets); err == nil && b < w.capacity/4 {
-		os.WriteFile(conntrackBuckets, []byte(strconv.Itoa(w.capacity/4)), 0o644)
+		// Fewer buckets only make lookups slower: worth a word, not a failure.
+		if err := os.WriteFile(conntrackBuckets, []byte(strconv.Itoa(w.capacity/4)), 0o644); err != nil {
+			w.log.Info("conntrack hash table not grown", "buckets", b, "want", w.capacity/4, "err", err)
+		}
 	}
 	w.log.Info("conntrack capacity raised", "from", have, "to", w.capacity)
 }

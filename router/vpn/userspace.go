@@ -120,10 +120,13 @@ func startUserspace(cfg Config, fd int, uapiName string) (*userspace, error) {
 	var dev *device.Device
 	// NewDevice asks the TUN for its MTU by name, which only resolves
 	// inside the vpn namespace.
-	netns.Do(cfg.VPNNS, func() error {
+	if err := netns.Do(cfg.VPNNS, func() error {
 		dev = device.NewDevice(tdev, bind, logger)
 		return nil
-	})
+	}); err != nil {
+		tdev.Close()
+		return nil, fmt.Errorf("start WireGuard on %s in netns %s: %w", cfg.Iface, cfg.VPNNS, err)
+	}
 	file, err := ipc.UAPIOpen(uapiName)
 	if err != nil {
 		dev.Close()
