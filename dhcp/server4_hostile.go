@@ -25,13 +25,7 @@ const (
 // tooMany reports whether the hardware address mac holds the most leases
 // it may under other client identifiers than key's.
 func (s *Server4) tooMany(mac, key string, now time.Time) bool {
-	n := 0
-	for _, l := range s.store.Leases(now) {
-		if l.Iface == s.cfg.Iface && l.MAC == mac && l.Key() != key && l.Addr.Is4() {
-			n++
-		}
-	}
-	return n >= maxLeasesPerMAC
+	return s.store.CountMAC(s.cfg.Iface, mac, key, now) >= maxLeasesPerMAC
 }
 
 // release frees the lease of a client that says it is done with it. The

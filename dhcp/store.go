@@ -478,6 +478,21 @@ func (s *Store) Leases(t time.Time) []Lease {
 	return out
 }
 
+// CountMAC counts the leases on iface not expired at t that hardware
+// address mac holds under other keys than except (other client ids), without
+// copying the store: it runs for every DISCOVER and REQUEST.
+func (s *Store) CountMAC(iface, mac, except string, t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, l := range s.byKey {
+		if l.MAC == mac && l.Iface == iface && k != except && l.Addr.Is4() && !l.Expired(t) {
+			n++
+		}
+	}
+	return n
+}
+
 // Expire tells subscribers about leases that ran out since the last call.
 // The leases stay in the store (a returning client gets its address back)
 // until the address is given to someone else.

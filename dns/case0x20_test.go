@@ -21,13 +21,15 @@ type caseUpstream struct {
 	forge, lower bool
 }
 
-func startCaseUpstream(t *testing.T) *caseUpstream {
+// udpUpstream is a DNS server on loopback: handle gets each question and
+// a send for as many answers as it likes. It stops with the test.
+func udpUpstream(t *testing.T, handle func(req *dns.Msg, send func(*dns.Msg))) netip.AddrPort {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	u := &caseUpstream{addr: netip.MustParseAddrPort(pc.LocalAddr().String())}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -39,28 +41,40 @@ func startCaseUpstream(t *testing.T) *caseUpstream {
 			if req.Unpack(buf[:n]) != nil {
 				continue
 			}
-			u.mu.Lock()
-			u.seen = append(u.seen, req.Question[0].Name)
-			forge, lower := u.forge, u.lower
-			u.mu.Unlock()
-			answer := func(name string, a net.IP) {
-				m := new(dns.Msg)
-				m.SetReply(&req)
-				m.Question[0].Name = name
-				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: a}}
+			handle(&req, func(m *dns.Msg) {
 				b, _ := m.Pack()
 				pc.WriteTo(b, from)
-			}
-			name := req.Question[0].Name
-			if lower {
-				name = strings.ToLower(name)
-			}
-			if forge {
-				answer(flipCase(name), net.IPv4(203, 0, 113, 66))
-			}
-			answer(name, net.IPv4(192, 0, 2, 7))
+			})
 		}
 	}()
+	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+// answerA is the answer to req naming name, with one A record.
+func answerA(req *dns.Msg, name string, a net.IP) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Question[0].Name = name
+	m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: a}}
+	return m
+}
+
+func startCaseUpstream(t *testing.T) *caseUpstream {
+	u := &caseUpstream{}
+	u.addr = udpUpstream(t, func(req *dns.Msg, send func(*dns.Msg)) {
+		u.mu.Lock()
+		u.seen = append(u.seen, req.Question[0].Name)
+		forge, lower := u.forge, u.lower
+		u.mu.Unlock()
+		name := req.Question[0].Name
+		if lower {
+			name = strings.ToLower(name)
+		}
+		if forge {
+			send(answerA(req, flipCase(name), net.IPv4(203, 0, 113, 66)))
+		}
+		send(answerA(req, name, net.IPv4(192, 0, 2, 7)))
+	})
 	return u
 }
 

@@ -2,7 +2,6 @@ package dns
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,34 +13,13 @@ import (
 // TestMergeInFlight: twenty clients asking the same question while it is
 // on its way upstream cost one question upstream, and all get the answer.
 func TestMergeInFlight(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
 	var asked atomic.Int64
 	release := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			asked.Add(1)
-			var req dns.Msg
-			if req.Unpack(buf[:n]) != nil {
-				continue
-			}
-			<-release // the answer waits until every client has asked
-			m := new(dns.Msg)
-			m.SetReply(&req)
-			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 7)}}
-			b, _ := m.Pack()
-			pc.WriteTo(b, from)
-		}
-	}()
-	r := testResolver(netip.MustParseAddrPort(pc.LocalAddr().String()))
+	r := testResolver(udpUpstream(t, func(req *dns.Msg, send func(*dns.Msg)) {
+		asked.Add(1)
+		<-release // the answer waits until every client has asked
+		send(answerA(req, req.Question[0].Name, net.IPv4(192, 0, 2, 7)))
+	}))
 	var wg sync.WaitGroup
 	var got atomic.Int64
 	for range 20 {

@@ -40,7 +40,7 @@ func (r *Resolver) Status() Status {
 	size, hits, misses := r.cache.stats()
 	st := Status{
 		Queries: r.st.queries.Load(), Local: r.st.local.Load(), CacheHits: r.st.hits.Load(), CacheSize: size,
-		Forwarded: r.st.forwarded.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
+		Forwarded: r.st.forwarded.Load(), Merged: r.st.merged.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
 		ServFail: r.st.servfail.Load(), Upstreams: r.fwd.status(),
 	}
 	if hits+misses > 0 {

@@ -24,8 +24,9 @@ import (
 // error), the running one is kept as routerd.toml.prev, and routerd
 // reloads. With a confirmation time it rolls back by itself unless
 // confirmed in time, like VyOS's commit-confirm: a change that cuts the
-// admin off undoes itself. The deadline is kept in state_dir, so that a
-// crash or a power cut in between still rolls back.
+// admin off undoes itself. The deadline is kept beside the config
+// (routerd.toml.confirm-by), so that a crash or a power cut in between
+// still rolls back.
 
 // maxConfigSize bounds an uploaded config.
 const maxConfigSize = 1 << 20

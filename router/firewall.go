@@ -50,6 +50,9 @@ type firewallComp struct {
 	run        lifecycle.Group
 	ct         *conntrackWatch
 	offloadOff string // why flow offload is off ("" when it is on)
+	// fullSets are the dynamic sets nearly full at the last look (watchSets),
+	// for status: reading them is not work for every status request.
+	fullSets []string
 }
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
@@ -303,6 +306,7 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	err := c.apply()
 	c.run.Start(ctx)
 	c.run.Every(10*time.Second, c.ct.watch)
+	c.run.Every(10*time.Second, c.watchSets)
 	c.run.Go(func(ctx context.Context) { reapplyOnAdoption(ctx, events, c.apply, c.health) })
 	if hasCgroups(c.cfg) {
 		c.run.Every(3*time.Second, c.watchCgroups)
@@ -433,7 +437,9 @@ func (c *firewallComp) fillStatus(st *status.Status) {
 	}
 	ct := c.ct.read()
 	fs.Conntrack = &ct
-	fs.Warnings = append(c.ct.warnings(ct), fullSets(map[string]string{"main": "", "wan": c.cfg.Netns.WAN})...)
+	c.mu.Lock()
+	fs.Warnings = append(c.ct.warnings(ct), c.fullSets...)
+	c.mu.Unlock()
 	st.Firewall = fs
 }
 
@@ -486,20 +492,30 @@ func banExempt(cfg *config.Config) []netip.Prefix {
 	return slices.Compact(out)
 }
 
-// fullSets warns of a dynamic set nearly full (bans, scan tracking, peers,
-// in the namespaces by label): a flood that fills one stops what it does.
-func fullSets(nss map[string]string) []string {
-	var out []string
-	for _, label := range slices.Sorted(maps.Keys(nss)) {
-		fills, err := rules.SetFills(nss[label])
+// watchSets looks at how full the dynamic sets (bans, scan tracking,
+// peers) of the main and wan tables are, and warns of one nearly full: a
+// flood that fills one stops what it does.
+func (c *firewallComp) watchSets(ctx context.Context) {
+	var full []string
+	for _, t := range c.tables(false) {
+		if t.fam != nftables.TableFamilyINet || t.label == "vpn" {
+			continue
+		}
+		fills, err := rules.SetFills(t.ns)
 		if err != nil {
 			continue
 		}
 		for _, f := range fills {
 			if f.Size > 0 && f.N >= f.Size*9/10 {
-				out = append(out, fmt.Sprintf("%s set %s holds %d of %d entries: new entries are refused when full", label, f.Name, f.N, f.Size))
+				full = append(full, fmt.Sprintf("%s set %s holds %d of %d entries: new entries are refused when full", t.label, f.Name, f.N, f.Size))
 			}
 		}
 	}
-	return out
+	c.mu.Lock()
+	news := len(full) > len(c.fullSets)
+	c.fullSets = full
+	c.mu.Unlock()
+	if news {
+		c.log.Warn("firewall sets filling up", "sets", full)
+	}
 }

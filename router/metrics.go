@@ -252,7 +252,7 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		for _, v := range []struct {
 			kind string
 			n    uint64
-		}{{"all", d.Queries}, {"local", d.Local}, {"cache_hit", d.CacheHits}, {"forwarded", d.Forwarded}, {"mdns", d.MDNSQueries},
+		}{{"all", d.Queries}, {"local", d.Local}, {"cache_hit", d.CacheHits}, {"forwarded", d.Forwarded}, {"merged", d.Merged}, {"mdns", d.MDNSQueries},
 			{"refused", d.Refused}, {"formerr", d.FormErr}, {"servfail", d.ServFail}} {
 			m.emit("dns_queries_total", "counter", "DNS queries by how they were answered.", float64(v.n), "kind", v.kind)
 		}

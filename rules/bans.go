@@ -92,11 +92,11 @@ func (r *ruleset) keptSet(name string, key nftables.SetDatatype, size uint32, ti
 	return s
 }
 
-// banElements reads the kept sets of an existing table, each element with
-// the time it has left as its new timeout.
-func banElements(c *nftables.Conn, t *nftables.Table) map[string][]nftables.SetElement {
+// banElements reads the named sets of an existing table, each element
+// with the time it has left as its new timeout.
+func banElements(c *nftables.Conn, t *nftables.Table, names ...string) map[string][]nftables.SetElement {
 	out := map[string][]nftables.SetElement{}
-	for _, name := range keptSets {
+	for _, name := range names {
 		s, err := c.GetSetByName(t, name)
 		if err != nil {
 			continue
@@ -330,10 +330,7 @@ func Bans(ns string) ([]Banned, error) {
 	defer done()
 	t := &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
 	var out []Banned
-	for name, elems := range banElements(c, t) {
-		if name != SetBanned4 && name != SetBanned6 && name != SetBanned64 {
-			continue
-		}
+	for name, elems := range banElements(c, t, SetBanned4, SetBanned6, SetBanned64) {
 		for _, e := range elems {
 			if a, ok := netip.AddrFromSlice(e.Key); ok {
 				b := Banned{Addr: a.Unmap(), Left: e.Timeout}

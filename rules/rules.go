@@ -33,7 +33,8 @@ type ruleset struct {
 	c    *nftables.Conn
 	t    *nftables.Table
 	prev map[string]nftables.CounterObj
-	// prevBans are the old table's banned addresses, kept across the swap.
+	// prevBans are the old table's kept sets (bans, peers) and their
+	// elements, carried across the swap.
 	prevBans map[string][]nftables.SetElement
 	objs     map[string]bool
 	sets     map[string]*nftables.Set
@@ -112,7 +113,7 @@ func replace(ns string, family nftables.TableFamily, name string, build func(r *
 	t := &nftables.Table{Name: name, Family: family}
 	var bans map[string][]nftables.SetElement
 	if family == nftables.TableFamilyINet {
-		bans = banElements(c, t)
+		bans = banElements(c, t, keptSets...)
 	}
 	c.AddTable(t)
 	c.DelTable(t)

@@ -402,8 +402,8 @@ func renderDNS(st *Status, w io.Writer) {
 	}
 	d := st.DNS
 	section(w, fmt.Sprintf("DNS (%.1f queries/s over the last minute)", d.QueriesPerSecond))
-	fmt.Fprintf(w, "queries\t%d (local %d, cache hits %d, forwarded %d, mDNS %d/%d answered)\n",
-		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.MDNSAnswered, d.MDNSQueries)
+	fmt.Fprintf(w, "queries\t%d (local %d, cache hits %d, forwarded %d, merged in flight %d, mDNS %d/%d answered)\n",
+		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.Merged, d.MDNSAnswered, d.MDNSQueries)
 	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
 	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
 	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))

@@ -382,6 +382,7 @@ type DNS struct {
 	CacheSize        int        `json:"cache_size"`
 	CacheHitRatio    float64    `json:"cache_hit_ratio"`
 	Forwarded        uint64     `json:"forwarded"`
+	Merged           uint64     `json:"merged"` // questions that joined the same question in flight upstream
 	MDNSQueries      uint64     `json:"mdns_queries"`
 	MDNSAnswered     uint64     `json:"mdns_answered"`
 	Refused          uint64     `json:"refused"`
