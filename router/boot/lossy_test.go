@@ -14,12 +14,15 @@ import (
 // gate is a writer stuck (a serial port far slower than the log) until
 // opened.
 type gate struct {
-	open chan struct{}
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	open    chan struct{}
+	entered chan struct{} // a write is waiting at the gate
+	once    sync.Once
+	mu      sync.Mutex
+	buf     bytes.Buffer
 }
 
 func (g *gate) Write(b []byte) (int, error) {
+	g.once.Do(func() { close(g.entered) })
 	<-g.open
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -30,12 +33,21 @@ func (g *gate) Write(b []byte) (int, error) {
 // blocks; what did not fit is dropped and said, and a flush brings the
 // rest out in order.
 func TestLossyConsole(t *testing.T) {
-	g := &gate{open: make(chan struct{})}
+	g := &gate{open: make(chan struct{}), entered: make(chan struct{})}
 	l := newLossyWriter(g, 16)
+	// The first line is taken by the console writer before the burst
+	// starts (as on a running appliance); otherwise how many lines fit
+	// before it first runs is up to the scheduler.
+	fmt.Fprintf(l, "line %d\n", 0)
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the console writer never wrote the first line")
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range 1000 {
+		for i := 1; i < 1000; i++ {
 			fmt.Fprintf(l, "line %d\n", i)
 		}
 	}()
