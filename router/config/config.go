@@ -49,6 +49,8 @@ type Config struct {
 	// Relay is set for a relay (a VPS forwarding into the tunnel): such a
 	// config has nothing else but hostname, state_dir and [status].
 	Relay *Relay
+	// Routes are static routes to networks behind LAN gateways.
+	Routes []StaticRoute
 
 	LANNets LANNets // derived from LAN
 }
@@ -171,6 +173,76 @@ type LAN struct {
 	// PDSubnet is the subnet id this LAN takes from the WAN's delegated
 	// prefix (prefix:N::/64), or -1 for none.
 	PDSubnet int
+	// Ports, when given, make the LAN a bridge named Name of these NICs
+	// (MatchMAC is then nil). A LAN that carries VLANs is always one, so
+	// that its VLANs outlive a USB NIC's reset.
+	Ports []Port
+	// Parent and VLAN make the LAN an 802.1Q sub-interface (named Name)
+	// of the parent LAN's bridge; VLAN is 0 for a LAN of its own NICs.
+	Parent string
+	VLAN   int
+	// Access is what the LAN's hosts may open connections to.
+	Access Access
+}
+
+// Port is one NIC of a bridged LAN.
+type Port struct {
+	Name     string // the name it gets: <lan>p<i> unless given
+	MatchMAC net.HardwareAddr
+}
+
+// IsBridge reports whether the LAN's interface is a bridge of its ports.
+func (l LAN) IsBridge() bool { return len(l.Ports) > 0 }
+
+// Access is a LAN's reach: every LAN's hosts may use the router's DHCP,
+// DNS and NTP, and replies to connections opened towards a LAN always
+// pass.
+type Access string
+
+const (
+	// AccessAll reaches the internet, every other LAN and the router's
+	// LAN services (the household).
+	AccessAll Access = "all"
+	// AccessInternet reaches the internet and the router's DHCP, DNS and
+	// NTP (guests).
+	AccessInternet Access = "internet"
+	// AccessIsolated reaches the router's DHCP, DNS and NTP only
+	// (cameras, a lab).
+	AccessIsolated Access = "isolated"
+)
+
+// StaticRoute is a network behind a gateway on a LAN.
+type StaticRoute struct {
+	To        netip.Prefix
+	Via       netip.Addr
+	LAN       string // the LAN whose subnet holds Via
+	Advertise bool   // DHCPv4 option 121 to LAN clients
+}
+
+// Rule is a [[firewall.rule]]: connections matching From, To and Ports
+// get Action, before the LANs' access defaults.
+type Rule struct {
+	Name     string
+	From, To Match
+	Ports    []PortRange
+	Action   string // "accept" | "drop" | "reject"
+}
+
+// Match is one side of a rule; any entry matches. Empty: anything.
+type Match struct {
+	LANs     []string // LAN interface names
+	Prefixes []netip.Prefix
+	MACs     []net.HardwareAddr
+	WAN      bool // the internet (either path)
+}
+
+// Empty reports whether the match is unrestricted.
+func (m Match) Empty() bool { return len(m.LANs)+len(m.Prefixes)+len(m.MACs) == 0 && !m.WAN }
+
+// DHCPOption is a DHCPv4 option routerd sends as given, encoded.
+type DHCPOption struct {
+	Code  uint8
+	Value []byte
 }
 
 // Addr4 returns the interface's first IPv4 address, if any.
@@ -195,6 +267,9 @@ type DHCP4 struct {
 	Router               netip.Addr   // defaults to the interface address
 	DNS                  []netip.Addr // defaults to the interface address
 	Reservations         []Reservation
+	Options              []DHCPOption // by code, ascending
+	NTP                  []netip.Addr // nil: the router when [time] serve is on
+	DomainSearch         []string     // option 119
 }
 
 // Reservation pins an address (and optionally a hostname) to a MAC.
@@ -240,6 +315,8 @@ type DNS struct {
 	// TrustAnchors: the root's.
 	TrustAnchorsFile string
 	TrustAnchors     []mdns.RR
+	// Reflect are the LANs between which multicast DNS is relayed.
+	Reflect []string
 }
 
 // Record is a static local name.
@@ -342,6 +419,7 @@ type Firewall struct {
 	ICMPRate       Rate
 	LANInput       []PortRange // extra ports LAN clients may reach on the router
 	PortForwards   []PortForward
+	Rules          []Rule
 }
 
 // Rate is a packet rate limit such as 5/second.

@@ -26,7 +26,7 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(example) = %v", err)
 	}
-	if got, want := len(c.LAN), 2; got != want {
+	if got, want := len(c.LAN), 4; got != want {
 		t.Fatalf("len(LAN) = %d, want %d", got, want)
 	}
 	l := c.LAN[0]
@@ -65,6 +65,26 @@ func TestExampleParses(t *testing.T) {
 	if got, want := c.Firewall.ICMPRate, (Rate{5, "second"}); got != want {
 		t.Errorf("icmp_rate = %v, want %v", got, want)
 	}
+	// Segments: lan0 is a bridge of two ports; iot and guest are VLANs on
+	// it with their access; a rule, a route, DHCP options, the reflector.
+	if got := c.LAN[0].Ports; len(got) != 2 || got[0].Name != "lan0p0" || got[1].Name != "lan0p1" || c.LAN[0].MatchMAC != nil {
+		t.Errorf("lan[0].ports = %+v, want lan0p0 and lan0p1", got)
+	}
+	if iot := c.LAN[2]; iot.Parent != "lan0" || iot.VLAN != 20 || iot.Access != AccessIsolated || c.LAN[3].Access != AccessInternet || c.LAN[0].Access != AccessAll {
+		t.Errorf("iot = %+v, guest access %q", iot, c.LAN[3].Access)
+	}
+	if r := c.Firewall.Rules; len(r) != 1 || r[0].From.LANs[0] != "guest" || r[0].To.Prefixes[0] != netip.MustParsePrefix("192.168.1.20/32") || r[0].Action != "accept" {
+		t.Errorf("rules = %+v", r)
+	}
+	if r := c.Routes; len(r) != 1 || r[0].LAN != "lan0" || !r[0].Advertise {
+		t.Errorf("routes = %+v", r)
+	}
+	if o := c.LAN[1].DHCP4.Options; len(o) != 2 || o[0].Code != 66 || string(o[0].Value) != "tftp.lan" || string(o[1].Value) != "pxelinux.0" {
+		t.Errorf("wlan0 options = %+v", o)
+	}
+	if r := c.DNS.Reflect; len(r) != 2 {
+		t.Errorf("mdns_reflect = %v", r)
+	}
 }
 
 // TestRules breaks one rule per case and checks the error names the field.
@@ -87,7 +107,30 @@ func TestRules(t *testing.T) {
 		{"transit overlaps LAN", `transit4 = "10.254.0.0/29"`, `transit4 = "192.168.1.0/29"`, "netns.transit4", "overlaps 192.168.1.0/24"},
 		{"transit overlaps VPN", `transit6 = "fd01::/64"`, `transit6 = "fd55:aaaa::/64"`, "netns.transit6", "overlaps vpn address"},
 		{"bad match_mac", `match_mac = "00:e0:4c:68:00:01"`, `match_mac = "00:e0:4c:68:00"`, "wan.match_mac", "not a MAC"},
-		{"duplicate match_mac", `match_mac = "00:0d:b9:33:33:33"`, `match_mac = "00:0d:b9:11:11:11"`, "lan[1].match_mac", "also matched by lan[0].match_mac"},
+		{"duplicate match_mac", `match_mac = "00:0d:b9:33:33:33"`, `match_mac = "00:0d:b9:11:11:11"`, "lan[1].match_mac", "also matched by lan[0].ports[0].match_mac"},
+		{"port in two LANs", `{ match_mac = "00:0d:b9:11:11:12" }`, `{ match_mac = "00:0d:b9:33:33:33" }`, "lan[1].match_mac", "also matched by lan[0].ports[1].match_mac"},
+		{"vlan on a missing parent", `parent = "lan0"`, `parent = "lan9"`, "lan[2].parent", "not the name of a [[lan]]"},
+		{"vlan id too big", `vlan = 20`, `vlan = 4095`, "lan[2].vlan", "outside 1-4094"},
+		{"vlan id zero", `vlan = 30`, `vlan = 0`, "lan[3].vlan", "outside 1-4094"},
+		{"same vlan twice", `vlan = 30`, `vlan = 20`, "lan[3].vlan", "already lan[2]"},
+		{"vlan on a vlan", `parent = "lan0"                         # a VLAN`, `parent = "guest"                         # a VLAN`, "lan[2].parent", "itself a VLAN"},
+		{"vlan and ports", `vlan = 30`, "vlan = 30\nmatch_mac = \"00:0d:b9:44:44:44\"", "lan[3]", "give one of"},
+		{"bad access", `access = "isolated"`, `access = "guest"`, "lan[2].access", "not one of"},
+		{"rule with an unknown LAN", `from = ["guest"]`, `from = ["guests"]`, "firewall.rule[0].from[0]", "not a [[lan]] name"},
+		{"rule action", `action = "accept"                       # "accept"`, `action = "allow"                       # "accept"`, "firewall.rule[0].action", "not one of"},
+		{"rule port", `ports = ["tcp/631"]`, `ports = ["631"]`, "firewall.rule[0].ports[0]", "tcp/PORT"},
+		{"rule to a MAC", `to = ["192.168.1.20"]`, `to = ["aa:bb:cc:00:00:01"]`, "firewall.rule[0].to", "senders only"},
+		{"route via no LAN", `via = "192.168.1.2"`, `via = "192.168.9.2"`, "route[0].via", "on no LAN"},
+		{"route via the router", `via = "192.168.1.2"`, `via = "192.168.1.1"`, "route[0].via", "router's own address"},
+		{"route over a LAN", `to = "10.10.0.0/16"`, `to = "192.168.0.0/16"`, "route[0].to", "overlaps 192.168.1.0/24"},
+		{"route default", `to = "10.10.0.0/16"`, `to = "0.0.0.0/0"`, "route[0].to", "routing.default"},
+		{"route family", `to = "10.10.0.0/16"`, `to = "fd10::/48"`, "route[0].via", "different families"},
+		{"dhcp option owned", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { 6 = "1.1.1.1" }`, "lan[1].dhcp4.options.6", "set by lan.dhcp4.dns"},
+		{"dhcp option unknown", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { 100 = "x" }`, "lan[1].dhcp4.options.100", "does not know its format"},
+		{"dhcp option type", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { 150 = "tftp.lan" }`, "lan[1].dhcp4.options.150", "not an IPv4 address"},
+		{"dhcp option number", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { x = "tftp.lan" }`, "lan[1].dhcp4.options.x", "not a DHCP option number"},
+		{"reflect unknown LAN", `mdns_reflect = ["lan0", "iot"]`, `mdns_reflect = ["lan0", "tv"]`, "dns.mdns_reflect[1]", "not the name of a [[lan]]"},
+		{"long port name", `name = "lan0"`, `name = "livingroom0123"`, "lan[0].ports[0].name", "longer than 15 bytes"},
 		{"multicast set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "01:11:22:33:44:55"`, "wan.set_mac", "multicast"},
 		{"zero set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "00:00:00:00:00:00"`, "wan.set_mac", "all-zero"},
 		{"long ifname", `name = "wan0"`, `name = "wan0-but-far-too-long"`, "wan.name", "1-15 bytes"},

@@ -21,6 +21,26 @@ type fileConfig struct {
 	Update    fileUpdate      `toml:"update"`
 	Publish   []filePublish   `toml:"publish"`
 	Relay     *fileRelay      `toml:"relay"`
+	Route     []fileRoute     `toml:"route"`
+}
+
+type fileRoute struct {
+	To        string `toml:"to"`
+	Via       string `toml:"via"`
+	Advertise bool   `toml:"advertise"`
+}
+
+type filePort struct {
+	MatchMAC string `toml:"match_mac"`
+	Name     string `toml:"name"`
+}
+
+type fileRule struct {
+	Name   string   `toml:"name"`
+	From   []string `toml:"from"`
+	To     []string `toml:"to"`
+	Ports  []string `toml:"ports"`
+	Action string   `toml:"action"`
 }
 
 type filePublish struct {
@@ -113,6 +133,10 @@ type fileLAN struct {
 	DHCP6     *fileDHCP6 `toml:"dhcp6"`
 	RA        *fileRA    `toml:"ra"`
 	PDSubnet  *int64     `toml:"pd_subnet"`
+	Ports     []filePort `toml:"ports"`
+	Parent    string     `toml:"parent"`
+	VLAN      *int64     `toml:"vlan"`
+	Access    string     `toml:"access"`
 }
 
 type fileDHCP4 struct {
@@ -121,6 +145,10 @@ type fileDHCP4 struct {
 	Router      string            `toml:"router"`
 	DNS         []string          `toml:"dns"`
 	Reservation []fileReservation `toml:"reservation"`
+	// Options by number: TOML keys are strings ("66").
+	Options      map[string]any `toml:"options"`
+	NTP          []string       `toml:"ntp"`
+	DomainSearch []string       `toml:"domain_search"`
 }
 
 type fileReservation struct {
@@ -153,6 +181,7 @@ type fileDNS struct {
 	TLSCAFile string       `toml:"tls_ca_file"`
 	DNSSEC    bool         `toml:"dnssec"`
 	Anchors   string       `toml:"trust_anchors"`
+	Reflect   []string     `toml:"mdns_reflect"`
 }
 
 type fileRecord struct {
@@ -216,6 +245,7 @@ type fileFirewall struct {
 	ICMPRate       string            `toml:"icmp_rate"`
 	LANInput       []string          `toml:"lan_input"`
 	PortForward    []filePortForward `toml:"port_forward"`
+	Rule           []fileRule        `toml:"rule"`
 }
 
 type filePortForward struct {

@@ -159,6 +159,19 @@ func checkValue(p *problems, path string, v any, t reflect.Type) {
 		elem := t.Elem()
 		if elem.Kind() == reflect.Struct {
 			tables, ok := v.([]map[string]any)
+			if items, inline := v.([]any); inline {
+				// An array of inline tables: ports = [{ ... }, { ... }].
+				ok = true
+				tables = nil
+				for _, it := range items {
+					m, isTable := it.(map[string]any)
+					if !isTable {
+						ok = false
+						break
+					}
+					tables = append(tables, m)
+				}
+			}
 			if !ok {
 				p.errf(path, "want an array of tables ([[%s]]), got %s", path, describe(v))
 				return

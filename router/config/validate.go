@@ -44,14 +44,17 @@ func validate(p *problems, fc *fileConfig, keys []string) *Config {
 		v.lan(idx("lan", i), &fc.LAN[i])
 	}
 	v.lanOverlaps()
+	v.vlans()
 	v.vpn(fc.VPN)
 	v.transitOverlaps()
+	v.routes(fc.Route)
 	v.dns(fc.DNS)
 	v.routing(&fc.Routing)
 	for i := range fc.Blocklist {
 		v.blocklist(idx("blocklist", i), &fc.Blocklist[i])
 	}
 	v.firewall(&fc.Firewall)
+	v.rules(fc.Firewall.Rule)
 	v.status(&fc.Status)
 	v.admin(fc.Admin)
 	v.time(fc.Time)

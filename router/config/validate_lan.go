@@ -17,7 +17,7 @@ func (v *validator) lan(path string, f *fileLAN) {
 	} else {
 		v.ifname(path+".name", f.Name)
 	}
-	l.MatchMAC = v.matchMAC(path+".match_mac", f.MatchMAC)
+	v.lanLink(path, f, &l)
 	if len(f.Addresses) == 0 {
 		v.p.errf(path+".addresses", "at least one address is required")
 	}
@@ -49,6 +49,7 @@ func (v *validator) lan(path string, f *fileLAN) {
 			v.p.errf(dp, "needs an IPv4 address in %s.addresses", path)
 		} else {
 			l.DHCP4 = v.dhcp4(dp, f.DHCP4, a4)
+			v.dhcp4Options(dp, f.DHCP4, l.DHCP4)
 		}
 	}
 	if f.DHCP6 != nil {
