@@ -28,6 +28,9 @@ type Spec struct {
 	NS       string           // namespace it must live in; "" is main
 	Addrs    []netip.Prefix   // static addresses; nil leaves addresses to others (the WAN's DHCP client)
 	Sysctls  []netns.Sysctl   // per-interface settings, applied in NS once the NIC has its name
+	// Master is the bridge the NIC is a port of ("": none); the bridge is
+	// the namespace plan's and must exist in NS.
+	Master string
 }
 
 // Event tells subscribers a NIC appeared (or came back) or went away.

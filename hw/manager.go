@@ -376,6 +376,18 @@ func (m *Manager) converge(s *Spec, found *link) (changes, index int, err error)
 	if err != nil {
 		return changes, 0, err
 	}
+	if s.Master != "" {
+		br, err := h.LinkByName(s.Master)
+		if err != nil {
+			return changes, 0, fmt.Errorf("look up bridge %s for %s: %w", s.Master, s.Name, err)
+		}
+		if l.Attrs().MasterIndex != br.Attrs().Index {
+			if err := h.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
+				return changes, 0, fmt.Errorf("make %s a port of %s: %w", s.Name, s.Master, err)
+			}
+			changes++
+		}
+	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(l); err != nil {
 			return changes, 0, fmt.Errorf("set %s up: %w", s.Name, err)

@@ -32,8 +32,68 @@ func ensureBridge(h *netlink.Handle, b Bridge) (int, error) {
 	} else if l.Type() != "bridge" {
 		return 0, fmt.Errorf("%s exists and is a %s, not a bridge", b.Name, l.Type())
 	}
-	n, err := ensureAddrs(h, l, b.Addrs)
+	n, err := ensureMTU(h, l, b.MTU)
+	changes += n
+	if err != nil {
+		return changes, err
+	}
+	n, err = ensureAddrs(h, l, b.Addrs)
 	return changes + n, err
+}
+
+// ensureVLAN makes v: a VLAN of the wrong id or parent is made anew.
+func ensureVLAN(h *netlink.Handle, v VLAN) (int, error) {
+	changes := 0
+	parent, err := h.LinkByName(v.Parent)
+	if err != nil {
+		return 0, fmt.Errorf("look up %s, parent of VLAN %s: %w", v.Parent, v.Name, err)
+	}
+	l, err := h.LinkByName(v.Name)
+	switch {
+	case err != nil && !isNotFound(err):
+		return 0, fmt.Errorf("look up VLAN %s: %w", v.Name, err)
+	case err == nil:
+		vl, ok := l.(*netlink.Vlan)
+		if !ok {
+			return 0, fmt.Errorf("%s exists and is a %s, not a VLAN", v.Name, l.Type())
+		}
+		if vl.VlanId == v.ID && vl.ParentIndex == parent.Attrs().Index {
+			break
+		}
+		if err := h.LinkDel(l); err != nil {
+			return 0, fmt.Errorf("delete VLAN %s (id %d on another link) to remake it: %w", v.Name, vl.VlanId, err)
+		}
+		changes++
+		l = nil
+	}
+	if l == nil {
+		vl := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: v.Name, ParentIndex: parent.Attrs().Index}, VlanId: v.ID,
+			VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
+		if err := h.LinkAdd(vl); err != nil {
+			return changes, fmt.Errorf("create VLAN %s (id %d on %s): %w", v.Name, v.ID, v.Parent, err)
+		}
+		changes++
+		if l, err = h.LinkByName(v.Name); err != nil {
+			return changes, fmt.Errorf("look up VLAN %s: %w", v.Name, err)
+		}
+	}
+	n, err := ensureMTU(h, l, v.MTU)
+	changes += n
+	if err != nil {
+		return changes, err
+	}
+	n, err = ensureAddrs(h, l, v.Addrs)
+	return changes + n, err
+}
+
+func ensureMTU(h *netlink.Handle, l netlink.Link, mtu int) (int, error) {
+	if mtu == 0 || l.Attrs().MTU == mtu {
+		return 0, nil
+	}
+	if err := h.LinkSetMTU(l, mtu); err != nil {
+		return 0, fmt.Errorf("set MTU of %s to %d: %w", l.Attrs().Name, mtu, err)
+	}
+	return 1, nil
 }
 
 func ensureVeth(main *netlink.Handle, v Veth) (int, error) {
@@ -125,6 +185,9 @@ func (p *Plan) linksUp(main *netlink.Handle) (int, error) {
 	for _, b := range p.Bridges {
 		errs = append(errs, up(main, b.Name))
 	}
+	for _, v := range p.VLANs {
+		errs = append(errs, up(main, v.Name))
+	}
 	for _, v := range p.Veths {
 		errs = append(errs, up(main, v.Name))
 		ph, err := Handle(v.PeerNS)
@@ -185,6 +248,12 @@ func SyncAddrs(h *netlink.Handle, l netlink.Link, want []netip.Prefix, exclusive
 	for _, a := range have {
 		p := PrefixOf(a.IPNet)
 		if p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		if a.Flags&unix.IFA_F_PERMANENT == 0 {
+			// An address with lifetimes is another owner's (the
+			// delegated prefix's on a LAN bridge): left alone.
+			present[p] = true
 			continue
 		}
 		present[p] = true

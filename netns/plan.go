@@ -24,6 +24,7 @@ type Plan struct {
 	Namespaces []string // named namespaces that must exist
 	Sysctls    []Sysctl
 	Bridges    []Bridge // in the main namespace
+	VLANs      []VLAN   // in the main namespace, on the plan's bridges
 	Veths      []Veth   // one end in main, the other in a named namespace
 	Routes     []Route
 	Rules      []Rule
@@ -48,6 +49,16 @@ func (p *Plan) proto() int {
 type Bridge struct {
 	Name  string
 	Addrs []netip.Prefix
+	MTU   int // 0: the kernel's
+}
+
+// VLAN is an 802.1Q sub-interface in the main namespace.
+type VLAN struct {
+	Name   string
+	Parent string // a link of the plan (a bridge) or one that exists
+	ID     int
+	Addrs  []netip.Prefix
+	MTU    int // 0: the parent's
 }
 
 // Veth is a veth pair: Name in the main namespace (enslaved to Master),
@@ -174,6 +185,13 @@ func (p *Plan) Apply() (Result, error) {
 			errs = append(errs, err)
 		}
 	}
+	for _, v := range p.VLANs {
+		n, err := ensureVLAN(main, v)
+		res.Changes += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, v := range p.Veths {
 		n, err := ensureVeth(main, v)
 		res.Changes += n
@@ -247,6 +265,11 @@ func (p *Plan) isLinkSysctl(s Sysctl) bool {
 			return true
 		}
 	}
+	for _, v := range p.VLANs {
+		if strings.Contains(s.Key, "/"+v.Name+"/") {
+			return true
+		}
+	}
 	return false
 }
 
@@ -285,6 +308,13 @@ func (p *Plan) Teardown(created []string, restore []Sysctl) error {
 	defer main.Close()
 	for _, v := range p.Veths {
 		if l, err := main.LinkByName(v.Name); err == nil {
+			if err := main.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", v.Name, err))
+			}
+		}
+	}
+	for _, v := range p.VLANs {
+		if l, err := main.LinkByName(v.Name); err == nil && l.Type() == "vlan" {
 			if err := main.LinkDel(l); err != nil {
 				errs = append(errs, fmt.Errorf("delete %s: %w", v.Name, err))
 			}

@@ -136,9 +136,17 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 	lan4, ifaces := cfg.LANNets.V4, cfg.LANNets.Ifaces
 	lan6 := slices.Clone(cfg.LANNets.V6)
 	var sources []rules.LANSource
+	var segments []rules.Segment
 	for _, l := range cfg.LAN {
-		sources = append(sources, rules.LANSource{Iface: l.Name, Prefixes: append(slices.Clone(l.Addresses), d.byLAN[l.Name]...)})
+		src := append(slices.Clone(l.Addresses), d.byLAN[l.Name]...)
+		for _, r := range cfg.Routes {
+			if r.LAN == l.Name {
+				src = append(src, r.To) // the hosts behind its gateway
+			}
+		}
+		sources = append(sources, rules.LANSource{Iface: l.Name, Prefixes: src})
 		lan6 = append(lan6, d.byLAN[l.Name]...)
+		segments = append(segments, rules.Segment{Iface: l.Name, Access: string(l.Access)})
 	}
 	var fwds []rules.Forward
 	for _, f := range cfg.Firewall.PortForwards {
@@ -149,12 +157,13 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
 		Publish: publish(cfg.Publish), VPNMAC: TransitMACVPN,
+		Segments: segments, Rules: userRules(cfg.Firewall.Rules),
 	}
 	if a := cfg.Admin; a != nil {
 		m.Admin, m.AdminPort = a.Listen, a.Port
 	}
 	if t := cfg.Time; t != nil && t.Serve {
-		m.LANInput = append(m.LANInput, rules.Port{Proto: "udp", From: 123, To: 123})
+		m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 123, To: 123})
 	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {
@@ -177,6 +186,11 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		// to and from the port, past the bridge, only if the port is in
 		// the flowtable.
 		offMain = rules.Offload{Devices: append(slices.Clone(ifaces), cfg.Netns.Bridge, config.TransitWANLink, config.TransitVPNLink)}
+		for _, l := range cfg.LAN {
+			for _, p := range l.Ports { // a LAN bridge's, likewise
+				offMain.Devices = append(offMain.Devices, p.Name)
+			}
+		}
 		offWAN = rules.Offload{Devices: []string{cfg.WAN.Name, config.TransitPeerLink}}
 		offVPN = rules.Offload{Devices: []string{config.TransitPeerLink}}
 		if cfg.VPN != nil {
@@ -205,6 +219,20 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		v = &rules.VPN{Iface: "", Transit: config.TransitPeerLink, MSS4: 1460, MSS6: 1440}
 	}
 	return m, w, v
+}
+
+// userRules translates [[firewall.rule]].
+func userRules(rs []config.Rule) []rules.Rule {
+	side := func(m config.Match) rules.RuleMatch {
+		rm := rules.RuleMatch{Ifaces: m.LANs, MACs: m.MACs, WAN: m.WAN}
+		rm.Net4, rm.Net6 = byFamily(m.Prefixes, is4)
+		return rm
+	}
+	var out []rules.Rule
+	for _, r := range rs {
+		out = append(out, rules.Rule{Name: r.Name, From: side(r.From), To: side(r.To), Ports: ports(r.Ports), Action: r.Action})
+	}
+	return out
 }
 
 // localPolicy is a policy for this host's own processes. When it sends

@@ -75,6 +75,19 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 	p.Sysctls = append(p.Sysctls, transitLink(n.WAN, config.TransitPeerLink)...)
 	p.Sysctls = append(p.Sysctls, transitLink(n.VPN, config.TransitPeerLink)...)
 	p.Bridges = []netns.Bridge{{Name: n.Bridge, Addrs: []netip.Prefix{n.MainAddr4(), n.MainAddr6()}}}
+	// LANs of several ports are bridges, VLANs sub-interfaces of them:
+	// both made here, before hw makes the NICs their ports.
+	for _, l := range cfg.LAN {
+		switch {
+		case l.IsBridge():
+			p.Bridges = append(p.Bridges, netns.Bridge{Name: l.Name, Addrs: l.Addresses, MTU: l.MTU})
+		case l.VLAN != 0:
+			p.VLANs = append(p.VLANs, netns.VLAN{Name: l.Name, Parent: l.Parent, ID: l.VLAN, Addrs: l.Addresses, MTU: l.MTU})
+		default:
+			continue
+		}
+		p.Sysctls = append(p.Sysctls, lanSysctls(l.Name)...)
+	}
 	p.Veths = []netns.Veth{
 		{Name: config.TransitWANLink, Master: n.Bridge, PeerNS: n.WAN, PeerName: config.TransitPeerLink,
 			PeerAddrs: []netip.Prefix{n.WANAddr4(), n.WANAddr6()}, PeerMAC: TransitMACWAN},
@@ -108,17 +121,33 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 	specs := []hw.Spec{{Role: "wan", Name: w.Name, MatchMAC: w.MatchMAC, SetMAC: w.SetMAC, MTU: w.MTU,
 		NS: cfg.Netns.WAN, Sysctls: wanSys}}
 	for _, l := range cfg.LAN {
-		specs = append(specs, hw.Spec{Role: "lan", Name: l.Name, MatchMAC: l.MatchMAC, MTU: l.MTU,
-			Addrs: l.Addresses, Sysctls: []netns.Sysctl{
-				sysctl("", "net/ipv4/conf/"+l.Name+"/rp_filter", "1"),
-				sysctl("", "net/ipv6/conf/"+l.Name+"/accept_ra", "0"),
-				// Without it, removing a LAN's old primary address (a
-				// config moved it) takes the new one, a secondary in the
-				// same subnet, with it.
-				sysctl("", "net/ipv4/conf/"+l.Name+"/promote_secondaries", "1"),
-			}})
+		switch {
+		case l.MatchMAC != nil:
+			specs = append(specs, hw.Spec{Role: "lan", Name: l.Name, MatchMAC: l.MatchMAC, MTU: l.MTU,
+				Addrs: l.Addresses, Sysctls: lanSysctls(l.Name)})
+		case l.IsBridge():
+			// The bridge (the namespace plan's) carries the addresses;
+			// its ports carry nothing of their own.
+			for _, p := range l.Ports {
+				specs = append(specs, hw.Spec{Role: "lan", Name: p.Name, MatchMAC: p.MatchMAC, MTU: l.MTU, Master: l.Name,
+					Sysctls: []netns.Sysctl{sysctl("", "net/ipv6/conf/"+p.Name+"/disable_ipv6", "1")}})
+			}
+		}
 	}
 	return specs
+}
+
+// lanSysctls are the settings of a LAN's interface (a NIC, a bridge or a
+// VLAN).
+func lanSysctls(name string) []netns.Sysctl {
+	return []netns.Sysctl{
+		sysctl("", "net/ipv4/conf/"+name+"/rp_filter", "1"),
+		sysctl("", "net/ipv6/conf/"+name+"/accept_ra", "0"),
+		// Without it, removing a LAN's old primary address (a config
+		// moved it) takes the new one, a secondary in the same subnet,
+		// with it.
+		sysctl("", "net/ipv4/conf/"+name+"/promote_secondaries", "1"),
+	}
 }
 
 // routingPlan is the tables, rules and routes of every namespace:
@@ -165,6 +194,21 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 		netns.Route{Dst: default4, Gw: gw4, Dev: n.Bridge},
 		netns.Route{Dst: default6, Gw: gw6, Dev: n.Bridge},
 	)
+	// Networks behind a LAN's gateway: in main and in both path tables
+	// (a connection from them to the internet has its replies routed by
+	// its mark), and back from the wan and vpn namespaces.
+	for _, r := range cfg.Routes {
+		for _, table := range []int{0, TableWAN, TableVPN} {
+			p.Routes = append(p.Routes, netns.Route{Table: table, Dst: r.To, Gw: r.Via, Dev: r.LAN})
+		}
+		gw := n.MainAddr4().Addr()
+		if r.To.Addr().Is6() {
+			gw = n.MainAddr6().Addr()
+		}
+		for _, ns := range []string{n.WAN, n.VPN} {
+			p.Routes = append(p.Routes, netns.Route{NS: ns, Dst: r.To, Gw: gw, Dev: config.TransitPeerLink})
+		}
+	}
 	for _, l := range cfg.LAN {
 		for _, a := range l.Addresses {
 			for _, ns := range []string{n.WAN, n.VPN} {

@@ -75,6 +75,13 @@ type Main struct {
 	Local []LocalPolicy
 	// Offload: the LAN NICs and the transit bridge.
 	Offload Offload
+	// Segments are each LAN's access (nil: every LAN reaches everything);
+	// Rules come before them. LANServices are router ports every LAN
+	// reaches whatever its access (NTP); LANInput only LANs of access
+	// all.
+	Segments    []Segment
+	Rules       []Rule
+	LANServices []Port
 }
 
 // LocalPolicy sends the traffic of some of this host's processes by the
@@ -369,8 +376,12 @@ func (m *Main) input(r *ruleset, lan *nftables.Set) {
 		{"udp", 53, 53},   // DNS
 		{"tcp", 53, 53},
 		{"udp", 5353, 5353}, // mDNS
-	}, m.LANInput...) {
+	}, m.LANServices...) {
 		r.rule(in, ifIn(false, lan, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
+	}
+	_, all := m.segmentSets(r)
+	for _, p := range m.LANInput {
+		r.rule(in, ifIn(false, all, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
 	}
 	if len(m.Admin) > 0 && m.AdminPort != 0 {
 		admin := r.set("admin_ifaces", nftables.TypeIFName, false, ifnameElems(m.Admin))
@@ -390,8 +401,7 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
-	r.rule(fw, ifIn(false, lan, false), oif(m.Transit), accept())
-	r.rule(fw, ifIn(false, lan, false), ifIn(true, lan, false), accept())
+	m.segments(r, fw, lan)
 	for _, f := range m.Forwards {
 		p := Port{Proto: f.Proto}
 		r.rule(fw, iif(m.Transit), daddrEq(f.To.Addr()), l4proto(p.proto()), dportRange(f.To.Port(), f.To.Port()),
