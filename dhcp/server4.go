@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/rfc1035label"
 	"github.com/routerd/routerd/internal/lograte"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +38,25 @@ type Server4Config struct {
 	Domain       string
 	MTU          int
 	Reservations []Reservation
+	// Routes go to clients as classless static routes (option 121), with
+	// the default route via Router: a client that takes option 121
+	// ignores option 3 (RFC 3442).
+	Routes       []Route4
+	DomainSearch []string    // option 119
+	Options      []RawOption // sent as given, after routerd's own
 	Log          *slog.Logger
+}
+
+// Route4 is a classless static route for clients.
+type Route4 struct {
+	Dst netip.Prefix
+	Gw  netip.Addr
+}
+
+// RawOption is an option by code, already encoded.
+type RawOption struct {
+	Code  uint8
+	Value []byte
 }
 
 // Server4 is the DHCPv4 server of one LAN interface.
@@ -415,6 +434,22 @@ func (s *Server4) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, yiaddr netip.
 	}
 	if s.cfg.MTU != 0 {
 		mods = append(mods, dhcpv4.WithGeneric(dhcpv4.OptionInterfaceMTU, binary.BigEndian.AppendUint16(nil, uint16(s.cfg.MTU))))
+	}
+	if len(s.cfg.Routes) > 0 {
+		var routes []*dhcpv4.Route
+		if s.cfg.Router.IsValid() {
+			routes = append(routes, &dhcpv4.Route{Dest: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Router: s.cfg.Router.AsSlice()})
+		}
+		for _, r := range s.cfg.Routes {
+			routes = append(routes, &dhcpv4.Route{Dest: &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)}, Router: r.Gw.AsSlice()})
+		}
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClasslessStaticRoute(routes...)))
+	}
+	if len(s.cfg.DomainSearch) > 0 {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainSearch(&rfc1035label.Labels{Labels: s.cfg.DomainSearch})))
+	}
+	for _, o := range s.cfg.Options {
+		mods = append(mods, dhcpv4.WithGeneric(dhcpv4.GenericOptionCode(o.Code), o.Value))
 	}
 	resp, err := dhcpv4.NewReplyFromRequest(req, mods...)
 	if err != nil {

@@ -318,3 +318,30 @@ func TestLeasesSurviveAClockStep(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutesAndOptions: option 121 carries the default route and the
+// static routes (RFC 3442: a client taking it ignores option 3), option
+// 119 the search list, and options given by number go out as given.
+func TestRoutesAndOptions(t *testing.T) {
+	s := testServer(t, nil)
+	s.cfg.Routes = []Route4{{Dst: netip.MustParsePrefix("10.10.0.0/16"), Gw: netip.MustParseAddr("192.168.1.2")}}
+	s.cfg.DomainSearch = []string{"lan", "corp.example"}
+	s.cfg.Options = []RawOption{{Code: 66, Value: []byte("tftp.lan")}, {Code: 150, Value: []byte{192, 168, 1, 5}}}
+	ack := dora(t, s, mac(1))
+	var got []string
+	for _, r := range ack.ClasslessStaticRoute() {
+		got = append(got, r.String())
+	}
+	if want := "[route to 0.0.0.0/0 via 192.168.1.1 route to 10.10.0.0/16 via 192.168.1.2]"; fmt.Sprint(got) != want {
+		t.Errorf("option 121 = %v, want %s", got, want)
+	}
+	if ds := ack.DomainSearch(); ds == nil || fmt.Sprint(ds.Labels) != "[lan corp.example]" {
+		t.Errorf("option 119 = %v", ds)
+	}
+	if v := ack.Options.Get(dhcpv4.GenericOptionCode(66)); string(v) != "tftp.lan" {
+		t.Errorf("option 66 = %q", v)
+	}
+	if v := ack.Options.Get(dhcpv4.GenericOptionCode(150)); fmt.Sprint(v) != "[192 168 1 5]" {
+		t.Errorf("option 150 = %v", v)
+	}
+}

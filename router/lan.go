@@ -90,6 +90,20 @@ func (c *lanComp) Start(ctx context.Context) error {
 			for _, r := range d.Reservations {
 				sc.Reservations = append(sc.Reservations, dhcp.Reservation{MAC: r.MAC, IP: r.IP, Hostname: r.Hostname})
 			}
+			if d.NTP != nil {
+				sc.NTP = d.NTP
+			}
+			sc.DomainSearch = d.DomainSearch
+			for _, o := range d.Options {
+				sc.Options = append(sc.Options, dhcp.RawOption{Code: o.Code, Value: o.Value})
+			}
+			for _, r := range c.cfg.Routes {
+				// Only where the gateway is on the link: the other LANs
+				// reach it through the router, their default.
+				if r.Advertise && r.LAN == l.Name {
+					sc.Routes = append(sc.Routes, dhcp.Route4{Dst: r.To, Gw: r.Via})
+				}
+			}
 			c.v4[l.Name] = dhcp.NewServer4(sc, store)
 			c.run.Go(c.v4[l.Name].Run)
 		}
