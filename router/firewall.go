@@ -468,7 +468,35 @@ func (c *firewallComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
 	fs.Warnings = append(c.ct.warnings(ct), c.fullSets...)
 	c.mu.Unlock()
+	fs.Segments = segmentMatrix(c.cfg)
+	for _, r := range c.cfg.Firewall.Rules {
+		sr := status.Rule{Name: r.Name, Action: r.Action}
+		for _, ctr := range fs.Counters["main"] {
+			if ctr.Name == "rule_"+r.Name {
+				sr.Packets = ctr.Packets
+			}
+		}
+		fs.Rules = append(fs.Rules, sr)
+	}
 	st.Firewall = fs
+}
+
+// segmentMatrix is what each LAN may open connections to, by its access
+// (the rules come before it and are listed with their counts).
+func segmentMatrix(cfg *config.Config) []status.Segment {
+	var out []status.Segment
+	for _, l := range cfg.LAN {
+		s := status.Segment{LAN: l.Name, Access: string(l.Access), Internet: l.Access != config.AccessIsolated, Reaches: []string{}}
+		if l.Access == config.AccessAll {
+			for _, o := range cfg.LAN {
+				if o.Name != l.Name {
+					s.Reaches = append(s.Reaches, o.Name)
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func hasCgroups(cfg *config.Config) bool {

@@ -24,7 +24,7 @@ type Client struct {
 // MAC 02:42:ac:01:ii:jj.
 func (s *Switch) AddClient() *Client {
 	s.lab.T.Helper()
-	j := len(s.Clients) + 1
+	j := s.first + len(s.Clients) + 1
 	c := &Client{NS: s.lab.NewNS(fmt.Sprintf("c%d%d", s.Index, j)), MAC: fmt.Sprintf("02:42:ac:01:%02x:%02x", s.Index, j), Sw: s, lab: s.lab, n: j}
 	veth(s.lab, s.NS, fmt.Sprintf("p%d", j), c.NS, "eth0", c.MAC)
 	s.NS.MustRun("ip", "link", "set", "dev", fmt.Sprintf("p%d", j), "master", "br", "up")

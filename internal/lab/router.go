@@ -88,7 +88,16 @@ type Switch struct {
 	Subnet6 netip.Prefix
 	Clients []*Client
 	NIC     string // the router's NIC on this LAN before routerd renames it
-	lab     *Lab
+	MAC     string // that NIC's MAC
+	// Ports are further switches (other rooms) on the same LAN, each
+	// wired to a router NIC of its own: the LAN is a bridge of them.
+	Ports []*Switch
+	// Access is the LAN's lan.access ("": the default, all).
+	Access string
+	// Extra are raw lines in the LAN's [[lan]] table.
+	Extra string
+	lab   *Lab
+	first int // its clients' numbers start after this
 }
 
 // Router4 and Router6 are the router's addresses on this LAN.
@@ -115,11 +124,40 @@ func (r *Router) AddLAN() *Switch {
 	}
 	s.NS.MustRun("ip", "link", "add", "name", "br", "type", "bridge")
 	s.NS.MustRun("ip", "link", "set", "dev", "br", "up")
-	s.NIC = r.nextNIC()
-	veth(r.lab, s.NS, "uplink", r.NS, s.NIC, LANMAC(i))
+	s.NIC, s.MAC = r.nextNIC(), LANMAC(i)
+	veth(r.lab, s.NS, "uplink", r.NS, s.NIC, s.MAC)
 	s.NS.MustRun("ip", "link", "set", "dev", "uplink", "master", "br", "up")
 	r.LANs = append(r.LANs, s)
 	return s
+}
+
+// AddPort wires another router NIC to the LAN, with a switch of its own:
+// routerd bridges the two (lan.ports). Its clients are numbered from 65
+// (MACs 02:42:ac:01:ii:41...).
+func (s *Switch) AddPort(r *Router) *Switch {
+	r.lab.T.Helper()
+	k := len(s.Ports) + 1
+	p := &Switch{NS: r.lab.NewNS(fmt.Sprintf("sw%dp%d", s.Index, k)), Index: s.Index, Name: s.Name, lab: r.lab,
+		Subnet4: s.Subnet4, Subnet6: s.Subnet6, first: 64 * k}
+	p.NS.MustRun("ip", "link", "add", "name", "br", "type", "bridge")
+	p.NS.MustRun("ip", "link", "set", "dev", "br", "up")
+	p.NIC, p.MAC = r.nextNIC(), fmt.Sprintf("02:42:ac:00:%02x:%02x", 1+k, s.Index)
+	veth(r.lab, p.NS, "uplink", r.NS, p.NIC, p.MAC)
+	p.NS.MustRun("ip", "link", "set", "dev", "uplink", "master", "br", "up")
+	s.Ports = append(s.Ports, p)
+	return p
+}
+
+// lanLink is the [[lan]] lines naming the LAN's NICs.
+func (s *Switch) lanLink() string {
+	if len(s.Ports) == 0 {
+		return fmt.Sprintf("match_mac = %q\n", s.MAC)
+	}
+	ports := []string{fmt.Sprintf("{ match_mac = %q }", s.MAC)}
+	for _, p := range s.Ports {
+		ports = append(ports, fmt.Sprintf("{ match_mac = %q }", p.MAC))
+	}
+	return "ports = [" + strings.Join(ports, ", ") + "]\n"
 }
 
 // ConfigOptions shape the routerd config the lab generates.
@@ -164,7 +202,11 @@ func (r *Router) Config(o ConfigOptions) string {
 		fmt.Fprintf(&b, "set_mac = %q\n", o.SetMAC)
 	}
 	for _, s := range r.LANs {
-		fmt.Fprintf(&b, "\n[[lan]]\nname = %q\nmatch_mac = %q\naddresses = [%q, %q]\n", s.Name, LANMAC(s.Index), s.Router4(), s.Router6())
+		fmt.Fprintf(&b, "\n[[lan]]\nname = %q\n%saddresses = [%q, %q]\n", s.Name, s.lanLink(), s.Router4(), s.Router6())
+		if s.Access != "" {
+			fmt.Fprintf(&b, "access = %q\n", s.Access)
+		}
+		b.WriteString(s.Extra)
 		if o.NoDHCP {
 			continue
 		}

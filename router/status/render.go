@@ -470,6 +470,7 @@ func renderFirewall(st *Status, w io.Writer) {
 	for _, msg := range fw.Warnings {
 		fmt.Fprintf(w, "WARNING\t%s\n", msg)
 	}
+	renderSegments(fw, w)
 	fmt.Fprintln(w, "TABLE\tDROP REASON\tPACKETS")
 	labels := make([]string, 0, len(st.Firewall.Counters))
 	for k := range st.Firewall.Counters {

@@ -325,6 +325,8 @@ type Firewall struct {
 	Offload    Offload              `json:"offload"`
 	Conntrack  *Conntrack           `json:"conntrack,omitempty"`
 	Warnings   []string             `json:"warnings,omitempty"`
+	Segments   []Segment            `json:"segments,omitempty"`
+	Rules      []Rule               `json:"rules,omitempty"`
 }
 
 // Offload is flow offload as the kernel has it: the devices of each

@@ -1,0 +1,67 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Segment is one LAN's reach: what its hosts may open connections to.
+// Replies to connections opened towards it always pass.
+type Segment struct {
+	LAN      string   `json:"lan"`
+	Access   string   `json:"access"`
+	Internet bool     `json:"internet"`
+	Reaches  []string `json:"reaches"` // the other LANs it may open connections to
+}
+
+// Rule is a [[firewall.rule]] with the packets it matched.
+type Rule struct {
+	Name    string `json:"name"`
+	Action  string `json:"action"`
+	Packets uint64 `json:"packets"`
+}
+
+// renderSegments prints the access matrix (a row per LAN: may it open
+// connections to the internet and to each other LAN) and the rules.
+func renderSegments(fw *Firewall, w io.Writer) {
+	if len(fw.Segments) > 1 {
+		cols := []string{"SEGMENT", "ACCESS", "INTERNET"}
+		for _, s := range fw.Segments {
+			cols = append(cols, "→"+s.LAN)
+		}
+		fmt.Fprintln(w, strings.Join(cols, "\t"))
+		for _, s := range fw.Segments {
+			row := []string{s.LAN, s.Access, yesNo(s.Internet)}
+			for _, o := range fw.Segments {
+				switch {
+				case o.LAN == s.LAN:
+					row = append(row, "-")
+				default:
+					row = append(row, yesNo(contains(s.Reaches, o.LAN)))
+				}
+			}
+			fmt.Fprintln(w, strings.Join(row, "\t"))
+		}
+		fmt.Fprintln(w, "\t(replies to connections a LAN may open always pass; rules below come first)")
+	}
+	for _, r := range fw.Rules {
+		fmt.Fprintf(w, "rule %s\t%s, %d packets\n", r.Name, r.Action, r.Packets)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
