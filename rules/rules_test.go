@@ -31,7 +31,7 @@ func testMain() *Main {
 		LANIfaces: []string{"lan0", "wlan0", "guest", "iot"},
 		LAN4:      pfx("192.168.1.0/24", "192.168.2.0/24", "192.168.30.0/24", "192.168.20.0/24"),
 		LAN6:      pfx("fd00:1::/64", "fd00:2::/64", "fd00:20::/64"),
-		Segments: []Segment{{"lan0", AccessAll}, {"wlan0", AccessAll}, {"guest", AccessInternet}, {"iot", AccessIsolated}},
+		Segments:  []Segment{{"lan0", AccessAll}, {"wlan0", AccessAll}, {"guest", AccessInternet}, {"iot", AccessIsolated}},
 		Rules: []Rule{
 			{Name: "guests-print", From: RuleMatch{Ifaces: []string{"guest"}}, To: RuleMatch{Net4: pfx("192.168.1.20/32")},
 				Ports: []Port{{"tcp", 631, 631}}, Action: "accept"},
@@ -39,7 +39,7 @@ func testMain() *Main {
 			{Name: "no-nas6", From: RuleMatch{Net4: pfx("192.168.2.0/24"), Net6: pfx("fd00:2::/64")}, To: RuleMatch{Net6: pfx("fd00:1::10/128")}, Action: "drop"},
 		},
 		LANServices: []Port{{"udp", 123, 123}},
-		Transit:   "br0", Mask: 0xff, MarkWAN: 1, MarkVPN: 2, Default: 2,
+		Transit:     "br0", Mask: 0xff, MarkWAN: 1, MarkVPN: 2, Default: 2,
 		Admin: []string{"lan0"}, AdminPort: 22,
 		Sources: []LANSource{{Iface: "lan0", Prefixes: pfx("192.168.1.0/24", "fd00:1::/64")},
 			{Iface: "wlan0", Prefixes: pfx("192.168.2.0/24", "fd00:2::/64")}},
