@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ type segmentsLab struct {
 	guest, cam           *lab.Client
 	behind               *lab.NS
 	home, guests, things *lab.Switch
-	laptopLeases         string // dhclient's lease database
+	room2                *lab.Switch // lan0's second port
+	r                    *lab.Router
 }
 
 func newSegmentsLab(t *testing.T) *segmentsLab {
@@ -31,8 +33,10 @@ func newSegmentsLab(t *testing.T) *segmentsLab {
 	s := &segmentsLab{l: lab.New(t)}
 	isp := s.l.NewISP(lab.ISPOptions{})
 	r := s.l.NewRouter(isp)
+	s.r = r
 	s.home, s.guests, s.things = r.AddLAN(), r.AddLAN(), r.AddLAN()
 	room2 := s.home.AddPort(r)
+	s.room2 = room2
 	s.guests.Access, s.things.Access = "internet", "isolated"
 	s.nas, s.tv, s.gw = s.home.AddClient(), s.home.AddClient(), s.home.AddClient()
 	s.laptop = room2.AddClient()
@@ -202,6 +206,55 @@ func TestSegments(t *testing.T) {
 	for _, row := range []string{"lan0 all yes - yes yes", "lan1 internet yes no - no", "lan2 isolated no no no -"} {
 		if !strings.Contains(strings.Join(strings.Fields(text), " "), row) {
 			t.Errorf("routerctl status lacks the matrix row %q:\n%s", row, text)
+		}
+	}
+}
+
+// TestSegmentsConverge: with a bridged LAN, VLAN-free, a restart changes
+// nothing; a bridge port that resets (a USB NIC) is made a port again; and
+// teardown removes the bridge and gives the NICs their names back.
+func TestSegmentsConverge(t *testing.T) {
+	s := newSegmentsLab(t)
+	waitConverged(t, s.l, s.rd)
+	before := snapshot(t, s.l, s.r.NS)
+	s.rd.Proc.Signal(syscall.SIGTERM)
+	<-s.rd.Proc.Done()
+	s.rd.Start()
+	st := waitConverged(t, s.l, s.rd)
+	for c, n := range lastChanges(st) {
+		if n != 0 {
+			t.Errorf("after a restart, %s's apply made %d changes, want 0", c, n)
+		}
+	}
+	if d := diff(before, snapshot(t, s.l, s.r.NS)); d != "" {
+		t.Errorf("a restart changed the router (-before +after):\n%s", d)
+	}
+
+	// The second port's NIC resets: it comes back under a kernel name.
+	s.r.NS.MustRun("ip", "link", "del", "lan0p1")
+	s.room2.NS.MustRun("ip", "link", "add", "name", "uplink2", "type", "veth", "peer", "name", "eth9", "netns", s.r.NS.Name, "address", s.room2.MAC)
+	s.room2.NS.MustRun("ip", "link", "set", "dev", "uplink2", "master", "br", "up")
+	s.l.Eventually(10*time.Second, "the port is lan0's again", func() error {
+		out, err := s.r.NS.Run("ip", "-o", "link", "show", "lan0p1")
+		if err != nil || !strings.Contains(out, "master lan0") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
+	s.nas.NS.MustRun("ping", "-c", "1", "-W", "5", "192.168.11.1")
+	if _, err := s.laptop.UDHCPC("laptop"); err != nil {
+		t.Errorf("a lease behind the re-adopted port: %v", err)
+	}
+
+	s.rd.Proc.Stop()
+	bin, _ := lab.Binaries(s.l.T)
+	if out, err := s.r.NS.NetCmd(bin, "--config", s.rd.ConfigPath, "--teardown").CombinedOutput(); err != nil {
+		t.Fatalf("teardown: %v\n%s", err, out)
+	}
+	out := s.r.NS.MustRun("ip", "-o", "link")
+	for _, gone := range []string{": lan0:", "lan0p0", "lan0p1", ": lan1:", ": lan2:"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("after teardown %q is still there:\n%s", gone, out)
 		}
 	}
 }
