@@ -72,6 +72,9 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		wan.OnLease6(pd.leased)
 		comps = append(comps, pd)
 	}
+	if len(cfg.DNS.Reflect) > 0 {
+		comps = append(comps, newReflectComp(cfg, nics.m, log.With("component", "mdns-reflector")))
+	}
 	if cfg.Admin != nil {
 		comps = append(comps, newAdminComp(cfg, log.With("component", "ssh")))
 	}

@@ -315,6 +315,8 @@ type DNS struct {
 	// TrustAnchors: the root's.
 	TrustAnchorsFile string
 	TrustAnchors     []mdns.RR
+	// Reflect are the LANs between which multicast DNS is relayed.
+	Reflect []string
 }
 
 // Record is a static local name.

@@ -79,6 +79,9 @@ func TestExampleParses(t *testing.T) {
 	if r := c.Routes; len(r) != 1 || r[0].LAN != "lan0" || !r[0].Advertise {
 		t.Errorf("routes = %+v", r)
 	}
+	if r := c.DNS.Reflect; len(r) != 2 || r[1] != "iot" {
+		t.Errorf("mdns_reflect = %v", r)
+	}
 	if o := c.LAN[1].DHCP4.Options; len(o) != 2 || o[0].Code != 66 || string(o[0].Value) != "tftp.lan" || string(o[1].Value) != "pxelinux.0" {
 		t.Errorf("wlan0 options = %+v", o)
 	}
@@ -126,7 +129,8 @@ func TestRules(t *testing.T) {
 		{"dhcp option unknown", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { 100 = "x" }`, "lan[1].dhcp4.options.100", "does not know its format"},
 		{"dhcp option type", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { 150 = "tftp.lan" }`, "lan[1].dhcp4.options.150", "not an IPv4 address"},
 		{"dhcp option number", `options = { 66 = "tftp.lan", 67 = "pxelinux.0" }`, `options = { x = "tftp.lan" }`, "lan[1].dhcp4.options.x", "not a DHCP option number"},
-		{"reflector not yet", `cache_size = 10000`, "cache_size = 10000\nmdns_reflect = [\"lan0\", \"iot\"]", "dns.mdns_reflect", "not in this version yet"},
+		{"reflect unknown LAN", `mdns_reflect = ["lan0", "iot"]`, `mdns_reflect = ["lan0", "tv"]`, "dns.mdns_reflect[1]", "not the name of a [[lan]]"},
+		{"reflect one LAN", `mdns_reflect = ["lan0", "iot"]`, `mdns_reflect = ["lan0"]`, "dns.mdns_reflect", "at least two"},
 		{"long port name", `name = "lan0"`, `name = "livingroom0123"`, "lan[0].ports[0].name", "longer than 15 bytes"},
 		{"multicast set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "01:11:22:33:44:55"`, "wan.set_mac", "multicast"},
 		{"zero set_mac", `set_mac = "00:11:22:33:44:55"`, `set_mac = "00:00:00:00:00:00"`, "wan.set_mac", "all-zero"},

@@ -36,7 +36,7 @@ func (v *validator) dns(f *fileDNS) {
 		d.Upstream = append(d.Upstream, ap)
 	}
 	d.TLSCAFile = f.TLSCAFile
-	v.reflect("dns.mdns_reflect", f.Reflect)
+	d.Reflect = v.reflect("dns.mdns_reflect", f.Reflect)
 	if f.Domain != nil {
 		d.Domain = strings.TrimSuffix(strings.ToLower(*f.Domain), ".")
 		if d.Domain != "" && !validDomain(d.Domain) {

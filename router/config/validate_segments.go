@@ -236,13 +236,23 @@ func (v *validator) match(path string, ss []string) Match {
 	return m
 }
 
-// reflect reads dns.mdns_reflect: refused until the reflector exists.
-// Accepted and ignored it would look like it works; refused, the user
-// knows where they stand.
-func (v *validator) reflect(path string, names []string) {
-	if len(names) > 0 {
-		v.p.errf(path, "the mDNS reflector is not in this version yet: leave dns.mdns_reflect out (each LAN's own .local names still answer through dns.mdns)")
+// reflect reads dns.mdns_reflect.
+func (v *validator) reflect(path string, names []string) []string {
+	if len(names) == 1 {
+		v.p.errf(path, "relays between LANs: name at least two")
 	}
+	var out []string
+	for i, n := range names {
+		switch {
+		case !v.isLAN(n):
+			v.p.errf(idx(path, i), "%q is not the name of a [[lan]]", n)
+		case slices.Contains(out, n):
+			v.p.errf(idx(path, i), "%q is named twice", n)
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // dhcpOption is how routerd encodes an option given by number.

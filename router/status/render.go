@@ -23,6 +23,7 @@ var sections = []func(*Status, io.Writer){
 	renderRelay,
 	renderLAN,
 	renderDNS,
+	renderReflector,
 	renderPolicy,
 	renderBlocklists,
 	renderFirewall,

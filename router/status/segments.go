@@ -65,3 +65,24 @@ func contains(ss []string, s string) bool {
 	}
 	return false
 }
+
+// Reflector is the mDNS reflector: the LANs it relays between and its
+// counts (relayed4/6, dropped_rate, dropped_malformed, skipped_legacy).
+type Reflector struct {
+	LANs     []string         `json:"lans"`
+	Counters map[string]int64 `json:"counters"`
+}
+
+func renderReflector(st *Status, w io.Writer) {
+	r := st.Reflector
+	if r == nil {
+		return
+	}
+	section(w, "mDNS reflector")
+	fmt.Fprintf(w, "between\t%s\n", strings.Join(r.LANs, ", "))
+	for _, k := range []string{"relayed4", "relayed6", "dropped_rate", "dropped_malformed", "skipped_legacy"} {
+		if n := r.Counters[k]; n > 0 {
+			fmt.Fprintf(w, "%s\t%d\n", k, n)
+		}
+	}
+}

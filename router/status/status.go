@@ -36,6 +36,7 @@ type Status struct {
 	Time       *Time       `json:"time,omitempty"`
 	Update     *Update     `json:"update,omitempty"`
 	Relay      *Relay      `json:"relay,omitempty"`
+	Reflector  *Reflector  `json:"mdns_reflector,omitempty"`
 }
 
 // Update is the image's boot slots and the last update.
