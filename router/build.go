@@ -60,6 +60,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	bl := newBlocklistComp(cfg, endpoints, synced, log.With("component", "blocklist"))
 	wan.OnLease(bl.wanLease)
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
+	fw.leases = lan.currentLeases
 	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, synced, log.With("component", "dns"))
 	lan.OnLease(res.lease)
 	if clock != nil {

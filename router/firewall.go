@@ -53,6 +53,11 @@ type firewallComp struct {
 	// fullSets are the dynamic sets nearly full at the last look (watchSets),
 	// for status: reading them is not work for every status request.
 	fullSets []string
+	// leases are the LAN's leases now (set once the LAN component is
+	// made); hosts the addresses of the hosts rules name by MAC, as
+	// last put in their sets.
+	leases func() []dhcp.Lease
+	hosts  map[string][]netip.Addr
 }
 
 func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
@@ -223,14 +228,17 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 
 // userRules translates [[firewall.rule]].
 func userRules(rs []config.Rule) []rules.Rule {
-	side := func(m config.Match) rules.RuleMatch {
+	side := func(m config.Match, dst bool) rules.RuleMatch {
 		rm := rules.RuleMatch{Ifaces: m.LANs, MACs: m.MACs, WAN: m.WAN}
+		if dst {
+			rm.MACs, rm.Hosts = nil, len(m.MACs) > 0
+		}
 		rm.Net4, rm.Net6 = byFamily(m.Prefixes, is4)
 		return rm
 	}
 	var out []rules.Rule
 	for _, r := range rs {
-		out = append(out, rules.Rule{Name: r.Name, From: side(r.From), To: side(r.To), Ports: ports(r.Ports), Action: r.Action})
+		out = append(out, rules.Rule{Name: r.Name, From: side(r.From, false), To: side(r.To, true), Ports: ports(r.Ports), Action: r.Action})
 	}
 	return out
 }
@@ -339,6 +347,10 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	if hasCgroups(c.cfg) {
 		c.run.Every(3*time.Second, c.watchCgroups)
 	}
+	if len(hostRules(c.cfg)) > 0 {
+		c.syncHosts(ctx)
+		c.run.Every(5*time.Second, c.syncHosts)
+	}
 	return err
 }
 
@@ -348,6 +360,11 @@ func (c *firewallComp) apply() error {
 	defer c.applying.Unlock()
 	c.mu.Lock()
 	m, w, v := c.main, c.wan, c.vpn
+	if c.hosts != nil {
+		withH := *m
+		withH.Rules = withHosts(m.Rules, c.hosts)
+		m = &withH
+	}
 	c.mu.Unlock()
 	var errs []error
 	if err := rules.ApplyMain("", m); err != nil {

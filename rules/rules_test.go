@@ -36,6 +36,8 @@ func testMain() *Main {
 			{Name: "guests-print", From: RuleMatch{Ifaces: []string{"guest"}}, To: RuleMatch{Net4: pfx("192.168.1.20/32")},
 				Ports: []Port{{"tcp", 631, 631}}, Action: "accept"},
 			{Name: "tv-offline", From: RuleMatch{MACs: []net.HardwareAddr{mac}}, To: RuleMatch{WAN: true}, Action: "reject"},
+			{Name: "nas-smb", From: RuleMatch{Ifaces: []string{"wlan0"}}, To: RuleMatch{Hosts: true, Host4: []netip.Addr{netip.MustParseAddr("192.168.1.10")}},
+				Ports: []Port{{"tcp", 445, 445}}, Action: "reject"},
 			{Name: "no-nas6", From: RuleMatch{Net4: pfx("192.168.2.0/24"), Net6: pfx("fd00:2::/64")}, To: RuleMatch{Net6: pfx("fd00:1::10/128")}, Action: "drop"},
 		},
 		LANServices: []Port{{"udp", 123, 123}},

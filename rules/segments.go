@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -44,6 +45,56 @@ type RuleMatch struct {
 	Net4, Net6 []netip.Prefix
 	MACs       []net.HardwareAddr // senders only
 	WAN        bool
+	// Hosts: destinations named by MAC, matched by their addresses (the
+	// sets rule_<name>_to_hosts4/6, kept current by SetRuleHosts); Host4
+	// and Host6 are those known when the ruleset is applied.
+	Hosts        bool
+	Host4, Host6 []netip.Addr
+}
+
+// SetRuleHosts replaces the addresses of the hosts a rule names by MAC,
+// in one transaction.
+func SetRuleHosts(ns, rule string, addrs []netip.Addr) error {
+	c, done, err := openConn(ns)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
+	s4 := &nftables.Set{Table: t, Name: "rule_" + rule + "_to_hosts4", KeyType: nftables.TypeIPAddr}
+	s6 := &nftables.Set{Table: t, Name: "rule_" + rule + "_to_hosts6", KeyType: nftables.TypeIP6Addr}
+	c.FlushSet(s4)
+	c.FlushSet(s6)
+	var e4, e6 []nftables.SetElement
+	for _, a := range addrs {
+		if a.Is4() {
+			e4 = append(e4, nftables.SetElement{Key: a.AsSlice()})
+		} else {
+			e6 = append(e6, nftables.SetElement{Key: a.AsSlice()})
+		}
+	}
+	for _, x := range []struct {
+		s *nftables.Set
+		e []nftables.SetElement
+	}{{s4, e4}, {s6, e6}} {
+		if len(x.e) > 0 {
+			if err := c.SetAddElements(x.s, x.e); err != nil {
+				return fmt.Errorf("rule %s hosts: %w", rule, err)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("rule %s hosts: %w", rule, err)
+	}
+	return nil
+}
+
+func addrElems(as []netip.Addr) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, a := range as {
+		out = append(out, nftables.SetElement{Key: a.AsSlice()})
+	}
+	return out
 }
 
 // segmentSets returns the LAN interfaces that may reach the internet and
@@ -109,6 +160,11 @@ func (m *Main) userRule(r *ruleset, ch *nftables.Chain, i int, u Rule) {
 		}
 		if len(rm.MACs) > 0 && !dst {
 			out = append(out, part{etherSaddrIn(r.set(name+"_"+kind+"_mac", nftables.TypeEtherAddr, false, macElems(rm.MACs))), 0})
+		}
+		if rm.Hosts && dst {
+			out = append(out,
+				part{addrIn(false, true, r.set(name+"_to_hosts4", nftables.TypeIPAddr, false, addrElems(rm.Host4)), false), 4},
+				part{addrIn(true, true, r.set(name+"_to_hosts6", nftables.TypeIP6Addr, false, addrElems(rm.Host6)), false), 6})
 		}
 		if rm.WAN {
 			if dst {

@@ -71,11 +71,17 @@ from = [%q]
 to = ["wan"]
 action = "drop"
 
+[[firewall.rule]]
+name = "laptop-not-camera"
+from = [%q]
+to = [%q]
+action = "reject"
+
 [[route]]
 to = "10.10.0.0/16"
 via = "192.168.11.2"
 advertise = true
-`, s.tv.MAC)
+`, s.tv.MAC, s.laptop.MAC, s.cam.MAC)
 	s.rd = r.StartRouterd(r.Config(lab.ConfigOptions{Extra: extra}))
 	waitWANLease(t, s.l, s.rd, nil)
 	return s
@@ -169,6 +175,15 @@ func TestSegments(t *testing.T) {
 	if got := s.reaches(t, s.nas, netip.MustParseAddr("fd00:13::20"), 8080); got != nas6.String() {
 		t.Errorf("the household reaching the camera over IPv6: it saw %q, want %s", got, nas6)
 	}
+	// The laptop is refused the camera by a rule naming both by MAC: the
+	// camera's leased address is followed.
+	s.l.Eventually(20*time.Second, "the laptop refused the camera", func() error {
+		out, err := s.laptop.NS.Run("curl", "-sS", "--max-time", "2", fmt.Sprintf("http://%s:8080/", cam.IP))
+		if err == nil || !strings.Contains(out, "refused") {
+			return fmt.Errorf("curl: %v %s", err, out)
+		}
+		return nil
+	})
 	cannotReach(t, s.cam.NS, nas4, 8080)
 	cannotReach(t, s.cam.NS, nas6, 8080)
 	cannotReach(t, s.cam.NS, lab.Echo4, 80)
@@ -191,12 +206,12 @@ func TestSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := counters(st, "main")
-	for _, name := range []string{"rule_guests-print", "rule_tv-offline", "drop_segment"} {
+	for _, name := range []string{"rule_guests-print", "rule_tv-offline", "rule_laptop-not-camera", "drop_segment"} {
 		if c[name] == 0 {
 			t.Errorf("counter %s = 0, want it to have counted (main counters: %v)", name, c)
 		}
 	}
-	if len(st.Firewall.Rules) != 2 || st.Firewall.Rules[0].Packets == 0 {
+	if len(st.Firewall.Rules) != 3 || st.Firewall.Rules[0].Packets == 0 || st.Firewall.Rules[2].Packets == 0 {
 		t.Errorf("status rules = %+v", st.Firewall.Rules)
 	}
 	text, err := s.rd.Ctl("status")

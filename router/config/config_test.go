@@ -119,7 +119,6 @@ func TestRules(t *testing.T) {
 		{"rule with an unknown LAN", `from = ["guest"]`, `from = ["guests"]`, "firewall.rule[0].from[0]", "not a [[lan]] name"},
 		{"rule action", `action = "accept"                       # "accept"`, `action = "allow"                       # "accept"`, "firewall.rule[0].action", "not one of"},
 		{"rule port", `ports = ["tcp/631"]`, `ports = ["631"]`, "firewall.rule[0].ports[0]", "tcp/PORT"},
-		{"rule to a MAC", `to = ["192.168.1.20"]`, `to = ["aa:bb:cc:00:00:01"]`, "firewall.rule[0].to", "senders only"},
 		{"route via no LAN", `via = "192.168.1.2"`, `via = "192.168.9.2"`, "route[0].via", "on no LAN"},
 		{"route via the router", `via = "192.168.1.2"`, `via = "192.168.1.1"`, "route[0].via", "router's own address"},
 		{"route over a LAN", `to = "10.10.0.0/16"`, `to = "192.168.0.0/16"`, "route[0].to", "overlaps 192.168.1.0/24"},

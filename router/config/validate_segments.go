@@ -200,12 +200,6 @@ func (v *validator) rules(fs []fileRule) {
 		if r.From.WAN && r.To.WAN {
 			v.p.errf(path, "from and to are both \"wan\": the router forwards nothing from the internet to it")
 		}
-		if len(r.To.MACs) > 0 {
-			// A forwarded packet carries the router's own MAC as its
-			// destination; the host's addresses would have to be
-			// followed. Sources are matched by MAC.
-			v.p.errf(path+".to", "a MAC matches senders only: give the host's reserved address (lan.dhcp4.reservation) instead")
-		}
 		v.c.Firewall.Rules = append(v.c.Firewall.Rules, r)
 	}
 }
