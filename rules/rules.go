@@ -222,7 +222,9 @@ func openConn(ns string) (*nftables.Conn, func(), error) {
 // bigSendBuffer lets a whole table go to the kernel in one sendmsg: a
 // ruleset with a thousand forwards or a long policy set is more than the
 // default socket buffer, and the kernel applies a batch all or nothing
-// only when it arrives whole.
+// only when it arrives whole. The receive side gets room too: the kernel
+// acknowledges each message of the batch, and on a busy box those acks
+// outran the default buffer (ENOBUFS, the apply reported failed).
 func bigSendBuffer(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -231,11 +233,14 @@ func bigSendBuffer(c *netlink.Conn) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		}
 	}); err != nil {
 		return fmt.Errorf("netlink socket: %w", err)
 	}
 	if serr != nil {
-		return fmt.Errorf("netlink send buffer of 32 MiB (SO_SNDBUFFORCE): %w", serr)
+		return fmt.Errorf("netlink buffers of 32 MiB to send, 8 MiB to receive (SO_SNDBUFFORCE, SO_RCVBUFFORCE): %w", serr)
 	}
 	return nil
 }
