@@ -36,6 +36,9 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
 		fw,
 	}
+	if cfg.Firewall.Log == "rate" {
+		comps = append(comps, newDropLogComp(cfg, log.With("component", "firewall")))
+	}
 	var clock *timeComp
 	if cfg.Time != nil {
 		clock = newTimeComp(cfg, log.With("component", "time"))

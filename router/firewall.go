@@ -338,6 +338,7 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	}
 	c.ct.offload = c.offloadOff == ""
 	c.ct.provision()
+	rules.SetDropLog(c.cfg.Firewall.Log == "rate")
 	events := c.nics.Subscribe()
 	err := c.apply()
 	c.run.Start(ctx)
@@ -374,6 +375,13 @@ func (c *firewallComp) apply() error {
 		errs = append(errs, err)
 	}
 	if err := rules.ApplyVPN(c.cfg.Netns.VPN, v); err != nil {
+		errs = append(errs, err)
+	}
+	var li *rules.LANIngress
+	if c.cfg.Firewall.HardenLAN {
+		li = &rules.LANIngress{Ifaces: c.cfg.LANNets.Ifaces}
+	}
+	if err := rules.ApplyLANIngress("", li); err != nil {
 		errs = append(errs, err)
 	}
 	c.mu.Lock()
@@ -446,6 +454,7 @@ func (c *firewallComp) tables(lists bool) []firewallTable {
 		{"wan", c.cfg.Netns.WAN, nftables.TableFamilyINet, rules.Table},
 		{"wan-ingress", c.cfg.Netns.WAN, nftables.TableFamilyNetdev, rules.IngressTable},
 		{"vpn", c.cfg.Netns.VPN, nftables.TableFamilyINet, rules.Table},
+		{"lan-ingress", "", nftables.TableFamilyNetdev, rules.LANIngressTable},
 	}
 	if lists {
 		ts = append(ts, firewallTable{"lists", "", nftables.TableFamilyINet, rules.ListsTable})

@@ -57,6 +57,9 @@ func (r *ruleset) chain(name string, hook *nftables.ChainHook, prio int32, typ n
 }
 
 func (r *ruleset) rule(ch *nftables.Chain, parts ...exprs) {
+	if twin := logTwin(parts); twin != nil {
+		r.c.AddRule(&nftables.Rule{Table: r.t, Chain: ch, Exprs: twin})
+	}
 	r.c.AddRule(&nftables.Rule{Table: r.t, Chain: ch, Exprs: cat(parts...)})
 }
 

@@ -89,6 +89,13 @@ func TestRulesetsGolden(t *testing.T) {
 	}
 	goldenTable(t, ns, "inet", Table, "wan.golden")
 	goldenTable(t, ns, "netdev", IngressTable, "wan-ingress.golden")
+	// The LAN interfaces' checks: one chain per interface there (wlan0 is
+	// not: its NIC is unplugged).
+	ns.MustRun("ip", "link", "add", "name", "lan0", "type", "veth", "peer", "name", "lan0p")
+	if err := ApplyLANIngress(ns.Name, &LANIngress{Ifaces: []string{"lan0", "wlan0"}}); err != nil {
+		t.Fatalf("ApplyLANIngress: %v", err)
+	}
+	goldenTable(t, ns, "netdev", LANIngressTable, "lan-ingress.golden")
 	if err := ApplyVPN(ns.Name, &VPN{Iface: "wg0", Transit: "transit0", MSS4: 1380, MSS6: 1360, Publish: testPublish()}); err != nil {
 		t.Fatalf("ApplyVPN: %v", err)
 	}

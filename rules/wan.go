@@ -113,13 +113,7 @@ func (w *WAN) ingress(r *ruleset) {
 	// DHCP comes before the address that the fib checks below need.
 	r.rule(in, udpPorts(67, 68), accept())
 	r.rule(in, udpPorts(547, 546), accept())
-	// Most specific first, so each packet is counted under its own reason.
-	all := byte(tcpFIN | tcpSYN | tcpRST | tcpPSH | tcpACK | tcpURG)
-	r.rule(in, tcpFlags(all, all, false), r.counter("drop_xmas"), drop())
-	r.rule(in, tcpFlags(all, 0, false), r.counter("drop_null"), drop())
-	r.rule(in, tcpFlags(tcpFIN|tcpSYN, tcpFIN|tcpSYN, false), r.counter("drop_syn_fin"), drop())
-	r.rule(in, tcpFlags(tcpSYN|tcpRST, tcpSYN|tcpRST, false), r.counter("drop_syn_rst"), drop())
-	r.rule(in, tcpSyn(), mssBetween(0, 499), r.counter("drop_small_mss"), drop())
+	badFlags(r, in, "")
 	r.rule(in, addrInNetdev(false, false, spoof4, false), r.counter("drop_spoofed"), drop())
 	r.rule(in, addrInNetdev(true, false, spoof6, false), r.counter("drop_spoofed"), drop())
 	r.rule(in, fibSaddrMissing(), r.counter("drop_fib_saddr"), drop())

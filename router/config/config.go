@@ -410,6 +410,12 @@ type Blocklist struct {
 // Firewall configures nftables hardening and port forwards.
 type Firewall struct {
 	Harden bool
+	// HardenLAN runs the TCP flag and MSS checks on the LAN interfaces
+	// too.
+	HardenLAN bool
+	// Log is "rate" to log a rate-limited sample of dropped packets, ""
+	// for none.
+	Log string
 	// FlowOffload puts established connections in flowtables where the
 	// kernel has them.
 	FlowOffload bool

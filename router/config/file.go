@@ -240,6 +240,8 @@ type fileBlocklist struct {
 
 type fileFirewall struct {
 	Harden         *bool             `toml:"harden"`
+	HardenLAN      *bool             `toml:"harden_lan"`
+	Log            string            `toml:"log"`
 	FlowOffload    *bool             `toml:"flow_offload"`
 	MaxConnections *int64            `toml:"max_connections"`
 	ICMPRate       string            `toml:"icmp_rate"`

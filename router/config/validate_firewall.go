@@ -34,6 +34,10 @@ func MaxConnectionsFor(mem uint64) int {
 func (v *validator) firewall(f *fileFirewall) {
 	fw := &v.c.Firewall
 	fw.Harden = f.Harden == nil || *f.Harden
+	fw.HardenLAN = f.HardenLAN == nil || *f.HardenLAN
+	if f.Log != "" {
+		fw.Log = v.enum("firewall.log", f.Log, "rate")
+	}
 	fw.FlowOffload = f.FlowOffload == nil || *f.FlowOffload
 	if f.MaxConnections != nil {
 		fw.MaxConnections = v.maxConnections("firewall.max_connections", *f.MaxConnections)
