@@ -3,12 +3,16 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/routerd/routerd/internal/atomicfile"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
@@ -69,6 +73,16 @@ func (c *relayComp) Start(ctx context.Context) error {
 	if err := c.t.Start(ctx); err != nil {
 		return err
 	}
+	if f := c.r.PublicKeyFile; f != "" {
+		// For the peers' configs (seed 000's publicKeyFile); readable by
+		// all, as a public key is.
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			return fmt.Errorf("relay.public_key_file: %w", err)
+		}
+		if err := atomicfile.WriteFile(f, []byte(c.t.PublicKey().String()+"\n"), 0o644); err != nil {
+			return fmt.Errorf("relay.public_key_file: %w", err)
+		}
+	}
 	// The tunnel's own sysctl needs its interface, so they come after it.
 	if err := c.sys.Start(ctx); err != nil {
 		return err
@@ -98,7 +112,8 @@ func (c *relayComp) Teardown(ctx context.Context) error {
 func (c *relayComp) ruleset() *rules.Relay {
 	r := c.r
 	rl := &rules.Relay{Public: r.Public, Tunnel: r.Interface, Masquerade: r.Masquerade,
-		MSS4: r.MSS(false), MSS6: r.MSS(true)}
+		MSS4: r.MSS(false), MSS6: r.MSS(true), ForwardDrop: r.ForwardDrop,
+		TunnelPool4: r.TunnelPool(false), TunnelPool6: r.TunnelPool(true)}
 	if r.FlowOffload {
 		rl.Offload = rules.Offload{Devices: []string{r.Public, r.Interface}}
 	}
@@ -106,8 +121,9 @@ func (c *relayComp) ruleset() *rules.Relay {
 		rl.Own = append(rl.Own, a.Addr())
 	}
 	rl.Pool4, rl.Pool6 = byFamily(r.SNATPool, netip.Addr.Is4)
-	for _, f := range r.Forwards {
-		rl.Forwards = append(rl.Forwards, rules.RelayForward{Protos: f.Protos, From: f.From, To: f.To, Target: f.Target, ToPort: f.ToPort})
+	for i, f := range r.Forwards {
+		rl.Forwards = append(rl.Forwards, rules.RelayForward{Protos: f.Protos, From: f.From, To: f.To, Target: f.Target, ToPort: f.ToPort,
+			SNATPool: f.SNATPool, MatchIPs: f.MatchIPs, Index: i})
 	}
 	return rl
 }
@@ -135,22 +151,30 @@ func (c *relayComp) fillStatus(st *status.Status) {
 	if err != nil && s.Error == "" {
 		s.Error = err.Error()
 	}
-	for _, f := range c.r.Forwards {
+	named, _ := rules.Counters("", nftables.TableFamilyINet, rules.Table)
+	for i, f := range c.r.Forwards {
 		rf := status.RelayForward{Name: f.Name, Forward: f.String(), Peer: c.r.PeerOf(f.Target)}
 		for _, n := range counts {
-			if n.Target == f.Target && n.From == f.From {
+			if n.Target == f.Target && n.From == f.From && len(f.MatchIPs) == 0 {
 				rf.Packets, rf.Bytes = n.Packets, n.Bytes
 			}
+		}
+		for _, n := range named {
+			if n.Name == fmt.Sprintf("forward_%d", i) {
+				rf.Packets, rf.Bytes = n.Packets, n.Bytes
+			}
+		}
+		if f.SNATPool {
+			pool := c.r.TunnelPool(f.Target.Is6())
+			// The kernel picks each connection's source port from
+			// 1024-65535 (NAT does not use ip_local_port_range).
+			rf.NAT = fmt.Sprintf("snat pool %s: %d connections per address", joinAddrs(pool), 65535-1024+1)
 		}
 		s.Forwards = append(s.Forwards, rf)
 	}
 	switch {
 	case len(c.r.SNATPool) > 0:
-		var as []string
-		for _, a := range c.r.SNATPool {
-			as = append(as, a.String())
-		}
-		s.NAT = "snat pool " + strings.Join(as, ", ")
+		s.NAT = "snat pool " + joinAddrs(c.r.SNATPool)
 	case c.r.Masquerade:
 		s.NAT = "masquerade"
 	default:
@@ -158,4 +182,12 @@ func (c *relayComp) fillStatus(st *status.Status) {
 	}
 	s.Warnings = append(s.Warnings, c.ct.warnings(s.Conntrack)...)
 	st.Relay = s
+}
+
+func joinAddrs(as []netip.Addr) string {
+	ss := make([]string, len(as))
+	for i, a := range as {
+		ss[i] = a.String()
+	}
+	return strings.Join(ss, ", ")
 }

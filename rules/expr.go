@@ -380,6 +380,18 @@ func dnat(to netip.AddrPort) exprs {
 	}
 }
 
+// dnat ip|ip6 to A (the port kept)
+func dnatAddr(a netip.Addr) exprs {
+	fam := uint32(unix.NFPROTO_IPV4)
+	if a.Is6() {
+		fam = unix.NFPROTO_IPV6
+	}
+	return exprs{
+		&expr.Immediate{Register: 1, Data: a.AsSlice()},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1},
+	}
+}
+
 // prefixElems returns interval set elements covering prefixes, merged
 // first: interval sets reject overlapping elements.
 func prefixElems(ps []netip.Prefix) []nftables.SetElement {

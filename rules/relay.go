@@ -34,6 +34,12 @@ type Relay struct {
 	// Offload: the public NIC and the tunnel. Only what crosses the
 	// tunnel is offloaded: the VPS's other forwarding is not routerd's.
 	Offload Offload
+	// ForwardDrop: the forward chain's policy drops what the relay does
+	// not forward itself (counted as drop_forward).
+	ForwardDrop bool
+	// TunnelPool4/6 are the relay's tunnel addresses, the sources of
+	// forwards with SNATPool.
+	TunnelPool4, TunnelPool6 []netip.Addr
 }
 
 // RelayForward is one public port or range into the tunnel.
@@ -42,6 +48,24 @@ type RelayForward struct {
 	From, To uint16
 	Target   netip.Addr
 	ToPort   uint16 // 0: keep the port
+	// SNATPool: the source becomes one of the tunnel pool's addresses,
+	// a new connection to the next (seed 000); false keeps the client's.
+	SNATPool bool
+	// MatchIPs: only arrivals to these public addresses (counted as
+	// forward_<Index>); empty: to any of the relay's.
+	MatchIPs []netip.Addr
+	Index    int
+}
+
+// dport is the port a forward's connections arrive on at the target,
+// for a single port.
+func (f RelayForward) dport() uint16 {
+	switch {
+	case f.ToPort != 0:
+		return f.ToPort
+	default:
+		return f.From
+	}
 }
 
 // Map names: by family, and whether the target port is given or kept.
@@ -86,6 +110,31 @@ func (rl *Relay) build(r *ruleset) {
 		r.set("own6", nftables.TypeIP6Addr, true, prefixElems(own6)),
 	}
 	l4 := r.set("forward_protos", nftables.TypeInetProto, false, []nftables.SetElement{{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}}})
+	// Forwards on given public addresses first: they win over one on all
+	// of them for the same port.
+	for _, f := range rl.Forwards {
+		if len(f.MatchIPs) == 0 {
+			continue
+		}
+		v6 := f.Target.Is6()
+		key := nftables.TypeIPAddr
+		if v6 {
+			key = nftables.TypeIP6Addr
+		}
+		var ps []netip.Prefix
+		for _, a := range f.MatchIPs {
+			ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+		}
+		match := r.set(fmt.Sprintf("forward_%d_ips", f.Index), key, true, prefixElems(ps))
+		to := dnat(netip.AddrPortFrom(f.Target, f.dport()))
+		if f.ToPort == 0 && f.From != f.To {
+			to = dnatAddr(f.Target) // a range keeps its ports
+		}
+		for _, p := range f.Protos {
+			r.rule(pre, nfproto(v6), addrIn(v6, true, match, false), l4proto(protoNum(p)), dportRange(f.From, f.To),
+				r.counter(fmt.Sprintf("forward_%d", f.Index)), to)
+		}
+	}
 	for _, v6 := range []bool{false, true} {
 		for _, keep := range []bool{false, true} {
 			m := rl.forwardMap(r, v6, keep)
@@ -123,6 +172,7 @@ func (rl *Relay) build(r *ruleset) {
 	// sent back into the tunnel from the relay's tunnel address, or the
 	// target would see its own address as the source and drop it.
 	r.rule(post, iif(rl.Tunnel), oif(rl.Tunnel), ctDNAT(), r.counter("nat_loopback"), masq())
+	rl.snatForwards(r, post)
 	for _, v6 := range []bool{false, true} {
 		pool := rl.Pool4
 		if v6 {
@@ -136,7 +186,11 @@ func (rl *Relay) build(r *ruleset) {
 		}
 	}
 
-	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+	policy := nftables.ChainPolicyAccept
+	if rl.ForwardDrop {
+		policy = nftables.ChainPolicyDrop
+	}
+	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, policy)
 	for _, dir := range []exprs{oif(rl.Tunnel), iif(rl.Tunnel)} {
 		r.rule(fw, dir, nfproto(false), tcpSyn(), mssClamp(rl.MSS4))
 		r.rule(fw, dir, nfproto(true), tcpSyn(), mssClamp(rl.MSS6))
@@ -151,6 +205,56 @@ func (rl *Relay) build(r *ruleset) {
 	// not a neighbour on the VPS's network routing to a peer's address.
 	r.rule(fw, oif(rl.Tunnel), r.counter("drop_to_tunnel"), drop())
 	r.rule(fw, iif(rl.Tunnel), oif(rl.Public), ctState(ctNew), r.counter("peers_out"), accept())
+	if rl.ForwardDrop {
+		// The tunnel's replies and the peers' connections going on;
+		// nothing else crosses the VPS (seed 002).
+		r.rule(fw, iif(rl.Tunnel), ctState(ctEstablished|ctRelated), accept())
+		r.rule(fw, r.counter("drop_forward"), drop())
+	}
+}
+
+// snatForwards gives the connections of forwards with SNATPool a source
+// from the relay's tunnel addresses, the next one for each new connection
+// (numgen inc), so that the sink, which knows only its tunnel peer,
+// answers into the tunnel, and each address adds a full port range of
+// connections.
+func (rl *Relay) snatForwards(r *ruleset, post *nftables.Chain) {
+	for _, v6 := range []bool{false, true} {
+		pool, name, fam, key := rl.TunnelPool4, "tunnel_pool4", uint32(unix.NFPROTO_IPV4), nftables.TypeIPAddr
+		if v6 {
+			pool, name, fam, key = rl.TunnelPool6, "tunnel_pool6", unix.NFPROTO_IPV6, nftables.TypeIP6Addr
+		}
+		var fwds []RelayForward
+		for _, f := range rl.Forwards {
+			if f.SNATPool && f.Target.Is6() == v6 {
+				fwds = append(fwds, f)
+			}
+		}
+		if len(fwds) == 0 || len(pool) == 0 {
+			continue
+		}
+		var elems []nftables.SetElement
+		for i, a := range pool {
+			elems = append(elems, nftables.SetElement{Key: native32(uint32(i)), Val: a.AsSlice()})
+		}
+		m := &nftables.Set{Table: r.t, Name: name, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian, DataType: key, IsMap: true}
+		r.addSet(m, elems)
+		snat := exprs{
+			&expr.Numgen{Register: 1, Modulus: uint32(len(pool)), Type: unix.NFT_NG_INCREMENTAL},
+			&expr.Lookup{SourceRegister: 1, SetName: m.Name, SetID: m.ID, DestRegister: 1, IsDestRegSet: true},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: fam, RegAddrMin: 1},
+		}
+		for _, f := range fwds {
+			from, to := f.dport(), f.dport()
+			if f.ToPort == 0 {
+				from, to = f.From, f.To
+			}
+			for _, p := range f.Protos {
+				r.rule(post, oif(rl.Tunnel), ctDNAT(), daddrEq(f.Target), l4proto(protoNum(p)), dportRange(from, to),
+					r.counter(fmt.Sprintf("snat_pool_%d", f.Index)), snat)
+			}
+		}
+	}
 }
 
 // forwardMap is the map of one family's forwards that map to a given port
@@ -159,7 +263,7 @@ func (rl *Relay) build(r *ruleset) {
 func (rl *Relay) forwardMap(r *ruleset, v6, keep bool) *nftables.Set {
 	var elems []nftables.SetElement
 	for _, f := range rl.Forwards {
-		if f.Target.Is6() != v6 || (f.ToPort == 0 && f.From != f.To) != keep {
+		if f.Target.Is6() != v6 || (f.ToPort == 0 && f.From != f.To) != keep || len(f.MatchIPs) > 0 {
 			continue
 		}
 		val := f.Target.AsSlice()

@@ -120,10 +120,12 @@ func testRelay() *Relay {
 			{Protos: []string{"tcp"}, From: 443, To: 443, Target: a("10.64.0.2")},
 			{Protos: []string{"tcp"}, From: 2222, To: 2222, Target: a("10.64.0.2"), ToPort: 22},
 			{Protos: []string{"tcp", "udp"}, From: 60000, To: 60100, Target: a("fd55:aaaa::2")},
+			{Protos: []string{"tcp"}, From: 8443, To: 8443, Target: a("10.64.0.3"), ToPort: 443, SNATPool: true,
+				MatchIPs: []netip.Addr{a("203.0.113.20")}, Index: 4},
 			{Protos: []string{"udp"}, From: 51821, To: 51821, Target: a("fd55:aaaa::3")},
 		},
 		Pool4: []netip.Addr{a("203.0.113.20"), a("203.0.113.21")}, Masquerade: false,
-		MSS4: 1380, MSS6: 1360}
+		MSS4: 1380, MSS6: 1360, ForwardDrop: true, TunnelPool4: []netip.Addr{a("10.64.0.1"), a("10.64.0.10")}}
 }
 
 var reHandle = regexp.MustCompile(`(?m) # handle \d+$`)

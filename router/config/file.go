@@ -64,6 +64,8 @@ type fileRelay struct {
 	FlowOffload    *bool              `toml:"flow_offload"`
 	PathMTU        *int64             `toml:"path_mtu"`
 	OuterFamily    string             `toml:"outer_family"`
+	PublicKeyFile  string             `toml:"public_key_file"`
+	ForwardPolicy  string             `toml:"forward_policy"`
 	Peer           []fileRelayPeer    `toml:"peer"`
 	Forward        []fileRelayForward `toml:"forward"`
 }
@@ -82,7 +84,9 @@ type fileRelayForward struct {
 	Proto  string `toml:"proto"`
 	Ports  string `toml:"ports"`
 	To     string `toml:"to"`
-	ToPort *int64 `toml:"to_port"`
+	ToPort   *int64   `toml:"to_port"`
+	SNAT     string   `toml:"snat"`
+	MatchIPs []string `toml:"match_ips"`
 }
 
 type fileUpdate struct {

@@ -237,6 +237,15 @@ func (c *Config) files(dir string) map[string]string {
 			add(idx("vpn.peer", i)+".preshared_key_file", p.PresharedKeyFile)
 		}
 	}
+	if r := c.Relay; r != nil {
+		add("relay.private_key_file", r.PrivateKeyFile)
+		// Written, not read: over config apply it must not overwrite
+		// any file on the box.
+		add("relay.public_key_file", r.PublicKeyFile)
+		for i, p := range r.Peers {
+			add(idx("relay.peer", i)+".preshared_key_file", p.PresharedKeyFile)
+		}
+	}
 	return out
 }
 

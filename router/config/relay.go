@@ -29,6 +29,25 @@ type Relay struct {
 	OuterFamily string // "ipv4" | "ipv6"
 	Peers       []RelayPeer
 	Forwards    []RelayForward
+	// PublicKeyFile, when set, is where the tunnel's public key is
+	// written (for the peers' configs).
+	PublicKeyFile string
+	// ForwardDrop: the forward chain drops what the relay does not
+	// forward itself (seed 002); false leaves the VPS's other forwarding
+	// (a container bridge) alone.
+	ForwardDrop bool
+}
+
+// TunnelPool is the relay's tunnel addresses of a family: the sources a
+// forward with snat = "pool" takes (seed 000).
+func (r *Relay) TunnelPool(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range r.Addresses {
+		if a.Addr().Is6() == v6 {
+			out = append(out, a.Addr())
+		}
+	}
+	return out
 }
 
 // RelayPeer is one home router: a WireGuard peer with a name. Its
@@ -45,6 +64,14 @@ type RelayForward struct {
 	From, To uint16   // the public ports
 	Target   netip.Addr
 	ToPort   uint16 // 0: the port is kept
+	// SNATPool: the client's address is replaced by one of the relay's
+	// tunnel addresses (a sink that only knows its tunnel peer); false
+	// keeps the client's address (a routerd home that routes replies
+	// back).
+	SNATPool bool
+	// MatchIPs: the public addresses the forward answers on; empty: all
+	// of the relay's.
+	MatchIPs []netip.Addr
 }
 
 // String is the forward as status shows it: "tcp+udp 60000-60100 → [fd55::2]".

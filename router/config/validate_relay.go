@@ -49,7 +49,12 @@ func (v *validator) relay(f *fileRelay, keys []string) {
 			continue
 		}
 		for j, o := range r.Addresses {
-			if o.Masked().Overlaps(a.Masked()) {
+			// More addresses in one tunnel subnet are the SNAT pool's
+			// (seed 000's tunnelIPs); other overlaps are mistakes.
+			switch {
+			case o.Addr() == a.Addr():
+				v.p.errf(idx("relay.addresses", i), "%s is also relay.addresses[%d]", s, j)
+			case o.Masked() != a.Masked() && o.Masked().Overlaps(a.Masked()):
 				v.p.errf(idx("relay.addresses", i), "%s overlaps relay.addresses[%d] (%s)", s, j, o)
 			}
 		}
@@ -80,6 +85,10 @@ func (v *validator) relay(f *fileRelay, keys []string) {
 			r.MaxConnections = n
 		}
 	}
+	if f.PublicKeyFile != "" {
+		r.PublicKeyFile = v.stateFile(f.PublicKeyFile)
+	}
+	r.ForwardDrop = v.enum("relay.forward_policy", or(f.ForwardPolicy, "drop"), "drop", "accept") == "drop"
 	v.relayNAT(r, f)
 	v.relayPeers(r, f.Peer)
 	v.relayForwards(r, f.Forward)
@@ -258,9 +267,20 @@ func (v *validator) relayForwards(r *Relay, fwds []fileRelayForward) {
 			}
 			fw.Target = target
 		}
+		fw.SNATPool = v.enum(fp+".snat", or(ff.SNAT, "none"), "none", "pool") == "pool"
+		for j, s := range ff.MatchIPs {
+			a := v.addr(idx(fp+".match_ips", j), s, famAny)
+			switch {
+			case !a.IsValid():
+			case fw.Target.IsValid() && a.Is6() != fw.Target.Is6():
+				v.p.errf(idx(fp+".match_ips", j), "%s and the target %s are of different families: nothing arriving there could be forwarded", a, fw.Target)
+			default:
+				fw.MatchIPs = append(fw.MatchIPs, a)
+			}
+		}
 		if fw.Protos != nil && err == nil && fw.Target.IsValid() {
 			for j, o := range r.Forwards {
-				if o.Target.Is6() != fw.Target.Is6() || o.To < fw.From || fw.To < o.From {
+				if o.Target.Is6() != fw.Target.Is6() || o.To < fw.From || fw.To < o.From || !sharesIP(o.MatchIPs, fw.MatchIPs) {
 					continue
 				}
 				for _, p := range fw.Protos {
@@ -273,6 +293,21 @@ func (v *validator) relayForwards(r *Relay, fwds []fileRelayForward) {
 			r.Forwards = append(r.Forwards, fw)
 		}
 	}
+}
+
+// sharesIP reports whether two forwards' match_ips overlap: one that
+// answers on given addresses wins over one that answers on all of them, so
+// only two of the same kind can collide.
+func sharesIP(a, b []netip.Addr) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // PeerOf returns the name of the peer whose allowed_ips hold a, or "".

@@ -352,6 +352,9 @@ func renderRelay(st *Status, w io.Writer) {
 			name = f.Name + ": " + name
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", name, orDash(f.Peer), f.Packets, bytesH(f.Bytes))
+		if f.NAT != "" {
+			fmt.Fprintf(w, "\t%s\n", f.NAT)
+		}
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(r.Error))

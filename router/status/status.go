@@ -483,6 +483,7 @@ type RelayForward struct {
 	Peer    string `json:"peer"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
+	NAT     string `json:"nat,omitempty"` // snat = "pool": the pool and its capacity
 }
 
 // Conntrack is the connection tracking table's fill. Exhaustion is silent
