@@ -25,11 +25,15 @@ func TestRelayExampleParses(t *testing.T) {
 	if r == nil {
 		t.Fatal("Relay = nil")
 	}
-	if got, want := len(r.Forwards), 2; got != want {
+	if got, want := len(r.Forwards), 3; got != want {
 		t.Fatalf("len(Forwards) = %d, want %d", got, want)
 	}
 	if got, want := r.Forwards[1].String(), "tcp+udp 60000-60100 → [fd55:aaaa::2]"; got != want {
 		t.Errorf("Forwards[1] = %q, want %q", got, want)
+	}
+	if f := r.Forwards[2]; !f.SNATPool || len(f.MatchIPs) != 1 || f.ToPort != 443 || r.Forwards[0].SNATPool || !r.ForwardDrop ||
+		r.PublicKeyFile != "/var/lib/routerd/wg0.pub" {
+		t.Errorf("forward[2] = %+v, forward_drop %v, public_key_file %q", f, r.ForwardDrop, r.PublicKeyFile)
 	}
 	if !r.Masquerade || r.MaxConnections != 262144 || r.PathMTU != 1500 || r.OuterFamily != "ipv6" {
 		t.Errorf("relay = %+v", r)
@@ -89,7 +93,7 @@ func TestRelayRejects(t *testing.T) {
 			"relay.forward[1].ports", "reversed"},
 		{"zero port", func(s string) string { return strings.Replace(s, `ports = "443"`, `ports = "0"`, 1) },
 			"relay.forward[0].ports", "outside 1-65535"},
-		{"target no peer holds", func(s string) string { return strings.Replace(s, `to = "10.64.0.2"`, `to = "10.64.0.3"`, 1) },
+		{"target no peer holds", func(s string) string { return strings.Replace(s, `to = "10.64.0.2"`, `to = "10.64.0.4"`, 1) },
 			"relay.forward[0].to", "in no peer's allowed_ips"},
 		{"target with a port", func(s string) string { return strings.Replace(s, `to = "10.64.0.2"`, `to = "10.64.0.2:8443"`, 1) },
 			"relay.forward[0].to", "give the port as to_port"},
@@ -101,7 +105,21 @@ func TestRelayRejects(t *testing.T) {
 		}, "relay.forward[1].ports", "the relay's own WireGuard port"},
 		{"overlapping forwards", func(s string) string {
 			return s + "\n[[relay.forward]]\nproto = \"udp\"\nports = \"60050\"\nto = \"fd55:aaaa::2\"\n"
-		}, "relay.forward[2].ports", "overlaps relay.forward[1]"},
+		}, "relay.forward[3].ports", "overlaps relay.forward[1]"},
+		{"forwards sharing a public address", func(s string) string {
+			return s + "\n[[relay.forward]]\nproto = \"tcp\"\nports = \"8443\"\nto = \"10.64.0.2\"\nmatch_ips = [\"203.0.113.20\"]\n"
+		}, "relay.forward[3].ports", "overlaps relay.forward[2]"},
+		{"snat unknown", func(s string) string { return strings.Replace(s, `snat = "pool"`, `snat = "masquerade"`, 1) },
+			"relay.forward[2].snat", "not one of"},
+		{"match_ips family", func(s string) string {
+			return strings.Replace(s, `match_ips = ["203.0.113.20"]`, `match_ips = ["2001:db8::20"]`, 1)
+		}, "relay.forward[2].match_ips[0]", "different families"},
+		{"forward policy", func(s string) string {
+			return strings.Replace(s, `forward_policy = "drop"`, `forward_policy = "reject"`, 1)
+		}, "relay.forward_policy", "not one of"},
+		{"same tunnel address twice", func(s string) string {
+			return strings.Replace(s, `addresses = ["10.64.0.1/24", "fd55:aaaa::1/64"]`, `addresses = ["10.64.0.1/24", "10.64.0.1/24", "fd55:aaaa::1/64"]`, 1)
+		}, "relay.addresses[1]", "also relay.addresses[0]"},
 		{"default route as allowed_ips", func(s string) string {
 			return strings.Replace(s, `allowed_ips = ["10.64.0.2/32"`, `allowed_ips = ["0.0.0.0/0", "10.64.0.2/32"`, 1)
 		}, "relay.peer[0].allowed_ips[0]", "all of the relay's own traffic"},
@@ -112,11 +130,11 @@ func TestRelayRejects(t *testing.T) {
 		{"path MTU too small", func(s string) string { return strings.Replace(s, "mtu = 1420", "mtu = 1420\npath_mtu = 1300", 1) },
 			"relay.path_mtu", "too little"},
 		{"duplicate peer key", func(s string) string {
-			return s + "\n[[relay.peer]]\nname = \"cottage\"\npublic_key = \"h+5fSldkanbDmMk5d30tm2Kuwn5Qq6e7mEcqjLQmCF8=\"\nallowed_ips = [\"10.64.0.3/32\"]\n"
-		}, "relay.peer[1].public_key", "also relay.peer[0]'s"},
+			return s + "\n[[relay.peer]]\nname = \"cottage\"\npublic_key = \"h+5fSldkanbDmMk5d30tm2Kuwn5Qq6e7mEcqjLQmCF8=\"\nallowed_ips = [\"10.64.0.4/32\"]\n"
+		}, "relay.peer[2].public_key", "also relay.peer[0]'s"},
 		{"overlapping peers", func(s string) string {
-			return s + "\n[[relay.peer]]\nname = \"cottage\"\npublic_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\nallowed_ips = [\"10.64.0.2/31\"]\n"
-		}, "relay.peer[1].allowed_ips[0]", "overlaps 10.64.0.2/32"},
+			return s + "\n[[relay.peer]]\nname = \"cottage\"\npublic_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\nallowed_ips = [\"10.64.0.2/32\"]\n"
+		}, "relay.peer[2].allowed_ips[0]", "overlaps 10.64.0.2/32"},
 		{"peer family the tunnel lacks", func(s string) string {
 			s = strings.Replace(s, `addresses = ["10.64.0.1/24", "fd55:aaaa::1/64"]`, `addresses = ["10.64.0.1/24"]`, 1)
 			return strings.Replace(s, `to = "fd55:aaaa::2"`, `to = "10.64.0.2"`, 1)
