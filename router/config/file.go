@@ -80,10 +80,10 @@ type fileRelayPeer struct {
 }
 
 type fileRelayForward struct {
-	Name   string `toml:"name"`
-	Proto  string `toml:"proto"`
-	Ports  string `toml:"ports"`
-	To     string `toml:"to"`
+	Name     string   `toml:"name"`
+	Proto    string   `toml:"proto"`
+	Ports    string   `toml:"ports"`
+	To       string   `toml:"to"`
 	ToPort   *int64   `toml:"to_port"`
 	SNAT     string   `toml:"snat"`
 	MatchIPs []string `toml:"match_ips"`
