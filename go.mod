@@ -5,7 +5,6 @@ go 1.26.8
 require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/beevik/ntp v1.6.0
-	github.com/florianl/go-nflog/v2 v2.1.0
 	github.com/google/nftables v0.3.0
 	github.com/grandcat/zeroconf v1.0.0
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae

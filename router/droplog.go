@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"sync"
 
-	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/nflog"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/rules"
@@ -26,7 +26,6 @@ type dropLogComp struct {
 	run lifecycle.Group
 
 	mu    sync.Mutex
-	socks []*nflog.Nflog
 	names map[string]map[uint32]string // per namespace: ifindex → name
 }
 
@@ -40,71 +39,65 @@ func (c *dropLogComp) Start(ctx context.Context) error {
 	ctx = c.run.Start(ctx)
 	var errs []error
 	for _, ns := range []string{"", c.cfg.Netns.WAN, c.cfg.Netns.VPN} {
-		if err := c.open(ctx, ns); err != nil {
+		conn, err := openDropLog(ns)
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		// Closing the socket is what ends its reader.
+		context.AfterFunc(ctx, func() { conn.Close() })
+		c.run.Go(func(ctx context.Context) {
+			for {
+				msgs, err := conn.Read()
+				if err != nil {
+					if ctx.Err() == nil {
+						c.log.Warn("drop log: read", "netns", statusName(ns), "err", err)
+					}
+					return
+				}
+				for _, m := range msgs {
+					c.logged(ns, m)
+				}
+			}
+		})
 	}
 	return errors.Join(errs...)
 }
 
-// open binds the drop log group in namespace ns.
-func (c *dropLogComp) open(ctx context.Context, ns string) error {
-	h, err := netns.Open(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	nfc := &nflog.Config{Group: rules.DropLogGroup, Copymode: nflog.CopyPacket, Bufsize: 128}
+func openDropLog(ns string) (*nflog.Conn, error) {
+	fd := 0
 	if ns != "" {
-		nfc.NetNS = int(h)
-	}
-	nf, err := nflog.Open(nfc)
-	if err != nil {
-		return fmt.Errorf("open the drop log in %s: %w", netns.Label(ns), err)
-	}
-	hook := func(a nflog.Attribute) int {
-		c.logged(ns, a)
-		return 0
-	}
-	errFn := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
+		h, err := netns.Open(ns)
+		if err != nil {
+			return nil, err
 		}
-		c.log.Debug("drop log", "netns", statusName(ns), "err", err)
-		return 0 // a full socket buffer loses samples, not the log
+		defer h.Close()
+		fd = int(h)
 	}
-	if err := nf.RegisterWithErrorFunc(ctx, hook, errFn); err != nil {
-		nf.Close()
-		return fmt.Errorf("bind the drop log group in %s: %w", netns.Label(ns), err)
+	conn, err := nflog.Open(fd, rules.DropLogGroup, 128)
+	if err != nil {
+		return nil, fmt.Errorf("the drop log in %s: %w", netns.Label(ns), err)
 	}
-	c.mu.Lock()
-	c.socks = append(c.socks, nf)
-	c.mu.Unlock()
-	return nil
+	return conn, nil
 }
 
 // logged logs one sampled drop.
-func (c *dropLogComp) logged(ns string, a nflog.Attribute) {
-	args := []any{"netns", statusName(ns)}
-	if a.Prefix != nil {
-		args = append(args, "reason", *a.Prefix)
+func (c *dropLogComp) logged(ns string, m nflog.Message) {
+	args := []any{"netns", statusName(ns), "reason", m.Prefix}
+	if m.InDev != 0 {
+		args = append(args, "in", c.ifname(ns, m.InDev))
 	}
-	if a.InDev != nil {
-		args = append(args, "in", c.ifname(ns, *a.InDev))
+	if m.OutDev != 0 {
+		args = append(args, "out", c.ifname(ns, m.OutDev))
 	}
-	if a.OutDev != nil {
-		args = append(args, "out", c.ifname(ns, *a.OutDev))
-	}
-	if a.Payload != nil {
-		if d, ok := rules.ParseDropped(*a.Payload); ok {
-			src, dst := d.Src.String(), d.Dst.String()
-			if d.SPort != 0 || d.DPort != 0 {
-				src, dst = netip.AddrPortFrom(d.Src, d.SPort).String(), netip.AddrPortFrom(d.Dst, d.DPort).String()
-			}
-			args = append(args, "proto", d.Proto, "src", src, "dst", dst)
-			if d.Flags != "" {
-				args = append(args, "flags", d.Flags)
-			}
+	if d, ok := rules.ParseDropped(m.Payload); ok {
+		src, dst := d.Src.String(), d.Dst.String()
+		if d.SPort != 0 || d.DPort != 0 {
+			src, dst = netip.AddrPortFrom(d.Src, d.SPort).String(), netip.AddrPortFrom(d.Dst, d.DPort).String()
+		}
+		args = append(args, "proto", d.Proto, "src", src, "dst", dst)
+		if d.Flags != "" {
+			args = append(args, "flags", d.Flags)
 		}
 	}
 	c.log.Info("dropped", args...)
@@ -134,14 +127,4 @@ func (c *dropLogComp) ifname(ns string, idx uint32) string {
 	return fmt.Sprintf("#%d", idx)
 }
 
-func (c *dropLogComp) Stop(ctx context.Context) error {
-	err := c.run.Stop(ctx)
-	c.mu.Lock()
-	socks := c.socks
-	c.socks = nil
-	c.mu.Unlock()
-	for _, s := range socks {
-		s.Close() // waits for its reader, which the cancelled context ended
-	}
-	return err
-}
+func (c *dropLogComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
