@@ -60,17 +60,19 @@ func TestConntrackSizing(t *testing.T) {
 			t.Fatal(err)
 		}
 		kernelMax := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_max")
-		// 60 flows from distinct ports, each tracked in the main and the
-		// wan namespace.
-		for i := range 60 {
+		// 52 flows from distinct ports, each tracked in the main and the
+		// wan namespace: over 80% of 64, with room left for the box's
+		// own few connections (at 64 the kernel evicts an unreplied
+		// entry to make room, and a flow goes missing from the count).
+		for i := range 52 {
 			if _, err := udpAsk(c.NS, src, netip.AddrPortFrom(lab.Echo4, uint16(lab.EchoUDP))); err != nil {
 				t.Fatalf("flow %d: %v", i, err)
 			}
 		}
 		st := mustStatus(t, rd)
 		ct := st.Firewall.Conntrack
-		if ct.Capacity != 64 || ct.Limit != 64 || ct.Count < 60 || ct.Fill < 0.8 || ct.Namespaces["main"] < 60 || ct.Namespaces["wan"] < 60 {
-			t.Errorf("conntrack %+v, want at least 60 of 64 in main and wan", ct)
+		if ct.Capacity != 64 || ct.Limit != 64 || ct.Count < 52 || ct.Fill < 0.8 || ct.Namespaces["main"] < 52 || ct.Namespaces["wan"] < 52 {
+			t.Errorf("conntrack %+v, want at least 52 of 64 in main and wan", ct)
 		}
 		if ct.Max != kernelMax || kernelMax < capacity {
 			t.Errorf("kernel max %d (status %d): a smaller capacity must not lower it", kernelMax, ct.Max)
