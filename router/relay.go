@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,12 +60,14 @@ func newRelayComp(cfg *config.Config, log *slog.Logger) *relayComp {
 // refuse any source a peer may not use, and strict filtering only breaks
 // the asymmetric routes of a host with policy routing.
 func relaySysctls(r *config.Relay) []netns.Sysctl {
-	return []netns.Sysctl{
+	out := []netns.Sysctl{
 		sysctl("", "net/ipv4/ip_forward", "1"),
 		sysctl("", "net/ipv6/conf/all/forwarding", "1"),
-		sysctl("", "net/ipv6/conf/"+r.Public+"/accept_ra", "2"),
-		sysctl("", "net/ipv4/conf/"+r.Interface+"/rp_filter", "2"),
 	}
+	for _, nic := range r.Public {
+		out = append(out, sysctl("", "net/ipv6/conf/"+nic+"/accept_ra", "2"))
+	}
+	return append(out, sysctl("", "net/ipv4/conf/"+r.Interface+"/rp_filter", "2"))
 }
 
 func (c *relayComp) Name() string { return "relay" }
@@ -115,7 +118,7 @@ func (c *relayComp) ruleset() *rules.Relay {
 		MSS4: r.MSS(false), MSS6: r.MSS(true), ForwardDrop: r.ForwardDrop,
 		TunnelPool4: r.TunnelPool(false), TunnelPool6: r.TunnelPool(true)}
 	if r.FlowOffload {
-		rl.Offload = rules.Offload{Devices: []string{r.Public, r.Interface}}
+		rl.Offload = rules.Offload{Devices: append(slices.Clone(r.Public), r.Interface)}
 	}
 	for _, a := range r.Addresses {
 		rl.Own = append(rl.Own, a.Addr())

@@ -23,7 +23,7 @@ import (
 // The relay is someone's VPS: routerd filters only what crosses its tunnel
 // and leaves the host's input and its other forwarding alone.
 type Relay struct {
-	Public     string
+	Public     []string // the VPS's public NICs
 	Tunnel     string
 	Own        []netip.Addr // the relay's tunnel addresses: never DNATed
 	Forwards   []RelayForward
@@ -167,6 +167,8 @@ func (rl *Relay) build(r *ruleset) {
 		}
 	}
 
+	// Out of any of the public NICs.
+	public := ifIn(true, r.set("public_ifs", nftables.TypeIFName, false, ifnameElems(rl.Public)), false)
 	post := r.chain("postrouting", nftables.ChainHookPostrouting, 100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 	// NAT loopback: a peer reaching a forward by the public address is
 	// sent back into the tunnel from the relay's tunnel address, or the
@@ -180,9 +182,9 @@ func (rl *Relay) build(r *ruleset) {
 		}
 		switch {
 		case len(pool) > 0:
-			r.rule(post, iif(rl.Tunnel), oif(rl.Public), nfproto(v6), snatPool(r, v6, pool))
+			r.rule(post, iif(rl.Tunnel), public, nfproto(v6), snatPool(r, v6, pool))
 		case rl.Masquerade:
-			r.rule(post, iif(rl.Tunnel), oif(rl.Public), nfproto(v6), masq())
+			r.rule(post, iif(rl.Tunnel), public, nfproto(v6), masq())
 		}
 	}
 
@@ -204,7 +206,7 @@ func (rl *Relay) build(r *ruleset) {
 	// Nothing else enters the tunnel: not a peer reaching another peer,
 	// not a neighbour on the VPS's network routing to a peer's address.
 	r.rule(fw, oif(rl.Tunnel), r.counter("drop_to_tunnel"), drop())
-	r.rule(fw, iif(rl.Tunnel), oif(rl.Public), ctState(ctNew), r.counter("peers_out"), accept())
+	r.rule(fw, iif(rl.Tunnel), public, ctState(ctNew), r.counter("peers_out"), accept())
 	if rl.ForwardDrop {
 		// The tunnel's replies and the peers' connections going on;
 		// nothing else crosses the VPS (seed 002).

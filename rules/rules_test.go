@@ -115,7 +115,7 @@ func TestRulesetsGolden(t *testing.T) {
 
 func testRelay() *Relay {
 	a := netip.MustParseAddr
-	return &Relay{Public: "eth0", Tunnel: "wg0", Own: []netip.Addr{a("10.64.0.1"), a("fd55:aaaa::1")},
+	return &Relay{Public: []string{"eth0", "eth1"}, Tunnel: "wg0", Own: []netip.Addr{a("10.64.0.1"), a("fd55:aaaa::1")},
 		Forwards: []RelayForward{
 			{Protos: []string{"tcp"}, From: 443, To: 443, Target: a("10.64.0.2")},
 			{Protos: []string{"tcp"}, From: 2222, To: 2222, Target: a("10.64.0.2"), ToPort: 22},

@@ -52,7 +52,7 @@ type filePublish struct {
 }
 
 type fileRelay struct {
-	Public         string             `toml:"public"`
+	Public         any                `toml:"public"` // a NIC or a list of them
 	Interface      string             `toml:"interface"`
 	ListenPort     *int64             `toml:"listen_port"`
 	PrivateKeyFile string             `toml:"private_key_file"`

@@ -10,7 +10,7 @@ import (
 // to them with the client's address kept, and the peers' own internet
 // traffic NATed out of the public NIC.
 type Relay struct {
-	Public         string // the VPS's NIC; neither renamed nor moved
+	Public         []string // the VPS's public NICs; neither renamed nor moved
 	Interface      string
 	ListenPort     int
 	PrivateKeyFile string

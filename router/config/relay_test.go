@@ -35,6 +35,13 @@ func TestRelayExampleParses(t *testing.T) {
 		r.PublicKeyFile != "/var/lib/routerd/wg0.pub" {
 		t.Errorf("forward[2] = %+v, forward_drop %v, public_key_file %q", f, r.ForwardDrop, r.PublicKeyFile)
 	}
+	if len(r.Public) != 1 || r.Public[0] != "eth0" {
+		t.Errorf("public = %q", r.Public)
+	}
+	two, err := Parse([]byte(strings.Replace(relayExample(t), `public = "eth0"`, `public = ["eth0", "eth1"]`, 1)))
+	if err != nil || len(two.Relay.Public) != 2 {
+		t.Errorf("public = [eth0, eth1]: %v, %v", err, two)
+	}
 	if !r.Masquerade || r.MaxConnections != 262144 || r.PathMTU != 1500 || r.OuterFamily != "ipv6" {
 		t.Errorf("relay = %+v", r)
 	}
@@ -109,6 +116,10 @@ func TestRelayRejects(t *testing.T) {
 		{"forwards sharing a public address", func(s string) string {
 			return s + "\n[[relay.forward]]\nproto = \"tcp\"\nports = \"8443\"\nto = \"10.64.0.2\"\nmatch_ips = [\"203.0.113.20\"]\n"
 		}, "relay.forward[3].ports", "overlaps relay.forward[2]"},
+		{"public not a name", func(s string) string { return strings.Replace(s, `public = "eth0"`, `public = ["eth0", 7]`, 1) },
+			"relay.public[1]", "want a NIC's name"},
+		{"public twice", func(s string) string { return strings.Replace(s, `public = "eth0"`, `public = ["eth0", "eth0"]`, 1) },
+			"relay.public[1]", "also the name of relay.public[0]"},
 		{"snat unknown", func(s string) string { return strings.Replace(s, `snat = "pool"`, `snat = "masquerade"`, 1) },
 			"relay.forward[2].snat", "not one of"},
 		{"match_ips family", func(s string) string {

@@ -21,15 +21,10 @@ func (v *validator) relay(f *fileRelay, keys []string) {
 		}
 	}
 	r := &Relay{
-		Public:      f.Public,
 		Interface:   or(f.Interface, "wg0"),
 		OuterFamily: v.enum("relay.outer_family", or(f.OuterFamily, "ipv6"), "ipv4", "ipv6"),
 	}
-	if f.Public == "" {
-		v.p.errf("relay.public", "required: the VPS's public NIC")
-	} else {
-		v.ifname("relay.public", f.Public)
-	}
+	r.Public = v.publicNICs(f.Public)
 	v.ifname("relay.interface", r.Interface)
 	r.PrivateKeyFile = v.stateFile(or(f.PrivateKeyFile, r.Interface+".key"))
 	r.ListenPort = 51820
@@ -93,6 +88,40 @@ func (v *validator) relay(f *fileRelay, keys []string) {
 	v.relayPeers(r, f.Peer)
 	v.relayForwards(r, f.Forward)
 	v.c.Relay = r
+}
+
+// publicNICs reads relay.public: one NIC ("eth0") or several (seed 000's
+// interfaces: a VPS with two uplinks).
+func (v *validator) publicNICs(val any) []string {
+	var names []string
+	switch x := val.(type) {
+	case nil:
+		v.p.errf("relay.public", "required: the VPS's public NIC (or a list of them)")
+		return nil
+	case string:
+		if x == "" {
+			v.p.errf("relay.public", "required: the VPS's public NIC (or a list of them)")
+			return nil
+		}
+		v.ifname("relay.public", x)
+		return []string{x}
+	case []any:
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				v.p.errf(idx("relay.public", i), "want a NIC's name, got %s", describe(e))
+				continue
+			}
+			v.ifname(idx("relay.public", i), s)
+			names = append(names, s)
+		}
+		if len(names) == 0 {
+			v.p.errf("relay.public", "required: at least one public NIC")
+		}
+		return names
+	}
+	v.p.errf("relay.public", "want a NIC's name or a list of them, got %s", describe(val))
+	return nil
 }
 
 func (v *validator) relayNAT(r *Relay, f *fileRelay) {
