@@ -103,7 +103,7 @@ func (s *Supervisor) bansList() ([]status.Ban, error) {
 }
 
 func (s *Supervisor) registerBanHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/bans", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.Bans.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		bs, err := s.bansList()
 		if err != nil && len(bs) == 0 {
 			control.WriteError(w, http.StatusInternalServerError, err)
@@ -111,7 +111,7 @@ func (s *Supervisor) registerBanHandlers(mux *http.ServeMux) {
 		}
 		control.WriteJSON(w, status.Bans{Bans: bs})
 	})
-	mux.HandleFunc("DELETE /v1/bans/{addr}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.BanDelete.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		a, err := netip.ParseAddr(r.PathValue("addr"))
 		if err != nil {
 			control.WriteError(w, http.StatusBadRequest, fmt.Errorf("%q is not an IP address", r.PathValue("addr")))

@@ -90,8 +90,8 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 
 // registerHandlers adds the control requests of each capability.
 func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/vpn/pubkey", pubkeyHandler(s.config))
-	mux.HandleFunc("GET /v1/leases", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.VPNPubkey.Pattern(), pubkeyHandler(s.config))
+	mux.HandleFunc(control.Leases.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		if lan, ok := s.component("lan").(*lanComp); ok {
 			lan.leasesHandler(w, r)
 			return
@@ -101,12 +101,12 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
 	})
 	s.registerConfigHandlers(mux)
-	mux.HandleFunc("GET /v1/logs", s.logsHandler)
+	mux.HandleFunc(control.Logs.Pattern(), s.logsHandler)
 	s.registerBanHandlers(mux)
-	mux.HandleFunc("POST /v1/poweroff", powerHandler(syscall.SIGUSR2))
-	mux.HandleFunc("POST /v1/reboot", powerHandler(boot.RebootSignal))
-	mux.HandleFunc("POST /v1/update", s.updates.handler(s))
-	mux.HandleFunc("POST /v1/blocklist/refresh", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.Poweroff.Pattern(), powerHandler(syscall.SIGUSR2))
+	mux.HandleFunc(control.Reboot.Pattern(), powerHandler(boot.RebootSignal))
+	mux.HandleFunc(control.Update.Pattern(), s.updates.handler(s))
+	mux.HandleFunc(control.BlocklistRefresh.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		if bl, ok := s.component("blocklist").(*blocklistComp); ok {
 			bl.refreshHandler(w, r)
 			return

@@ -58,7 +58,7 @@ func (s *Supervisor) prevPath() string { return s.path + ".prev" }
 func (s *Supervisor) pendingPath() string { return s.path + pendingSuffix }
 
 func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.Config.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(s.path)
 		if err != nil {
 			control.WriteError(w, http.StatusInternalServerError, err)
@@ -67,7 +67,7 @@ func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(b)
 	})
-	mux.HandleFunc("POST /v1/config", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.ConfigApply.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		var confirm time.Duration
 		if v := r.URL.Query().Get("confirm"); v != "" {
 			d, err := time.ParseDuration(v)
@@ -93,7 +93,7 @@ func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
 		}
 		control.WriteJSON(w, res)
 	})
-	mux.HandleFunc("POST /v1/config/confirm", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.ConfigConfirm.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		if err := s.confirmConfig(); err != nil {
 			control.WriteError(w, http.StatusConflict, err)
 			return

@@ -69,10 +69,10 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 // SSH) can make. FuzzControlAPI feeds it arbitrary requests.
 func (s *Supervisor) controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.Status.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		control.WriteJSON(w, s.Status())
 	})
-	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(control.Reload.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Reload(); err != nil {
 			control.WriteError(w, http.StatusUnprocessableEntity, err)
 			return

@@ -156,7 +156,7 @@ func (i *initProc) checkProbation() {
 	defer cancel()
 	var st status.Status
 	healthy, why := false, "the appliance is not running"
-	if err := control.NewClient(p.socket).Do(ctx, "GET", "/v1/status", &st, nil); err == nil {
+	if err := control.NewClient(p.socket).Do(ctx, control.Status.Method, control.Status.URL(nil), &st, nil); err == nil {
 		healthy, why = update.Healthy(&st, p.attempt.WANWasUp)
 	} else if i.child != nil {
 		why = "the appliance does not answer: " + err.Error()

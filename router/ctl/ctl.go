@@ -128,7 +128,7 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 		var out struct {
 			PublicKey string `json:"public_key"`
 		}
-		if err := c.Do(ctx, "GET", "/v1/vpn/pubkey", &out, nil); err != nil {
+		if err := c.Do(ctx, control.VPNPubkey.Method, control.VPNPubkey.URL(nil), &out, nil); err != nil {
 			return exit(err, stderr)
 		}
 		fmt.Fprintln(stdout, out.PublicKey)
@@ -137,23 +137,27 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 		if len(rest) != 0 {
 			break
 		}
-		return exit(c.Do(ctx, "POST", "/v1/"+cmd, nil, nil), stderr)
+		e := control.Poweroff
+		if cmd == "reboot" {
+			e = control.Reboot
+		}
+		return exit(c.Do(ctx, e.Method, e.URL(nil), nil, nil), stderr)
 	case "logs":
 		q, ok := logsQuery(rest)
 		if !ok {
 			break
 		}
-		return exit(c.Stream(ctx, "/v1/logs?"+q.Encode(), stdout), stderr)
+		return exit(c.Stream(ctx, control.Logs.URL(q), stdout), stderr)
 	case "ban":
 		switch {
 		case len(rest) == 1 && rest[0] == "list":
 			var bs status.Bans
-			if err := c.Do(ctx, "GET", "/v1/bans", &bs, nil); err != nil {
+			if err := c.Do(ctx, control.Bans.Method, control.Bans.URL(nil), &bs, nil); err != nil {
 				return exit(err, stderr)
 			}
 			return exit(bs.WriteText(stdout), stderr)
 		case len(rest) == 2 && rest[0] == "delete":
-			if err := c.Do(ctx, "DELETE", "/v1/bans/"+url.PathEscape(rest[1]), nil, nil); err != nil {
+			if err := c.Do(ctx, control.BanDelete.Method, control.BanDelete.URL(nil, rest[1]), nil, nil); err != nil {
 				return exit(err, stderr)
 			}
 			fmt.Fprintf(stdout, "%s is no longer banned\n", rest[1])
@@ -171,7 +175,7 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 		if len(rest) != 0 {
 			break
 		}
-		return exit(c.Do(ctx, "POST", "/v1/reload", nil, nil), stderr)
+		return exit(c.Do(ctx, control.Reload.Method, control.Reload.URL(nil), nil, nil), stderr)
 	}
 	fmt.Fprint(stderr, Usage)
 	return 2
@@ -198,7 +202,7 @@ func exit(err error, stderr io.Writer) int {
 func showStatus(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
 	var raw []byte
 	var st status.Status
-	if err := c.Do(ctx, "GET", "/v1/status", &st, &raw); err != nil {
+	if err := c.Do(ctx, control.Status.Method, control.Status.URL(nil), &st, &raw); err != nil {
 		return err
 	}
 	if asJSON {
@@ -211,7 +215,7 @@ func showStatus(ctx context.Context, c *control.Client, asJSON bool, w io.Writer
 func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
 	var raw []byte
 	var ls status.Leases
-	if err := c.Do(ctx, "GET", "/v1/leases", &ls, &raw); err != nil {
+	if err := c.Do(ctx, control.Leases.Method, control.Leases.URL(nil), &ls, &raw); err != nil {
 		return err
 	}
 	if asJSON {
@@ -224,13 +228,14 @@ func leases(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 // blocklistRefresh refreshes and waits, then shows the lists as they are
 // afterwards (a refused download shows as the kept copy and the reason).
 func blocklistRefresh(ctx context.Context, c *control.Client, name string, asJSON bool, w io.Writer) error {
-	path := "/v1/blocklist/refresh"
+	var q url.Values
 	if name != "" {
-		path += "?name=" + url.QueryEscape(name)
+		q = url.Values{"name": {name}}
 	}
+	path := control.BlocklistRefresh.URL(q)
 	var raw []byte
 	var bs status.Blocklists
-	if err := c.Do(ctx, "POST", path, &bs, &raw); err != nil {
+	if err := c.Do(ctx, control.BlocklistRefresh.Method, path, &bs, &raw); err != nil {
 		return err
 	}
 	if asJSON {
@@ -246,22 +251,22 @@ func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 	switch {
 	case len(args) == 1 && args[0] == "show":
 		var raw []byte
-		if err := c.Do(ctx, "GET", "/v1/config", nil, &raw); err != nil {
+		if err := c.Do(ctx, control.Config.Method, control.Config.URL(nil), nil, &raw); err != nil {
 			return exit(err, stderr), true
 		}
 		stdout.Write(raw)
 		return 0, true
 	case len(args) == 1 && args[0] == "confirm":
-		if err := c.Do(ctx, "POST", "/v1/config/confirm", nil, nil); err != nil {
+		if err := c.Do(ctx, control.ConfigConfirm.Method, control.ConfigConfirm.URL(nil), nil, nil); err != nil {
 			return exit(err, stderr), true
 		}
 		fmt.Fprintln(stdout, "confirmed: the config stays")
 		return 0, true
 	case len(args) >= 1 && args[0] == "apply":
-		path := "/v1/config"
+		path := control.ConfigApply.URL(nil)
 		switch {
 		case len(args) == 3 && args[1] == "--confirm":
-			path += "?confirm=" + url.QueryEscape(args[2])
+			path = control.ConfigApply.URL(url.Values{"confirm": {args[2]}})
 		case len(args) != 1:
 			return 0, false
 		}
@@ -273,7 +278,7 @@ func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 			Unchanged bool      `json:"unchanged"`
 			ConfirmBy time.Time `json:"confirm_by"`
 		}
-		if err := c.DoBody(ctx, "POST", path, stdin, &res, nil); err != nil {
+		if err := c.DoBody(ctx, control.ConfigApply.Method, path, stdin, &res, nil); err != nil {
 			return exit(err, stderr), true
 		}
 		switch {
@@ -341,7 +346,7 @@ func updateCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 	}
 	var ans status.UpdateAnswer
 	// Uploading and writing a slot can take minutes on a slow stick.
-	err := c.WithTimeout(10*time.Minute).DoBody(ctx, "POST", "/v1/update?"+q.Encode(), &progress{r: body, w: stderr}, &ans, nil)
+	err := c.WithTimeout(10*time.Minute).DoBody(ctx, control.Update.Method, control.Update.URL(q), &progress{r: body, w: stderr}, &ans, nil)
 	for _, s := range ans.Steps {
 		fmt.Fprintln(stdout, s)
 	}
