@@ -1,9 +1,15 @@
 package dns
 
 import (
+	"context"
+	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lab"
+	"github.com/routerd/routerd/netns"
 )
 
 func packMsg(t testing.TB, m *dns.Msg) []byte {
@@ -70,4 +76,37 @@ func FuzzReflectPacket(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReflectorStops: a running reflector's Run returns when its context
+// ends, and leaves no goroutine behind.
+func TestReflectorStops(t *testing.T) {
+	lab.Require(t)
+	l := lab.New(t)
+	ns := l.NewNS("rf")
+	ns.MustRun("ip", "link", "add", "a0", "type", "veth", "peer", "name", "b0")
+	ns.MustRun("ip", "link", "set", "a0", "up")
+	ns.MustRun("ip", "link", "set", "b0", "up")
+	before := runtime.NumGoroutine()
+	r := NewReflector([]string{"a0", "b0"}, quiet)
+	if err := netns.Do(ns.Name, r.Open); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if err := lab.Poll(5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 }
