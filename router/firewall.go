@@ -159,7 +159,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
-		Publish: publish(cfg.Publish), VPNMAC: TransitMACVPN,
+		Publish: publish(cfg.Publish, cfg.Netns), VPNMAC: TransitMACVPN,
 		Segments: segments, Rules: userRules(cfg.Firewall.Rules),
 	}
 	if a := cfg.Admin; a != nil {
@@ -277,10 +277,17 @@ func byFamily[T any](xs []T, is4 func(T) bool) (v4, v6 []T) {
 
 func is4(p netip.Prefix) bool { return p.Addr().Is4() }
 
-func publish(ps []config.Publish) []rules.Publish {
+// publish translates [[publish]]; a service on this host ("host:PORT") is
+// reached at the main namespace's transit addresses.
+func publish(ps []config.Publish, n config.Netns) []rules.Publish {
 	var out []rules.Publish
 	for _, p := range ps {
-		out = append(out, rules.Publish{Name: p.Name, Protos: p.Protos, Port: p.Port, To4: p.To, To6: p.To6})
+		rp := rules.Publish{Name: p.Name, Protos: p.Protos, Port: p.Port, To4: p.To, To6: p.To6, Host: p.HostPort != 0}
+		if rp.Host {
+			rp.To4 = netip.AddrPortFrom(n.MainAddr4().Addr(), p.HostPort)
+			rp.To6 = netip.AddrPortFrom(n.MainAddr6().Addr(), p.HostPort)
+		}
+		out = append(out, rp)
 	}
 	return out
 }

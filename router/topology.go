@@ -220,6 +220,20 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 			}
 		}
 	}
+	// A published container (an address on one of this host's bridges,
+	// not a LAN's): the vpn namespace reaches it through main.
+	for _, pub := range cfg.Publish {
+		for _, to := range []netip.AddrPort{pub.To, pub.To6} {
+			if !to.IsValid() || inLANs(cfg, to.Addr()) {
+				continue
+			}
+			gw := n.MainAddr4().Addr()
+			if to.Addr().Is6() {
+				gw = n.MainAddr6().Addr()
+			}
+			p.Routes = append(p.Routes, netns.Route{NS: n.VPN, Dst: netip.PrefixFrom(to.Addr(), to.Addr().BitLen()), Gw: gw, Dev: config.TransitPeerLink})
+		}
+	}
 	p.Routes = append(p.Routes,
 		netns.Route{NS: n.VPN, Dst: default4, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
 		netns.Route{NS: n.VPN, Dst: default6, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
@@ -233,4 +247,14 @@ func statusName(ns string) string {
 		return "main"
 	}
 	return ns
+}
+
+// inLANs reports whether a is inside a LAN's subnet.
+func inLANs(cfg *config.Config, a netip.Addr) bool {
+	for _, p := range cfg.LANNets.All() {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -175,9 +175,27 @@ func (m *Main) build(r *ruleset) {
 	r.rule(pol, setMark(m.Default), r.counter(defName), goTo("save"))
 
 	r.flowtable(m.Offload)
+	m.hostReplies(r)
 	m.input(r, lan)
 	m.forward(r, lan)
 	m.local(r, lan4, lan6)
+}
+
+// hostReplies routes what this host's own services send on a connection
+// that came through the tunnel (a published host service) back by the
+// connection's path: the mark saved in conntrack is restored in output,
+// and the route chain routes again by it. With the tunnel down the reply
+// meets the vpn namespace's kill switch, never the WAN.
+func (m *Main) hostReplies(r *ruleset) {
+	host := false
+	for _, p := range m.Publish {
+		host = host || p.Host
+	}
+	if !host {
+		return
+	}
+	out := r.chain("host_replies", nftables.ChainHookOutput, -160, nftables.ChainTypeRoute, nftables.ChainPolicyAccept)
+	r.rule(out, restoreMark(m.Mask))
 }
 
 // local marks the packets of this host's processes that a local policy
@@ -382,6 +400,16 @@ func (m *Main) input(r *ruleset, lan *nftables.Set) {
 	_, all := m.segmentSets(r)
 	for _, p := range m.LANInput {
 		r.rule(in, ifIn(false, all, false), l4proto(p.proto()), dportRange(p.From, p.To), accept())
+	}
+	// Services of this host published through the tunnel: they arrive
+	// from the vpn namespace on the transit bridge.
+	for _, p := range m.Publish {
+		if p.Host {
+			p.targets(func(proto byte, to netip.AddrPort) {
+				r.rule(in, iif(m.Transit), etherSaddrEq(m.VPNMAC), daddrEq(to.Addr()), l4proto(proto), dportRange(to.Port(), to.Port()),
+					r.counter("publish_"+p.Name), accept())
+			})
+		}
 	}
 	if len(m.Admin) > 0 && m.AdminPort != 0 {
 		admin := r.set("admin_ifaces", nftables.TypeIFName, false, ifnameElems(m.Admin))

@@ -29,6 +29,9 @@ type Publish struct {
 	Protos   []string // "tcp", "udp"
 	Port     uint16   // arriving on the tunnel's addresses
 	To4, To6 netip.AddrPort
+	// Host: the service runs on the routerd host itself; To4 and To6 are
+	// the main namespace's transit addresses.
+	Host bool
 }
 
 // targets calls fn for each family the service is published on.

@@ -64,6 +64,9 @@ type Publish struct {
 	Port   uint16
 	To     netip.AddrPort // IPv4 arrivals; invalid: none
 	To6    netip.AddrPort // IPv6 arrivals; invalid: none
+	// HostPort, when not 0, publishes a service of the routerd host
+	// itself (to = "host:PORT"), for both families.
+	HostPort uint16
 }
 
 // Update configures updates of the image (A/B slots).

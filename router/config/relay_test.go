@@ -193,7 +193,10 @@ func TestPublishAndLocalPolicies(t *testing.T) {
 		add       string
 		path, msg string
 	}{
-		{"outside the LAN", "[[publish]]\nname = \"x\"\nproto = \"udp\"\nport = 9\nto = \"10.1.1.1:9\"\n", "publish[1].to", "not inside any LAN subnet"},
+		{"outside the LAN", "[[publish]]\nname = \"x\"\nproto = \"udp\"\nport = 9\nto = \"198.51.100.1:9\"\n", "publish[1].to", "neither inside a LAN subnet nor a private address"},
+		{"in the transit network", "[[publish]]\nname = \"x\"\nproto = \"udp\"\nport = 9\nto = \"10.254.0.3:9\"\n", "publish[1].to", "transit network"},
+		{"host with to6", "[[publish]]\nname = \"x\"\nproto = \"udp\"\nport = 9\nto = \"host:9\"\nto6 = \"[fd00:1::5]:9\"\n", "publish[1].to6", "both families"},
+		{"host port", "[[publish]]\nname = \"x\"\nproto = \"udp\"\nport = 9\nto = \"host:x\"\n", "publish[1].to", "host:8080"},
 		{"twice", "[[publish]]\nname = \"x\"\nproto = \"tcp+udp\"\nport = 443\nto = \"192.168.1.11\"\n", "publish[1].port", "already published by publish[0]"},
 		{"to6 with IPv4", "[[publish]]\nname = \"x\"\nproto = \"tcp\"\nport = 80\nto6 = \"192.168.1.11:80\"\n", "publish[1].to6", "not an IPv6 address"},
 		{"users and sources", "[[routing.policy]]\nname = \"x\"\nusers = [\"root\"]\nsources = [\"192.168.1.5\"]\nvia = \"wan\"\n", "routing.policy[3].sources", "not both"},

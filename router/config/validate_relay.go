@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"net/netip"
 	"slices"
 )
@@ -398,14 +399,31 @@ func (v *validator) publish(fps []filePublish) {
 				v.p.errf(pp+"."+key, "%q: %v", s, err)
 			case to.Addr().Is6() != v6:
 				v.p.errf(pp+"."+key, "%s is not an %s address (to is for IPv4 arrivals, to6 for IPv6)", to.Addr(), famName(v6))
-			case !v.inLANSubnet(to.Addr()):
-				v.p.errf(pp+"."+key, "%s is not inside any LAN subnet", to.Addr())
+			case !v.inLANSubnet(to.Addr()) && !to.Addr().IsPrivate():
+				v.p.errf(pp+"."+key, "%s is neither inside a LAN subnet nor a private address (a container's on one of this host's bridges)", to.Addr())
+			case v.c.Netns.Transit4.Contains(to.Addr()) || v.c.Netns.Transit6.Contains(to.Addr()):
+				v.p.errf(pp+"."+key, "%s is in the transit network: give a LAN host, a container, or \"host:PORT\"", to.Addr())
 			case !hasFamily(v.c.VPN.Addresses, v6):
 				v.p.errf(pp+"."+key, "vpn.addresses has no %s address: nothing %s arrives through the tunnel", famName(v6), famName(v6))
 			default:
 				return to
 			}
 			return netip.AddrPort{}
+		}
+		if hp, ok := strings.CutPrefix(fp.To, "host:"); ok {
+			// A service on this host (seed 002's home server): both
+			// families arrive, at the main namespace's transit addresses.
+			port, err := parsePort(hp)
+			switch {
+			case err != nil:
+				v.p.errf(pp+".to", "%q: %v (want \"host:8080\")", fp.To, err)
+			case fp.To6 != "":
+				v.p.errf(pp+".to6", "not with to = \"host:PORT\", which takes both families")
+			default:
+				pub.HostPort = port
+			}
+			v.c.Publish = append(v.c.Publish, pub)
+			continue
 		}
 		pub.To = check("to", fp.To, false)
 		pub.To6 = check("to6", fp.To6, true)
