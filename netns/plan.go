@@ -83,14 +83,17 @@ type Route struct {
 	Gw     netip.Addr
 	Dev    string
 	Src    netip.Addr
-	Type   int // unix.RTN_UNICAST (0 is taken as unicast) or unix.RTN_UNREACHABLE
+	Type   int // unix.RTN_UNICAST (0 is taken as unicast), unix.RTN_UNREACHABLE or unix.RTN_THROW
 	Metric int
 }
 
 func (r Route) String() string {
 	var b strings.Builder
-	if r.Type == unix.RTN_UNREACHABLE {
+	switch r.Type {
+	case unix.RTN_UNREACHABLE:
 		b.WriteString("unreachable ")
+	case unix.RTN_THROW:
+		b.WriteString("throw ")
 	}
 	if r.Dst.Bits() == 0 {
 		b.WriteString("default")

@@ -103,7 +103,7 @@ func (r Route) netlink(h *netlink.Handle, proto int) (*netlink.Route, error) {
 			nr.Scope = netlink.SCOPE_LINK
 		}
 	}
-	if nr.Type == unix.RTN_UNREACHABLE {
+	if nr.Type == unix.RTN_UNREACHABLE || nr.Type == unix.RTN_THROW {
 		nr.Scope = netlink.SCOPE_UNIVERSE
 	}
 	return nr, nil

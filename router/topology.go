@@ -231,7 +231,14 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 			if to.Addr().Is6() {
 				gw = n.MainAddr6().Addr()
 			}
-			p.Routes = append(p.Routes, netns.Route{NS: n.VPN, Dst: netip.PrefixFrom(to.Addr(), to.Addr().BitLen()), Gw: gw, Dev: config.TransitPeerLink})
+			host := netip.PrefixFrom(to.Addr(), to.Addr().BitLen())
+			p.Routes = append(p.Routes, netns.Route{NS: n.VPN, Dst: host, Gw: gw, Dev: config.TransitPeerLink})
+			// In main the connection is marked for the tunnel's table,
+			// which knows only the LANs: thrown back to the main table,
+			// it finds the container's bridge.
+			for _, table := range []int{TableWAN, TableVPN} {
+				p.Routes = append(p.Routes, netns.Route{Table: table, Dst: host, Type: unix.RTN_THROW})
+			}
 		}
 	}
 	p.Routes = append(p.Routes,

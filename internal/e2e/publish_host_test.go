@@ -96,4 +96,12 @@ to = "172.30.0.2:9191"
 	if c := counters(st, "main"); c["publish_hostsvc"] == 0 || c["publish_ctr"] == 0 {
 		t.Errorf("publish counters: %v", c)
 	}
+	// The container's routes (a throw in each path table) converge: a
+	// restart changes nothing.
+	rd.Restart()
+	for c, n := range lastChanges(waitConverged(t, l, rd)) {
+		if n != 0 {
+			t.Errorf("after a restart, %s's apply made %d changes, want 0", c, n)
+		}
+	}
 }
