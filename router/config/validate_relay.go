@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // [relay]: routerd on a VPS, the far end of the homes' tunnels. Seed 000
