@@ -218,20 +218,7 @@ type hostResponder struct {
 }
 
 func startHostResponder(hostname string, ifaces []string, log interface{ Debug(string, ...any) }) (*hostResponder, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-			if serr == nil {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	raw, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:5353")
+	raw, err := listenMDNS("udp4", "0.0.0.0:5353")
 	if err != nil {
 		return nil, fmt.Errorf("mDNS responder: %w", err)
 	}

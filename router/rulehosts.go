@@ -152,7 +152,7 @@ func withHosts(rs []rules.Rule, hosts map[string][]netip.Addr) []rules.Rule {
 	out := slices.Clone(rs)
 	for i := range out {
 		if out[i].To.Hosts {
-			out[i].To.Host4, out[i].To.Host6 = byFamily(hosts[out[i].Name], func(a netip.Addr) bool { return a.Is4() })
+			out[i].To.Host4, out[i].To.Host6 = byFamily(hosts[out[i].Name], netip.Addr.Is4)
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/routerd/routerd/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -447,33 +448,46 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 // SetWANAddrs replaces the router's public addresses in the main table (for
 // NAT loopback), in one transaction.
 func SetWANAddrs(ns string, addrs []netip.Addr) error {
+	return replaceAddrSets(ns, "wan_addrs4", "wan_addrs6", addrs)
+}
+
+// replaceAddrSets replaces the elements of a pair of address sets of the
+// main table (IPv4, IPv6) with addrs, in one transaction.
+func replaceAddrSets(ns, name4, name6 string, addrs []netip.Addr) error {
 	c, done, err := openConn(ns)
 	if err != nil {
 		return err
 	}
 	defer done()
 	t := &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
-	s4 := &nftables.Set{Table: t, Name: "wan_addrs4", KeyType: nftables.TypeIPAddr}
-	s6 := &nftables.Set{Table: t, Name: "wan_addrs6", KeyType: nftables.TypeIP6Addr}
+	s4 := &nftables.Set{Table: t, Name: name4, KeyType: nftables.TypeIPAddr}
+	s6 := &nftables.Set{Table: t, Name: name6, KeyType: nftables.TypeIP6Addr}
 	c.FlushSet(s4)
 	c.FlushSet(s6)
-	var e4, e6 []nftables.SetElement
+	a4, a6 := splitAddrs(addrs)
+	for _, x := range []struct {
+		s *nftables.Set
+		a []netip.Addr
+	}{{s4, a4}, {s6, a6}} {
+		if len(x.a) > 0 {
+			if err := c.SetAddElements(x.s, addrElems(x.a)); err != nil {
+				return fmt.Errorf("sets %s, %s in %s: %w", name4, name6, netns.Label(ns), err)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("sets %s, %s in %s: %w", name4, name6, netns.Label(ns), err)
+	}
+	return nil
+}
+
+func splitAddrs(addrs []netip.Addr) (v4, v6 []netip.Addr) {
 	for _, a := range addrs {
 		if a.Is4() {
-			e4 = append(e4, nftables.SetElement{Key: a.AsSlice()})
+			v4 = append(v4, a)
 		} else {
-			e6 = append(e6, nftables.SetElement{Key: a.AsSlice()})
+			v6 = append(v6, a)
 		}
 	}
-	if len(e4) > 0 {
-		if err := c.SetAddElements(s4, e4); err != nil {
-			return err
-		}
-	}
-	if len(e6) > 0 {
-		if err := c.SetAddElements(s6, e6); err != nil {
-			return err
-		}
-	}
-	return c.Flush()
+	return v4, v6
 }

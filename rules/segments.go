@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 
@@ -55,38 +54,7 @@ type RuleMatch struct {
 // SetRuleHosts replaces the addresses of the hosts a rule names by MAC,
 // in one transaction.
 func SetRuleHosts(ns, rule string, addrs []netip.Addr) error {
-	c, done, err := openConn(ns)
-	if err != nil {
-		return err
-	}
-	defer done()
-	t := &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
-	s4 := &nftables.Set{Table: t, Name: "rule_" + rule + "_to_hosts4", KeyType: nftables.TypeIPAddr}
-	s6 := &nftables.Set{Table: t, Name: "rule_" + rule + "_to_hosts6", KeyType: nftables.TypeIP6Addr}
-	c.FlushSet(s4)
-	c.FlushSet(s6)
-	var e4, e6 []nftables.SetElement
-	for _, a := range addrs {
-		if a.Is4() {
-			e4 = append(e4, nftables.SetElement{Key: a.AsSlice()})
-		} else {
-			e6 = append(e6, nftables.SetElement{Key: a.AsSlice()})
-		}
-	}
-	for _, x := range []struct {
-		s *nftables.Set
-		e []nftables.SetElement
-	}{{s4, e4}, {s6, e6}} {
-		if len(x.e) > 0 {
-			if err := c.SetAddElements(x.s, x.e); err != nil {
-				return fmt.Errorf("rule %s hosts: %w", rule, err)
-			}
-		}
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("rule %s hosts: %w", rule, err)
-	}
-	return nil
+	return replaceAddrSets(ns, "rule_"+rule+"_to_hosts4", "rule_"+rule+"_to_hosts6", addrs)
 }
 
 func addrElems(as []netip.Addr) []nftables.SetElement {

@@ -77,8 +77,14 @@ func (a *appliance) waitVPN(t *testing.T) {
 // work at all (a fresh tunnel or NAT may take a moment).
 func (a *appliance) echo(t *testing.T, c *lab.Client, dst netip.Addr, port int) string {
 	t.Helper()
+	return echoFrom(t, a.l, c, dst, port)
+}
+
+// echoFrom is appliance.echo for any lab.
+func echoFrom(t *testing.T, l *lab.Lab, c *lab.Client, dst netip.Addr, port int) string {
+	t.Helper()
 	var got string
-	a.l.Eventually(20*time.Second, fmt.Sprintf("%s reaches %s:%d", c.NS.Name, dst, port), func() (err error) {
+	l.Eventually(20*time.Second, fmt.Sprintf("%s reaches %s:%d", c.NS.Name, dst, port), func() (err error) {
 		got, err = c.Echo(dst, port)
 		return err
 	})

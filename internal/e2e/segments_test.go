@@ -87,17 +87,6 @@ advertise = true
 	return s
 }
 
-// reaches asks the echo service at dst:port from c, waiting for the path.
-func (s *segmentsLab) reaches(t *testing.T, c *lab.Client, dst netip.Addr, port int) string {
-	t.Helper()
-	var got string
-	s.l.Eventually(20*time.Second, fmt.Sprintf("%s reaches %s:%d", c.NS.Name, dst, port), func() (err error) {
-		got, err = c.Echo(dst, port)
-		return err
-	})
-	return got
-}
-
 // cannotReach checks that a connection from c to dst:port is not made
 // (dropped: it times out).
 func cannotReach(t *testing.T, ns *lab.NS, dst netip.Addr, port int) {
@@ -141,10 +130,10 @@ func TestSegments(t *testing.T) {
 		}
 		return nil
 	})
-	if got := s.reaches(t, s.laptop, nas4, 8080); got != laptop.IP.String() {
+	if got := echoFrom(t, s.l, s.laptop, nas4, 8080); got != laptop.IP.String() {
 		t.Errorf("the NAS saw the laptop as %q, want %s (one LAN, no NAT)", got, laptop.IP)
 	}
-	s.reaches(t, s.laptop, lab.Echo4, 80)
+	echoFrom(t, s.l, s.laptop, lab.Echo4, 80)
 
 	// Guests: the internet yes, the NAS no (not a packet reaches it),
 	// except its printer port.
@@ -152,13 +141,13 @@ func TestSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.reaches(t, s.guest, lab.Echo4, 80)
+	echoFrom(t, s.l, s.guest, lab.Echo4, 80)
 	s.nas.NS.MustRun("nft", "add table inet seen; add chain inet seen in { type filter hook input priority 0; }; add rule inet seen in ip saddr 192.168.12.0/24 tcp dport 8080 counter")
 	cannotReach(t, s.guest.NS, nas4, 8080)
 	if out := s.nas.NS.MustRun("nft", "list chain inet seen in"); !strings.Contains(out, "counter packets 0 ") {
 		t.Errorf("a guest's packets reached the NAS:\n%s", out)
 	}
-	if got := s.reaches(t, s.guest, nas4, 631); got != g.IP.String() {
+	if got := echoFrom(t, s.l, s.guest, nas4, 631); got != g.IP.String() {
 		t.Errorf("printing from the guest LAN: the NAS saw %q, want %s", got, g.IP)
 	}
 
@@ -173,10 +162,10 @@ func TestSegments(t *testing.T) {
 	if out, err := s.cam.Dig(netip.MustParseAddr("192.168.13.1"), "+short", "gw.lan"); err != nil || strings.TrimSpace(out) == "" {
 		t.Errorf("an isolated LAN's DNS: %v %q", err, out)
 	}
-	if got := s.reaches(t, s.nas, cam.IP, 8080); got != nas4.String() {
+	if got := echoFrom(t, s.l, s.nas, cam.IP, 8080); got != nas4.String() {
 		t.Errorf("the household reaching the camera: it saw %q, want %s", got, nas4)
 	}
-	if got := s.reaches(t, s.nas, netip.MustParseAddr("fd00:13::20"), 8080); got != nas6.String() {
+	if got := echoFrom(t, s.l, s.nas, netip.MustParseAddr("fd00:13::20"), 8080); got != nas6.String() {
 		t.Errorf("the household reaching the camera over IPv6: it saw %q, want %s", got, nas6)
 	}
 	// The laptop is refused the camera by a rule naming both by MAC: the
@@ -197,12 +186,12 @@ func TestSegments(t *testing.T) {
 
 	// The TV's MAC is off the internet, not off the LAN.
 	cannotReach(t, s.tv.NS, lab.Echo4, 80)
-	s.reaches(t, s.tv, nas4, 8080)
+	echoFrom(t, s.l, s.tv, nas4, 8080)
 
 	// The network behind the gateway: its hosts reach the internet
 	// (replies come back through the wan namespace and the path table)
 	// and the household reaches them.
-	s.reaches(t, &lab.Client{NS: s.behind}, lab.Echo4, 80)
+	echoFrom(t, s.l, &lab.Client{NS: s.behind}, lab.Echo4, 80)
 	if _, err := s.nas.NS.Run("ping", "-c", "1", "-W", "2", "10.10.1.1"); err != nil {
 		t.Errorf("the NAS cannot reach the network behind the gateway: %v", err)
 	}

@@ -77,9 +77,8 @@ func TestVLANTrunk(t *testing.T) {
 		}
 		addr[c] = le.IP
 	}
-	s := &segmentsLab{l: l}
-	s.reaches(t, phone, lab.Echo4, 80)
-	if got := s.reaches(t, pc, addr[cam], 8080); got != addr[pc].String() {
+	echoFrom(t, l, phone, lab.Echo4, 80)
+	if got := echoFrom(t, l, pc, addr[cam], 8080); got != addr[pc].String() {
 		t.Errorf("the camera saw the household's PC as %q, want %s", got, addr[pc])
 	}
 	cannotReach(t, phone.NS, addr[cam], 8080)

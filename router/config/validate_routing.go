@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -36,22 +38,14 @@ func (v *validator) routing(f *fileRouting) {
 			names[fp.Name] = i
 		}
 		for j, s := range fp.Sources {
-			sp := idx(pp+".sources", j)
-			switch {
-			case v.isLAN(s):
-				pol.SourceIfaces = append(pol.SourceIfaces, s)
-			case strings.Count(s, ":") == 5 && !strings.Contains(s, "::"):
-				if m := v.mac(sp, s); m != nil {
-					pol.SourceMACs = append(pol.SourceMACs, m)
-				}
-			default:
-				pf, err := parseAddrOrPrefix(s)
-				if err != nil {
-					v.p.errf(sp, "%q is not an IP, CIDR, MAC or [[lan]] name", s)
-					continue
-				}
-				pol.SourceAddrs = append(pol.SourceAddrs, pf)
+			sel, ok := v.selector(idx(pp+".sources", j), s)
+			if !ok {
+				v.p.errf(idx(pp+".sources", j), "%q is not an IP, CIDR, MAC or [[lan]] name", s)
+				continue
 			}
+			pol.SourceIfaces = appendIf(pol.SourceIfaces, sel.lan, sel.lan != "")
+			pol.SourceMACs = appendIf(pol.SourceMACs, sel.mac, sel.mac != nil)
+			pol.SourceAddrs = appendIf(pol.SourceAddrs, sel.prefix, sel.prefix.IsValid())
 		}
 		for j, s := range fp.Destinations {
 			pf, err := parseAddrOrPrefix(s)
@@ -92,6 +86,40 @@ func (v *validator) routing(f *fileRouting) {
 		}
 		r.Policies = append(r.Policies, pol)
 	}
+}
+
+// selected is one entry naming LAN hosts: a [[lan]] name, a MAC or an IP
+// or CIDR (one of the three is set).
+type selected struct {
+	lan    string
+	mac    net.HardwareAddr
+	prefix netip.Prefix
+}
+
+// selector reads an entry naming LAN hosts (a policy's sources, a firewall
+// rule's sides). A malformed MAC is reported here and selects nothing; ok
+// is false for an entry of no kind at all, which the caller reports.
+func (v *validator) selector(path, s string) (sel selected, ok bool) {
+	switch {
+	case v.isLAN(s):
+		sel.lan = s
+	case strings.Count(s, ":") == 5 && !strings.Contains(s, "::"):
+		sel.mac = v.mac(path, s)
+	default:
+		pf, err := parseAddrOrPrefix(s)
+		if err != nil {
+			return sel, false
+		}
+		sel.prefix = pf
+	}
+	return sel, true
+}
+
+func appendIf[T any](xs []T, x T, cond bool) []T {
+	if cond {
+		return append(xs, x)
+	}
+	return xs
 }
 
 func (v *validator) blocklist(path string, f *fileBlocklist) {

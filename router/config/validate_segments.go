@@ -208,24 +208,18 @@ func (v *validator) rules(fs []fileRule) {
 func (v *validator) match(path string, ss []string) Match {
 	var m Match
 	for i, s := range ss {
-		p := idx(path, i)
-		switch {
-		case s == "wan":
+		if s == "wan" {
 			m.WAN = true
-		case v.isLAN(s):
-			m.LANs = append(m.LANs, s)
-		case strings.Count(s, ":") == 5 && !strings.Contains(s, "::"):
-			if mac := v.mac(p, s); mac != nil {
-				m.MACs = append(m.MACs, mac)
-			}
-		default:
-			pf, err := parseAddrOrPrefix(s)
-			if err != nil {
-				v.p.errf(p, "%q is not a [[lan]] name, IP, CIDR, MAC or \"wan\"", s)
-				continue
-			}
-			m.Prefixes = append(m.Prefixes, pf)
+			continue
 		}
+		sel, ok := v.selector(idx(path, i), s)
+		if !ok {
+			v.p.errf(idx(path, i), "%q is not a [[lan]] name, IP, CIDR, MAC or \"wan\"", s)
+			continue
+		}
+		m.LANs = appendIf(m.LANs, sel.lan, sel.lan != "")
+		m.MACs = appendIf(m.MACs, sel.mac, sel.mac != nil)
+		m.Prefixes = appendIf(m.Prefixes, sel.prefix, sel.prefix.IsValid())
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -38,7 +39,7 @@ func renderSegments(fw *Firewall, w io.Writer) {
 				case o.LAN == s.LAN:
 					row = append(row, "-")
 				default:
-					row = append(row, yesNo(contains(s.Reaches, o.LAN)))
+					row = append(row, yesNo(slices.Contains(s.Reaches, o.LAN)))
 				}
 			}
 			fmt.Fprintln(w, strings.Join(row, "\t"))
@@ -55,15 +56,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Reflector is the mDNS reflector: the LANs it relays between and its
