@@ -33,7 +33,7 @@ func (r *Resolver) acceptWire(key cacheKey, q dns.Question, resp *dns.Msg, now t
 		gen = r.cfg.HookGeneration()
 	}
 	if r.cfg.OnAnswer != nil {
-		r.hook(key.path, q, resp)
+		r.hook(key.route.Path, q, resp)
 	}
 	if give {
 		return resp, r.cache.putOwned(key, resp, now, gen)

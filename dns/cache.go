@@ -7,17 +7,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/routerd/routerd/internal/via"
 )
 
-// pathMDNS keys answers learnt over mDNS: they belong to no upstream path.
-const pathMDNS via.Path = 0xff
-
-// cacheKey identifies a cached answer. The path is part of it: the WAN and
-// the VPN can see different answers for the same name (CDNs, ISPs that
-// rewrite blocked names), and a VPN client must get the VPN's.
+// cacheKey identifies a cached answer. The route is part of it: the WAN
+// and the VPN can see different answers for the same name (CDNs, ISPs that
+// rewrite blocked names), and a VPN client must get the VPN's; a policy's
+// own servers may answer what others do not (names of the VPN's network).
 type cacheKey struct {
-	path  via.Path
+	route Route
 	name  string // lower case, fully qualified
 	qtype uint16
 	class uint16
@@ -89,8 +86,8 @@ func entryCost(m *dns.Msg, packed int, w *wireAnswer) int {
 	return n
 }
 
-func keyOf(path via.Path, q dns.Question, do bool) cacheKey {
-	return cacheKey{path: path, name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, do: do}
+func keyOf(rt Route, q dns.Question, do bool) cacheKey {
+	return cacheKey{route: rt, name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, do: do}
 }
 
 // get returns a copy of the cached answer with TTLs aged, or nil.

@@ -29,7 +29,7 @@ func TestCacheMemoryBound(t *testing.T) {
 	c := newCache(10000)
 	now := time.Now()
 	huge := answerWith("huge.example", 4059)
-	k := keyOf(0, huge.Question[0], false)
+	k := keyOf(Route{}, huge.Question[0], false)
 	c.put(k, huge, now)
 	if c.get(k, now) != nil {
 		t.Fatal("an answer of 4059 records was cached")
@@ -37,7 +37,7 @@ func TestCacheMemoryBound(t *testing.T) {
 	var first cacheKey
 	for i := range 2000 {
 		m := answerWith(fmt.Sprintf("n%d.example", i), 200)
-		k := keyOf(0, m.Question[0], false)
+		k := keyOf(Route{}, m.Question[0], false)
 		if i == 0 {
 			first = k
 		}
@@ -50,7 +50,7 @@ func TestCacheMemoryBound(t *testing.T) {
 		t.Error("the oldest answer is still cached past the byte budget")
 	}
 	last := answerWith("n1999.example", 1)
-	if c.get(keyOf(0, last.Question[0], false), now) == nil {
+	if c.get(keyOf(Route{}, last.Question[0], false), now) == nil {
 		t.Error("the newest answer is not cached")
 	}
 	size, _, _ := c.stats()

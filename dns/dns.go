@@ -53,15 +53,20 @@ type Config struct {
 	CacheSize  int
 	MDNS       bool
 	MDNSIfaces []string
-	// PathOf says which path a client's traffic takes; its questions go
-	// upstream by the same path, with that path's socket mark.
-	PathOf func(client netip.Addr, iface string) via.Path
-	// MarkPath, when set, is the path a question's packet mark says: this
-	// host's own processes that a local policy selects have their packets
-	// marked, and their questions (over UDP) go upstream by that path.
-	// 0: no path in the mark. Nil: marks are not read.
-	MarkPath func(mark uint32) via.Path
-	Port     int // 53
+	// Views are routing policies' own upstream servers (Route.View).
+	Views []View
+	// RouteOf says which path a client's traffic takes, and whose
+	// servers it asks; its questions go upstream by the same path, with
+	// that path's socket mark.
+	RouteOf func(client netip.Addr, iface string) Route
+	// MarkRoute, when set, is the route a question's packet mark says:
+	// this host's own processes that a local policy selects have their
+	// packets marked, and their questions go upstream by that route (over
+	// TCP, the mark of the connection's SYN, which the listener's
+	// accepted socket takes when net.ipv4.tcp_fwmark_accept is set). A
+	// zero Route: no path in the mark. Nil: marks are not read.
+	MarkRoute func(mark uint32) Route
+	Port      int // 53
 	// OnAnswer, when set, is called with every forwarded answer's names
 	// (the question and its CNAME chain) and addresses before the client
 	// gets it. Blocklists use it to route a blocked domain's addresses.
@@ -82,7 +87,8 @@ type Resolver struct {
 	cfg   Config
 	zone  *zone
 	cache *cache
-	fwd   *forwarder
+	fwd   *forwarder   // view 0's
+	views []*forwarder // Config.Views'
 	mdns  *mdnsForwarder
 
 	mu        sync.Mutex
@@ -112,6 +118,9 @@ func New(cfg Config) *Resolver {
 	}
 	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
 		fwd: newForwarder(cfg.Upstreams, cfg.TLSRoots), listeners: map[netip.Addr]*listener{}}
+	for _, v := range cfg.Views {
+		r.views = append(r.views, newForwarder(v.Upstreams, cfg.TLSRoots))
+	}
 	if cfg.MDNS {
 		r.mdns = &mdnsForwarder{ifaces: cfg.MDNSIfaces}
 	}
@@ -237,6 +246,9 @@ func (r *Resolver) Stop(ctx context.Context) error {
 		r.responder = nil
 	}
 	r.fwd.close()
+	for _, f := range r.views {
+		f.close()
+	}
 	return err
 }
 
@@ -300,6 +312,9 @@ func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
 		udp.close()
 		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
 	}
+	if r.cfg.MarkRoute != nil {
+		ln = markListener{ln}
+	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
 	l := &listener{iface: iface, udp: udp,
 		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
@@ -314,15 +329,22 @@ func (l *listener) close() {
 
 // serve answers one query.
 func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, iface string) {
-	client := remoteAddr(w)
-	resp := r.Answer(req, client, iface, w.RemoteAddr().Network() == "tcp")
+	var hint Route
+	if m, ok := w.RemoteAddr().(markedAddr); ok && r.cfg.MarkRoute != nil {
+		hint = r.cfg.MarkRoute(m.mark)
+	}
+	resp := r.answer(req, remoteAddr(w), iface, hint, w.RemoteAddr().Network() == "tcp")
 	if resp != nil {
 		w.WriteMsg(resp)
 	}
 }
 
 func remoteAddr(w dns.ResponseWriter) netip.Addr {
-	switch a := w.RemoteAddr().(type) {
+	a := w.RemoteAddr()
+	if m, ok := a.(markedAddr); ok {
+		a = m.TCPAddr
+	}
+	switch a := a.(type) {
 	case *net.UDPAddr:
 		ip, _ := netip.AddrFromSlice(a.IP)
 		return ip.Unmap()
@@ -336,16 +358,21 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 // Answer is the whole query path without sockets: it returns the answer to
 // req from client (asking over TCP or not), or nil to stay silent.
 func (r *Resolver) Answer(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
-	if resp, done := r.answerFast(req, client, iface, 0, tcp); done {
+	return r.answer(req, client, iface, Route{}, tcp)
+}
+
+// answer is Answer with the route the question's mark said (hint).
+func (r *Resolver) answer(req *dns.Msg, client netip.Addr, iface string, hint Route, tcp bool) *dns.Msg {
+	if resp, done := r.answerFast(req, client, iface, hint, tcp); done {
 		return resp
 	}
-	return r.answerSlow(req, client, iface, 0, tcp)
+	return r.answerSlow(req, client, iface, hint, tcp)
 }
 
 // answerFast answers what needs no waiting: refusals, errors, local names
 // and the cache. done is false when the question must go upstream or to
 // mDNS (answerSlow).
-func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hint via.Path, tcp bool) (*dns.Msg, bool) {
+func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hint Route, tcp bool) (*dns.Msg, bool) {
 	r.st.queries.Add(1)
 	r.st.tick()
 	if req.Response {
@@ -379,7 +406,7 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hin
 }
 
 // answerSlow answers a question that must wait for upstream or mDNS.
-func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hint via.Path, tcp bool) *dns.Msg {
+func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hint Route, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	var resp *dns.Msg
 	if isLocalName(q.Name) {
@@ -408,7 +435,7 @@ func isLocalName(name string) bool {
 
 // resolveFast answers from the local zone or the cache, or returns nil
 // when the question must be asked (mDNS or upstream).
-func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) *dns.Msg {
+func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint Route) *dns.Msg {
 	name := strings.ToLower(q.Name)
 	if m, ok := r.zone.answer(q); ok {
 		r.st.local.Add(1)
@@ -419,7 +446,7 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 		if r.mdns == nil {
 			return nxdomain()
 		}
-		if m := r.cache.get(keyOf(pathMDNS, q, false), time.Now()); m != nil {
+		if m := r.cache.get(keyOf(routeMDNS, q, false), time.Now()); m != nil {
 			r.st.hits.Add(1)
 			return m
 		}
@@ -436,7 +463,7 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 	if m, stale := r.cache.getGen(key, time.Now(), gen); m != nil {
 		r.st.hits.Add(1)
 		if stale && r.cfg.OnAnswer != nil {
-			r.hook(key.path, q, m)
+			r.hook(key.route.Path, q, m)
 		}
 		return m
 	}
@@ -451,20 +478,20 @@ func (r *Resolver) hook(path via.Path, q dns.Question, m *dns.Msg) {
 	}
 }
 
-// path is the path a client's questions go upstream by: hint, the path
+// route is the route a client's questions go upstream by: hint, the one
 // its packet was marked with (a local policy's process), or its traffic's.
-func (r *Resolver) path(client netip.Addr, iface string, hint via.Path) via.Path {
-	if hint != 0 {
+func (r *Resolver) route(client netip.Addr, iface string, hint Route) Route {
+	if hint.Path != 0 {
 		return hint
 	}
-	if r.cfg.PathOf != nil {
-		return r.cfg.PathOf(client, iface)
+	if r.cfg.RouteOf != nil {
+		return r.cfg.RouteOf(client, iface)
 	}
-	return via.WAN
+	return Route{Path: via.WAN}
 }
 
-func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) cacheKey {
-	k := keyOf(r.path(client, iface, hint), q, doBit(req))
+func (r *Resolver) key(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint Route) cacheKey {
+	k := keyOf(r.route(client, iface, hint), q, doBit(req))
 	// A validating resolver answers CD questions with what it would
 	// refuse others (bogus data), so they are cached apart.
 	k.cd = r.cfg.Validator != nil && req.CheckingDisabled
@@ -477,7 +504,7 @@ func doBit(m *dns.Msg) bool {
 }
 
 // forward asks upstream by the client's path, caches and returns the answer.
-func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint via.Path) *dns.Msg {
+func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint Route) *dns.Msg {
 	key := r.key(req, q, client, iface, hint)
 	if r.cfg.Validator != nil {
 		return r.forwardValidated(key, q)
@@ -486,17 +513,17 @@ func (r *Resolver) forward(req *dns.Msg, q dns.Question, client netip.Addr, ifac
 	up := upstreamQuery(q, req.CheckingDisabled, key.do)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp := r.exchange(ctx, up, key.path)
+	resp := r.exchange(ctx, up, key.route)
 	if resp.Rcode == dns.RcodeServerFailure {
 		return resp
 	}
 	return r.accept(key, q, resp, now)
 }
 
-// exchange asks the upstreams up by path and counts the outcome: their
-// answer, or SERVFAIL when none answered.
-func (r *Resolver) exchange(ctx context.Context, up *dns.Msg, path via.Path) *dns.Msg {
-	resp, err := r.fwd.exchange(ctx, up, path)
+// exchange asks the route's upstreams by its path and counts the outcome:
+// their answer, or SERVFAIL when none answered.
+func (r *Resolver) exchange(ctx context.Context, up *dns.Msg, rt Route) *dns.Msg {
+	resp, err := r.forwarder(rt.View).exchange(ctx, up, rt.Path)
 	if err != nil {
 		r.st.servfail.Add(1)
 		r.cfg.Log.Debug("upstream failed", "q", up.Question[0].Name, "err", err)

@@ -194,7 +194,7 @@ func TestForwardAndCache(t *testing.T) {
 		t.Errorf("TCP retry: %v", resp)
 	}
 	// Cached entries age.
-	k := keyOf(via.WAN, dns.Question{Name: "echo.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
+	k := keyOf(Route{Path: via.WAN}, dns.Question{Name: "echo.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
 	if m := r.cache.get(k, time.Now().Add(100*time.Second)); m == nil || m.Answer[0].Header().Ttl > 200 {
 		t.Errorf("aged TTL = %v", m)
 	}

@@ -93,7 +93,7 @@ func FuzzUpstreamResponse(f *testing.F) {
 			return
 		}
 		now := time.Now()
-		key := keyOf(via.WAN, q, false)
+		key := keyOf(Route{Path: via.WAN}, q, false)
 		hooked = nil
 		r.accept(key, q, m, now)
 		for _, a := range hooked {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/routerd/routerd/internal/via"
 )
 
 // flights are the questions on their way upstream, by cache key, with
@@ -55,18 +54,19 @@ func (f *flights) land(key cacheKey, resp *dns.Msg) {
 // by the general path, which tries every upstream. False when the question
 // needs the general path from the start: mDNS, DNSSEC validation, DNS over
 // TLS.
-func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr, iface string, hint via.Path, done func(*dns.Msg, []byte)) bool {
+func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr, iface string, hint Route, done func(*dns.Msg, []byte)) bool {
 	q := req.Question[0]
 	if r.cfg.Validator != nil || isLocalName(q.Name) {
 		return false
 	}
 	now := time.Now()
-	first, ok := r.fwd.first(now)
+	key := r.key(req, q, client, iface, hint)
+	fwd := r.forwarder(key.route.View)
+	first, ok := fwd.first(now)
 	if !ok || first.TLS {
 		return false
 	}
-	key := r.key(req, q, client, iface, hint)
-	e, ok := r.fwd.asker(first, key.path.Mark()).(*exchanger)
+	e, ok := fwd.asker(first, key.route.Path.Mark()).(*exchanger)
 	if !ok {
 		return false
 	}
@@ -89,7 +89,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 		if err == nil && (resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused) {
 			err = fmt.Errorf("upstream answered %s", dns.RcodeToString[resp.Rcode])
 		}
-		r.fwd.record(first, time.Since(now), err)
+		fwd.record(first, time.Since(now), err)
 		if err != nil || resp.Truncated {
 			r.flights.land(key, nil)
 			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()

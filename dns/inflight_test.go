@@ -26,7 +26,7 @@ func TestMergeInFlight(t *testing.T) {
 		q := new(dns.Msg)
 		q.SetQuestion("merged.example.", dns.TypeA)
 		wg.Add(1)
-		if !r.forwardAsync(q, nil, lanClient, "lan0", 0, func(m *dns.Msg, _ []byte) {
+		if !r.forwardAsync(q, nil, lanClient, "lan0", Route{}, func(m *dns.Msg, _ []byte) {
 			defer wg.Done()
 			if m != nil && len(m.Answer) == 1 && m.Id == q.Id {
 				got.Add(1)

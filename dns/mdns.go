@@ -317,7 +317,7 @@ func (h *hostResponder) records(ifi *net.Interface, qtype uint16, legacy bool) [
 
 // viaMDNS answers a .local question from the LAN's responders, cached.
 func (r *Resolver) viaMDNS(q dns.Question) *dns.Msg {
-	key := keyOf(pathMDNS, q, false)
+	key := keyOf(routeMDNS, q, false)
 	now := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

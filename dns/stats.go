@@ -41,7 +41,7 @@ func (r *Resolver) Status() Status {
 	st := Status{
 		Queries: r.st.queries.Load(), Local: r.st.local.Load(), CacheHits: r.st.hits.Load(), CacheSize: size,
 		Forwarded: r.st.forwarded.Load(), Merged: r.st.merged.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
-		ServFail: r.st.servfail.Load(), Upstreams: r.fwd.status(),
+		ServFail: r.st.servfail.Load(), Upstreams: r.upstreamStatus(),
 	}
 	if hits+misses > 0 {
 		st.CacheHitRatio = float64(hits) / float64(hits+misses)
@@ -72,4 +72,17 @@ func (r *Resolver) Status() Status {
 	r.mu.Unlock()
 	slices.Sort(st.Listening)
 	return st
+}
+
+// upstreamStatus is every upstream's health: the configured and the ISP's,
+// then each policy's own.
+func (r *Resolver) upstreamStatus() []UpstreamStatus {
+	out := r.fwd.status()
+	for i, f := range r.views {
+		for _, u := range f.status() {
+			u.Source = "policy " + r.cfg.Views[i].Name
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/miekg/dns"
-	"github.com/routerd/routerd/internal/via"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +35,7 @@ func listenUDP(addr netip.AddrPort, iface string, r *Resolver, formerr func()) (
 	// cores (BenchmarkDNS: 15% fewer cache misses answered per second).
 	nsock := max(runtime.NumCPU()/2, 1)
 	for range nsock {
-		u, err := openUDP(addr, r.cfg.MarkPath != nil)
+		u, err := openUDP(addr, r.cfg.MarkRoute != nil)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("listen udp %s: %w", addr, err)
@@ -261,7 +260,7 @@ const batch = 32
 func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
 	defer u.release()
 	oob := 0
-	if r.cfg.MarkPath != nil {
+	if r.cfg.MarkRoute != nil {
 		oob = unix.CmsgSpace(4)
 	}
 	in, out := newMsgs(batch, 4096, oob), newMsgs(batch, 4096, 0)
@@ -305,9 +304,9 @@ func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
 				continue
 			}
 			req := in.bufs[i][:in.h[i].n]
-			var hint via.Path
-			if r.cfg.MarkPath != nil {
-				hint = r.cfg.MarkPath(packetMark(in.oob[i][:in.h[i].hdr.Controllen]))
+			var hint Route
+			if r.cfg.MarkRoute != nil {
+				hint = r.cfg.MarkRoute(packetMark(in.oob[i][:in.h[i].hdr.Controllen]))
 			}
 			// A cache hit is answered from wire bytes, allocating nothing.
 			l := r.answerCached(req, from.Addr(), iface, hint, out.bufs[k])
@@ -355,7 +354,7 @@ func serveUDP(u *udpSock, iface string, r *Resolver, formerr func()) {
 // serveOne handles one datagram: the answer to send now, or nil (dropped,
 // or handed on, to call later with the answer, as a message or packed,
 // when upstream answers).
-func (r *Resolver) serveOne(b []byte, from netip.AddrPort, iface string, hint via.Path, formerr func(), later func(*dns.Msg, []byte), slow chan struct{}) *dns.Msg {
+func (r *Resolver) serveOne(b []byte, from netip.AddrPort, iface string, hint Route, formerr func(), later func(*dns.Msg, []byte), slow chan struct{}) *dns.Msg {
 	client := from.Addr()
 	req := new(dns.Msg)
 	if err := req.Unpack(b); err != nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/routerd/routerd/dns/dnssec"
-	"github.com/routerd/routerd/internal/via"
 )
 
 // bogusTTL is how long a bogus verdict is cached (unbound's val-bogus-ttl):
@@ -30,14 +29,14 @@ func (r *Resolver) forwardValidated(key cacheKey, q dns.Question) *dns.Msg {
 	up := upstreamQuery(q, true, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp := r.exchange(ctx, up, key.path)
+	resp := r.exchange(ctx, up, key.route)
 	if resp.Rcode == dns.RcodeServerFailure {
 		return resp
 	}
 	resp.Id = 0
 	stripOPT(resp)
 	clampTTLs(resp)
-	res := v.Validate(ctx, r.asker(key.path), q, resp)
+	res := v.Validate(ctx, r.asker(key.route), q, resp)
 	switch res.Security {
 	case dnssec.Secure:
 		r.st.secure.Add(1)
@@ -84,18 +83,18 @@ func (r *Resolver) keep(key cacheKey, q dns.Question, m *dns.Msg, res dnssec.Res
 		gen = r.cfg.HookGeneration()
 	}
 	if r.cfg.OnAnswer != nil && res.Security != dnssec.Bogus {
-		r.hook(key.path, q, m)
+		r.hook(key.route.Path, q, m)
 	}
 	r.cache.putFor(key, m, now, gen, limit)
 	return m
 }
 
 // asker is how the validator asks for keys and delegation proofs: by the
-// same path as the question it validates.
-func (r *Resolver) asker(path via.Path) dnssec.Asker {
+// same route as the question it validates.
+func (r *Resolver) asker(rt Route) dnssec.Asker {
 	return func(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 		m := upstreamQuery(dns.Question{Name: name, Qtype: qtype, Qclass: dns.ClassINET}, true, true)
-		resp, err := r.fwd.exchange(ctx, m, path)
+		resp, err := r.forwarder(rt.View).exchange(ctx, m, rt.Path)
 		if err != nil {
 			return nil, err
 		}

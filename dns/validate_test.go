@@ -146,7 +146,7 @@ func TestValidatingResolver(t *testing.T) {
 	}{{true, false, true}, {false, true, true}, {false, false, false}} {
 		b, _ := vquery("www.sec.test.", dns.TypeA, tc.do, tc.ad, false).Pack()
 		out := make([]byte, 1500)
-		l := r.answerCached(b, lanClient, "lan0", 0, out)
+		l := r.answerCached(b, lanClient, "lan0", Route{}, out)
 		if l == 0 {
 			t.Fatalf("do %v ad %v: not answered from the cache", tc.do, tc.ad)
 		}
@@ -158,7 +158,7 @@ func TestValidatingResolver(t *testing.T) {
 			t.Errorf("wire path, DO %v AD %v: AD %v, want %v", tc.do, tc.ad, m.AuthenticatedData, tc.want)
 		}
 	}
-	if b, _ := vquery("bad.sec.test.", dns.TypeA, true, false, true).Pack(); r.answerCached(b, lanClient, "lan0", 0, make([]byte, 1500)) != 0 {
+	if b, _ := vquery("bad.sec.test.", dns.TypeA, true, false, true).Pack(); r.answerCached(b, lanClient, "lan0", Route{}, make([]byte, 1500)) != 0 {
 		t.Error("the wire path answered a CD question")
 	}
 	if asked.Load() != n {

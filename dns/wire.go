@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/routerd/routerd/internal/via"
 )
 
 // The cache-hit fast path works on wire bytes: a cached answer is also
@@ -153,7 +152,7 @@ func parseQuery(b []byte, buf []byte) (wireQuery, bool) {
 		return q, false
 	}
 	q.name = k
-	q.key = append(k, 0, byte(qtype>>8), byte(qtype), 0)
+	q.key = append(k, 0, 0, byte(qtype>>8), byte(qtype), 0) // route's two bytes: answerCached's
 	if q.do {
 		q.key[len(q.key)-1] = 1
 	}
@@ -161,11 +160,11 @@ func parseQuery(b []byte, buf []byte) (wireQuery, bool) {
 }
 
 // wireKey is the cache's wire index key of k: the same fields as
-// parseQuery's key, with the path.
+// parseQuery's key, with the route.
 func wireKey(k cacheKey) string {
-	b := make([]byte, 0, len(k.name)+4)
+	b := make([]byte, 0, len(k.name)+5)
 	b = append(b, k.name...)
-	b = append(b, byte(k.path), byte(k.qtype>>8), byte(k.qtype), 0)
+	b = append(b, byte(k.route.Path), k.route.View, byte(k.qtype>>8), byte(k.qtype), 0)
 	if k.do {
 		b[len(b)-1] = 1
 	}
@@ -175,7 +174,7 @@ func wireKey(k cacheKey) string {
 // answerCached answers the UDP query in req from the cache into out and
 // returns the answer's length, or 0 when the ordinary path must answer.
 // It allocates nothing.
-func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hint via.Path, out []byte) int {
+func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hint Route, out []byte) int {
 	if r.cache.max <= 0 || !r.allowed(client) {
 		return 0
 	}
@@ -184,7 +183,8 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	if !ok || !r.forwardable(q.name) || (q.cd && r.cfg.Validator != nil) {
 		return 0
 	}
-	q.key[len(q.name)] = byte(r.path(client, iface, hint))
+	rt := r.route(client, iface, hint)
+	q.key[len(q.name)], q.key[len(q.name)+1] = byte(rt.Path), rt.View
 	var gen uint64
 	if r.cfg.HookGeneration != nil {
 		gen = r.cfg.HookGeneration()

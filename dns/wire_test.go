@@ -54,7 +54,7 @@ func TestAnswerCachedMatchesTheOrdinaryPath(t *testing.T) {
 			req.CheckingDisabled = tc.name == "DO"
 			r.Answer(req.Copy(), lanClient, "lan0", false) // fills the cache
 			want := r.Answer(req.Copy(), lanClient, "lan0", false)
-			n := r.answerCached(wire(t, req), lanClient, "lan0", 0, out)
+			n := r.answerCached(wire(t, req), lanClient, "lan0", Route{}, out)
 			if n == 0 {
 				t.Fatal("the fast path declined a cached answer")
 			}
@@ -94,11 +94,11 @@ func TestAnswerCachedMatchesTheOrdinaryPath(t *testing.T) {
 		}(),
 		"trailing bytes": append(wire(t, query("hit.example.", dns.TypeA, false, false)), 0),
 	} {
-		if n := r.answerCached(req, lanClient, "lan0", 0, out); n != 0 {
+		if n := r.answerCached(req, lanClient, "lan0", Route{}, out); n != 0 {
 			t.Errorf("%s: answered by the fast path", name)
 		}
 	}
-	if n := r.answerCached(wire(t, query("hit.example.", dns.TypeA, false, false)), netip.MustParseAddr("203.0.113.9"), "wan0", 0, out); n != 0 {
+	if n := r.answerCached(wire(t, query("hit.example.", dns.TypeA, false, false)), netip.MustParseAddr("203.0.113.9"), "wan0", Route{}, out); n != 0 {
 		t.Error("a client that may not ask was answered by the fast path")
 	}
 }
@@ -115,11 +115,11 @@ func TestAnswerCachedLeavesTruncationToTheOrdinaryPath(t *testing.T) {
 		resp.Answer = append(resp.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: "many.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
 			Txt: []string{strings.Repeat(string(rune('a'+i)), 100)}})
 	}
-	r.cache.put(keyOf(r.path(lanClient, "lan0", 0), big.Question[0], false), resp, time.Now())
-	if n := r.answerCached(wire(t, query("many.example.", dns.TypeTXT, false, false)), lanClient, "lan0", 0, make([]byte, 4096)); n != 0 {
+	r.cache.put(keyOf(r.route(lanClient, "lan0", Route{}), big.Question[0], false), resp, time.Now())
+	if n := r.answerCached(wire(t, query("many.example.", dns.TypeTXT, false, false)), lanClient, "lan0", Route{}, make([]byte, 4096)); n != 0 {
 		t.Errorf("a %d-byte answer went to a client without EDNS", n)
 	}
-	if n := r.answerCached(wire(t, big), lanClient, "lan0", 0, make([]byte, 4096)); n == 0 {
+	if n := r.answerCached(wire(t, big), lanClient, "lan0", Route{}, make([]byte, 4096)); n == 0 {
 		t.Error("the same answer was declined for a client with EDNS")
 	}
 }
@@ -134,7 +134,7 @@ func BenchmarkAnswerCachedWire(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		out := make([]byte, 4096)
 		for pb.Next() {
-			if r.answerCached(req, lanClient, "lan0", 0, out) == 0 {
+			if r.answerCached(req, lanClient, "lan0", Route{}, out) == 0 {
 				b.Fatal("not answered from the cache")
 			}
 		}
@@ -151,7 +151,7 @@ func FuzzAnswerCached(f *testing.F) {
 	r.Answer(query("hit.example.", dns.TypeA, true, false), lanClient, "lan0", false)
 	out := make([]byte, 4096)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := r.answerCached(b, lanClient, "lan0", 0, out)
+		n := r.answerCached(b, lanClient, "lan0", Route{}, out)
 		if n == 0 {
 			return
 		}

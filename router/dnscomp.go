@@ -30,8 +30,8 @@ type dnsComp struct {
 	// lease's name also answers with its twin there.
 	global func(iface string) []netip.Prefix
 
-	pathsMu sync.RWMutex
-	paths   map[pathKey]via.Path // pathOf's answers so far
+	routesMu sync.RWMutex
+	routes   map[routeKey]dns.Route // routeOf's answers so far
 }
 
 // newDNSComp builds the resolver. synced, if not nil, is closed once the
@@ -45,14 +45,14 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	for _, r := range cfg.DNS.Records {
 		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
 	}
-	var ups []dns.Upstream
-	for _, u := range cfg.DNS.Upstream {
-		ups = append(ups, dns.Upstream{Addr: u.Addr, TLS: u.TLS, ServerName: u.ServerName})
-	}
-	var markPath func(uint32) via.Path
+	var markRoute func(uint32) dns.Route
+	var views []dns.View
 	for _, p := range cfg.Routing.Policies {
 		if p.Local() {
-			markPath = via.FromMark
+			markRoute = routeOfMark
+		}
+		if p.View > 0 {
+			views = append(views, dns.View{Name: p.Name, Upstreams: upstreams(p.DNS)})
 		}
 	}
 	var validator *dnssec.Validator
@@ -81,8 +81,8 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	}
 	c.r = dns.New(dns.Config{
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
-		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: ups, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
-		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, PathOf: c.pathOf, MarkPath: markPath,
+		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: upstreams(cfg.DNS.Upstream), Views: views, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
+		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, RouteOf: c.routeOf, MarkRoute: markRoute,
 		OnAnswer: onAnswer, HookGeneration: hookGen, Validator: validator, Log: log,
 	})
 	for _, l := range cfg.LAN {
@@ -113,25 +113,39 @@ func dnsClients(cfg *config.Config) []netip.Prefix {
 	return out
 }
 
-// pathOf is the path a client's traffic takes to the internet, by the
-// firewall's own decision; its destination is unknown, so policies about
-// destinations or ports (other traffic than DNS) do not match. The router
-// itself (loopback) takes routing.router.
-func (c *dnsComp) pathOf(client netip.Addr, iface string) via.Path {
+func upstreams(us []config.Upstream) []dns.Upstream {
+	var out []dns.Upstream
+	for _, u := range us {
+		out = append(out, dns.Upstream{Addr: u.Addr, TLS: u.TLS, ServerName: u.ServerName})
+	}
+	return out
+}
+
+// routeOfMark is the route a local policy's mark says (Policy.Mark).
+func routeOfMark(mark uint32) dns.Route {
+	return dns.Route{Path: via.FromMark(mark), View: uint8(mark >> config.ViewShift)}
+}
+
+// routeOf is the path a client's traffic takes to the internet, by the
+// firewall's own decision, and its policy's own DNS servers if it has
+// some; its destination is unknown, so policies about destinations or
+// ports (other traffic than DNS) do not match. The router itself
+// (loopback) takes routing.router.
+func (c *dnsComp) routeOf(client netip.Addr, iface string) dns.Route {
 	// The router's own processes ask from loopback, or from the LAN
 	// address they asked (the host's processes when routerd runs on a
 	// host); a local policy's process is told apart by its mark.
 	if client.IsLoopback() || slices.Contains(c.cfg.LANNets.RouterAddr, client) {
-		return c.cfg.Routing.Router
+		return dns.Route{Path: c.cfg.Routing.Router}
 	}
 	// Asked for every question, cache hits included: remembered per
 	// client until a lease changes which MAC an address has.
-	k := pathKey{client, iface}
-	c.pathsMu.RLock()
-	p, ok := c.paths[k]
-	c.pathsMu.RUnlock()
+	k := routeKey{client, iface}
+	c.routesMu.RLock()
+	rt, ok := c.routes[k]
+	c.routesMu.RUnlock()
 	if ok {
-		return p
+		return rt
 	}
 	f := config.Flow{Src: client, Iface: iface}
 	if c.macOf != nil {
@@ -139,31 +153,34 @@ func (c *dnsComp) pathOf(client netip.Addr, iface string) via.Path {
 			f.MAC = mac
 		}
 	}
-	p = c.cfg.Routing.PathOf(f)
-	c.pathsMu.Lock()
-	if c.paths == nil || len(c.paths) > 4096 {
-		c.paths = map[pathKey]via.Path{}
+	rt = dns.Route{Path: c.cfg.Routing.Default}
+	if p := c.cfg.Routing.PolicyOf(f); p != nil {
+		rt = dns.Route{Path: p.Via, View: p.View}
 	}
-	c.paths[k] = p
-	c.pathsMu.Unlock()
-	return p
+	c.routesMu.Lock()
+	if c.routes == nil || len(c.routes) > 4096 {
+		c.routes = map[routeKey]dns.Route{}
+	}
+	c.routes[k] = rt
+	c.routesMu.Unlock()
+	return rt
 }
 
-type pathKey struct {
+type routeKey struct {
 	client netip.Addr
 	iface  string
 }
 
-// forgetPaths drops the remembered paths: a lease moved an address.
-func (c *dnsComp) forgetPaths() {
-	c.pathsMu.Lock()
-	c.paths = nil
-	c.pathsMu.Unlock()
+// forgetRoutes drops the remembered routes: a lease moved an address.
+func (c *dnsComp) forgetRoutes() {
+	c.routesMu.Lock()
+	c.routes = nil
+	c.routesMu.Unlock()
 }
 
 // lease keeps lease hostnames in the zone as leases come and go.
 func (c *dnsComp) lease(e dhcp.Event) {
-	c.forgetPaths()
+	c.forgetRoutes()
 	owner := e.Lease.Key()
 	if e.Removed || e.Lease.Hostname == "" {
 		c.r.RemoveName(dns.ClaimOwner(owner))

@@ -177,7 +177,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 			m.Local = append(m.Local, localPolicy(cfg, p, groups))
 			continue
 		}
-		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
+		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Mark()}
 		rp.Src4, rp.Src6 = byFamily(p.SourceAddrs, is4)
 		rp.Dst4, rp.Dst6 = byFamily(p.Destinations, is4)
 		m.Policies = append(m.Policies, rp)
@@ -245,7 +245,7 @@ func userRules(rs []config.Rule) []rules.Rule {
 // them through a tunnel that has no IPv6, their IPv6 is refused rather than
 // routed by another path.
 func localPolicy(cfg *config.Config, p config.Policy, groups map[string]cgroup.Group) rules.LocalPolicy {
-	lp := rules.LocalPolicy{Name: p.Name, UIDs: p.UIDs, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
+	lp := rules.LocalPolicy{Name: p.Name, UIDs: p.UIDs, Ports: ports(p.DestinationPorts), Mark: p.Mark()}
 	for _, path := range p.Cgroups {
 		if g, ok := groups[path]; ok {
 			lp.Cgroups = append(lp.Cgroups, rules.Cgroup{Path: path, Level: g.Level, ID: g.ID})

@@ -3,6 +3,7 @@ package router
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/via"
@@ -68,6 +69,14 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 		p.Sysctls = append(p.Sysctls, forwarding(ns)...)
 	}
 	p.Sysctls = append(p.Sysctls, transitLink("", n.Bridge)...)
+	// A local policy's process asking the resolver over TCP: the accepted
+	// socket takes the mark its SYN got in the firewall's output chain,
+	// which tells the resolver the policy (UDP carries it per packet).
+	// Nothing else in main is marked on its way to the router itself but
+	// published services' connections, whose replies carry that mark anyway.
+	if slices.ContainsFunc(cfg.Routing.Policies, func(p config.Policy) bool { return p.Local() }) {
+		p.Sysctls = append(p.Sysctls, sysctl("", "net/ipv4/tcp_fwmark_accept", "1"))
+	}
 	// The bridge's ports carry no addresses of their own.
 	for _, port := range []string{config.TransitWANLink, config.TransitVPNLink} {
 		p.Sysctls = append(p.Sysctls, sysctl("", "net/ipv6/conf/"+port+"/disable_ipv6", "1"))

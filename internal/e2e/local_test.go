@@ -15,11 +15,14 @@ import (
 
 // TestLocalPolicy is seed 001: routerd on a host that runs other services.
 // The processes of one user, and of one cgroup, go out through the VPN,
-// with their DNS asked upstream through it too; the tunnel has no IPv6, so
-// their IPv6 is refused, not routed by the WAN. Root's traffic is the
-// router's own and takes the WAN.
+// with their DNS asked upstream through it too (the cgroup's policy, and a
+// LAN client's, of their own DNS server there: seed 001's dnsServer); the
+// tunnel has no IPv6, so their IPv6 is refused, not routed by the WAN.
+// Root's traffic is the router's own and takes the WAN.
 func TestLocalPolicy(t *testing.T) {
 	lab.Require(t, "setpriv", "dig")
+	var client *lab.Client
+	var client4 netip.Addr
 	root, err := cgroup.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +35,9 @@ func TestLocalPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.Remove(groupDir) })
+		a.vp.StartDNS()
+		client = a.lan.AddClient()
+		client4, _ = client.SetStatic(80)
 	})
 	// newAppliance has started routerd; add the local policies by reload.
 	a.r.WriteConfig(a.cfg + fmt.Sprintf(`
@@ -43,8 +49,15 @@ via = "vpn"
 [[routing.policy]]
 name = "svc-cgroup"
 cgroups = [%q]
+dns = [%q]
 via = "vpn"
-`, group))
+
+[[routing.policy]]
+name = "lan-own-dns"
+sources = ["%s"]
+dns = [%[2]q]
+via = "vpn"
+`, group, lab.VPNTunnel4.Addr().String(), client4))
 	if _, err := a.rd.Ctl("reload"); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +123,56 @@ via = "vpn"
 			if want := "query[a] " + tc.name + " from " + tc.from; !strings.Contains(log, want) {
 				t.Errorf("%s's lookup: the ISP log lacks %q:\n%s", tc.who, want, grepLines(log, tc.name))
 			}
+		}
+	})
+	t.Run("own DNS server over the tunnel", func(t *testing.T) {
+		gw := a.lan.Router4().Addr()
+		tunnelSide := "from " + lab.VPNClient4.Addr().String()
+		digs := map[string]func(name string, args ...string) (string, error){
+			"cgroup": func(name string, args ...string) (string, error) {
+				return run("cgroup", append([]string{"dig", "+short", "+time=2", "+tries=1", "@" + gw.String(), name}, args...)...)
+			},
+			"lan client": func(name string, args ...string) (string, error) {
+				out, err := client.Dig(gw, append([]string{"+short", name}, args...)...)
+				return strings.TrimSpace(out), err
+			},
+		}
+		for who, dig := range digs {
+			for _, proto := range []string{"udp", "tcp"} {
+				name := strings.ReplaceAll(who, " ", "-") + "-" + proto + ".vpn.example"
+				args := []string{"+notcp"}
+				if proto == "tcp" {
+					args = []string{"+tcp"}
+				}
+				out, err := dig(name, args...)
+				if err != nil || out != lab.VPNDNSAnswer.String() {
+					t.Errorf("%s over %s: dig %s = %q, %v; want %s from the provider's own server", who, proto, name, out, err, lab.VPNDNSAnswer)
+				}
+				if log := a.vp.DNSLog(); !strings.Contains(log, "query[a] "+name+" "+tunnelSide) {
+					t.Errorf("%s over %s: the provider's DNS log lacks %q %s:\n%s", who, proto, name, tunnelSide, grepLines(log, name))
+				}
+				if log := a.isp.DNSLog(); strings.Contains(log, name) {
+					t.Errorf("%s over %s: the ISP's DNS was asked %s:\n%s", who, proto, name, grepLines(log, name))
+				}
+			}
+		}
+		// Root (the router's own path and servers) asks the ISP's, which
+		// knows no such name, though the cgroup's answer is in the cache.
+		for _, args := range [][]string{{"+notcp"}, {"+tcp"}} {
+			if out, err := run("root", append([]string{"dig", "+time=2", "+tries=1", "@" + gw.String(), "cgroup-udp.vpn.example"}, args...)...); err != nil || !strings.Contains(out, "NXDOMAIN") {
+				t.Errorf("root %s: dig cgroup-udp.vpn.example: %v\n%s\nwant NXDOMAIN from the ISP's server", args[0], err, out)
+			}
+		}
+		if log := a.isp.DNSLog(); !strings.Contains(log, "query[a] cgroup-udp.vpn.example from "+a.wan.String()) {
+			t.Errorf("root's question did not reach the ISP's DNS from the WAN:\n%s", grepLines(log, "cgroup-udp"))
+		}
+		st := mustStatus(t, a.rd)
+		found := false
+		for _, u := range st.DNS.Upstreams {
+			found = found || (u.Source == "policy svc-cgroup" && u.Answered > 0)
+		}
+		if !found {
+			t.Errorf("status lists no answering upstream of policy svc-cgroup: %+v", st.DNS.Upstreams)
 		}
 	})
 }

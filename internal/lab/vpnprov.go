@@ -38,7 +38,12 @@ type VPNProvider struct {
 	Proc      *Proc
 	lab       *Lab
 	endpoint  string // "": VPNPublic4:VPNPort
+	dns       *Proc
 }
+
+// VPNDNSAnswer is what the provider's own DNS server (StartDNS) answers for
+// every name under vpn.example; the ISP's knows none of them.
+var VPNDNSAnswer = netip.MustParseAddr("10.64.0.99")
 
 // NewVPNProvider builds the provider's namespace behind isp and starts its
 // WireGuard device with one peer, the router, whose key it generates.
@@ -115,6 +120,32 @@ func (v *VPNProvider) Start() {
 	v.NS.MustRun("ip", "addr", "add", VPNTunnel6.String(), "dev", v.Dev, "nodad")
 	v.NS.MustRun("ip", "link", "set", "dev", v.Dev, "up")
 }
+
+// StartDNS runs a DNS server at the provider's tunnel address, reachable
+// only through the tunnel (a VPN provider's own resolver, seed 001's
+// dnsServer): it answers VPNDNSAnswer under vpn.example and NXDOMAIN for
+// the rest of example, and logs every question.
+func (v *VPNProvider) StartDNS() {
+	v.lab.T.Helper()
+	v.dns = v.NS.Start("vpnprov-dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+		"--pid-file="+filepath.Join(v.lab.Dir, "vpnprov-dnsmasq.pid"), "--no-resolv", "--no-hosts",
+		"--bind-dynamic", "--listen-address="+VPNTunnel4.Addr().String(), "--except-interface=lo",
+		"--log-queries", "--log-facility=-", "--local=/example/",
+		"--address=/vpn.example/"+VPNDNSAnswer.String())
+	v.lab.Eventually(10*time.Second, "the provider's dnsmasq answers", func() error {
+		out, err := v.NS.Run("dig", "+short", "+time=1", "+tries=1", "@"+VPNTunnel4.Addr().String(), "ready.vpn.example")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != VPNDNSAnswer.String() {
+			return fmt.Errorf("dig ready.vpn.example = %q", out)
+		}
+		return nil
+	})
+}
+
+// DNSLog is the provider's DNS server's log in lower case (as ISP.DNSLog).
+func (v *VPNProvider) DNSLog() string { return strings.ToLower(v.dns.Log.String()) }
 
 // Stop takes the tunnel down: the provider's WireGuard device disappears
 // (wireguard-go's process exits).

@@ -373,10 +373,26 @@ type Policy struct {
 	UIDs    []uint32
 	Cgroups []string
 	Via     via.Path
+	// DNS are the policy's own upstream servers: its clients' questions
+	// go to them (and to no other) over its path. View numbers the
+	// policies that have some, from 1 (0: none): the resolver keeps a
+	// cache and upstreams apart for each, and a local policy's packets
+	// carry it in their mark (ViewShift) so that the resolver knows whose
+	// question it got.
+	DNS  []Upstream
+	View uint8
 }
+
+// ViewShift is where a local policy's view sits in its packets' mark,
+// above the path (via.Mask): policy routing looks at the path only.
+const ViewShift = 8
 
 // Local reports whether the policy is about this host's processes.
 func (p *Policy) Local() bool { return len(p.Users)+len(p.Cgroups) > 0 }
+
+// Mark is the packet mark of the policy's connections: its path and, for
+// a policy with its own DNS servers, its view.
+func (p *Policy) Mark() uint32 { return p.Via.Mark() | uint32(p.View)<<ViewShift }
 
 // PortRange is "tcp/25", "udp/5000-5010".
 type PortRange struct {

@@ -224,6 +224,7 @@ type filePolicy struct {
 	DestinationPorts []string `toml:"destination_ports"`
 	Users            []string `toml:"users"`
 	Cgroups          []string `toml:"cgroups"`
+	DNS              []string `toml:"dns"`
 	Via              string   `toml:"via"`
 }
 

@@ -28,12 +28,20 @@ type Flow struct {
 // the resolver uses this one to send a client's questions upstream by the
 // path its traffic takes.
 func (r *Routing) PathOf(f Flow) via.Path {
-	for i := range r.Policies {
-		if r.Policies[i].Matches(f) {
-			return r.Policies[i].Via
-		}
+	if p := r.PolicyOf(f); p != nil {
+		return p.Via
 	}
 	return r.Default
+}
+
+// PolicyOf is the first policy that matches f, or nil (the default).
+func (r *Routing) PolicyOf(f Flow) *Policy {
+	for i := range r.Policies {
+		if r.Policies[i].Matches(f) {
+			return &r.Policies[i]
+		}
+	}
+	return nil
 }
 
 // Matches reports whether f matches the policy: any of its source matchers

@@ -188,6 +188,9 @@ func TestPublishAndLocalPolicies(t *testing.T) {
 	if p.Matches(Flow{Src: netip.MustParseAddr("192.168.1.77")}) {
 		t.Error("a local policy matched a LAN flow")
 	}
+	if p.View != 1 || p.Mark() != 0x102 || len(p.DNS) != 1 || p.DNS[0].Addr != netip.MustParseAddrPort("10.64.0.1:53") {
+		t.Errorf("policy[2] DNS %v view %d mark %#x, want 10.64.0.1:53, view 1, mark 0x102", p.DNS, p.View, p.Mark())
+	}
 	for _, tc := range []struct {
 		name      string
 		add       string
@@ -201,6 +204,8 @@ func TestPublishAndLocalPolicies(t *testing.T) {
 		{"to6 with IPv4", "[[publish]]\nname = \"x\"\nproto = \"tcp\"\nport = 80\nto6 = \"192.168.1.11:80\"\n", "publish[1].to6", "not an IPv6 address"},
 		{"users and sources", "[[routing.policy]]\nname = \"x\"\nusers = [\"root\"]\nsources = [\"192.168.1.5\"]\nvia = \"wan\"\n", "routing.policy[3].sources", "not both"},
 		{"bad cgroup", "[[routing.policy]]\nname = \"x\"\ncgroups = [\"../etc\"]\nvia = \"wan\"\n", "routing.policy[3].cgroups[0]", "not a cgroup v2 path"},
+		{"dns of a destination policy", "[[routing.policy]]\nname = \"x\"\ndestination_ports = [\"tcp/25\"]\ndns = [\"10.64.0.1\"]\nvia = \"vpn\"\n", "routing.policy[3].dns", "not about a destination"},
+		{"bad policy dns", "[[routing.policy]]\nname = \"x\"\nusers = [\"root\"]\ndns = [\"ns.example\"]\nvia = \"vpn\"\n", "routing.policy[3].dns[0]", "want an IP address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(example(t) + "\n" + tc.add))

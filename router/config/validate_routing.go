@@ -27,6 +27,7 @@ func (v *validator) routing(f *fileRouting) {
 	r.Default = v.via("routing.default", or(f.Default, def.String()))
 	r.Router = v.via("routing.router", or(f.Router, via.WAN.String()))
 	names := map[string]int{}
+	var views uint8
 	for i, fp := range f.Policy {
 		pp := idx("routing.policy", i)
 		pol := Policy{Name: fp.Name, Via: v.via(pp+".via", fp.Via)}
@@ -77,6 +78,25 @@ func (v *validator) routing(f *fileRouting) {
 				continue
 			}
 			pol.Cgroups = append(pol.Cgroups, clean)
+		}
+		for j, u := range fp.DNS {
+			up, err := parseUpstream(u)
+			if err != nil {
+				v.p.errf(idx(pp+".dns", j), "%q: %v", u, err)
+				continue
+			}
+			pol.DNS = append(pol.DNS, up)
+		}
+		if len(fp.DNS) > 0 {
+			switch {
+			case len(fp.Destinations)+len(fp.DestinationPorts) > 0:
+				v.p.errf(pp+".dns", "a question is not about a destination: a policy with its own DNS selects clients (sources) or processes (users, cgroups), without destinations or destination_ports")
+			case views == 255:
+				v.p.errf(pp+".dns", "at most 255 policies have their own DNS servers")
+			default:
+				views++
+				pol.View = views
+			}
 		}
 		if pol.Local() && len(fp.Sources) > 0 {
 			v.p.errf(pp+".sources", "a policy selects LAN clients (sources) or this host's processes (users, cgroups), not both: make it two policies")

@@ -412,7 +412,7 @@ type Upstream struct {
 	Protocol   string  `json:"protocol"`              // "udp" (TCP on truncation) | "tls"
 	ServerName string  `json:"server_name,omitempty"` // tls: what the certificate must be valid for
 	Handshake  string  `json:"handshake,omitempty"`   // tls: the last handshake, or why it failed
-	Source     string  `json:"source"`                // "config" | "isp"
+	Source     string  `json:"source"`                // "config" | "isp" | "policy NAME" (its own servers)
 	Healthy    bool    `json:"healthy"`
 	LatencyMS  float64 `json:"latency_ms"`
 	Answered   uint64  `json:"answered"`
