@@ -27,14 +27,28 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		return comps
 	}
 	nics := newNICsComp(cfg, log)
-	fw := newFirewallComp(cfg, nics.m, log.With("component", "firewall"))
+	// Published containers' addresses are asked for before the routes and
+	// the firewall are made, so that a restart does not take them away
+	// for a moment.
+	var containers *containerComp
+	pubs := publishWith(cfg.Publish, nil)
+	if len(containerNames(cfg)) > 0 {
+		containers = newContainerComp(cfg, log.With("component", "containers"))
+		pubs = containers.publish()
+	}
+	fw := newFirewallComp(cfg, pubs, nics.m, log.With("component", "firewall"))
 	wan := newWANComp(cfg, nics.m, log.With("component", "wan"))
 	wan.OnLease(fw.wanLease)
+	routing := newRoutingComp(cfg, pubs, nics.m, log.With("component", "routing"))
 	comps := []Component{
 		newNetnsComp(cfg, log.With("component", "netns")),
 		nics,
-		newRoutingComp(cfg, nics.m, log.With("component", "routing")),
+		routing,
 		fw,
+	}
+	if containers != nil {
+		containers.onChange = []func([]config.Publish) error{routing.setPublish, fw.setPublish}
+		comps = append(comps, containers)
 	}
 	if cfg.Firewall.Log == "rate" {
 		comps = append(comps, newDropLogComp(cfg, log.With("component", "firewall")))

@@ -39,6 +39,7 @@ type firewallComp struct {
 	vpn    *rules.VPN
 	deleg  delegated
 	groups map[string]cgroup.Group // the local policies' cgroups as last found
+	pubs   []config.Publish        // [[publish]] with the containers' addresses as last found
 
 	applying   sync.Mutex // one apply at a time: NIC events and the delegated prefix both apply
 	mu         sync.Mutex
@@ -58,10 +59,11 @@ type firewallComp struct {
 	hosts  map[string][]netip.Addr
 }
 
-func newFirewallComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *firewallComp {
+// newFirewallComp: pubs is cfg.Publish with the containers' addresses.
+func newFirewallComp(cfg *config.Config, pubs []config.Publish, nics *hw.Manager, log *slog.Logger) *firewallComp {
 	c := &firewallComp{cfg: cfg, nics: nics, log: log}
-	c.groups = lookupCgroups(cfg)
-	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{}, c.groups)
+	c.groups, c.pubs = lookupCgroups(cfg), pubs
+	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{}, c.groups, c.pubs)
 	capacity := cfg.Firewall.MaxConnections
 	if capacity == 0 {
 		mem, err := memTotal()
@@ -105,7 +107,7 @@ func (c *firewallComp) watchCgroups(ctx context.Context) {
 	same := maps.Equal(groups, c.groups)
 	if !same {
 		c.groups = groups
-		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups)
+		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups, c.pubs)
 	}
 	c.mu.Unlock()
 	if !same {
@@ -128,14 +130,25 @@ type delegated struct {
 func (c *firewallComp) setDelegated(d delegated) error {
 	c.mu.Lock()
 	c.deleg = d
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, d, c.groups)
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, d, c.groups, c.pubs)
 	c.mu.Unlock()
 	return c.apply()
 }
 
-// firewallSpecs translates the config and the delegation into the three
-// rulesets.
-func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Group) (*rules.Main, *rules.WAN, *rules.VPN) {
+// setPublish re-applies the rulesets for published containers' new
+// addresses.
+func (c *firewallComp) setPublish(pubs []config.Publish) error {
+	c.mu.Lock()
+	c.pubs = pubs
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, c.groups, pubs)
+	c.mu.Unlock()
+	return c.apply()
+}
+
+// firewallSpecs translates the config, the delegation, the local policies'
+// cgroups and the published services (pubs: cfg.Publish with containers'
+// addresses) into the three rulesets.
+func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Group, pubs []config.Publish) (*rules.Main, *rules.WAN, *rules.VPN) {
 	lan4, ifaces := cfg.LANNets.V4, cfg.LANNets.Ifaces
 	lan6 := slices.Clone(cfg.LANNets.V6)
 	var sources []rules.LANSource
@@ -159,7 +172,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		LANIfaces: ifaces, LAN4: lan4, LAN6: lan6, Transit: cfg.Netns.Bridge,
 		Mask: via.Mask, MarkWAN: via.WAN.Mark(), MarkVPN: via.VPN.Mark(), Default: cfg.Routing.Default.Mark(),
 		LANInput: ports(cfg.Firewall.LANInput), Forwards: fwds, Sources: sources,
-		Publish: publish(cfg.Publish, cfg.Netns), VPNMAC: TransitMACVPN,
+		Publish: publish(pubs, cfg.Netns), VPNMAC: TransitMACVPN,
 		Segments: segments, Rules: userRules(cfg.Firewall.Rules),
 	}
 	if a := cfg.Admin; a != nil {
@@ -177,7 +190,7 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 			m.Local = append(m.Local, localPolicy(cfg, p, groups))
 			continue
 		}
-		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Mark()}
+		rp := rules.Policy{Name: p.Name, MACs: p.SourceMACs, Ifaces: p.SourceIfaces, Ports: ports(p.DestinationPorts), Mark: p.Via.Mark()}
 		rp.Src4, rp.Src6 = byFamily(p.SourceAddrs, is4)
 		rp.Dst4, rp.Dst6 = byFamily(p.Destinations, is4)
 		m.Policies = append(m.Policies, rp)

@@ -231,13 +231,25 @@ type routingComp struct {
 	nics *hw.Manager
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	changes int
-	run     lifecycle.Group
+	// applying is held across an apply (NIC events, published
+	// containers' addresses), and guards plan.
+	applying sync.Mutex
+	mu       sync.Mutex
+	changes  int
+	run      lifecycle.Group
 }
 
-func newRoutingComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *routingComp {
-	return &routingComp{cfg: cfg, plan: routingPlan(cfg), nics: nics, log: log}
+func newRoutingComp(cfg *config.Config, pubs []config.Publish, nics *hw.Manager, log *slog.Logger) *routingComp {
+	return &routingComp{cfg: cfg, plan: routingPlan(cfg, pubs), nics: nics, log: log}
+}
+
+// setPublish converges again with published containers' new addresses.
+func (c *routingComp) setPublish(pubs []config.Publish) error {
+	plan := routingPlan(c.cfg, pubs)
+	c.applying.Lock()
+	c.plan = plan
+	c.applying.Unlock()
+	return c.apply()
 }
 
 func (c *routingComp) Name() string { return "routing" }
@@ -271,6 +283,8 @@ func reapplyOnAdoption(ctx context.Context, events <-chan hw.Event, apply func()
 }
 
 func (c *routingComp) apply() error {
+	c.applying.Lock()
+	defer c.applying.Unlock()
 	res, err := c.plan.Apply()
 	c.mu.Lock()
 	c.changes = res.Changes
@@ -286,6 +300,8 @@ func (c *routingComp) apply() error {
 func (c *routingComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 func (c *routingComp) Teardown(ctx context.Context) error {
+	c.applying.Lock()
+	defer c.applying.Unlock()
 	return c.plan.Teardown(nil, nil)
 }
 
@@ -293,7 +309,10 @@ func (c *routingComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
 	rs := &status.Routing{Routes: map[string][]string{}, LastChanges: c.changes}
 	c.mu.Unlock()
-	for _, ns := range c.plan.RouteNamespaces {
+	c.applying.Lock()
+	namespaces := c.plan.RouteNamespaces
+	c.applying.Unlock()
+	for _, ns := range namespaces {
 		rules, routes := netns.Owned(ns)
 		rs.Rules = append(rs.Rules, rules...)
 		rs.Routes[statusName(ns)] = routes

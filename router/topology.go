@@ -168,7 +168,7 @@ func lanSysctls(name string) []netns.Sysctl {
 //	       the WAN's DHCP client).
 //	vpn:   LAN prefixes via main; an unreachable default under the
 //	       tunnel's own: the kill switch.
-func routingPlan(cfg *config.Config) *netns.Plan {
+func routingPlan(cfg *config.Config, pubs []config.Publish) *netns.Plan {
 	n := cfg.Netns
 	p := &netns.Plan{RouteNamespaces: []string{"", n.WAN, n.VPN}}
 	default4 := netip.MustParsePrefix("0.0.0.0/0")
@@ -231,7 +231,7 @@ func routingPlan(cfg *config.Config) *netns.Plan {
 	}
 	// A published container (an address on one of this host's bridges,
 	// not a LAN's): the vpn namespace reaches it through main.
-	for _, pub := range cfg.Publish {
+	for _, pub := range pubs {
 		for _, to := range []netip.AddrPort{pub.To, pub.To6} {
 			if !to.IsValid() || inLANs(cfg, to.Addr()) {
 				continue

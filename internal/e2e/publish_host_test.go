@@ -2,8 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,11 +16,13 @@ import (
 )
 
 // TestPublishHostServices is seed 002's home end as a server: a service
-// on the routerd host itself (to = "host:9090") and one in a container
-// on a local bridge (to = "172.30.0.2:9191") are published through the
-// relay; the internet host's own address is what they see, over IPv4 and
-// IPv6, and not one reply leaves by the WAN (their replies are routed
-// back by the connection's path, the tunnel).
+// on the routerd host itself (to = "host:9090"), one in a container on a
+// local bridge (to = "172.30.0.2:9191") and one in a container named to
+// Docker (to = "docker:web:9191"; the test serves Docker's API) are
+// published through the relay; the internet host's own address is what
+// they see, over IPv4 and IPv6, and not one reply leaves by the WAN
+// (their replies are routed back by the connection's path, the tunnel).
+// The named container made anew at another address is followed.
 func TestPublishHostServices(t *testing.T) {
 	lab.Require(t, "dnsmasq", "nsenter", "curl", "nft", "wireguard-go", "wg")
 	l := lab.New(t)
@@ -24,7 +31,7 @@ func TestPublishHostServices(t *testing.T) {
 	relay.StartRouterd(relay.Config("", `
 [[relay.forward]]
 proto = "tcp"
-ports = "9090-9191"
+ports = "9090-9292"
 to = "10.64.0.2"
 
 [[relay.forward]]
@@ -46,6 +53,14 @@ to = "fd55:aaaa::2"
 	ctr.MustRun("ip", "link", "set", "eth0", "up")
 	ctr.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
 	lab.ServeEcho(l, ctr, 9191)
+	web := l.NewNS("web")
+	r.NS.MustRun("ip", "link", "add", "webv", "type", "veth", "peer", "name", "eth0", "netns", web.Name)
+	r.NS.MustRun("ip", "link", "set", "webv", "master", "ctr0", "up")
+	web.MustRun("ip", "addr", "add", "172.30.0.3/24", "dev", "eth0")
+	web.MustRun("ip", "link", "set", "eth0", "up")
+	web.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
+	lab.ServeEcho(l, web, 9191)
+	docker := serveDockerAPI(t, l, "web", "172.30.0.3")
 
 	cfg := r.Config(lab.ConfigOptions{VPN: relay.Provider(), VPNImpl: "userspace", Default: "vpn", WANIPv6: "slaac", Extra: `
 [[publish]]
@@ -59,6 +74,12 @@ name = "ctr"
 proto = "tcp"
 port = 9191
 to = "172.30.0.2:9191"
+
+[[publish]]
+name = "web"
+proto = "tcp"
+port = 9292
+to = "docker:web:9191"
 `})
 	rd := r.StartRouterd(cfg)
 	st := waitWANLease(t, l, rd, nil)
@@ -67,6 +88,7 @@ to = "172.30.0.2:9191"
 	// Replies that would leave by the WAN: from the router's WAN address,
 	// from the published ports.
 	leaks := isp.CountMatch(netip.PrefixFrom(wan, 32), netip.Prefix{}, "tcp sport { 9090, 9191 }")
+	webURL := fmt.Sprintf("http://%s:9292/", lab.RelayPublic4.Addr())
 
 	for _, tc := range []struct {
 		src netip.Addr
@@ -75,6 +97,7 @@ to = "172.30.0.2:9191"
 		{inetHost4, fmt.Sprintf("http://%s:9090/", lab.RelayPublic4.Addr())},
 		{inetHost6, fmt.Sprintf("http://[%s]:9090/", lab.RelayPublic6.Addr())},
 		{inetHost4, fmt.Sprintf("http://%s:9191/", lab.RelayPublic4.Addr())},
+		{inetHost4, webURL},
 	} {
 		var got string
 		l.Eventually(20*time.Second, tc.url, func() error {
@@ -93,8 +116,11 @@ to = "172.30.0.2:9191"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := counters(st, "main"); c["publish_hostsvc"] == 0 || c["publish_ctr"] == 0 {
+	if c := counters(st, "main"); c["publish_hostsvc"] == 0 || c["publish_ctr"] == 0 || c["publish_web"] == 0 {
 		t.Errorf("publish counters: %v", c)
+	}
+	if len(st.Containers) != 1 || st.Containers[0].Name != "web" || !slices.Equal(st.Containers[0].Addresses, []string{"172.30.0.3"}) {
+		t.Errorf("status containers %+v, want web at 172.30.0.3", st.Containers)
 	}
 	// The container's routes (a throw in each path table) converge: a
 	// restart changes nothing.
@@ -104,4 +130,81 @@ to = "172.30.0.2:9191"
 			t.Errorf("after a restart, %s's apply made %d changes, want 0", c, n)
 		}
 	}
+
+	// The container made anew: Docker gives it another address, routerd
+	// follows (routes and firewall) without being told.
+	web.MustRun("ip", "addr", "flush", "dev", "eth0")
+	web.MustRun("ip", "addr", "add", "172.30.0.4/24", "dev", "eth0")
+	web.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
+	docker.set("172.30.0.4")
+	l.Eventually(30*time.Second, "the web container at its new address", func() error {
+		out, err := isp.NS.Run("curl", "-sS", "--max-time", "3", "--interface", inetHost4.String(), webURL)
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(out); got != inetHost4.String() {
+			return fmt.Errorf("the service saw %q", got)
+		}
+		return nil
+	})
+	// Stopped: nothing is published for it, and status says why.
+	docker.set("")
+	l.Eventually(15*time.Second, "status: web unpublished", func() error {
+		st, err := getStatus(rd)
+		if err != nil {
+			return err
+		}
+		if len(st.Containers) != 1 || st.Containers[0].Error != "not running" {
+			return fmt.Errorf("containers %+v", st.Containers)
+		}
+		return nil
+	})
+	if c := counters(mustStatus(t, rd), "main"); c["publish_hostsvc"] == 0 {
+		t.Errorf("the other publications went with the container's: counters %v", c)
+	}
+	if _, ok := counters(mustStatus(t, rd), "main")["publish_web"]; ok {
+		t.Error("the stopped container is still published (counter publish_web)")
+	}
+	if n := leaks.Packets(); n != 0 {
+		t.Errorf("%d replies of the published services left by the WAN", n)
+	}
+}
+
+// fakeDocker serves the part of Docker's Engine API routerd uses (GET
+// /containers/NAME/json) for one container on a unix socket, and points
+// DOCKER_HOST at it for the routerd the test starts.
+type fakeDocker struct {
+	mu   sync.Mutex
+	addr string // "": the container is stopped
+}
+
+func (d *fakeDocker) set(addr string) {
+	d.mu.Lock()
+	d.addr = addr
+	d.mu.Unlock()
+}
+
+func serveDockerAPI(t *testing.T, l *lab.Lab, name, addr string) *fakeDocker {
+	d := &fakeDocker{addr: addr}
+	sock := filepath.Join(l.Dir, "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /containers/{name}/json", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("name") != name {
+			http.Error(w, `{"message":"No such container: `+r.PathValue("name")+`"}`, http.StatusNotFound)
+			return
+		}
+		d.mu.Lock()
+		a := d.addr
+		d.mu.Unlock()
+		fmt.Fprintf(w, `{"Name":"/%s","State":{"Running":%t},"NetworkSettings":{"Networks":{"bridge":{"IPAddress":%q}}}}`, name, a != "", a)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	return d
 }

@@ -67,6 +67,11 @@ type Publish struct {
 	// HostPort, when not 0, publishes a service of the routerd host
 	// itself (to = "host:PORT"), for both families.
 	HostPort uint16
+	// Container, when set, publishes a Docker container's service (to =
+	// "docker:NAME[:PORT]") on ContainerPort, at the addresses Docker
+	// reports for it as they change; To and To6 are left invalid here.
+	Container     string
+	ContainerPort uint16
 }
 
 // Update configures updates of the image (A/B slots).
@@ -390,8 +395,9 @@ const ViewShift = 8
 // Local reports whether the policy is about this host's processes.
 func (p *Policy) Local() bool { return len(p.Users)+len(p.Cgroups) > 0 }
 
-// Mark is the packet mark of the policy's connections: its path and, for
-// a policy with its own DNS servers, its view.
+// Mark is the packet mark of a local policy's packets: its path and, for
+// a policy with its own DNS servers, its view. (A LAN client's policy
+// needs no view in its mark: the resolver knows the client by address.)
 func (p *Policy) Mark() uint32 { return p.Via.Mark() | uint32(p.View)<<ViewShift }
 
 // PortRange is "tcp/25", "udp/5000-5010".

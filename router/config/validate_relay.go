@@ -425,8 +425,40 @@ func (v *validator) publish(fps []filePublish) {
 			v.c.Publish = append(v.c.Publish, pub)
 			continue
 		}
+		if ref, ok := strings.CutPrefix(fp.To, "docker:"); ok {
+			// A container of this host (seed 002's), by name: its
+			// address is Docker's to give and may change.
+			name, port, hasPort := strings.Cut(ref, ":")
+			pub.Container, pub.ContainerPort = name, pub.Port
+			if hasPort {
+				p, err := parsePort(port)
+				if err != nil {
+					v.p.errf(pp+".to", "%q: %v (want \"docker:NAME\" or \"docker:NAME:8080\")", fp.To, err)
+				}
+				pub.ContainerPort = p
+			}
+			if !validContainerName(name) {
+				v.p.errf(pp+".to", "%q is not a Docker container name", name)
+			}
+			if fp.To6 != "" {
+				v.p.errf(pp+".to6", "not with to = \"docker:NAME\", which takes the container's addresses of both families")
+			}
+			v.c.Publish = append(v.c.Publish, pub)
+			continue
+		}
 		pub.To = check("to", fp.To, false)
 		pub.To6 = check("to6", fp.To6, true)
 		v.c.Publish = append(v.c.Publish, pub)
 	}
+}
+
+// validContainerName: Docker's rule for names, [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func validContainerName(s string) bool {
+	for i, c := range s {
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != '-')) {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -24,6 +24,7 @@ var sections = []func(*Status, io.Writer){
 	renderLAN,
 	renderDNS,
 	renderReflector,
+	renderContainers,
 	renderPolicy,
 	renderBlocklists,
 	renderFirewall,

@@ -78,3 +78,24 @@ func renderReflector(st *Status, w io.Writer) {
 		}
 	}
 }
+
+// Container is a published Docker container as Docker last reported it.
+type Container struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses,omitempty"`
+	Error     string   `json:"error,omitempty"` // why it has none (not running, not found)
+}
+
+func renderContainers(st *Status, w io.Writer) {
+	if len(st.Containers) == 0 {
+		return
+	}
+	section(w, "Published containers")
+	for _, c := range st.Containers {
+		what := strings.Join(c.Addresses, ", ")
+		if c.Error != "" {
+			what = "unpublished: " + c.Error
+		}
+		fmt.Fprintf(w, "docker:%s\t%s\n", c.Name, what)
+	}
+}

@@ -37,6 +37,7 @@ type Status struct {
 	Update     *Update     `json:"update,omitempty"`
 	Relay      *Relay      `json:"relay,omitempty"`
 	Reflector  *Reflector  `json:"mdns_reflector,omitempty"`
+	Containers []Container `json:"containers,omitempty"` // [[publish]] to = "docker:NAME"
 }
 
 // Update is the image's boot slots and the last update.
