@@ -47,9 +47,15 @@ vmtest: deps build
 demo: deps build
 	ROUTERD_BIN_DIR=$(BIN) $(GO) run ./internal/demo
 
+# errcheck: every error of product code is checked, or discarded with a
+# reason (.errcheck-excludes lists the calls not checked anywhere, and
+# why). The lab (internal/lab) is test harness and stops a test on failure
+# by other means.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool errcheck -ignoretests -exclude .errcheck-excludes -ignore 'Close|Set(Read|Write)?Deadline|Fprint.*' \
+		$$($(GO) list ./... | grep -v '/internal/lab')
 
 # The appliance under load, disturbed for CHAOS (kill -9, SIGHUP with config
 # flips, the tunnel flapping, the WAN NIC replugged, the LAN NIC flapping),

@@ -319,7 +319,9 @@ func (c *Client4) unbind(why string) {
 	if wl != nil {
 		c.uninstall(wl)
 	}
-	os.Remove(c.cfg.StatePath)
+	if err := os.Remove(c.cfg.StatePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.cfg.Log.Warn("WAN lease record not removed", "err", err)
+	}
 	if c.cfg.OnLease != nil {
 		c.cfg.OnLease(nil)
 	}

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -31,7 +32,9 @@ func (c *Client4) install(wl *WANLease) error {
 	if addrs, err := h.AddrList(link, netlink.FAMILY_V4); err == nil {
 		for _, a := range addrs {
 			if p := netns.PrefixOf(a.IPNet); p != wl.Address {
-				h.AddrDel(link, &a)
+				if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+					c.cfg.Log.Warn("an earlier lease's address not removed", "addr", p, "iface", c.cfg.Iface, "err", err)
+				}
 			}
 		}
 	}
@@ -51,8 +54,10 @@ func (c *Client4) uninstall(wl *WANLease) {
 		return
 	}
 	defer h.Close()
-	h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(wl.Address)})
 	// the default route goes with the address
+	if err := h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(wl.Address)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		c.cfg.Log.Warn("the lost lease's address not removed", "addr", wl.Address, "iface", c.cfg.Iface, "err", err)
+	}
 }
 
 // InstallStatic configures a static WAN address and default route.

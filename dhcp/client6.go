@@ -368,7 +368,9 @@ func (c *Client6) unbind(why string) {
 	c.cfg.Log.Warn("WAN DHCPv6 lease lost", "why", why)
 	if l != nil && l.Address.IsValid() {
 		if h, link, err := netns.HandleLink(c.cfg.NS, c.cfg.Iface); err == nil {
-			h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(l.Address, 128))})
+			if err := h.AddrDel(link, &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(l.Address, 128))}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				c.cfg.Log.Warn("the lost lease's address not removed", "addr", l.Address, "iface", c.cfg.Iface, "err", err)
+			}
 			h.Close()
 		}
 	}

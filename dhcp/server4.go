@@ -128,7 +128,10 @@ func (s *Server4) listen() (net.PacketConn, *frameSender, error) {
 		return nil, nil, err
 	}
 	for _, o := range []int{unix.SO_REUSEADDR, unix.SO_BROADCAST} {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1)
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
+			unix.Close(fd)
+			return nil, nil, fmt.Errorf("DHCPv4 socket option %d on %s: %w", o, s.cfg.Iface, err)
+		}
 	}
 	if err := unix.BindToDevice(fd, s.cfg.Iface); err != nil {
 		unix.Close(fd)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -100,8 +101,11 @@ func (s *Server6) listen() (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	if err := errors.Join(unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("DHCPv6 socket options on %s: %w", s.cfg.Iface, err)
+	}
 	if err := unix.BindToDevice(fd, s.cfg.Iface); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind to %s: %w", s.cfg.Iface, err)

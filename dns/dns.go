@@ -318,13 +318,17 @@ func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
 	l := &listener{iface: iface, udp: udp,
 		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
-	go l.tcp.ActivateAndServe()
+	go func() {
+		if err := l.tcp.ActivateAndServe(); err != nil {
+			r.cfg.Log.Warn("DNS over TCP stopped serving", "addr", addr, "err", err)
+		}
+	}()
 	return l, nil
 }
 
 func (l *listener) close() {
 	l.udp.close()
-	l.tcp.Shutdown()
+	_ = l.tcp.Shutdown() // fails only for a server not serving, which has nothing to stop
 }
 
 // serve answers one query.

@@ -160,7 +160,9 @@ func askLink(ctx context.Context, ifname string, wire []byte, id uint16, window 
 	if err := p.SetMulticastInterface(ifi); err != nil {
 		return nil, fmt.Errorf("multicast on %s: %w", ifname, err)
 	}
-	p.SetMulticastTTL(255)
+	if err := p.SetMulticastTTL(255); err != nil {
+		return nil, fmt.Errorf("multicast TTL on %s: %w", ifname, err)
+	}
 	if _, err := pc.WriteTo(wire, mdnsGroup); err != nil {
 		return nil, fmt.Errorf("send mDNS query on %s: %w", ifname, err)
 	}
@@ -223,8 +225,10 @@ func startHostResponder(hostname string, ifaces []string, log interface{ Debug(s
 		return nil, fmt.Errorf("mDNS responder: %w", err)
 	}
 	pc := ipv4.NewPacketConn(raw)
-	pc.SetControlMessage(ipv4.FlagInterface, true)
-	pc.SetMulticastTTL(255)
+	if err := errors.Join(pc.SetControlMessage(ipv4.FlagInterface, true), pc.SetMulticastTTL(255)); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("mDNS responder: %w", err)
+	}
 	for _, n := range ifaces {
 		ifi, err := net.InterfaceByName(n)
 		if err != nil {
@@ -286,7 +290,9 @@ func (h *hostResponder) serve() {
 		if unicast && src != nil {
 			dst = src
 		}
-		h.pc.WriteTo(out, &ipv4.ControlMessage{IfIndex: cm.IfIndex}, dst)
+		if _, err := h.pc.WriteTo(out, &ipv4.ControlMessage{IfIndex: cm.IfIndex}, dst); err != nil {
+			h.log.Debug("mDNS answer not sent", "to", dst, "err", err)
+		}
 	}
 }
 

@@ -167,7 +167,7 @@ func (s *upSock) resend(p *udpPending) {
 	wire := p.wire
 	s.mu.Unlock()
 	s.e.resent.Add(1)
-	s.conn.Write(wire)
+	_, _ = s.conn.Write(wire) // a resend that fails is one more lost datagram: the timer tries again or gives up
 }
 
 // takeIf removes p from the questions in flight and reports whether it
@@ -344,7 +344,9 @@ func (e *exchanger) pick() (*upSock, error) {
 func (e *exchanger) open() (*upSock, error) {
 	mark := markControl(e.mark)
 	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-		c.Control(func(fd uintptr) { setRcvbuf(int(fd), upstreamRcvbuf) })
+		if err := c.Control(func(fd uintptr) { setRcvbuf(int(fd), upstreamRcvbuf) }); err != nil {
+			return err
+		}
 		return mark(network, address, c)
 	}}
 	c, err := d.Dial("udp", e.addr.String())

@@ -27,8 +27,8 @@ func (l markListener) Accept() (net.Conn, error) {
 		return c, nil
 	}
 	var mark int
-	raw.Control(func(fd uintptr) { mark, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
-	if mark == 0 {
+	var merr error
+	if err := raw.Control(func(fd uintptr) { mark, merr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) }); err != nil || merr != nil || mark == 0 {
 		return c, nil
 	}
 	return markedConn{tc, markedAddr{c.RemoteAddr().(*net.TCPAddr), uint32(mark)}}, nil

@@ -119,7 +119,7 @@ const (
 // routerd may (CAP_NET_ADMIN); a smaller buffer only costs speed.
 func setRcvbuf(fd, n int) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n) // capped at rmem_max, never refused
 	}
 }
 
@@ -130,7 +130,7 @@ func (u *udpSock) close() {
 	defer u.mu.Unlock()
 	if !u.closed {
 		u.closed = true
-		unix.Shutdown(u.fd, unix.SHUT_RDWR)
+		_ = unix.Shutdown(u.fd, unix.SHUT_RDWR) // ENOTCONN on an unconnected socket, which it wakes all the same
 	}
 }
 
@@ -155,7 +155,7 @@ func (u *udpSock) sendTo(b []byte, to netip.AddrPort) {
 	} else {
 		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
 	}
-	unix.Sendto(u.fd, b, 0, sa)
+	_ = unix.Sendto(u.fd, b, 0, sa) // a lost answer: the client asks again, as after a lost datagram
 }
 
 // mmsghdr is struct mmsghdr, which x/sys/unix lacks.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -143,7 +144,9 @@ func restore(s *Spec, rec *record, found *link) error {
 		return err
 	}
 	for _, a := range rec.Addrs {
-		h.AddrDel(l, &netlink.Addr{IPNet: netns.IPNet(a)})
+		if err := h.AddrDel(l, &netlink.Addr{IPNet: netns.IPNet(a)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove %s from %s: %w", a, l.Attrs().Name, err)
+		}
 	}
 	if l.Attrs().Name != rec.OrigName {
 		if _, err := rename(h, l, rec.OrigName); err != nil {

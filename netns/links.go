@@ -125,7 +125,9 @@ func ensureVeth(main *netlink.Handle, v Veth) (int, error) {
 	if l == nil {
 		if perr == nil {
 			// A stray peer-side link with our name: it can only be ours.
-			ph.LinkDel(peer)
+			if err := ph.LinkDel(peer); err != nil {
+				return 0, fmt.Errorf("delete stray %s: %w", v.PeerName, err)
+			}
 		}
 		veth := &netlink.Veth{
 			LinkAttrs:     netlink.LinkAttrs{Name: v.Name},

@@ -151,7 +151,7 @@ func (s *Supervisor) config() *config.Config { return s.cur.Load().cfg }
 // so that the caller (over SSH too) sees the command succeed before the
 // appliance stops under it.
 func signalInitSoon(sig syscall.Signal) {
-	time.AfterFunc(time.Second, func() { syscall.Kill(1, sig) })
+	time.AfterFunc(time.Second, func() { _ = syscall.Kill(1, sig) }) // PID 1 exists and root may signal it
 }
 
 func powerHandler(sig syscall.Signal) http.HandlerFunc {

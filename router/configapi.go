@@ -117,31 +117,28 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 	if err := atomicfile.WriteFile(tmp, body, 0o600); err != nil {
 		return ApplyResult{}, http.StatusInternalServerError, err
 	}
+	// Gone after the rename below; on any other way out a leftover would
+	// only be overwritten by the next apply.
+	defer func() { _ = os.Remove(tmp) }()
 	next, hash, err := config.LoadWithin(tmp, filepath.Dir(s.path), s.config().StateDir)
 	if err != nil {
-		os.Remove(tmp)
 		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)
 	}
 	if err := keepsSigningKey(s.config(), next); err != nil {
-		os.Remove(tmp)
 		return ApplyResult{}, http.StatusForbidden, fmt.Errorf("nothing applied: %w", err)
 	}
 	if cur := s.config().Status.Socket; next.Status.Socket != cur {
-		os.Remove(tmp)
 		return ApplyResult{}, http.StatusConflict, fmt.Errorf("nothing applied: status.socket cannot change on a running router (%s to %s): routerctl and SSH reach it there until a restart; change it on the console and restart",
 			cur, next.Status.Socket)
 	}
 	if hash == s.cur.Load().hash {
-		os.Remove(tmp)
 		return ApplyResult{Hash: hash, Unchanged: true}, 0, nil
 	}
 	old, err := os.ReadFile(s.path)
 	if err != nil {
-		os.Remove(tmp)
 		return ApplyResult{}, http.StatusInternalServerError, err
 	}
 	if err := atomicfile.WriteFile(s.prevPath(), old, 0o600); err != nil {
-		os.Remove(tmp)
 		return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("keep the running config: %w", err)
 	}
 	res := ApplyResult{Hash: hash}
@@ -151,19 +148,17 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 		res.ConfirmBy = time.Now().Add(confirm).Truncate(time.Second)
 		b, _ := json.Marshal(res.ConfirmBy)
 		if err := atomicfile.WriteFile(s.pendingPath(), b, 0o600); err != nil {
-			os.Remove(tmp)
 			return ApplyResult{}, http.StatusInternalServerError, fmt.Errorf("nothing applied: keep the confirmation deadline: %w", err)
 		}
 	}
 	if err := atomicfile.Rename(tmp, s.path); err != nil {
-		os.Remove(s.pendingPath())
-		return ApplyResult{}, http.StatusInternalServerError, err
+		return ApplyResult{}, http.StatusInternalServerError, errors.Join(err, s.removePending())
 	}
 	if confirm > 0 {
 		s.armRollbackLocked(res.ConfirmBy)
 	}
 	s.log.Info("config applied from the control API", "hash", hash, "confirm_by", res.ConfirmBy)
-	time.AfterFunc(applyDelay, func() { s.Reload() })
+	time.AfterFunc(applyDelay, func() { _ = s.Reload() }) // Reload logs and records its outcome for status
 	return res, 0, nil
 }
 
@@ -196,8 +191,20 @@ func (s *Supervisor) confirmConfig() error {
 	}
 	s.apply.timer.Stop()
 	s.apply.deadline = time.Time{}
-	os.Remove(s.pendingPath())
+	// A deadline left on disk would roll the confirmed change back at
+	// the next start.
+	if err := s.removePending(); err != nil {
+		return fmt.Errorf("confirmed, but: %w", err)
+	}
 	s.log.Info("config change confirmed")
+	return nil
+}
+
+// removePending removes the written-down confirmation deadline.
+func (s *Supervisor) removePending() error {
+	if err := os.Remove(s.pendingPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the confirmation deadline: %w", err)
+	}
 	return nil
 }
 
@@ -210,7 +217,9 @@ func (s *Supervisor) rollback(why string) {
 	}
 	s.apply.deadline = time.Time{}
 	err := atomicfile.Rename(s.prevPath(), s.path)
-	os.Remove(s.pendingPath())
+	if perr := s.removePending(); perr != nil {
+		s.log.Warn("after the rollback", "err", perr)
+	}
 	r := &status.Reload{At: time.Now(), Error: why}
 	if err != nil {
 		r.Error = fmt.Sprintf("%s; restoring %s failed: %v", why, s.prevPath(), err)
@@ -222,7 +231,7 @@ func (s *Supervisor) rollback(why string) {
 		// The unconfirmed config may still be starting (waiting for a
 		// NIC that its change lost): that start gives way.
 		s.preemptStart()
-		s.Reload()
+		_ = s.Reload() // it logs and records its outcome for status
 	}
 }
 

@@ -171,9 +171,13 @@ func (b *elemBatch) send(ns string) error {
 	}
 	defer unix.Close(fd)
 	// The batch must reach the kernel in one message: make room for it.
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, len(b.buf)+(1<<16))
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<22)
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
+	// The batch must fit, and so must the kernel's acks (ENOBUFS would
+	// read as a failed apply); extended acks only improve error messages.
+	if err := errors.Join(unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, len(b.buf)+(1<<16)),
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<22)); err != nil {
+		return fmt.Errorf("netfilter socket buffers: %w", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
 	if err := unix.Sendto(fd, b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("send set batch (%d bytes): %w", len(b.buf), err)
 	}

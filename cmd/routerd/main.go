@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			sup.Reload() // logs and keeps the running config on error
+			_ = sup.Reload() // it logs the error and keeps the running config
 		}
 	}()
 	if err := sup.Run(ctx); err != nil {

@@ -99,7 +99,9 @@ func Fetch(cache, pkg string) (string, error) {
 			return "", fmt.Errorf("apt-get download %s left no .deb in %s", pkg, cache)
 		}
 	}
-	os.RemoveAll(root)
+	if err := os.RemoveAll(root); err != nil {
+		return "", err
+	}
 	if _, err := Run("", nil, "dpkg-deb", "-x", debs[len(debs)-1], root); err != nil {
 		return "", err
 	}

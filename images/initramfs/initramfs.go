@@ -119,7 +119,9 @@ type File struct {
 // Write writes dirs, files (sorted by name) and links.
 func Write(w io.Writer, dirs []string, files []File, links map[string]string) error {
 	c := newCPIO(w)
-	c.charDev("dev/console", 0o600, 5, 1)
+	if err := c.charDev("dev/console", 0o600, 5, 1); err != nil {
+		return err
+	}
 	for _, d := range dirs {
 		if err := c.mkdirAll(d); err != nil {
 			return err

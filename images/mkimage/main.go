@@ -19,8 +19,10 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +73,7 @@ func build() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }() // a leftover in the temp dir is no reason to fail a built image
 
 	// The version is the binary's own, so that what an update says of
 	// itself is what it runs.
@@ -156,11 +158,15 @@ func build() error {
 
 	// The unified kernel image on the EFI system partition.
 	osrel, cmd := filepath.Join(work, "os-release"), filepath.Join(work, "cmdline")
-	os.WriteFile(osrel, []byte(osRelease(*version, kver)), 0o644)
-	os.WriteFile(cmd, []byte(*cmdline+"\n"), 0o644)
 	infoFile := filepath.Join(work, "routerd-info.json")
-	ib, _ := json.Marshal(info)
-	os.WriteFile(infoFile, ib, 0o644)
+	ib, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(os.WriteFile(osrel, []byte(osRelease(*version, kver)), 0o644),
+		os.WriteFile(cmd, []byte(*cmdline+"\n"), 0o644), os.WriteFile(infoFile, ib, 0o644)); err != nil {
+		return err
+	}
 	efi := filepath.Join(work, "BOOTX64.EFI")
 	if err := uki(stub, kernel, initrd, osrel, cmd, infoFile, efi); err != nil {
 		return err
@@ -188,7 +194,9 @@ func build() error {
 
 	// The data partition.
 	readme := filepath.Join(work, "README.txt")
-	os.WriteFile(readme, []byte(strings.ReplaceAll(dataREADME, "\n", "\r\n")), 0o644)
+	if err := os.WriteFile(readme, []byte(strings.ReplaceAll(dataREADME, "\n", "\r\n")), 0o644); err != nil {
+		return err
+	}
 	dataFiles := map[string]string{"/README.txt": readme}
 	if *cfgPath != "" {
 		dataFiles["/routerd.toml"] = *cfgPath
@@ -256,7 +264,10 @@ func writeArtifact(efi, dst, keyFile string) error {
 	if err := os.WriteFile(dst+".sha256", []byte(fmt.Sprintf("%x  %s\n", sum, filepath.Base(dst))), 0o644); err != nil {
 		return err
 	}
-	os.Remove(dst + ".sig")
+	// An older signature must not vouch for this image.
+	if err := os.Remove(dst + ".sig"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	if keyFile == "" {
 		return nil
 	}

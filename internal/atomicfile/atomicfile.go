@@ -26,7 +26,7 @@ func WriteFrom(path string, r io.Reader, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
+	defer func() { _ = os.Remove(tmp) }() // after a successful rename: ENOENT; after a failure: best effort, the error returned is the write's
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)

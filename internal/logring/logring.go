@@ -115,7 +115,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	})
 	h.mu.Lock()
 	h.buf.Reset()
-	h.text.Handle(ctx, r)
+	_ = h.text.Handle(ctx, r) // into a bytes.Buffer, which does not fail
 	line := strings.TrimSuffix(h.buf.String(), "\n")
 	h.mu.Unlock()
 	h.ring.add(Entry{Time: r.Time, Component: comp, Line: line})

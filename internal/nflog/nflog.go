@@ -105,7 +105,7 @@ func (n *Conn) Read() ([]Message, error) {
 // Close unbinds the group (best effort) and closes the socket, which ends
 // a Read in progress.
 func (n *Conn) Close() error {
-	n.config(netlink.Attribute{Type: cfgCmd, Data: []byte{cmdUnbind}})
+	_ = n.config(netlink.Attribute{Type: cfgCmd, Data: []byte{cmdUnbind}}) // best effort: closing the socket unbinds it too
 	return n.c.Close()
 }
 

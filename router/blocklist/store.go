@@ -142,7 +142,9 @@ func load(dir, name string) (*saved, error) {
 		}
 	}
 	if mb, err := os.ReadFile(metaPath); err == nil {
-		json.Unmarshal(mb, &s.Meta)
+		// A corrupt record of the last download only loses its dates
+		// and validators: the next refresh downloads in full.
+		_ = json.Unmarshal(mb, &s.Meta)
 	}
 	return s, nil
 }

@@ -65,7 +65,9 @@ func Main(self string) error {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, append(PoweroffSignals, RebootSignal, syscall.SIGCHLD)...)
 	// Ctrl-Alt-Del becomes SIGINT to init instead of an immediate reboot.
-	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		log.Warn("Ctrl-Alt-Del stays an immediate reboot", "err", err)
+	}
 
 	if err := mountBase(); err != nil {
 		log.Error("mount the kernel filesystems", "err", err)
@@ -76,15 +78,17 @@ func Main(self string) error {
 	console = io.MultiWriter(screen, keep)
 	log = slog.New(slog.NewTextHandler(console, nil)).With("init", "routerd")
 	log.Info("routerd init starting")
-	if lo, err := netlink.LinkByName("lo"); err == nil {
-		netlink.LinkSetUp(lo)
+	if err := loopbackUp(); err != nil {
+		log.Error("loopback down: the appliance's own services are unreachable", "err", err)
 	}
 	loaded, failed := loadModules(ModuleList, ModuleDir)
 	log.Info("kernel modules loaded", "loaded", loaded, "failed", strings.Join(failed, " "))
 	if _, err := unix.Getrandom(make([]byte, 1), unix.GRND_NONBLOCK); errors.Is(err, unix.EAGAIN) {
 		log.Warn("the kernel's random number generator is not seeded yet: DHCP and WireGuard wait for it (no RDRAND or hardware RNG?)")
 	}
-	os.WriteFile("/etc/resolv.conf", []byte("nameserver 127.0.0.1\nnameserver ::1\n"), 0o644)
+	if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver 127.0.0.1\nnameserver ::1\n"), 0o644); err != nil {
+		log.Error("the appliance's own names will not resolve", "err", err)
+	}
 	power := make(chan struct{}, 1)
 	go watchPowerButton(log, power)
 
@@ -140,7 +144,9 @@ func (i *initProc) run() error {
 			}
 			dataReady = true
 			i.dataOK = true
-			rotateBootLog(DataDir)
+			if err := rotateBootLog(DataDir); err != nil {
+				i.log.Warn("the last boot's log not kept as the previous one", "err", err)
+			}
 			i.startProbation(ctx)
 			restart.Reset(0)
 		case <-health.C:
@@ -198,7 +204,9 @@ func (i *initProc) checkConfig() error {
 		}
 		return err
 	}
-	unix.Sethostname([]byte(cfg.Hostname))
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		i.log.Warn("hostname not set", "hostname", cfg.Hostname, "err", err)
+	}
 	return nil
 }
 
@@ -264,7 +272,9 @@ func (i *initProc) shutdown(a action) {
 	what := map[action]string{poweroff: "powering off", reboot: "rebooting"}[a]
 	i.log.Info("stopping the appliance before " + what)
 	if i.child != nil {
-		i.child.Signal(syscall.SIGTERM)
+		if err := i.child.Signal(syscall.SIGTERM); err != nil {
+			i.log.Warn("signal the appliance", "err", err) // it exited already: the wait below reaps it
+		}
 		deadline := time.After(20 * time.Second)
 	wait:
 		for i.child != nil {
@@ -279,16 +289,19 @@ func (i *initProc) shutdown(a action) {
 			}
 		}
 	}
-	unix.Kill(-1, unix.SIGTERM)
+	// ESRCH: no process was left to signal.
+	_ = unix.Kill(-1, unix.SIGTERM)
 	time.Sleep(500 * time.Millisecond) // what is left gets a moment to exit before SIGKILL
-	unix.Kill(-1, unix.SIGKILL)
+	_ = unix.Kill(-1, unix.SIGKILL)
 	i.reap()
 	i.log.Info("saving this boot's log", "file", filepath.Join(DataDir, bootLog))
 	i.saveLog()
 	unix.Sync()
 	if err := unix.Unmount(DataDir, 0); err != nil {
 		i.log.Warn("unmount the data partition; remounting it read-only", "err", err)
-		unix.Mount("", DataDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		if err := unix.Mount("", DataDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			i.log.Error("the data partition stays writable: its file system may need a check at the next boot", "err", err)
+		}
 	}
 	unix.Sync()
 	i.log.Info("routerd: " + what)
@@ -337,12 +350,17 @@ func mountBase() error {
 		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 	} {
-		os.MkdirAll(m.dst, 0o755)
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
 			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err))
 		}
 	}
-	os.MkdirAll("/var/lib", 0o755)
+	if err := os.MkdirAll("/var/lib", 0o755); err != nil {
+		errs = append(errs, err)
+	}
 	for link, target := range map[string]string{
 		"/var/run":         "/run",
 		"/etc/routerd":     DataDir,
@@ -377,4 +395,12 @@ func (i *initProc) saveLog() {
 	if err := saveBootLog(DataDir, i.keep); err != nil {
 		i.log.Warn("save this boot's log", "err", err)
 	}
+}
+
+func loopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(lo)
 }

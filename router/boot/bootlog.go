@@ -3,8 +3,10 @@ package boot
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,9 +56,15 @@ func (t *tail) bytes() []byte {
 
 // rotateBootLog makes the last boot's log the previous one; called once
 // the data partition is mounted.
-func rotateBootLog(dir string) {
-	os.MkdirAll(filepath.Join(dir, "log"), 0o700)
-	atomicfile.Rename(filepath.Join(dir, bootLog), filepath.Join(dir, previousLog))
+func rotateBootLog(dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "log"), 0o700); err != nil {
+		return err
+	}
+	err := atomicfile.Rename(filepath.Join(dir, bootLog), filepath.Join(dir, previousLog))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the first boot
+	}
+	return err
 }
 
 // saveBootLog writes what t holds as this boot's log.
@@ -83,7 +91,7 @@ func copyLines(w io.Writer, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		w.Write(append(sc.Bytes(), '\n'))
+		_, _ = w.Write(append(sc.Bytes(), '\n')) // the console and the tail: nowhere to report to
 	}
 }
 
@@ -114,7 +122,7 @@ func newLossyWriter(w io.Writer, queue int) *lossyWriter {
 				close(it.done)
 				continue
 			}
-			w.Write(it.b)
+			_, _ = w.Write(it.b) // a console that fails to show a line: nowhere to report to
 		}
 	}()
 	return l

@@ -23,11 +23,15 @@ func TestBootLogRotation(t *testing.T) {
 	dir := t.TempDir()
 	first := &tail{max: 1 << 10}
 	fmt.Fprintln(first, "routerd ready (first boot)")
-	rotateBootLog(dir)
+	if err := rotateBootLog(dir); err != nil {
+		t.Fatal(err)
+	}
 	if err := saveBootLog(dir, first); err != nil {
 		t.Fatal(err)
 	}
-	rotateBootLog(dir) // the next boot
+	if err := rotateBootLog(dir); err != nil { // the next boot
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, previousLog))
 	if err != nil || !strings.Contains(string(b), "first boot") {
 		t.Errorf("previous boot's log = %q, %v", b, err)

@@ -107,8 +107,10 @@ func waitPartition(ctx context.Context, name string, timeout time.Duration) (str
 			return "", ctx.Err()
 		}
 		tv := unix.NsecToTimeval(min(left, time.Second).Nanoseconds())
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-		unix.Read(fd, buf) // any event, or the timeout: look again
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return "", fmt.Errorf("uevent socket timeout: %w", err)
+		}
+		_, _ = unix.Read(fd, buf) // any event, the timeout or an error: look again
 	}
 }
 
@@ -119,13 +121,17 @@ func mountData(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	os.MkdirAll(DataDir, 0o755)
+	if err := os.MkdirAll(DataDir, 0o755); err != nil {
+		return err
+	}
 	// Files private to root: the partition holds the WireGuard key.
 	if err := unix.Mount(dev, DataDir, "vfat", unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV,
 		"utf8,umask=0077,errors=remount-ro"); err != nil && !errors.Is(err, unix.EBUSY) {
 		return fmt.Errorf("mount %s (vfat) on %s: %w", dev, DataDir, err)
 	}
-	os.MkdirAll(filepath.Join(DataDir, "state"), 0o700)
+	if err := os.MkdirAll(filepath.Join(DataDir, "state"), 0o700); err != nil {
+		return err
+	}
 	log.Info("config partition mounted", "device", dev, "on", DataDir)
 	return nil
 }

@@ -36,7 +36,9 @@ func mountESP(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	os.MkdirAll(ESPDir, 0o755)
+	if err := os.MkdirAll(ESPDir, 0o755); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
 	if err := unix.Mount(dev, ESPDir, "vfat", unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
 		"umask=0077,errors=remount-ro"); err != nil && !errors.Is(err, unix.EBUSY) {
 		errs = append(errs, fmt.Errorf("mount %s (vfat) on %s: %w", dev, ESPDir, err))
@@ -150,7 +152,9 @@ func (i *initProc) checkProbation() {
 		return
 	}
 	if p.dog != nil {
-		p.dog.Write([]byte{0})
+		if _, err := p.dog.Write([]byte{0}); err != nil {
+			i.log.Warn("the watchdog is not fed: it may reset the machine before the deadline", "err", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probationCheck)
 	defer cancel()
@@ -192,7 +196,9 @@ func armWatchdog(i *initProc) *os.File {
 		return nil
 	}
 	t := watchdogTimeout
-	unix.IoctlSetPointerInt(int(f.Fd()), unix.WDIOC_SETTIMEOUT, t)
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.WDIOC_SETTIMEOUT, t); err != nil {
+		i.log.Warn("the watchdog keeps its own timeout", "err", err)
+	}
 	ident, _ := os.ReadFile("/sys/class/watchdog/watchdog0/identity")
 	i.log.Info("watchdog armed", "device", strings.TrimSpace(string(ident)), "timeout_s", t)
 	return f
@@ -203,6 +209,9 @@ func disarmWatchdog(f *os.File) {
 	if f == nil {
 		return
 	}
-	f.Write([]byte("V"))
+	// Without the magic character the close leaves it running (nowayout):
+	// the machine then resets within the timeout, and boots the
+	// committed slot, which is this one.
+	_, _ = f.Write([]byte("V"))
 	f.Close()
 }

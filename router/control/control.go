@@ -78,14 +78,14 @@ func WriteJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = enc.Encode(v) // to a client that went away; v is routerd's own type, which encodes
 }
 
 // WriteError answers with status code and a one-line reason.
 func WriteError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(Error{Error: err.Error()})
+	_ = json.NewEncoder(w).Encode(Error{Error: err.Error()}) // to a client that went away
 }
 
 // Client talks to routerd's control socket.

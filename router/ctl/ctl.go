@@ -254,7 +254,9 @@ func configCmd(ctx context.Context, c *control.Client, args []string, stdin io.R
 		if err := c.Do(ctx, control.Config.Method, control.Config.URL(nil), nil, &raw); err != nil {
 			return exit(err, stderr), true
 		}
-		stdout.Write(raw)
+		if _, err := stdout.Write(raw); err != nil {
+			return exit(err, stderr), true
+		}
 		return 0, true
 	case len(args) == 1 && args[0] == "confirm":
 		if err := c.Do(ctx, control.ConfigConfirm.Method, control.ConfigConfirm.URL(nil), nil, nil); err != nil {

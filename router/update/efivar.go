@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,7 +54,9 @@ func (v Vars) get(name string) ([]byte, error) {
 // Existing variables are immutable files until the flag is cleared.
 func (v Vars) set(name string, data []byte) error {
 	p := v.path(name)
-	clearImmutable(p)
+	if err := clearImmutable(p); err != nil {
+		return fmt.Errorf("set EFI variable %s: clear its immutable flag: %w", name, err)
+	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("set EFI variable %s: %w", name, err)
@@ -71,17 +74,23 @@ func (v Vars) set(name string, data []byte) error {
 
 // clearImmutable drops efivarfs' immutable flag (FS_IMMUTABLE_FL), which
 // it sets on every variable so that rm -rf cannot brick a machine.
-func clearImmutable(path string) {
+func clearImmutable(path string) error {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new variable
+	}
 	if err != nil {
-		return
+		return err
 	}
 	defer f.Close()
 	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	if err != nil || flags&fsImmutableFL == 0 {
-		return
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
+		return nil // a file system without flags has no immutable one
 	}
-	unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFL))
+	if err != nil || flags&fsImmutableFL == 0 {
+		return err
+	}
+	return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFL))
 }
 
 // BootCurrent is the boot entry the firmware started this boot from.

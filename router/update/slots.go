@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,12 +147,10 @@ func (s *Slots) Install(r io.Reader, opt Options, step func(string)) (string, In
 		err = s.checkNotOlder(info, opt.AllowDowngrade)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return "", Info{}, err
+		return "", Info{}, errors.Join(err, removeTemp(tmp))
 	}
 	if err := atomicfile.Rename(tmp, s.path(SlotFile(slot))); err != nil {
-		os.Remove(tmp)
-		return "", Info{}, fmt.Errorf("install slot %s: %w", slot, err)
+		return "", Info{}, errors.Join(fmt.Errorf("install slot %s: %w", slot, err), removeTemp(tmp))
 	}
 	step(fmt.Sprintf("written to slot %s (%s)", slot, SlotFile(slot)))
 	ents, err := s.ensureEntries(s.Committed())
@@ -437,4 +436,13 @@ func orderString(order []uint16) string {
 		fmt.Fprintf(&b, "%04X", n)
 	}
 	return b.String()
+}
+
+// removeTemp removes a half-written slot image: tens of MiB on the EFI
+// partition, which the next update needs.
+func removeTemp(tmp string) error {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", tmp, err)
+	}
+	return nil
 }

@@ -258,7 +258,9 @@ func TestLoadOptionRoundTrip(t *testing.T) {
 
 func (v Vars) remove(name string) error {
 	p := v.path(name)
-	clearImmutable(p)
+	if err := clearImmutable(p); err != nil {
+		return err
+	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete EFI variable %s: %w", name, err)
 	}

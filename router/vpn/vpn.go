@@ -403,7 +403,9 @@ func (t *Tunnel) syncRoutes(h *netlink.Handle, index int) error {
 			present[p] = true
 			continue
 		}
-		h.RouteDel(&have[i])
+		if err := h.RouteDel(&have[i]); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete stale tunnel route %s: %w", p, err)
+		}
 	}
 	var errs []error
 	for p := range want {
@@ -595,6 +597,9 @@ func Teardown(cfg Config) error {
 			return fmt.Errorf("delete %s: %w", cfg.Iface, err)
 		}
 	}
-	os.Remove(filepath.Join("/var/run/wireguard", uapiName(cfg)+".sock"))
+	// The userspace device's socket, left by a crash.
+	if err := os.Remove(filepath.Join("/var/run/wireguard", uapiName(cfg)+".sock")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return nil
 }
