@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -27,7 +26,6 @@ import (
 	"github.com/routerd/routerd/dns/dnssec"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
-	"github.com/vishvananda/netlink"
 )
 
 // Record is a static name.
@@ -79,7 +77,11 @@ type Config struct {
 	// bogus ones become SERVFAIL with an Extended DNS Error, secure ones
 	// carry AD. Local names are not validated.
 	Validator *dnssec.Validator
-	Log       *slog.Logger
+	// Blocker, when set, blocks names ([[dns.block]]).
+	Blocker *Blocklists
+	// QueryLog keeps every question this long in memory (0: no log).
+	QueryLog time.Duration
+	Log      *slog.Logger
 }
 
 // Resolver serves DNS to the LAN.
@@ -102,13 +104,9 @@ type Resolver struct {
 	extraClients atomic.Pointer[[]netip.Prefix]
 	lastBogus    atomic.Pointer[string] // the last bogus answer and why, for status
 
-	st stats
-}
-
-type listener struct {
-	iface string
-	udp   *udpServer
-	tcp   *dns.Server
+	st     stats
+	blocks clientCounts
+	qlog   *queryLog // nil: off
 }
 
 // New returns a resolver for cfg.
@@ -117,7 +115,7 @@ func New(cfg Config) *Resolver {
 		cfg.Port = 53
 	}
 	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
-		fwd: newForwarder(cfg.Upstreams, cfg.TLSRoots), listeners: map[netip.Addr]*listener{}}
+		fwd: newForwarder(cfg.Upstreams, cfg.TLSRoots), listeners: map[netip.Addr]*listener{}, qlog: newQueryLog(cfg.QueryLog)}
 	for _, v := range cfg.Views {
 		r.views = append(r.views, newForwarder(v.Upstreams, cfg.TLSRoots))
 	}
@@ -173,192 +171,6 @@ func (r *Resolver) RemoveName(owner string) { r.zone.remove(owner) }
 // SetISPServers sets the fallback upstreams from the WAN lease.
 func (r *Resolver) SetISPServers(addrs []netip.Addr) { r.fwd.setISP(addrs) }
 
-// Start opens the listeners and follows address changes until Stop.
-func (r *Resolver) Start(ctx context.Context) error {
-	ctx = r.run.Start(ctx)
-	updates := make(chan netlink.AddrUpdate, 64)
-	if err := netlink.AddrSubscribeWithOptions(updates, ctx.Done(), netlink.AddrSubscribeOptions{}); err != nil {
-		return fmt.Errorf("subscribe to address changes: %w", err)
-	}
-	err := r.sync()
-	r.run.Go(func(ctx context.Context) {
-		tick := time.NewTicker(30 * time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-updates:
-				if !ok {
-					updates = nil
-					continue
-				}
-				// Coalesce a burst of changes into one sync.
-				for drained := false; !drained; {
-					select {
-					case <-updates:
-					default:
-						drained = true
-					}
-				}
-			case <-tick.C:
-			}
-			if err := r.sync(); err != nil {
-				r.cfg.Log.Warn("DNS listeners", "err", err)
-			}
-		}
-	})
-	if r.cfg.MDNS && r.cfg.Hostname != "" {
-		if s, err := announce(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.RouterAddrs); err != nil {
-			r.cfg.Log.Warn("announce over mDNS", "err", err)
-		} else {
-			r.mu.Lock()
-			r.announcer = s
-			r.mu.Unlock()
-		}
-		if h, err := startHostResponder(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.Log); err != nil {
-			r.cfg.Log.Warn("mDNS host responder", "err", err)
-		} else {
-			r.mu.Lock()
-			r.responder = h
-			r.mu.Unlock()
-		}
-	}
-	return err
-}
-
-// Stop closes every listener. It waits for the address watch until ctx
-// ends, and closes the listeners either way.
-func (r *Resolver) Stop(ctx context.Context) error {
-	err := r.run.Stop(ctx)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for a, l := range r.listeners {
-		l.close()
-		delete(r.listeners, a)
-	}
-	if r.announcer != nil {
-		r.announcer.Shutdown()
-		r.announcer = nil
-	}
-	if r.responder != nil {
-		r.responder.close()
-		r.responder = nil
-	}
-	r.fwd.close()
-	for _, f := range r.views {
-		f.close()
-	}
-	return err
-}
-
-// sync makes the listeners match the current addresses of the LAN
-// interfaces, plus loopback.
-func (r *Resolver) sync() error {
-	want := map[netip.Addr]string{netip.MustParseAddr("127.0.0.1"): "lo", netip.IPv6Loopback(): "lo"}
-	for _, name := range r.cfg.ListenIfaces {
-		link, err := netlink.LinkByName(name)
-		if err != nil {
-			continue // a LAN NIC not there (yet): listen when it is
-		}
-		addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || ip.IsLinkLocalUnicast() {
-				continue
-			}
-			want[ip.Unmap()] = name
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var errs []string
-	for a, l := range r.listeners {
-		if _, ok := want[a]; !ok {
-			l.close()
-			delete(r.listeners, a)
-			r.cfg.Log.Info("DNS stopped listening", "addr", a)
-		}
-	}
-	for a, iface := range want {
-		if _, ok := r.listeners[a]; ok {
-			continue
-		}
-		l, err := r.listen(a, iface)
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		r.listeners[a] = l
-		r.cfg.Log.Info("DNS listening", "addr", a, "iface", iface)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return nil
-}
-
-func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
-	addr := netip.AddrPortFrom(a, uint16(r.cfg.Port))
-	udp, err := listenUDP(addr, iface, r, func() { r.st.queries.Add(1); r.st.formerr.Add(1) })
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr.String())
-	if err != nil {
-		udp.close()
-		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
-	}
-	if r.cfg.MarkRoute != nil {
-		ln = markListener{ln}
-	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
-	l := &listener{iface: iface, udp: udp,
-		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
-	go func() {
-		if err := l.tcp.ActivateAndServe(); err != nil {
-			r.cfg.Log.Warn("DNS over TCP stopped serving", "addr", addr, "err", err)
-		}
-	}()
-	return l, nil
-}
-
-func (l *listener) close() {
-	l.udp.close()
-	_ = l.tcp.Shutdown() // fails only for a server not serving, which has nothing to stop
-}
-
-// serve answers one query.
-func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, iface string) {
-	var hint Route
-	if m, ok := w.RemoteAddr().(markedAddr); ok && r.cfg.MarkRoute != nil {
-		hint = r.cfg.MarkRoute(m.mark)
-	}
-	resp := r.answer(req, remoteAddr(w), iface, hint, w.RemoteAddr().Network() == "tcp")
-	if resp != nil {
-		w.WriteMsg(resp)
-	}
-}
-
-func remoteAddr(w dns.ResponseWriter) netip.Addr {
-	a := w.RemoteAddr()
-	if m, ok := a.(markedAddr); ok {
-		a = m.TCPAddr
-	}
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
-}
-
 // Answer is the whole query path without sockets: it returns the answer to
 // req from client (asking over TCP or not), or nil to stay silent.
 func (r *Resolver) Answer(req *dns.Msg, client netip.Addr, iface string, tcp bool) *dns.Msg {
@@ -385,8 +197,12 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hin
 	}
 	if !r.allowed(client) {
 		r.st.refused.Add(1)
+		if len(req.Question) == 1 {
+			r.logQuery(client, req.Question[0], dns.RcodeRefused, howRefused, "")
+		}
 		return reply(req, dns.RcodeRefused), true
 	}
+	r.blocks.of(client).queries.Add(1)
 	if req.Opcode != dns.OpcodeQuery {
 		return reply(req, dns.RcodeNotImplemented), true
 	}
@@ -402,10 +218,11 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hin
 		r.st.formerr.Add(1)
 		return reply(req, dns.RcodeFormatError), true
 	}
-	resp := r.resolveFast(req, q, client, iface, hint)
+	resp, how, list := r.resolveFast(req, q, client, iface, hint)
 	if resp == nil {
 		return nil, false
 	}
+	r.logQuery(client, q, resp.Rcode, how, list)
 	return r.finish(req, resp, tcp), true
 }
 
@@ -413,11 +230,18 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hin
 func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hint Route, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	var resp *dns.Msg
+	how, list := howMDNS, ""
 	if isLocalName(q.Name) {
 		resp = r.viaMDNS(q)
 	} else {
+		how = howUpstream
 		resp = r.forward(req, q, client, iface, hint)
+		if b, ok := r.blockChain(resp, client, iface); ok {
+			r.st.blocked.Add(1)
+			resp, how, list = blockedAnswer(q, b), howBlocked, b.List
+		}
 	}
+	r.logQuery(client, q, resp.Rcode, how, list)
 	return r.finish(req, resp, tcp)
 }
 
@@ -438,26 +262,31 @@ func isLocalName(name string) bool {
 }
 
 // resolveFast answers from the local zone or the cache, or returns nil
-// when the question must be asked (mDNS or upstream).
-func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint Route) *dns.Msg {
+// when the question must be asked (mDNS or upstream); how and list say
+// how it answered, for the query log.
+func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, iface string, hint Route) (m *dns.Msg, how, list string) {
 	name := strings.ToLower(q.Name)
 	if m, ok := r.zone.answer(q); ok {
 		r.st.local.Add(1)
-		return m
+		return m, howLocal, ""
 	}
 	if isLocalName(name) {
 		// RFC 6762: .local is never sent to unicast DNS servers.
 		if r.mdns == nil {
-			return nxdomain()
+			return nxdomain(), howLocal, ""
 		}
 		if m := r.cache.get(keyOf(routeMDNS, q, false), time.Now()); m != nil {
 			r.st.hits.Add(1)
-			return m
+			return m, howCache, ""
 		}
-		return nil
+		return nil, "", ""
 	}
 	if privateReverse(name) {
-		return nxdomain() // RFC 6303: private reverse zones stay home
+		return nxdomain(), howLocal, "" // RFC 6303: private reverse zones stay home
+	}
+	if b, ok := r.block(name, client, iface); ok {
+		r.st.blocked.Add(1)
+		return blockedAnswer(q, b), howBlocked, b.List
 	}
 	key := r.key(req, q, client, iface, hint)
 	var gen uint64
@@ -469,9 +298,13 @@ func (r *Resolver) resolveFast(req *dns.Msg, q dns.Question, client netip.Addr, 
 		if stale && r.cfg.OnAnswer != nil {
 			r.hook(key.route.Path, q, m)
 		}
-		return m
+		if b, ok := r.blockChain(m, client, iface); ok {
+			r.st.blocked.Add(1)
+			return blockedAnswer(q, b), howBlocked, b.List
+		}
+		return m, howCache, ""
 	}
-	return nil
+	return nil, "", ""
 }
 
 // hook tells OnAnswer of an answer's names and addresses.

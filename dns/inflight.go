@@ -78,6 +78,14 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
 			return
 		}
+		if b, ok := r.blockChain(resp, client, iface); ok {
+			r.st.blocked.Add(1)
+			m := blockedAnswer(q, b)
+			r.logQuery(client, q, m.Rcode, howBlocked, b.List)
+			done(r.finish(req, m, false), nil)
+			return
+		}
+		r.logQuery(client, q, resp.Rcode, howUpstream, "")
 		done(r.finish(req, resp.Copy(), false), nil)
 	}) {
 		r.st.merged.Add(1)
@@ -100,6 +108,14 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 		// rare answer that cannot be sent packed is finished on a copy.
 		resp, w := r.acceptWire(key, q, resp, now, true)
 		r.flights.land(key, resp)
+		if b, ok := r.blockChain(resp, client, iface); ok {
+			r.st.blocked.Add(1)
+			m := blockedAnswer(q, b)
+			r.logQuery(client, q, m.Rcode, howBlocked, b.List)
+			done(r.finish(req, m, false), nil)
+			return
+		}
+		r.logQuery(client, q, resp.Rcode, howUpstream, "")
 		if w != nil && reqWire != nil {
 			var kb [272]byte
 			if wq, ok := parseQuery(reqWire, kb[:]); ok {

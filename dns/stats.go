@@ -15,6 +15,7 @@ type stats struct {
 	queries, local, hits, forwarded, mdns, merged atomic.Uint64
 	refused, formerr, servfail, dropped           atomic.Uint64
 	secure, insecure, bogus, synthesized          atomic.Uint64
+	blocked                                       atomic.Uint64
 	perSec                                        [60]atomic.Uint64 // queries by second of the minute
 	second                                        atomic.Int64      // the second perSec's current slot is for
 }
@@ -41,7 +42,7 @@ func (r *Resolver) Status() Status {
 	st := Status{
 		Queries: r.st.queries.Load(), Local: r.st.local.Load(), CacheHits: r.st.hits.Load(), CacheSize: size,
 		Forwarded: r.st.forwarded.Load(), Merged: r.st.merged.Load(), Refused: r.st.refused.Load(), FormErr: r.st.formerr.Load(),
-		ServFail: r.st.servfail.Load(), Upstreams: r.upstreamStatus(),
+		ServFail: r.st.servfail.Load(), Upstreams: r.upstreamStatus(), Blocked: r.st.blocked.Load(),
 	}
 	if hits+misses > 0 {
 		st.CacheHitRatio = float64(hits) / float64(hits+misses)

@@ -21,6 +21,7 @@ type wireAnswer struct {
 	b      []byte   // header (ARCOUNT without OPT), question, records
 	ttls   []uint16 // offset of every record's TTL
 	qnameN int      // length of the question name (at offset 12)
+	cname  bool     // the answer holds a CNAME (blocking checks its targets)
 }
 
 // packWire packs m for the fast path, or returns nil if it cannot be.
@@ -37,7 +38,7 @@ func packWire(m *dns.Msg) *wireAnswer {
 	if err != nil || len(b) < 12 || binary.BigEndian.Uint16(b[4:]) != 1 {
 		return nil
 	}
-	w := &wireAnswer{b: b}
+	w := &wireAnswer{b: b, cname: hasCNAME(m)}
 	off, ok := skipName(b, 12)
 	if !ok {
 		return nil
@@ -183,6 +184,11 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	if !ok || !r.forwardable(q.name) || (q.cd && r.cfg.Validator != nil) {
 		return 0
 	}
+	if r.cfg.Blocker != nil {
+		if _, blocked := r.cfg.Blocker.Block(q.name, iface); blocked {
+			return 0 // answered, and counted, by the ordinary path
+		}
+	}
 	rt := r.route(client, iface, hint)
 	q.key[len(q.name)], q.key[len(q.name)+1] = byte(rt.Path), rt.View
 	var gen uint64
@@ -191,7 +197,7 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	}
 	now := time.Now()
 	w, stored, ok := r.cache.getWire(q.key, now, gen)
-	if !ok {
+	if !ok || (w.cname && r.cfg.Blocker != nil && r.cfg.Blocker.Blocking(iface)) {
 		return 0
 	}
 	n := writeAnswer(w, stored, now, req, &q, out)
@@ -201,6 +207,12 @@ func (r *Resolver) answerCached(req []byte, client netip.Addr, iface string, hin
 	r.st.queries.Add(1)
 	r.st.tick()
 	r.st.hits.Add(1)
+	r.blocks.of(client).queries.Add(1)
+	if r.qlog != nil {
+		k := len(q.name) // the key: name, route (2), type (2), DO
+		qtype := uint16(q.key[k+2])<<8 | uint16(q.key[k+3])
+		r.logQuery(client, dns.Question{Name: string(q.name), Qtype: qtype}, int(w.b[3]&0xf), howCache, "")
+	}
 	return n
 }
 

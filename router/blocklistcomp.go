@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/routerd/routerd/dns"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,17 +36,19 @@ type blocklistComp struct {
 // synchronisation before trying with the clock as it is.
 const clockWait = 5 * time.Minute
 
-func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced <-chan struct{}, log *slog.Logger) *blocklistComp {
+// newBlocklistComp: blocks, when not nil, are the resolver's block lists,
+// which the DNS block lists ([[dns.block]]) fill.
+func newBlocklistComp(cfg *config.Config, endpoints func() []netip.Addr, synced <-chan struct{}, blocks *dns.Blocklists, log *slog.Logger) *blocklistComp {
 	c := &blocklistComp{cfg: cfg, endpoints: endpoints}
 	bc := blocklist.Config{
 		Dir: cfg.StatePath(config.StateBlocklists), LANIfaces: cfg.LANNets.Ifaces, Mask: via.Mask,
 		Protect:   c.protected,
-		Transport: selfResolvingTransport(), Clock: synced, ClockWait: clockWait, Log: log,
+		Transport: selfResolvingTransport(), Clock: synced, ClockWait: clockWait, Blocks: blocks, Log: log,
 	}
 	for _, b := range cfg.Blocklists {
 		bc.Lists = append(bc.Lists, blocklist.List{Name: b.Name, URL: b.URL, File: b.File, Format: b.Format, Via: b.Via,
 			Refresh: b.Refresh, MinRatio: b.MinRatio, DomainTTLFloor: b.DomainTTLFloor, Timeout: b.Timeout, MaxSize: b.MaxSize, MaxEntries: b.MaxEntries,
-			RootCAs: b.RootCAs})
+			RootCAs: b.RootCAs, Block: b.Block, Null: b.Null, LANs: b.LANs})
 	}
 	c.m = blocklist.New(bc)
 	return c

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/dns"
 	"net/http"
 	"net/netip"
 	"os"
@@ -74,12 +75,19 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	if clock != nil {
 		synced = clock.synced()
 	}
-	bl := newBlocklistComp(cfg, endpoints, synced, log.With("component", "blocklist"))
+	var blocks *dns.Blocklists // the resolver's, filled by [[dns.block]]
+	for _, b := range cfg.Blocklists {
+		if b.Block && blocks == nil {
+			blocks = dns.NewBlocklists(cfg.DNS.Allow)
+		}
+	}
+	bl := newBlocklistComp(cfg, endpoints, synced, blocks, log.With("component", "blocklist"))
 	wan.OnLease(bl.wanLease)
 	lan := newLANComp(cfg, nics.m, defaultPathUp(cfg, tunnelUp), log.With("component", "lan"))
 	fw.leases = lan.currentLeases
-	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, synced, log.With("component", "dns"))
+	res := newDNSComp(cfg, lan.macOf, bl.observe, bl.m.DomainsGeneration, synced, blocks, log.With("component", "dns"))
 	lan.OnLease(res.lease)
+	res.leases = lan.currentLeases
 	if clock != nil {
 		clock.OnStep(lan.clockStepped)
 	}
@@ -115,6 +123,17 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
 	})
 	s.registerConfigHandlers(mux)
+	dnsHandler := func(h func(*dnsComp, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if d, ok := s.component("dns").(*dnsComp); ok {
+				h(d, w, r)
+				return
+			}
+			control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the resolver is not running (routerd is %s)", s.phase.Load()))
+		}
+	}
+	mux.HandleFunc(control.DNSLog.Pattern(), dnsHandler((*dnsComp).logHandler))
+	mux.HandleFunc(control.DNSTop.Pattern(), dnsHandler((*dnsComp).topHandler))
 	mux.HandleFunc(control.Logs.Pattern(), s.logsHandler)
 	s.registerBanHandlers(mux)
 	mux.HandleFunc(control.Poweroff.Pattern(), powerHandler(syscall.SIGUSR2))

@@ -2,10 +2,16 @@ package router
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/routerd/routerd/router/control"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,6 +30,8 @@ type dnsComp struct {
 	log *slog.Logger
 	// macOf finds a client's MAC from its lease, for MAC-based policies.
 	macOf func(netip.Addr) string
+	// leases are the LAN's leases now, to name clients in dns top.
+	leases func() []dhcp.Lease
 
 	mu sync.Mutex
 	// global maps a LAN to its subnets of the delegated prefix: a DHCPv6
@@ -38,7 +46,7 @@ type dnsComp struct {
 // clock is set: DNSSEC validation checks signatures' dates from then on.
 func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64,
-	synced <-chan struct{}, log *slog.Logger) *dnsComp {
+	synced <-chan struct{}, blocks *dns.Blocklists, log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf, log: log}
 	lan := cfg.LANNets
 	var records []dns.Record
@@ -83,7 +91,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
 		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: upstreams(cfg.DNS.Upstream), Views: views, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
 		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, RouteOf: c.routeOf, MarkRoute: markRoute,
-		OnAnswer: onAnswer, HookGeneration: hookGen, Validator: validator, Log: log,
+		OnAnswer: onAnswer, HookGeneration: hookGen, Validator: validator, Blocker: blocks, QueryLog: cfg.DNS.QueryLog, Log: log,
 	})
 	for _, l := range cfg.LAN {
 		if l.DHCP4 == nil {
@@ -231,4 +239,78 @@ func (c *dnsComp) Stop(ctx context.Context) error  { return c.r.Stop(ctx) }
 func (c *dnsComp) fillStatus(st *status.Status) {
 	s := c.r.Status()
 	st.DNS = &s
+}
+
+// logHandler serves routerctl dns log: the query log as text lines (or
+// JSON lines with ?json), of one client with ?client, followed with
+// ?follow until the caller goes.
+func (c *dnsComp) logHandler(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var client netip.Addr
+	if s := q.Get("client"); s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			control.WriteError(w, http.StatusBadRequest, fmt.Errorf("--client %q: want an IP address", s))
+			return
+		}
+		client = a
+	}
+	past, next, stop, ok := c.r.QueryLog(client, q.Get("follow") == "1")
+	defer stop()
+	if !ok {
+		control.WriteError(w, http.StatusNotFound, errors.New("the query log is off: set dns.query_log (e.g. \"24h\")"))
+		return
+	}
+	asJSON := q.Get("json") == "1"
+	write := func(e status.DNSQuery) {
+		if client.IsValid() && e.Client != client.String() {
+			return
+		}
+		if asJSON {
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(w, "%s\n", b)
+			return
+		}
+		fmt.Fprintln(w, e.Line())
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	for _, e := range past {
+		write(e)
+	}
+	if next == nil {
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	for {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case e := <-next:
+			write(e)
+		}
+	}
+}
+
+// topHandler serves routerctl dns top, clients named by their leases.
+func (c *dnsComp) topHandler(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	if n <= 0 {
+		n = 20
+	}
+	t := c.r.Top(n)
+	if c.leases != nil {
+		names := map[string]string{}
+		for _, l := range c.leases() {
+			if l.Hostname != "" {
+				names[l.Addr.String()] = l.Hostname
+			}
+		}
+		for i := range t.Clients {
+			t.Clients[i].Name = names[t.Clients[i].Address]
+		}
+	}
+	control.WriteJSON(w, t)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/dns"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -34,6 +35,12 @@ type List struct {
 	MaxSize                 int64          // cap on a download's body
 	MaxEntries              int            // cap on its entries (0: none)
 	RootCAs                 *x509.CertPool // for an https URL; nil: the system's roots
+	// Block makes it a DNS block list ([[dns.block]]): its names are
+	// answered by the resolver (NXDOMAIN, or with Null an unspecified
+	// address) for clients on LANs (all when empty); Via is unset.
+	Block bool
+	Null  bool
+	LANs  []string
 }
 
 // Config configures the manager.
@@ -55,7 +62,9 @@ type Config struct {
 	// 2020: then they try anyway.
 	Clock     <-chan struct{}
 	ClockWait time.Duration
-	Log       *slog.Logger
+	// Blocks, when set, are given the DNS block lists as they change.
+	Blocks *dns.Blocklists
+	Log    *slog.Logger
 }
 
 // Manager keeps the lists fresh and applied.
@@ -115,10 +124,15 @@ func New(cfg Config) *Manager {
 			t.TLSClientConfig = &tls.Config{RootCAs: l.RootCAs}
 			tr = t
 		}
+		via := l.Via.String()
+		if l.Block {
+			via = "dns block"
+		}
 		m.lists = append(m.lists, &list{List: l, kick: make(chan chan struct{}), tr: tr,
-			st: Status{Name: l.Name, Via: l.Via.String(), Source: source, Format: l.Format}})
+			st: Status{Name: l.Name, Via: via, Source: source, Format: l.Format}})
 	}
 	m.domains.Store(&domainIndex{})
+
 	m.protect.Store(&Protected{})
 	return m
 }
@@ -175,6 +189,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 	}
 	m.protected()
+	m.setBlocks()
 	if err := m.applyAll(true); err != nil {
 		errs = append(errs, err)
 	}
@@ -318,6 +333,13 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 	if err != nil {
 		return fail(fmt.Errorf("fetch: %w", err))
 	}
+	if l.Block {
+		ok, err := m.refreshBlock(l, rc, nv, now)
+		if err != nil {
+			return fail(err)
+		}
+		return ok
+	}
 	p, err := ParseMax(rc, l.Format, m.protected(), l.MaxEntries)
 	rc.Close()
 	if err != nil {
@@ -366,6 +388,11 @@ func first(ss []string) string {
 
 func (l *list) fill(s *saved) {
 	l.st.Format = s.Meta.Format
+	if s.Block != nil {
+		l.st.Domains, l.st.Exceptions = s.Block.Names.Len(), s.Block.Except.Len()
+		l.st.Lines, l.st.Rejected = s.Meta.Lines, s.Meta.Rejected
+		return
+	}
 	l.st.Prefixes4, l.st.Prefixes6, l.st.Domains = len(s.V4), len(s.V6), len(s.Domains)
 	l.st.Lines, l.st.Rejected, l.st.Refused = s.Meta.Lines, s.Meta.Rejected, s.Meta.Refused
 }

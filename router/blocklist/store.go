@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/routerd/routerd/internal/domainset"
 	"io"
 	"io/fs"
 	"os"
@@ -24,6 +25,12 @@ type saved struct {
 	V4      []iprange.R4
 	V6      []iprange.R6
 	Domains []string
+	Block   *blockSets // a DNS block list's (then nothing else is set)
+}
+
+// blockSets are a DNS block list's names and exceptions.
+type blockSets struct {
+	Names, Except domainset.Set
 }
 
 type meta struct {
@@ -36,7 +43,10 @@ type meta struct {
 	LastSuccess time.Time  `json:"last_success"`
 }
 
-const magic = "RDBL1\n"
+const (
+	magic      = "RDBL1\n"
+	magicBlock = "RDBK1\n" // a block list: the names' and exceptions' hashes
+)
 
 func paths(dir, name string) (data, metaPath string) {
 	return filepath.Join(dir, name+".list"), filepath.Join(dir, name+".json")
@@ -50,7 +60,18 @@ func save(dir, name string, s *saved) error {
 		return err
 	}
 	data, metaPath := paths(dir, name)
-	buf := make([]byte, 0, len(magic)+16+8*len(s.V4)+32*len(s.V6))
+	var buf []byte
+	if s.Block != nil {
+		names, _ := s.Block.Names.MarshalBinary()
+		except, _ := s.Block.Except.MarshalBinary()
+		buf = make([]byte, 0, len(magicBlock)+16+len(names)+len(except))
+		buf = append(buf, magicBlock...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(names)))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(except)))
+		buf = append(append(buf, names...), except...)
+		return saveFiles(dir, data, metaPath, buf, s.Meta)
+	}
+	buf = make([]byte, 0, len(magic)+16+8*len(s.V4)+32*len(s.V6))
 	buf = append(buf, magic...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.V4)))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.V6)))
@@ -64,13 +85,17 @@ func save(dir, name string, s *saved) error {
 	for _, d := range s.Domains {
 		buf = append(append(buf, d...), '\n')
 	}
+	return saveFiles(dir, data, metaPath, buf, s.Meta)
+}
+
+func saveFiles(dir, data, metaPath string, buf []byte, m meta) error {
 	if err := fits(dir, data, len(buf)); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(data, buf, 0o600); err != nil {
 		return err
 	}
-	mb, _ := json.MarshalIndent(s.Meta, "", "  ")
+	mb, _ := json.MarshalIndent(m, "", "  ")
 	return atomicfile.WriteFile(metaPath, mb, 0o600)
 }
 
@@ -109,8 +134,16 @@ func load(dir, name string) (*saved, error) {
 	defer f.Close()
 	br := bufio.NewReader(f)
 	head := make([]byte, len(magic)+16)
-	if _, err := io.ReadFull(br, head); err != nil || string(head[:len(magic)]) != magic {
+	if _, err := io.ReadFull(br, head); err != nil || (string(head[:len(magic)]) != magic && string(head[:len(magic)]) != magicBlock) {
 		return nil, fmt.Errorf("%s: not a saved list", data)
+	}
+	if string(head[:len(magic)]) == magicBlock {
+		s, err := loadBlock(br, head[len(magic):])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", data, err)
+		}
+		loadMeta(metaPath, s)
+		return s, nil
 	}
 	n4 := binary.BigEndian.Uint64(head[len(magic):])
 	n6 := binary.BigEndian.Uint64(head[len(magic)+8:])
@@ -141,10 +174,32 @@ func load(dir, name string) (*saved, error) {
 			break
 		}
 	}
+	loadMeta(metaPath, s)
+	return s, nil
+}
+
+func loadMeta(metaPath string, s *saved) {
 	if mb, err := os.ReadFile(metaPath); err == nil {
 		// A corrupt record of the last download only loses its dates
 		// and validators: the next refresh downloads in full.
 		_ = json.Unmarshal(mb, &s.Meta)
 	}
-	return s, nil
+}
+
+// loadBlock reads a block list's sets after its magic; sizes holds their
+// byte lengths.
+func loadBlock(r io.Reader, sizes []byte) (*saved, error) {
+	nn, ne := binary.BigEndian.Uint64(sizes), binary.BigEndian.Uint64(sizes[8:])
+	if nn > 8<<27 || ne > 8<<27 {
+		return nil, errors.New("implausible sizes")
+	}
+	b := make([]byte, nn+ne)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, errors.New("truncated")
+	}
+	bs := &blockSets{}
+	if err := errors.Join(bs.Names.UnmarshalBinary(b[:nn]), bs.Except.UnmarshalBinary(b[nn:])); err != nil {
+		return nil, err
+	}
+	return &saved{Block: bs}, nil
 }

@@ -325,6 +325,11 @@ type DNS struct {
 	TrustAnchors     []mdns.RR
 	// Reflect are the LANs between which multicast DNS is relayed.
 	Reflect []string
+	// Allow are names [[dns.block]] never blocks, with their subdomains
+	// (the lists themselves are in Config.Blocklists, Block set).
+	Allow []string
+	// QueryLog keeps the questions of this long in memory (0: off).
+	QueryLog time.Duration
 }
 
 // Record is a static local name.
@@ -430,6 +435,15 @@ type Blocklist struct {
 	// relative to the config file's directory. Load reads it into RootCAs.
 	CAFile  string
 	RootCAs *x509.CertPool // nil: the system's roots
+	// Path is where the list is in the config ("blocklist[0]",
+	// "dns.block[0]"), for errors.
+	Path string
+	// Block: a DNS block list ([[dns.block]]), answered by the resolver
+	// (NXDOMAIN, or Null: 0.0.0.0 and ::) for clients on LANs (every LAN
+	// when empty); Via is unset.
+	Block bool
+	Null  bool
+	LANs  []string
 }
 
 // Firewall configures nftables hardening and port forwards.

@@ -176,16 +176,19 @@ type fileRA struct {
 }
 
 type fileDNS struct {
-	Listen    []string     `toml:"listen"`
-	Upstream  []string     `toml:"upstream"`
-	Domain    *string      `toml:"domain"`
-	MDNS      bool         `toml:"mdns"`
-	CacheSize *int64       `toml:"cache_size"`
-	Record    []fileRecord `toml:"record"`
-	TLSCAFile string       `toml:"tls_ca_file"`
-	DNSSEC    bool         `toml:"dnssec"`
-	Anchors   string       `toml:"trust_anchors"`
-	Reflect   []string     `toml:"mdns_reflect"`
+	Listen    []string        `toml:"listen"`
+	Upstream  []string        `toml:"upstream"`
+	Domain    *string         `toml:"domain"`
+	MDNS      bool            `toml:"mdns"`
+	CacheSize *int64          `toml:"cache_size"`
+	Record    []fileRecord    `toml:"record"`
+	TLSCAFile string          `toml:"tls_ca_file"`
+	DNSSEC    bool            `toml:"dnssec"`
+	Anchors   string          `toml:"trust_anchors"`
+	Reflect   []string        `toml:"mdns_reflect"`
+	Block     []fileBlocklist `toml:"block"`
+	Allow     []string        `toml:"allow"`
+	QueryLog  string          `toml:"query_log"`
 }
 
 type fileRecord struct {
@@ -241,6 +244,8 @@ type fileBlocklist struct {
 	MaxSize        string   `toml:"max_size"`
 	MaxEntries     *int64   `toml:"max_entries"`
 	CAFile         string   `toml:"ca_file"`
+	Answer         string   `toml:"answer"` // [[dns.block]]
+	LANs           []string `toml:"lans"`   // [[dns.block]]
 }
 
 type fileFirewall struct {

@@ -49,7 +49,7 @@ func load(path string, within []string) (cfg *Config, hash string, err error) {
 		errs = append(errs, cfg.DNS.loadAnchors(filepath.Dir(path))...)
 		cfg.Routing.loadUsers()
 		for i := range cfg.Blocklists {
-			errs = append(errs, cfg.Blocklists[i].loadCAs(idx("blocklist", i), filepath.Dir(path))...)
+			errs = append(errs, cfg.Blocklists[i].loadCAs(cfg.Blocklists[i].Path, filepath.Dir(path))...)
 		}
 		if len(errs) > 0 {
 			return nil, "", Errors(errs)
@@ -227,9 +227,9 @@ func (c *Config) files(dir string) map[string]string {
 	add("update.signing_key", c.Update.SigningKeyFile)
 	add("dns.tls_ca_file", c.DNS.TLSCAFile)
 	add("dns.trust_anchors", c.DNS.TrustAnchorsFile)
-	for i, b := range c.Blocklists {
-		add(idx("blocklist", i)+".file", b.File)
-		add(idx("blocklist", i)+".ca_file", b.CAFile)
+	for _, b := range c.Blocklists {
+		add(b.Path+".file", b.File)
+		add(b.Path+".ca_file", b.CAFile)
 	}
 	if c.VPN != nil {
 		add("vpn.private_key_file", c.VPN.PrivateKeyFile)

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"strings"
+	"time"
 
 	"github.com/routerd/routerd/dns/dnssec"
 )
@@ -36,6 +37,26 @@ func (v *validator) dns(f *fileDNS) {
 		d.Upstream = append(d.Upstream, ap)
 	}
 	d.TLSCAFile = f.TLSCAFile
+	for i := range f.Block {
+		v.blocklist(idx("dns.block", i), &f.Block[i])
+	}
+	for i, a := range f.Allow {
+		n, ok := strings.CutPrefix(strings.ToLower(strings.TrimSuffix(a, ".")), "*.")
+		if !ok {
+			n = strings.ToLower(strings.TrimSuffix(a, "."))
+		}
+		if !validDomain(n) {
+			v.p.errf(idx("dns.allow", i), "%q is not a domain name", a)
+			continue
+		}
+		d.Allow = append(d.Allow, n)
+	}
+	if f.QueryLog != "" {
+		d.QueryLog = v.duration("dns.query_log", f.QueryLog)
+		if d.QueryLog < 0 || d.QueryLog > 7*24*time.Hour {
+			v.p.errf("dns.query_log", "%s is outside 0-168h (kept in memory)", f.QueryLog)
+		}
+	}
 	d.Reflect = v.reflect("dns.mdns_reflect", f.Reflect)
 	if f.Domain != nil {
 		d.Domain = strings.TrimSuffix(strings.ToLower(*f.Domain), ".")

@@ -144,7 +144,8 @@ func appendIf[T any](xs []T, x T, cond bool) []T {
 
 func (v *validator) blocklist(path string, f *fileBlocklist) {
 	b := Blocklist{Name: f.Name, URL: f.URL, File: f.File, MinRatio: 0.5, DomainTTLFloor: time.Hour,
-		Timeout: 2 * time.Minute, MaxSize: DefaultListMaxSize, MaxEntries: DefaultListMaxEntries}
+		Timeout: 2 * time.Minute, MaxSize: DefaultListMaxSize, MaxEntries: DefaultListMaxEntries, Path: path,
+		Block: strings.HasPrefix(path, "dns.block")}
 	if f.Name == "" {
 		v.p.errf(path+".name", "required")
 	} else if !validSetName(f.Name) {
@@ -152,7 +153,7 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 	}
 	for _, o := range v.c.Blocklists {
 		if o.Name == f.Name && f.Name != "" {
-			v.p.errf(path+".name", "%q is used by another blocklist", f.Name)
+			v.p.errf(path+".name", "%q is used by %s", f.Name, o.Path)
 		}
 	}
 	switch {
@@ -171,7 +172,24 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 	if b.CAFile = f.CAFile; f.CAFile != "" && !strings.HasPrefix(f.URL, "https://") {
 		v.p.errf(path+".ca_file", "applies to https URLs only")
 	}
-	b.Format = v.enum(path+".format", or(f.Format, "auto"), "auto", "lines", "rkn-csv", "domains")
+	if b.Block {
+		b.Format = v.enum(path+".format", or(f.Format, "auto"), "auto", "hosts", "adblock", "domains")
+		b.Null = v.enum(path+".answer", or(f.Answer, "nxdomain"), "nxdomain", "null") == "null"
+		for i, l := range f.LANs {
+			if !v.isLAN(l) {
+				v.p.errf(idx(path+".lans", i), "%q is not a [[lan]] name", l)
+			}
+		}
+		b.LANs = f.LANs
+		if f.Via != "" || f.DomainTTLFloor != "" {
+			v.p.errf(path, "via and domain_ttl_floor are [[blocklist]]'s: a DNS block list answers names, it routes nothing")
+		}
+	} else {
+		b.Format = v.enum(path+".format", or(f.Format, "auto"), "auto", "lines", "rkn-csv", "domains")
+		if f.Answer != "" || len(f.LANs) > 0 {
+			v.p.errf(path, "answer and lans are [[dns.block]]'s: a [[blocklist]] routes its destinations")
+		}
+	}
 	def := "24h"
 	if f.File != "" {
 		def = "1h"
@@ -180,7 +198,9 @@ func (v *validator) blocklist(path string, f *fileBlocklist) {
 	if b.Refresh > 0 && b.Refresh < time.Minute {
 		v.p.errf(path+".refresh", "%s is too often (at least 1m)", f.Refresh)
 	}
-	b.Via = v.via(path+".via", f.Via)
+	if !b.Block {
+		b.Via = v.via(path+".via", f.Via)
+	}
 	if f.MinRatio != nil {
 		if *f.MinRatio < 0 || *f.MinRatio > 1 || math.IsNaN(*f.MinRatio) {
 			v.p.errf(path+".min_ratio", "%v is outside 0-1", *f.MinRatio)

@@ -21,12 +21,15 @@ func (c *Config) FileWarnings() []FieldError {
 			}
 		}
 	}
-	for i, b := range c.Blocklists {
+	for _, b := range c.Blocklists {
 		if b.File != "" {
-			check(idx("blocklist", i)+".file", b.File)
+			check(b.Path+".file", b.File)
 		}
-		if strings.HasPrefix(b.URL, "http://") {
-			p.warnf(idx("blocklist", i)+".url", "%s is plain http: anyone on the way can change the list, and with it which path its destinations take; use https", b.URL)
+		switch {
+		case strings.HasPrefix(b.URL, "http://") && b.Block:
+			p.warnf(b.Path+".url", "%s is plain http: anyone on the way can change the list, and with it which names the household cannot reach; use https", b.URL)
+		case strings.HasPrefix(b.URL, "http://"):
+			p.warnf(b.Path+".url", "%s is plain http: anyone on the way can change the list, and with it which path its destinations take; use https", b.URL)
 		}
 	}
 	if c.VPN != nil {

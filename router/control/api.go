@@ -29,6 +29,8 @@ var (
 	Reboot           = Endpoint{"POST", "/v1/reboot"}
 	Update           = Endpoint{"POST", "/v1/update"}            // the image in the body
 	BlocklistRefresh = Endpoint{"POST", "/v1/blocklist/refresh"} // ?name=N
+	DNSLog           = Endpoint{"GET", "/v1/dns/log"}            // a stream with ?follow, ?client=A, ?json
+	DNSTop           = Endpoint{"GET", "/v1/dns/top"}            // ?n=N
 )
 
 // Pattern is the endpoint as http.ServeMux registers it.

@@ -32,6 +32,9 @@ commands:
   logs [-f] [--component C] [--since D] [--previous]
                                the last log lines (about 2 MiB kept), -f to follow;
                                --previous: the previous boot's (on the image)
+  dns log [-f] [--client ADDR] [--json]
+                               the questions asked (with dns.query_log set), -f to follow
+  dns top [-n N] [--json]      each client's questions and blocked answers, the names blocked most
   ban list                     addresses banned for failed SSH logins or WAN port scans
   ban delete ADDR              lift a ban
   config show                  the running config file
@@ -148,6 +151,10 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 			break
 		}
 		return exit(c.Stream(ctx, control.Logs.URL(q), stdout), stderr)
+	case "dns":
+		if code, ok := dnsCmd(ctx, c, rest, stdout, stderr); ok {
+			return code
+		}
 	case "ban":
 		switch {
 		case len(rest) == 1 && rest[0] == "list":
@@ -374,4 +381,43 @@ func (p *progress) Read(b []byte) (int, error) {
 		p.next = p.n + 4<<20
 	}
 	return n, err
+}
+
+// dnsCmd runs dns log | top; ok is false for a usage error.
+func dnsCmd(ctx context.Context, c *control.Client, args []string, stdout, stderr io.Writer) (int, bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	q := url.Values{}
+	asJSON := false
+	for i := 1; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--json":
+			asJSON = true
+			q.Set("json", "1")
+		case (a == "-f" || a == "--follow") && args[0] == "log":
+			q.Set("follow", "1")
+		case (a == "--client" && args[0] == "log" || a == "-n" && args[0] == "top") && i+1 < len(args):
+			i++
+			q.Set(strings.TrimLeft(a, "-"), args[i])
+		default:
+			return 0, false
+		}
+	}
+	switch args[0] {
+	case "log":
+		return exit(c.Stream(ctx, control.DNSLog.URL(q), stdout), stderr), true
+	case "top":
+		var raw []byte
+		var t status.DNSTop
+		if err := c.Do(ctx, control.DNSTop.Method, control.DNSTop.URL(q), &t, &raw); err != nil {
+			return exit(err, stderr), true
+		}
+		if asJSON {
+			_, err := stdout.Write(raw)
+			return exit(err, stderr), true
+		}
+		return exit(t.WriteText(stdout), stderr), true
+	}
+	return 0, false
 }

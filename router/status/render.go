@@ -411,6 +411,9 @@ func renderDNS(st *Status, w io.Writer) {
 		d.Queries, d.Local, d.CacheHits, d.Forwarded, d.Merged, d.MDNSAnswered, d.MDNSQueries)
 	fmt.Fprintf(w, "cache\t%d entries, hit ratio %.0f%%\n", d.CacheSize, 100*d.CacheHitRatio)
 	fmt.Fprintf(w, "refused\t%d (not from the LAN); formerr %d; servfail %d\n", d.Refused, d.FormErr, d.ServFail)
+	if d.Blocked > 0 {
+		fmt.Fprintf(w, "blocked\t%d (dns.block; routerctl dns top)\n", d.Blocked)
+	}
 	fmt.Fprintf(w, "listening\t%s\n", strings.Join(d.Listening, ", "))
 	if v := d.DNSSEC; v != nil {
 		fmt.Fprintf(w, "dnssec\tvalidating (anchors %s): secure %d, insecure %d, bogus %d; %d negative answers from validated NSEC\n",

@@ -395,6 +395,39 @@ type DNS struct {
 	Listening        []string   `json:"listening"`
 	Upstreams        []Upstream `json:"upstreams"`
 	DNSSEC           *DNSSEC    `json:"dnssec,omitempty"` // nil: not validating
+	Blocked          uint64     `json:"blocked"`          // answered by [[dns.block]]
+}
+
+// DNSTop is what routerctl dns top shows: each client's questions and
+// blocked answers, and the names blocked most.
+type DNSTop struct {
+	Clients []DNSClient `json:"clients"`
+	Blocked []DNSCount  `json:"blocked"`
+}
+
+// DNSClient is one client's counts.
+type DNSClient struct {
+	Address string `json:"address"`
+	Name    string `json:"name,omitempty"` // from its lease
+	Queries uint64 `json:"queries"`
+	Blocked uint64 `json:"blocked"`
+}
+
+// DNSQuery is one question of the query log (dns.query_log).
+type DNSQuery struct {
+	Time   time.Time `json:"time"`
+	Client string    `json:"client"`
+	Name   string    `json:"name"`
+	Type   string    `json:"type"`
+	Rcode  string    `json:"rcode"`
+	Answer string    `json:"answer"`         // local | cache | upstream | mdns | blocked | refused
+	List   string    `json:"list,omitempty"` // the block list, when blocked
+}
+
+// DNSCount is a name and how often.
+type DNSCount struct {
+	Name  string `json:"name"`
+	Count uint64 `json:"count"`
 }
 
 // DNSSEC is what the validating resolver made of upstream answers.
@@ -437,6 +470,7 @@ type Blocklist struct {
 	Prefixes4      int       `json:"prefixes_v4"` // after merging
 	Prefixes6      int       `json:"prefixes_v6"`
 	Domains        int       `json:"domains"`
+	Exceptions     int       `json:"exceptions,omitempty"` // a DNS block list's "@@" rules
 	Lines          int       `json:"lines"`
 	Rejected       int       `json:"rejected"`
 	Samples        []string  `json:"rejected_samples,omitempty"`
