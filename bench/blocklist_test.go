@@ -31,7 +31,11 @@ const childEnv = "ROUTERD_BENCH_CHILD"
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
-		if err := blocklistChild(mode); err != nil {
+		run := blocklistChild
+		if mode == "dnsblock" {
+			run = func(string) error { return dnsBlockChild() }
+		}
+		if err := run(mode); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -53,6 +53,12 @@ func validate(p *problems, fc *fileConfig, keys []string) *Config {
 	for i := range fc.Blocklist {
 		v.blocklist(idx("blocklist", i), &fc.Blocklist[i])
 	}
+	if fc.DNS != nil {
+		// After [[blocklist]]: Config.Blocklists holds those first.
+		for i := range fc.DNS.Block {
+			v.blocklist(idx("dns.block", i), &fc.DNS.Block[i])
+		}
+	}
 	v.firewall(&fc.Firewall)
 	v.rules(fc.Firewall.Rule)
 	v.status(&fc.Status)

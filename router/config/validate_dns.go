@@ -37,9 +37,6 @@ func (v *validator) dns(f *fileDNS) {
 		d.Upstream = append(d.Upstream, ap)
 	}
 	d.TLSCAFile = f.TLSCAFile
-	for i := range f.Block {
-		v.blocklist(idx("dns.block", i), &f.Block[i])
-	}
 	for i, a := range f.Allow {
 		n, ok := strings.CutPrefix(strings.ToLower(strings.TrimSuffix(a, ".")), "*.")
 		if !ok {
