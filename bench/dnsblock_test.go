@@ -130,7 +130,7 @@ func BenchmarkDNSBlock(b *testing.B) {
 	}
 	res["dnsmasq_load_ms"], res["dnsmasq_MiB"] = peer("dnsmasq", []string{"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--no-resolv", "--no-hosts", "--pid-file=" + filepath.Join(l.Dir, "dm-block.pid"), "--listen-address=127.0.0.1",
-		"--bind-interfaces", "--port=5301", "--addn-hosts=" + hosts}, "0.0.0.0")
+		"--bind-interfaces", "--port=5301", "--user=root", "--addn-hosts=" + hosts}, "0.0.0.0")
 	conf := filepath.Join(l.Dir, "unbound-block.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("server:\n  interface: 127.0.0.1@5301\n  username: \"\"\n  chroot: \"\"\n  directory: %q\n  pidfile: %q\n  use-syslog: no\n  do-ip6: no\n  include: %q\nremote-control:\n  control-enable: no\n",
 		l.Dir, filepath.Join(l.Dir, "unbound-block.pid"), zones)), 0o644)
