@@ -24,7 +24,9 @@ import (
 // issue's "a 1,000,000-domain list".
 const blockNames = 1_000_000
 
-func blockName(i int) string { return fmt.Sprintf("ad%d-x%d.tracker%d.example", i, i*7919%100003, i%997) }
+func blockName(i int) string {
+	return fmt.Sprintf("ad%d-x%d.tracker%d.example", i, i*7919%100003, i%997)
+}
 
 // dnsBlockChild loads the hosts list at BENCH_FILE as routerd does (a
 // [[dns.block]] list: parse, save the last good copy, hand the resolver

@@ -34,12 +34,10 @@ type firewallComp struct {
 	nics *hw.Manager
 	log  *slog.Logger
 
-	main   *rules.Main
-	wan    *rules.WAN
-	vpn    *rules.VPN
-	deleg  delegated
-	groups map[string]cgroup.Group // the local policies' cgroups as last found
-	pubs   []config.Publish        // [[publish]] with the containers' addresses as last found
+	main  *rules.Main
+	wan   *rules.WAN
+	vpn   *rules.VPN
+	facts facts
 
 	applying   sync.Mutex // one apply at a time: NIC events and the delegated prefix both apply
 	mu         sync.Mutex
@@ -62,8 +60,8 @@ type firewallComp struct {
 // newFirewallComp: pubs is cfg.Publish with the containers' addresses.
 func newFirewallComp(cfg *config.Config, pubs []config.Publish, nics *hw.Manager, log *slog.Logger) *firewallComp {
 	c := &firewallComp{cfg: cfg, nics: nics, log: log}
-	c.groups, c.pubs = lookupCgroups(cfg), pubs
-	c.main, c.wan, c.vpn = firewallSpecs(cfg, delegated{}, c.groups, c.pubs)
+	c.facts = facts{groups: lookupCgroups(cfg), pubs: pubs}
+	c.main, c.wan, c.vpn = firewallSpecs(cfg, c.facts)
 	capacity := cfg.Firewall.MaxConnections
 	if capacity == 0 {
 		mem, err := memTotal()
@@ -104,10 +102,10 @@ func lookupCgroups(cfg *config.Config) map[string]cgroup.Group {
 func (c *firewallComp) watchCgroups(ctx context.Context) {
 	groups := lookupCgroups(c.cfg)
 	c.mu.Lock()
-	same := maps.Equal(groups, c.groups)
+	same := maps.Equal(groups, c.facts.groups)
 	if !same {
-		c.groups = groups
-		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, groups, c.pubs)
+		c.facts.groups = groups
+		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
 	}
 	c.mu.Unlock()
 	if !same {
@@ -129,8 +127,9 @@ type delegated struct {
 // setDelegated re-applies the rulesets for a new delegation.
 func (c *firewallComp) setDelegated(d delegated) error {
 	c.mu.Lock()
-	c.deleg = d
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, d, c.groups, c.pubs)
+	c.facts.deleg = d
+	c.facts.pins = pinholeAddrs(c.cfg, d, c.facts.byMAC)
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
 	c.mu.Unlock()
 	return c.apply()
 }
@@ -139,16 +138,28 @@ func (c *firewallComp) setDelegated(d delegated) error {
 // addresses.
 func (c *firewallComp) setPublish(pubs []config.Publish) error {
 	c.mu.Lock()
-	c.pubs = pubs
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.deleg, c.groups, pubs)
+	c.facts.pubs = pubs
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
 	c.mu.Unlock()
 	return c.apply()
 }
 
-// firewallSpecs translates the config, the delegation, the local policies'
-// cgroups and the published services (pubs: cfg.Publish with containers'
-// addresses) into the three rulesets.
-func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Group, pubs []config.Publish) (*rules.Main, *rules.WAN, *rules.VPN) {
+// facts are what the firewall learns at run time, beyond the config.
+type facts struct {
+	deleg  delegated
+	groups map[string]cgroup.Group // the local policies' cgroups as last found
+	pubs   []config.Publish        // [[publish]] with the containers' addresses as last found
+	// byMAC are the LAN hosts' addresses by MAC (leases, neighbours), and
+	// pins the pinholes' addresses made of them and the delegation.
+	byMAC map[string][]netip.Addr
+	pins  map[string][]netip.Addr
+}
+
+// firewallSpecs translates the config and what the firewall learnt (the
+// delegation, the local policies' cgroups, the published services with
+// containers' addresses, the pinholes' addresses) into the three rulesets.
+func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules.VPN) {
+	d, groups, pubs := f.deleg, f.groups, f.pubs
 	lan4, ifaces := cfg.LANNets.V4, cfg.LANNets.Ifaces
 	lan6 := slices.Clone(cfg.LANNets.V6)
 	var sources []rules.LANSource
@@ -220,6 +231,11 @@ func firewallSpecs(cfg *config.Config, d delegated, groups map[string]cgroup.Gro
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
 		Forwards: fwds, Offload: offWAN,
+	}
+	for _, p := range cfg.Firewall.Pinholes {
+		ph := rules.Pinhole{Name: p.Name, Ports: ports(p.Ports), Addrs: f.pins[p.Name]}
+		m.Pinholes = append(m.Pinholes, ph)
+		w.Pinholes = append(w.Pinholes, ph)
 	}
 	var v *rules.VPN
 	if cfg.Admin != nil {
@@ -366,7 +382,7 @@ func (c *firewallComp) Start(ctx context.Context) error {
 	if hasCgroups(c.cfg) {
 		c.run.Every(3*time.Second, c.watchCgroups)
 	}
-	if len(hostRules(c.cfg)) > 0 {
+	if len(hostRules(c.cfg)) > 0 || len(c.cfg.Firewall.Pinholes) > 0 {
 		c.syncHosts(ctx)
 		c.run.Every(5*time.Second, c.syncHosts)
 	}

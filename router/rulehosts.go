@@ -36,6 +36,13 @@ func hostRules(cfg *config.Config) []config.Rule {
 
 // resolveHosts maps each rule with MACs in "to" to those hosts' addresses.
 func resolveHosts(cfg *config.Config, leases []dhcp.Lease, neigh map[string][]netip.Addr) map[string][]netip.Addr {
+	return ruleHosts(cfg, hostsByMAC(cfg, leases, neigh))
+}
+
+// hostsByMAC is every LAN host's addresses by MAC (lower case): its
+// reservations, its leases (DHCPv6 by a DUID carrying the MAC) and what the
+// neighbour tables say; never link-local ones.
+func hostsByMAC(cfg *config.Config, leases []dhcp.Lease, neigh map[string][]netip.Addr) map[string][]netip.Addr {
 	byMAC := map[string][]netip.Addr{}
 	add := func(mac string, a netip.Addr) {
 		if mac != "" && a.IsValid() && !a.IsLinkLocalUnicast() && !slices.Contains(byMAC[mac], a) {
@@ -61,6 +68,11 @@ func resolveHosts(cfg *config.Config, leases []dhcp.Lease, neigh map[string][]ne
 			add(mac, a)
 		}
 	}
+	return byMAC
+}
+
+// ruleHosts maps each rule with MACs in "to" to those hosts' addresses.
+func ruleHosts(cfg *config.Config, byMAC map[string][]netip.Addr) map[string][]netip.Addr {
 	out := map[string][]netip.Addr{}
 	for _, r := range hostRules(cfg) {
 		var addrs []netip.Addr
@@ -125,11 +137,15 @@ func (c *firewallComp) syncHosts(context.Context) {
 	if c.leases == nil {
 		return
 	}
-	hosts := resolveHosts(c.cfg, c.leases(), lanNeighbours(c.cfg.LANNets.Ifaces))
+	byMAC := hostsByMAC(c.cfg, c.leases(), lanNeighbours(c.cfg.LANNets.Ifaces))
+	hosts := ruleHosts(c.cfg, byMAC)
 	c.mu.Lock()
-	same := maps.EqualFunc(hosts, c.hosts, slices.Equal[[]netip.Addr])
+	sameHosts := maps.EqualFunc(hosts, c.hosts, slices.Equal[[]netip.Addr])
+	c.facts.byMAC = byMAC
+	pins := pinholeAddrs(c.cfg, c.facts.deleg, byMAC)
+	samePins := maps.EqualFunc(pins, c.facts.pins, slices.Equal[[]netip.Addr])
 	c.mu.Unlock()
-	if same {
+	if sameHosts && samePins {
 		return
 	}
 	c.applying.Lock()
@@ -140,10 +156,72 @@ func (c *firewallComp) syncHosts(context.Context) {
 			return
 		}
 	}
+	if !samePins {
+		if err := c.setPinholes(pins); err != nil {
+			c.log.Warn("update the pinholes' addresses", "err", err)
+			return
+		}
+	}
 	c.mu.Lock()
 	c.hosts = hosts
+	c.facts.pins = pins
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts) // a ruleset applied anew starts with them
 	c.mu.Unlock()
-	c.log.Debug("rules' hosts by MAC updated", "hosts", hosts)
+	c.log.Debug("hosts by MAC updated", "rules", hosts, "pinholes", pins)
+}
+
+// setPinholes puts the pinholes' addresses in their sets, in the main and
+// the wan namespace.
+func (c *firewallComp) setPinholes(pins map[string][]netip.Addr) error {
+	for _, p := range c.cfg.Firewall.Pinholes {
+		for _, ns := range []string{"", c.cfg.Netns.WAN} {
+			if err := rules.SetPinhole(ns, p.Name, pins[p.Name]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pinholeAddrs are each pinhole's host's global addresses in the delegated
+// prefixes. A host named by MAC: every address the router knows it by
+// (leases, neighbours), and its EUI-64 address in every LAN's delegated
+// subnet, which a server using SLAAC takes in a new prefix before it has
+// said a word from it (a silent server is only found by the packets the
+// pinhole lets in). A host named by interface identifier: that identifier
+// in every LAN's delegated subnet.
+func pinholeAddrs(cfg *config.Config, d delegated, byMAC map[string][]netip.Addr) map[string][]netip.Addr {
+	out := map[string][]netip.Addr{}
+	inSubnets := func(iid [16]byte) []netip.Addr {
+		var addrs []netip.Addr
+		for _, l := range cfg.LAN {
+			for _, sub := range d.byLAN[l.Name] {
+				b := sub.Masked().Addr().As16()
+				copy(b[8:], iid[8:])
+				addrs = append(addrs, netip.AddrFrom16(b))
+			}
+		}
+		return addrs
+	}
+	for _, p := range cfg.Firewall.Pinholes {
+		var addrs []netip.Addr
+		if p.MAC != nil {
+			for _, a := range byMAC[p.MAC.String()] {
+				if a.Is6() && slices.ContainsFunc(d.prefixes, func(pf netip.Prefix) bool { return pf.Contains(a) }) {
+					addrs = append(addrs, a)
+				}
+			}
+			if len(p.MAC) == 6 {
+				m := p.MAC
+				addrs = append(addrs, inSubnets([16]byte{8: m[0] ^ 0x02, 9: m[1], 10: m[2], 11: 0xff, 12: 0xfe, 13: m[3], 14: m[4], 15: m[5]})...)
+			}
+		} else {
+			addrs = inSubnets(p.IID.As16())
+		}
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		out[p.Name] = slices.Compact(addrs)
+	}
+	return out
 }
 
 // withHosts gives the rules that name hosts by MAC the addresses known

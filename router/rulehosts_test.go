@@ -50,3 +50,30 @@ func exampleWith(t *testing.T, extra string) string {
 	}
 	return string(data) + extra
 }
+
+// TestPinholeAddrs: a pinhole's host by MAC is its known addresses in the
+// delegated prefixes (not its ULA or an address outside them) and its
+// EUI-64 address in each delegated subnet; by interface identifier, that
+// identifier in each.
+func TestPinholeAddrs(t *testing.T) {
+	cfg, err := config.Parse([]byte(exampleWith(t, `
+[[firewall.pinhole]]
+name = "by-iid"
+to = "::10"
+ports = ["tcp/22"]
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := delegated{prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:f000::/56")},
+		byLAN: map[string][]netip.Prefix{"lan0": {netip.MustParsePrefix("2001:db8:f000:1::/64")}}}
+	byMAC := map[string][]netip.Addr{"aa:bb:cc:00:00:01": {netip.MustParseAddr("2001:db8:f000:1::77"),
+		netip.MustParseAddr("fd00:1::77"), netip.MustParseAddr("2001:db8:9999::1"), netip.MustParseAddr("192.168.1.10")}}
+	got := pinholeAddrs(cfg, d, byMAC)
+	if want := "[2001:db8:f000:1::77 2001:db8:f000:1:a8bb:ccff:fe00:1]"; fmt.Sprint(got["nas-https"]) != want {
+		t.Errorf("by MAC: %v, want %s", got["nas-https"], want)
+	}
+	if want := "[2001:db8:f000:1::10]"; fmt.Sprint(got["by-iid"]) != want {
+		t.Errorf("by interface identifier: %v, want %s", got["by-iid"], want)
+	}
+}

@@ -69,7 +69,7 @@ func translate(cfg *config.Config) string {
 	section("netns plan", netnsPlan(cfg))
 	section("routing plan", routingPlan(cfg, cfg.Publish))
 	section("nic specs", nicSpecs(cfg))
-	m, w, v := firewallSpecs(cfg, delegated{}, map[string]cgroup.Group{"system.slice/transmission.service": {Path: "system.slice/transmission.service", ID: 4242, Level: 2}}, cfg.Publish)
+	m, w, v := firewallSpecs(cfg, facts{groups: map[string]cgroup.Group{"system.slice/transmission.service": {Path: "system.slice/transmission.service", ID: 4242, Level: 2}}, pubs: cfg.Publish})
 	section("firewall main", m)
 	section("firewall wan", w)
 	section("firewall vpn", v)

@@ -83,6 +83,8 @@ type Main struct {
 	Segments    []Segment
 	Rules       []Rule
 	LANServices []Port
+	// Pinholes: IPv6 ports of LAN hosts open to the internet.
+	Pinholes []Pinhole
 }
 
 // LocalPolicy sends the traffic of some of this host's processes by the
@@ -442,6 +444,7 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 				r.counter("publish_"+p.Name), accept())
 		})
 	}
+	pinholes(r, fw, m.Pinholes, m.Transit, "")
 	r.rule(fw, r.counter("drop_forward"), drop())
 }
 

@@ -31,6 +31,9 @@ type WAN struct {
 	Exempt []netip.Prefix
 	// Offload: the WAN NIC and the transit veth.
 	Offload Offload
+	// Pinholes: IPv6 ports of LAN hosts open to the internet (the same
+	// as Main's).
+	Pinholes []Pinhole
 }
 
 var ula = netip.MustParsePrefix("fc00::/7")
@@ -99,6 +102,7 @@ func (w *WAN) build(r *ruleset) {
 	r.rule(fw, iif(w.Transit), oif(w.Iface), accept())
 	r.rule(fw, iif(w.Iface), oif(w.Transit), ctDNAT(), r.counter("port_forward"), accept())
 	r.rule(fw, iif(w.Transit), oif(w.Transit), ctDNAT(), r.counter("nat_loopback"), accept())
+	pinholes(r, fw, w.Pinholes, w.Iface, w.Transit)
 	r.rule(fw, r.counter("drop_forward"), drop())
 }
 

@@ -31,7 +31,13 @@ func TestPrefixDelegation(t *testing.T) {
 name = "direct"
 sources = [%q]
 via = "wan"
+
+[[firewall.pinhole]]
+name = "direct-web"
+to = %[1]q
+ports = ["tcp/8080"]
 `, direct.MAC)})
+	lab.ServeEcho(l, direct.NS, 8080, 8081) // 8080 pinholed, 8081 not
 	cfg = strings.Replace(cfg, fmt.Sprintf("addresses = [%q, %q]\n", lan.Router4(), lan.Router6()),
 		fmt.Sprintf("addresses = [%q, %q]\npd_subnet = 1\n", lan.Router4(), lan.Router6()), 1)
 	cfg = strings.Replace(cfg, "\n[dns]\n", "[lan.ra]\nmanaged = true\nother = true\nautonomous = true\n\n[dns]\n", 1)
@@ -124,6 +130,26 @@ via = "wan"
 	if got := echo6(tunnelled); got != lab.VPNPublic6.Addr().String() {
 		t.Errorf("VPN-path client seen as %s, want the VPN's %s", got, lab.VPNPublic6.Addr())
 	}
+	pinhole := func(a netip.Addr) {
+		t.Helper()
+		url := func(port int) string { return fmt.Sprintf("http://[%s]:%d/", a, port) }
+		var got string
+		l.Eventually(30*time.Second, "the ISP reaches the pinholed port at "+a.String(), func() error {
+			out, err := isp.NS.Run("curl", "-sS", "--max-time", "3", url(8080))
+			got = strings.TrimSpace(out)
+			return err
+		})
+		if from, err := netip.ParseAddr(got); err != nil || !lab.ISPDown6.Contains(from) {
+			t.Errorf("the pinholed service saw %q, want the ISP host's own address (in %s)", got, lab.ISPDown6)
+		}
+		if out, err := isp.NS.Run("curl", "-sS", "--max-time", "3", url(8081)); err == nil {
+			t.Errorf("the ISP reached port 8081, which no pinhole opens: %s", out)
+		}
+	}
+	pinhole(a1)
+	if c := counters(mustStatus(t, rd), "main"); c["pinhole_direct-web"] == 0 {
+		t.Errorf("main counters %v: the pinhole counted nothing", c)
+	}
 
 	// DHCPv6 hands out an address in the subnet too (beside the ULA one).
 	_, file := dhcp6.StartDhclient(true)
@@ -189,6 +215,7 @@ via = "wan"
 	}
 	a2 := slaac(direct, subnet2)
 	t.Logf("renumbered to %s; the LAN has %s; the client formed %s", delegated2, subnet2, a2)
+	pinhole(a2) // the pinhole followed the renumbering
 	l.Eventually(30*time.Second, "the WAN-path client back online with its new address", func() error {
 		got, err := direct.Echo(lab.Echo6, 80)
 		if err != nil {

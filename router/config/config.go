@@ -465,6 +465,18 @@ type Firewall struct {
 	LANInput       []PortRange // extra ports LAN clients may reach on the router
 	PortForwards   []PortForward
 	Rules          []Rule
+	Pinholes       []Pinhole
+}
+
+// Pinhole opens IPv6 ports of a LAN host to the internet, at its global
+// addresses from the delegated prefix, followed as they change. The host
+// is named by MAC, or by interface identifier (the low 64 bits, IID) in
+// every LAN's delegated subnet.
+type Pinhole struct {
+	Name  string
+	MAC   net.HardwareAddr
+	IID   netip.Addr // "::10"; invalid when MAC is set
+	Ports []PortRange
 }
 
 // Rate is a packet rate limit such as 5/second.

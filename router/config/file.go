@@ -258,6 +258,13 @@ type fileFirewall struct {
 	LANInput       []string          `toml:"lan_input"`
 	PortForward    []filePortForward `toml:"port_forward"`
 	Rule           []fileRule        `toml:"rule"`
+	Pinhole        []filePinhole     `toml:"pinhole"`
+}
+
+type filePinhole struct {
+	Name  string   `toml:"name"`
+	To    string   `toml:"to"`
+	Ports []string `toml:"ports"`
 }
 
 type filePortForward struct {

@@ -389,3 +389,41 @@ func encodeOption(kind string, val any) ([]byte, error) {
 	}
 	return binary.BigEndian.AppendUint32(nil, uint32(n)), nil
 }
+
+// pinholes reads [[firewall.pinhole]].
+func (v *validator) pinholes(fs []filePinhole) {
+	names := map[string]int{}
+	for i, f := range fs {
+		path := idx("firewall.pinhole", i)
+		p := Pinhole{Name: f.Name}
+		switch j, dup := names[f.Name]; {
+		case f.Name == "":
+			v.p.errf(path+".name", "required")
+		case !validSetName(f.Name):
+			v.p.errf(path+".name", "%q: use letters, digits, '-' and '_' (at most 32)", f.Name)
+		case dup:
+			v.p.errf(path+".name", "%q is also the name of firewall.pinhole[%d]", f.Name, j)
+		default:
+			names[f.Name] = i
+		}
+		if strings.Count(f.To, ":") == 5 && !strings.Contains(f.To, "::") {
+			p.MAC = v.mac(path+".to", f.To)
+		} else if a, err := netip.ParseAddr(f.To); err == nil && a.Is6() && !a.Is4In6() && a.Zone() == "" && binary.BigEndian.Uint64(a.AsSlice()[:8]) == 0 && !a.IsUnspecified() {
+			p.IID = a
+		} else {
+			v.p.errf(path+".to", "%q: want a LAN host's MAC (aa:bb:cc:00:00:01) or an interface identifier (\"::10\")", f.To)
+		}
+		if len(f.Ports) == 0 {
+			v.p.errf(path+".ports", "required: which ports to open (\"tcp/443\")")
+		}
+		for j, s := range f.Ports {
+			pr, err := ParsePortRange(s)
+			if err != nil {
+				v.p.errf(idx(path+".ports", j), "%q: %v", s, err)
+				continue
+			}
+			p.Ports = append(p.Ports, pr)
+		}
+		v.c.Firewall.Pinholes = append(v.c.Firewall.Pinholes, p)
+	}
+}
