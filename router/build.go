@@ -44,9 +44,11 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	comps := []Component{
 		newNetnsComp(cfg, log.With("component", "netns")),
 		nics,
-		routing,
-		fw,
 	}
+	if cfg.Remote != nil {
+		comps = append(comps, newRemoteComp(cfg, log.With("component", "remote")))
+	}
+	comps = append(comps, routing, fw)
 	if containers != nil {
 		containers.onChange = []func([]config.Publish) error{routing.setPublish, fw.setPublish}
 		comps = append(comps, containers)
@@ -132,6 +134,8 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 			control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the resolver is not running (routerd is %s)", s.phase.Load()))
 		}
 	}
+	mux.HandleFunc(control.RemoteAdd.Pattern(), s.remoteAddHandler)
+	mux.HandleFunc(control.RemoteDelete.Pattern(), s.remoteDeleteHandler)
 	mux.HandleFunc(control.DNSLog.Pattern(), dnsHandler((*dnsComp).logHandler))
 	mux.HandleFunc(control.DNSTop.Pattern(), dnsHandler((*dnsComp).topHandler))
 	mux.HandleFunc(control.Logs.Pattern(), s.logsHandler)

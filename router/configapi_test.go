@@ -3,7 +3,9 @@ package router
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,4 +90,44 @@ func TestApplyEdges(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func TestWithoutPeerBlock(t *testing.T) {
+	text := `hostname = "gw"
+
+[remote]
+interface = "wg1"
+
+[[remote.peer]]
+name = "phone"
+public_key = "x"
+
+[[remote.peer]]
+name = "laptop" # the work one
+public_key = "y"
+
+[status]
+socket = "/run/routerd.sock"
+`
+	got, ok := withoutPeerBlock([]byte(text), "laptop")
+	want := strings.Replace(text, "[[remote.peer]]\nname = \"laptop\" # the work one\npublic_key = \"y\"\n\n", "", 1)
+	if !ok || string(got) != want {
+		t.Errorf("without laptop (%v):\n%s\nwant\n%s", ok, got, want)
+	}
+	if _, ok := withoutPeerBlock([]byte(text), "tablet"); ok {
+		t.Error("removed a device that is not there")
+	}
+}
+
+func TestNextRemoteAddrs(t *testing.T) {
+	rc := &config.Remote{Addresses: []netip.Prefix{netip.MustParsePrefix("10.99.0.1/30"), netip.MustParsePrefix("fd00:99::1/64")},
+		Peers: []config.RemotePeer{{Addresses: []netip.Prefix{netip.MustParsePrefix("fd00:99::2/128")}}}}
+	got, err := nextRemoteAddrs(rc)
+	if err != nil || fmt.Sprint(got) != "[10.99.0.2/32 fd00:99::3/128]" {
+		t.Errorf("next = %v, %v", got, err)
+	}
+	rc.Peers = append(rc.Peers, config.RemotePeer{Addresses: []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")}})
+	if _, err := nextRemoteAddrs(rc); err == nil {
+		t.Error("a /30 with the router and one device has room for another")
+	}
 }

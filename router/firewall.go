@@ -242,6 +242,9 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 		w.ScanBan = cfg.Admin.BanTime
 		w.Exempt = banExempt(cfg)
 	}
+	if cfg.Remote != nil {
+		w.RemotePort = uint16(cfg.Remote.ListenPort)
+	}
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
 		mss4, mss6 := TunnelMSS(cfg)
@@ -413,7 +416,12 @@ func (c *firewallComp) apply() error {
 	}
 	var li *rules.LANIngress
 	if c.cfg.Firewall.HardenLAN {
-		li = &rules.LANIngress{Ifaces: c.cfg.LANNets.Ifaces}
+		li = &rules.LANIngress{}
+		for _, l := range c.cfg.LAN {
+			if !l.Remote { // a tunnel: WireGuard's own checks, and a netdev hook it may not take
+				li.Ifaces = append(li.Ifaces, l.Name)
+			}
+		}
 	}
 	if err := rules.ApplyLANIngress("", li); err != nil {
 		errs = append(errs, err)

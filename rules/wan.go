@@ -19,6 +19,7 @@ type WAN struct {
 	ICMPRate   uint64
 	ICMPUnit   string
 	WGPort     uint16 // WireGuard's listen port (0: none)
+	RemotePort uint16 // [remote]'s WireGuard server's (0: none)
 	Forwards   []Forward
 	// ScanBan is how long a source scanning the WAN's closed ports is
 	// banned (0: no scan detection).
@@ -81,6 +82,9 @@ func (w *WAN) build(r *ruleset) {
 	r.rule(in, iif(w.Iface), udpPorts(547, 546), accept()) // DHCPv6 replies
 	if w.WGPort != 0 {
 		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.WGPort, w.WGPort), accept())
+	}
+	if w.RemotePort != 0 {
+		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard"), accept())
 	}
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())

@@ -51,6 +51,9 @@ type Config struct {
 	Relay *Relay
 	// Routes are static routes to networks behind LAN gateways.
 	Routes []StaticRoute
+	// Remote is the WireGuard server for the household's own devices on
+	// the road; its interface is also a LAN (LAN.Remote) of its own.
+	Remote *Remote
 
 	LANNets LANNets // derived from LAN
 }
@@ -191,6 +194,9 @@ type LAN struct {
 	VLAN   int
 	// Access is what the LAN's hosts may open connections to.
 	Access Access
+	// Remote: the LAN is [remote]'s WireGuard interface, made by the
+	// tunnel, not a NIC; no DHCP, no router advertisements.
+	Remote bool
 }
 
 // Port is one NIC of a bridged LAN.
@@ -546,3 +552,28 @@ func (e Endpoint) String() string {
 // OuterIPv6 reports whether the tunnel's packets to this endpoint may be
 // IPv6 (a name may resolve to either family: assume the larger header).
 func (e Endpoint) OuterIPv6() bool { return !e.Addr.IsValid() || e.Addr.Is6() }
+
+// Remote is the WireGuard server for the household's devices away from
+// home ([remote]): its socket in the wan namespace, its interface in main,
+// a LAN like the others (policy, access, firewall rules, the resolver).
+type Remote struct {
+	Interface      string
+	ListenPort     int
+	Addresses      []netip.Prefix // the router's on the interface
+	PrivateKeyFile string         // in state_dir
+	// Endpoint is what device configs point at: the router's public
+	// name and port, or the relay's.
+	Endpoint string
+	Peers    []RemotePeer
+}
+
+// RemotePeer is one device.
+type RemotePeer struct {
+	Name          string
+	PublicKey     [32]byte
+	PublicKeyText string
+	Addresses     []netip.Prefix // single addresses in the remote LAN
+	// FullTunnel: the device sends all its traffic home (its own config
+	// says so; the router needs nothing else for it).
+	FullTunnel bool
+}

@@ -26,8 +26,11 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(example) = %v", err)
 	}
-	if got, want := len(c.LAN), 4; got != want {
-		t.Fatalf("len(LAN) = %d, want %d", got, want)
+	if got, want := len(c.LAN), 5; got != want {
+		t.Fatalf("len(LAN) = %d, want %d (four and [remote]'s)", got, want)
+	}
+	if r := c.LAN[4]; !r.Remote || r.Name != "wg1" || r.DHCP4 != nil || r.RA != nil || c.Remote == nil || len(c.Remote.Peers) != 1 {
+		t.Errorf("[remote]'s LAN %+v, remote %+v", r, c.Remote)
 	}
 	l := c.LAN[0]
 	if got, want := l.DHCP4.RangeStart, netip.MustParseAddr("192.168.1.100"); got != want {
@@ -188,6 +191,11 @@ func TestRules(t *testing.T) {
 		{"dns.block via", `answer = "nxdomain"`, "via = \"vpn\"", "dns.block[0]", "a DNS block list answers names"},
 		{"dns.block name", `name = "ads"`, `name = "rkn"`, "dns.block[0].name", "is used by blocklist[0]"},
 		{"dns.allow", `allow = ["s.youtube.com"]`, `allow = ["not a name"]`, "dns.allow[0]", "not a domain name"},
+		{"remote port", `listen_port = 51821`, `listen_port = 51820`, "remote.listen_port", "vpn.listen_port too"},
+		{"remote endpoint", `endpoint = "home.example.org:51821"`, `endpoint = "home.example.org"`, "remote.endpoint", "host:port"},
+		{"remote peer address", `addresses = ["10.99.0.2/32", "fd00:99::2/128"]`, `addresses = ["10.99.1.2/32", "fd00:99::2/128"]`, "remote.peer[0].addresses[0]", "in 10.99.0.1/24"},
+		{"remote peer key", `public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="`, `public_key = "nope"`, "remote.peer[0].public_key", "not a WireGuard key"},
+		{"remote overlaps a LAN", "addresses = [\"10.99.0.1/24\", \"fd00:99::1/64\"]\nprivate", "addresses = [\"192.168.7.1/24\", \"fd00:1::1/64\"]\nprivate", "remote.addresses[1]", "overlaps fd00:1::/64"},
 		{"pinhole to", `to = "aa:bb:cc:00:00:01"                # a LAN host by MAC`, `to = "2001:db8::10" #`, "firewall.pinhole[0].to", "interface identifier"},
 		{"pinhole ports", `ports = ["tcp/443"]`, `ports = []`, "firewall.pinhole[0].ports", "required"},
 		{"pinhole name", `name = "nas-https"`, `name = "nas https"`, "firewall.pinhole[0].name", "letters, digits"},

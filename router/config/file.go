@@ -22,6 +22,24 @@ type fileConfig struct {
 	Publish   []filePublish   `toml:"publish"`
 	Relay     *fileRelay      `toml:"relay"`
 	Route     []fileRoute     `toml:"route"`
+	Remote    *fileRemote     `toml:"remote"`
+}
+
+type fileRemote struct {
+	Interface      string           `toml:"interface"`
+	ListenPort     *int64           `toml:"listen_port"`
+	Addresses      []string         `toml:"addresses"`
+	PrivateKeyFile string           `toml:"private_key_file"`
+	Endpoint       string           `toml:"endpoint"`
+	Access         string           `toml:"access"`
+	Peer           []fileRemotePeer `toml:"peer"`
+}
+
+type fileRemotePeer struct {
+	Name       string   `toml:"name"`
+	PublicKey  string   `toml:"public_key"`
+	Addresses  []string `toml:"addresses"`
+	FullTunnel bool     `toml:"full_tunnel"`
 }
 
 type fileRoute struct {

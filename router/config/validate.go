@@ -43,9 +43,10 @@ func validate(p *problems, fc *fileConfig, keys []string) *Config {
 	for i := range fc.LAN {
 		v.lan(idx("lan", i), &fc.LAN[i])
 	}
+	v.vpn(fc.VPN)
+	v.remote(fc.Remote)
 	v.lanOverlaps()
 	v.vlans()
-	v.vpn(fc.VPN)
 	v.transitOverlaps()
 	v.routes(fc.Route)
 	v.dns(fc.DNS)

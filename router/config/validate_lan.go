@@ -226,6 +226,9 @@ func (v *validator) lanOverlaps() {
 	for i, l := range v.c.LAN {
 		for j, a := range l.Addresses {
 			path := idx(idx("lan", i)+".addresses", j)
+			if l.Remote {
+				path = idx("remote.addresses", j)
+			}
 			for _, o := range seen {
 				if o.p.Overlaps(a.Masked()) {
 					v.p.errf(path, "%s overlaps %s (%s)", a.Masked(), o.p, o.path)

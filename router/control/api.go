@@ -31,7 +31,15 @@ var (
 	BlocklistRefresh = Endpoint{"POST", "/v1/blocklist/refresh"} // ?name=N
 	DNSLog           = Endpoint{"GET", "/v1/dns/log"}            // a stream with ?follow, ?client=A, ?json
 	DNSTop           = Endpoint{"GET", "/v1/dns/top"}            // ?n=N
+	RemoteAdd        = Endpoint{"POST", "/v1/remote/{name}"}     // ?full=1
+	RemoteDelete     = Endpoint{"DELETE", "/v1/remote/{name}"}
 )
+
+// RemoteDevice is what remote add answers: the device's WireGuard config.
+type RemoteDevice struct {
+	Name   string `json:"name"`
+	Config string `json:"config"` // wg-quick format, with the device's private key
+}
 
 // Pattern is the endpoint as http.ServeMux registers it.
 func (e Endpoint) Pattern() string { return e.Method + " " + e.Path }

@@ -6,8 +6,10 @@ package ctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/skip2/go-qrcode"
 	"io"
 	"net/url"
 	"os"
@@ -35,6 +37,10 @@ commands:
   dns log [-f] [--client ADDR] [--json]
                                the questions asked (with dns.query_log set), -f to follow
   dns top [-n N] [--json]      each client's questions and blocked answers, the names blocked most
+  remote add NAME [--full]     a device that reaches home over WireGuard: prints its config and a QR code
+                               (--full: all its traffic comes home); the peer goes into the config (config apply)
+  remote list [--json]         the devices, their last handshake and traffic
+  remote delete NAME           remove a device
   ban list                     addresses banned for failed SSH logins or WAN port scans
   ban delete ADDR              lift a ban
   config show                  the running config file
@@ -151,6 +157,10 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 			break
 		}
 		return exit(c.Stream(ctx, control.Logs.URL(q), stdout), stderr)
+	case "remote":
+		if code, ok := remoteCmd(ctx, c, rest, stdout, stderr); ok {
+			return code
+		}
 	case "dns":
 		if code, ok := dnsCmd(ctx, c, rest, stdout, stderr); ok {
 			return code
@@ -418,6 +428,56 @@ func dnsCmd(ctx context.Context, c *control.Client, args []string, stdout, stder
 			return exit(err, stderr), true
 		}
 		return exit(t.WriteText(stdout), stderr), true
+	}
+	return 0, false
+}
+
+// remoteCmd runs remote add | list | delete; ok is false for a usage error.
+func remoteCmd(ctx context.Context, c *control.Client, args []string, stdout, stderr io.Writer) (int, bool) {
+	switch {
+	case len(args) >= 2 && args[0] == "add" && (len(args) == 2 || len(args) == 3 && args[2] == "--full"):
+		var q url.Values
+		if len(args) == 3 {
+			q = url.Values{"full": {"1"}}
+		}
+		var dev control.RemoteDevice
+		if err := c.Do(ctx, control.RemoteAdd.Method, control.RemoteAdd.URL(q, args[1]), &dev, nil); err != nil {
+			return exit(err, stderr), true
+		}
+		qr, err := qrcode.New(dev.Config, qrcode.Low)
+		if err != nil {
+			return exit(err, stderr), true
+		}
+		// Light modules as glyphs on a black background, whatever the
+		// terminal's colours: the code scans the right way round.
+		var code strings.Builder
+		for _, line := range strings.Split(strings.TrimSuffix(qr.ToSmallString(false), "\n"), "\n") {
+			fmt.Fprintf(&code, "\x1b[40;97m%s\x1b[0m\n", line)
+		}
+		fmt.Fprintf(stdout, "# %s: import this in the WireGuard app, or scan the code below. Its private key is shown only now.\n%s\n%s",
+			dev.Name, dev.Config, code.String())
+		return 0, true
+	case len(args) == 2 && args[0] == "delete":
+		return exit(c.Do(ctx, control.RemoteDelete.Method, control.RemoteDelete.URL(nil, args[1]), nil, nil), stderr), true
+	case len(args) >= 1 && args[0] == "list":
+		asJSON, ok := jsonFlag(args[1:])
+		if !ok {
+			return 0, false
+		}
+		var raw []byte
+		var st status.Status
+		if err := c.Do(ctx, control.Status.Method, control.Status.URL(nil), &st, &raw); err != nil {
+			return exit(err, stderr), true
+		}
+		if st.Remote == nil {
+			return exit(fmt.Errorf("no [remote] in the config"), stderr), true
+		}
+		if asJSON {
+			b, _ := json.MarshalIndent(st.Remote, "", "  ")
+			fmt.Fprintf(stdout, "%s\n", b)
+			return 0, true
+		}
+		return exit(st.Remote.WriteText(stdout), stderr), true
 	}
 	return 0, false
 }

@@ -25,6 +25,7 @@ var sections = []func(*Status, io.Writer){
 	renderDNS,
 	renderReflector,
 	renderContainers,
+	renderRemote,
 	renderPolicy,
 	renderBlocklists,
 	renderFirewall,

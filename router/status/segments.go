@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"text/tabwriter"
 )
 
 // Segment is one LAN's reach: what its hosts may open connections to.
@@ -97,5 +98,31 @@ func renderContainers(st *Status, w io.Writer) {
 			what = "unpublished: " + c.Error
 		}
 		fmt.Fprintf(w, "docker:%s\t%s\n", c.Name, what)
+	}
+}
+
+func renderRemote(st *Status, w io.Writer) {
+	r := st.Remote
+	if r == nil {
+		return
+	}
+	section(w, "Remote access ("+r.Interface+", devices reach "+r.Endpoint+")")
+	r.table(w)
+}
+
+// WriteText writes routerctl remote list.
+func (r *Remote) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	r.table(tw)
+	return tw.Flush()
+}
+
+func (r *Remote) table(w io.Writer) {
+	if r.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", r.Error)
+	}
+	fmt.Fprintln(w, "DEVICE\tADDRESSES\tFULL\tENDPOINT\tHANDSHAKE\tRX\tTX")
+	for _, p := range r.Peers {
+		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%d\t%d\n", p.Name, strings.Join(p.Addresses, ", "), p.FullTunnel, orDash(p.Endpoint), ago(p.LastHandshake), p.RxBytes, p.TxBytes)
 	}
 }

@@ -38,6 +38,25 @@ type Status struct {
 	Relay      *Relay      `json:"relay,omitempty"`
 	Reflector  *Reflector  `json:"mdns_reflector,omitempty"`
 	Containers []Container `json:"containers,omitempty"` // [[publish]] to = "docker:NAME"
+	Remote     *Remote     `json:"remote,omitempty"`
+}
+
+// Remote is [remote]'s WireGuard server and the household's devices.
+type Remote struct {
+	Interface  string       `json:"interface"`
+	PublicKey  string       `json:"public_key"`
+	ListenPort int          `json:"listen_port"`
+	Endpoint   string       `json:"endpoint"`
+	Peers      []RemotePeer `json:"peers"`
+	Error      string       `json:"error,omitempty"`
+}
+
+// RemotePeer is one device of [remote].
+type RemotePeer struct {
+	Name       string   `json:"name"`
+	Addresses  []string `json:"addresses"`
+	FullTunnel bool     `json:"full_tunnel"`
+	Peer
 }
 
 // Update is the image's boot slots and the last update.

@@ -82,7 +82,7 @@ func createUserspace(cfg Config, uapiName string) (*userspace, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	err = moveLink(wh, cfg.Iface, cfg.VPNNS)
+	err = moveLink(wh, cfg.WANNS, cfg.Iface, cfg.VPNNS)
 	wh.Close()
 	if err != nil {
 		unix.Close(fd)

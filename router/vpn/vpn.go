@@ -223,11 +223,11 @@ func (t *Tunnel) createKernel() error {
 	if err := wh.LinkAdd(link); err != nil {
 		return fmt.Errorf("create kernel WireGuard %s in netns %s: %w", t.cfg.Iface, t.cfg.WANNS, err)
 	}
-	return moveLink(wh, t.cfg.Iface, t.cfg.VPNNS)
+	return moveLink(wh, t.cfg.WANNS, t.cfg.Iface, t.cfg.VPNNS)
 }
 
-func moveLink(from *netlink.Handle, name, to string) error {
-	if to == "" {
+func moveLink(from *netlink.Handle, fromNS, name, to string) error {
+	if to == fromNS {
 		return nil // a relay's tunnel stays where it is made
 	}
 	l, err := from.LinkByName(name)
