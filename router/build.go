@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -100,6 +101,11 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		wan.OnLease6(pd.leased)
 		comps = append(comps, pd)
 	}
+	if cfg.PortMap != nil {
+		pm := newPortmapComp(cfg, fw, lan.macOf, log.With("component", "portmap"))
+		wan.OnLease(pm.wanLease)
+		comps = append(comps, pm)
+	}
 	if len(cfg.DNS.Reflect) > 0 {
 		comps = append(comps, newReflectComp(cfg, nics.m, log.With("component", "mdns-reflector")))
 	}
@@ -135,6 +141,19 @@ func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
 		}
 	}
 	mux.HandleFunc(control.RemoteAdd.Pattern(), s.remoteAddHandler)
+	mux.HandleFunc(control.PortMapDelete.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		pm, ok := s.component("portmap").(*portmapComp)
+		if !ok {
+			control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("port mapping is not running (no [portmap], or routerd is %s)", s.phase.Load()))
+			return
+		}
+		port, err := strconv.ParseUint(r.PathValue("port"), 10, 16)
+		if err != nil || !pm.table.Delete(r.PathValue("proto"), uint16(port)) {
+			control.WriteError(w, http.StatusNotFound, fmt.Errorf("no mapping of %s/%s", r.PathValue("proto"), r.PathValue("port")))
+			return
+		}
+		control.WriteJSON(w, map[string]string{"deleted": r.PathValue("proto") + "/" + r.PathValue("port")})
+	})
 	mux.HandleFunc(control.RemoteDelete.Pattern(), s.remoteDeleteHandler)
 	mux.HandleFunc(control.DNSLog.Pattern(), dnsHandler((*dnsComp).logHandler))
 	mux.HandleFunc(control.DNSTop.Pattern(), dnsHandler((*dnsComp).topHandler))

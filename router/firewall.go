@@ -153,6 +153,18 @@ type facts struct {
 	// pins the pinholes' addresses made of them and the delegation.
 	byMAC map[string][]netip.Addr
 	pins  map[string][]netip.Addr
+	// portmaps are the ports LAN devices mapped (NAT-PMP, PCP), kept so
+	// that a ruleset made anew holds them.
+	portmaps []rules.PortMapping
+}
+
+// setPortMaps records the port mappings (already in the kernel's map and
+// set) for the rulesets made after.
+func (c *firewallComp) setPortMaps(ms []rules.PortMapping) {
+	c.mu.Lock()
+	c.facts.portmaps = ms
+	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
+	c.mu.Unlock()
 }
 
 // firewallSpecs translates the config and what the firewall learnt (the
@@ -191,6 +203,9 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 	}
 	if t := cfg.Time; t != nil && t.Serve {
 		m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 123, To: 123})
+	}
+	if cfg.PortMap != nil { // NAT-PMP and PCP
+		m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 5351, To: 5351})
 	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {
@@ -231,6 +246,10 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
 		Forwards: fwds, Offload: offWAN,
+	}
+	if cfg.PortMap != nil {
+		m.PortMap, m.PortMaps = true, f.portmaps
+		w.PortMap, w.PortMaps = true, f.portmaps
 	}
 	for _, p := range cfg.Firewall.Pinholes {
 		ph := rules.Pinhole{Name: p.Name, Ports: ports(p.Ports), Addrs: f.pins[p.Name]}

@@ -85,6 +85,9 @@ type Main struct {
 	LANServices []Port
 	// Pinholes: IPv6 ports of LAN hosts open to the internet.
 	Pinholes []Pinhole
+	// PortMap: mappings LAN devices asked for pass the forward chain.
+	PortMap  bool
+	PortMaps []PortMapping
 }
 
 // LocalPolicy sends the traffic of some of this host's processes by the
@@ -443,6 +446,9 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 			r.rule(fw, iif(m.Transit), etherSaddrEq(m.VPNMAC), daddrEq(to.Addr()), l4proto(proto), dportRange(to.Port(), to.Port()),
 				r.counter("publish_"+p.Name), accept())
 		})
+	}
+	if m.PortMap {
+		portMapForwardRule(r, fw, m.Transit, m.PortMaps)
 	}
 	pinholes(r, fw, m.Pinholes, m.Transit, "")
 	r.rule(fw, r.counter("drop_forward"), drop())

@@ -35,6 +35,10 @@ type WAN struct {
 	// Pinholes: IPv6 ports of LAN hosts open to the internet (the same
 	// as Main's).
 	Pinholes []Pinhole
+	// PortMap: ports LAN devices asked for (NAT-PMP, PCP), the mappings
+	// as they are when the ruleset is made (UpdatePortMaps after).
+	PortMap  bool
+	PortMaps []PortMapping
 }
 
 var ula = netip.MustParsePrefix("fc00::/7")
@@ -63,6 +67,9 @@ func (w *WAN) build(r *ruleset) {
 	for _, f := range w.Forwards {
 		p := Port{Proto: f.Proto}
 		r.rule(pre, nfproto(f.To.Addr().Is6()), daddrLocal(), l4proto(p.proto()), dportRange(f.Port, f.Port), dnat(f.To))
+	}
+	if w.PortMap {
+		portMapDNATRule(r, pre, w.Iface, w.PortMaps)
 	}
 	post := r.chain("postrouting", nftables.ChainHookPostrouting, 100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
 	r.rule(post, oif(w.Iface), nfproto(false), masq())

@@ -54,6 +54,9 @@ type Config struct {
 	// Remote is the WireGuard server for the household's own devices on
 	// the road; its interface is also a LAN (LAN.Remote) of its own.
 	Remote *Remote
+	// PortMap lets LAN devices map ports of the WAN address (NAT-PMP,
+	// PCP); nil: off.
+	PortMap *PortMap
 
 	LANNets LANNets // derived from LAN
 }
@@ -576,4 +579,14 @@ type RemotePeer struct {
 	// FullTunnel: the device sends all its traffic home (its own config
 	// says so; the router needs nothing else for it).
 	FullTunnel bool
+}
+
+// PortMap is [portmap]: which LANs' devices may ask for ports, and within
+// what bounds.
+type PortMap struct {
+	NATPMP, PCP  bool
+	Listen       []string // LAN names
+	From, To     uint16   // the external ports
+	MaxPerClient int
+	MaxLifetime  time.Duration
 }

@@ -196,6 +196,11 @@ func TestRules(t *testing.T) {
 		{"remote peer address", `addresses = ["10.99.0.2/32", "fd00:99::2/128"]`, `addresses = ["10.99.1.2/32", "fd00:99::2/128"]`, "remote.peer[0].addresses[0]", "in 10.99.0.1/24"},
 		{"remote peer key", `public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="`, `public_key = "nope"`, "remote.peer[0].public_key", "not a WireGuard key"},
 		{"remote overlaps a LAN", "addresses = [\"10.99.0.1/24\", \"fd00:99::1/64\"]\nprivate", "addresses = [\"192.168.7.1/24\", \"fd00:1::1/64\"]\nprivate", "remote.addresses[1]", "overlaps fd00:1::/64"},
+		{"portmap ports", `ports = "1024-65535"`, `ports = "65535-1024"`, "portmap.ports", "want a range"},
+		{"portmap protocol", `protocols = ["natpmp", "pcp"]`, `protocols = ["natpmp", "igd2"]`, "portmap.protocols[1]", "not one of"},
+		{"portmap listen", `listen = ["lan0"]
+ports`, `listen = ["nope"]
+ports`, "portmap.listen[0]", "not a [[lan]] name"},
 		{"pinhole to", `to = "aa:bb:cc:00:00:01"                # a LAN host by MAC`, `to = "2001:db8::10" #`, "firewall.pinhole[0].to", "interface identifier"},
 		{"pinhole ports", `ports = ["tcp/443"]`, `ports = []`, "firewall.pinhole[0].ports", "required"},
 		{"pinhole name", `name = "nas-https"`, `name = "nas https"`, "firewall.pinhole[0].name", "letters, digits"},

@@ -23,6 +23,15 @@ type fileConfig struct {
 	Relay     *fileRelay      `toml:"relay"`
 	Route     []fileRoute     `toml:"route"`
 	Remote    *fileRemote     `toml:"remote"`
+	PortMap   *filePortMap    `toml:"portmap"`
+}
+
+type filePortMap struct {
+	Protocols    []string `toml:"protocols"`
+	Listen       []string `toml:"listen"`
+	Ports        string   `toml:"ports"`
+	MaxPerClient *int64   `toml:"max_per_client"`
+	MaxLifetime  string   `toml:"max_lifetime"`
 }
 
 type fileRemote struct {

@@ -63,6 +63,7 @@ func validate(p *problems, fc *fileConfig, keys []string) *Config {
 	v.firewall(&fc.Firewall)
 	v.rules(fc.Firewall.Rule)
 	v.pinholes(fc.Firewall.Pinhole)
+	v.portmap(fc.PortMap)
 	v.status(&fc.Status)
 	v.admin(fc.Admin)
 	v.time(fc.Time)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // [remote]: the household's own devices reaching home over WireGuard.
@@ -128,4 +129,62 @@ func joinPrefixes(ps []netip.Prefix) string {
 		ss = append(ss, p.String())
 	}
 	return strings.Join(ss, ", ")
+}
+
+// [portmap]: ports LAN devices ask for.
+func (v *validator) portmap(f *filePortMap) {
+	if f == nil {
+		return
+	}
+	pm := &PortMap{From: 1024, To: 65535, MaxPerClient: 32, MaxLifetime: 24 * time.Hour}
+	protos := f.Protocols
+	if protos == nil {
+		protos = []string{"natpmp", "pcp"}
+	}
+	for i, p := range protos {
+		switch p {
+		case "natpmp":
+			pm.NATPMP = true
+		case "pcp":
+			pm.PCP = true
+		case "upnp":
+			v.p.warnf(idx("portmap.protocols", i), "UPnP IGD is not served yet: devices that only speak it get no port (NAT-PMP and PCP are served)")
+		default:
+			v.p.errf(idx("portmap.protocols", i), "%q is not one of \"upnp\", \"natpmp\", \"pcp\"", p)
+		}
+	}
+	pm.Listen = f.Listen
+	if f.Listen == nil {
+		for _, l := range v.c.LAN {
+			if !l.Remote {
+				pm.Listen = append(pm.Listen, l.Name)
+			}
+		}
+	}
+	for i, l := range f.Listen {
+		if !v.isLAN(l) {
+			v.p.errf(idx("portmap.listen", i), "%q is not a [[lan]] name", l)
+		}
+	}
+	if f.Ports != "" {
+		lo, hi, ok := strings.Cut(f.Ports, "-")
+		a, err1 := parsePort(lo)
+		b, err2 := parsePort(hi)
+		if !ok || err1 != nil || err2 != nil || b < a {
+			v.p.errf("portmap.ports", "%q: want a range such as \"1024-65535\"", f.Ports)
+		} else {
+			pm.From, pm.To = a, b
+		}
+	}
+	if f.MaxPerClient != nil {
+		if *f.MaxPerClient < 1 || *f.MaxPerClient > 1000 {
+			v.p.errf("portmap.max_per_client", "%d is outside 1-1000", *f.MaxPerClient)
+		} else {
+			pm.MaxPerClient = int(*f.MaxPerClient)
+		}
+	}
+	if f.MaxLifetime != "" {
+		pm.MaxLifetime = v.duration("portmap.max_lifetime", f.MaxLifetime)
+	}
+	v.c.PortMap = pm
 }

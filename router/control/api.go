@@ -33,6 +33,7 @@ var (
 	DNSTop           = Endpoint{"GET", "/v1/dns/top"}            // ?n=N
 	RemoteAdd        = Endpoint{"POST", "/v1/remote/{name}"}     // ?full=1
 	RemoteDelete     = Endpoint{"DELETE", "/v1/remote/{name}"}
+	PortMapDelete    = Endpoint{"DELETE", "/v1/portmap/{proto}/{port}"}
 )
 
 // RemoteDevice is what remote add answers: the device's WireGuard config.

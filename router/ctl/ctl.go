@@ -41,6 +41,8 @@ commands:
                                (--full: all its traffic comes home); the peer goes into the config (config apply)
   remote list [--json]         the devices, their last handshake and traffic
   remote delete NAME           remove a device
+  portmap list [--json]        ports LAN devices mapped (NAT-PMP, PCP)
+  portmap delete PROTO/PORT    remove one (tcp/3074)
   ban list                     addresses banned for failed SSH logins or WAN port scans
   ban delete ADDR              lift a ban
   config show                  the running config file
@@ -157,6 +159,31 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 			break
 		}
 		return exit(c.Stream(ctx, control.Logs.URL(q), stdout), stderr)
+	case "portmap":
+		switch {
+		case len(rest) >= 1 && rest[0] == "list":
+			asJSON, ok := jsonFlag(rest[1:])
+			if !ok {
+				break
+			}
+			var raw []byte
+			var st status.Status
+			if err := c.Do(ctx, control.Status.Method, control.Status.URL(nil), &st, &raw); err != nil {
+				return exit(err, stderr)
+			}
+			if st.PortMap == nil {
+				return exit(errors.New("no [portmap] in the config"), stderr)
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(st.PortMap, "", "  ")
+				fmt.Fprintf(stdout, "%s\n", b)
+				return 0
+			}
+			return exit(st.PortMap.WriteText(stdout), stderr)
+		case len(rest) == 2 && rest[0] == "delete" && strings.Contains(rest[1], "/"):
+			proto, port, _ := strings.Cut(rest[1], "/")
+			return exit(c.Do(ctx, control.PortMapDelete.Method, control.PortMapDelete.URL(nil, proto, port), nil, nil), stderr)
+		}
 	case "remote":
 		if code, ok := remoteCmd(ctx, c, rest, stdout, stderr); ok {
 			return code

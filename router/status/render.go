@@ -26,6 +26,7 @@ var sections = []func(*Status, io.Writer){
 	renderReflector,
 	renderContainers,
 	renderRemote,
+	renderPortMap,
 	renderPolicy,
 	renderBlocklists,
 	renderFirewall,

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Segment is one LAN's reach: what its hosts may open connections to.
@@ -124,5 +125,27 @@ func (r *Remote) table(w io.Writer) {
 	fmt.Fprintln(w, "DEVICE\tADDRESSES\tFULL\tENDPOINT\tHANDSHAKE\tRX\tTX")
 	for _, p := range r.Peers {
 		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%s\t%d\t%d\n", p.Name, strings.Join(p.Addresses, ", "), p.FullTunnel, orDash(p.Endpoint), ago(p.LastHandshake), p.RxBytes, p.TxBytes)
+	}
+}
+
+func renderPortMap(st *Status, w io.Writer) {
+	if st.PortMap == nil {
+		return
+	}
+	section(w, "Port mappings (NAT-PMP, PCP)")
+	st.PortMap.table(w)
+}
+
+// WriteText writes routerctl portmap list.
+func (p *PortMap) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	p.table(tw)
+	return tw.Flush()
+}
+
+func (p *PortMap) table(w io.Writer) {
+	fmt.Fprintln(w, "PROTO\tEXTERNAL\tCLIENT\tINTERNAL\tBY\tEXPIRES")
+	for _, m := range p.Mappings {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\tin %s\n", m.Proto, m.External, m.Client, m.Internal, m.By, time.Until(m.Expires).Round(time.Second))
 	}
 }

@@ -39,6 +39,22 @@ type Status struct {
 	Reflector  *Reflector  `json:"mdns_reflector,omitempty"`
 	Containers []Container `json:"containers,omitempty"` // [[publish]] to = "docker:NAME"
 	Remote     *Remote     `json:"remote,omitempty"`
+	PortMap    *PortMap    `json:"portmap,omitempty"`
+}
+
+// PortMap is the ports LAN devices mapped (NAT-PMP, PCP).
+type PortMap struct {
+	Mappings []PortMapping `json:"mappings"`
+}
+
+// PortMapping is one mapped port of the WAN address.
+type PortMapping struct {
+	Proto    string    `json:"proto"`
+	External uint16    `json:"external"`
+	Client   string    `json:"client"`
+	Internal uint16    `json:"internal"`
+	By       string    `json:"by"`
+	Expires  time.Time `json:"expires"`
 }
 
 // Remote is [remote]'s WireGuard server and the household's devices.
