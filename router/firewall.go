@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"github.com/routerd/routerd/router/portmap"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -204,8 +205,14 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 	if t := cfg.Time; t != nil && t.Serve {
 		m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 123, To: 123})
 	}
-	if cfg.PortMap != nil { // NAT-PMP and PCP
-		m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 5351, To: 5351})
+	if pm := cfg.PortMap; pm != nil {
+		if pm.NATPMP || pm.PCP {
+			m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 5351, To: 5351})
+		}
+		if pm.UPnP { // SSDP, and the description and control over HTTP
+			m.LANServices = append(m.LANServices, rules.Port{Proto: "udp", From: 1900, To: 1900},
+				rules.Port{Proto: "tcp", From: portmap.UPnPPort, To: portmap.UPnPPort})
+		}
 	}
 	// The metrics endpoint, when it listens beyond loopback, is for the LAN.
 	if ap, err := netip.ParseAddrPort(cfg.Status.Metrics); err == nil && !ap.Addr().IsLoopback() {

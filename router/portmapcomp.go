@@ -2,17 +2,23 @@ package router
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
@@ -38,9 +44,10 @@ type portmapComp struct {
 	state string
 	run   lifecycle.Group
 
-	mu    sync.Mutex
-	wan   netip.Addr
-	conns []*net.UDPConn
+	mu      sync.Mutex
+	wan     netip.Addr
+	conns   []*net.UDPConn
+	closers []io.Closer // UPnP's HTTP servers and SSDP socket
 	// cur mirrors the table as its changes come (OnChange runs with the
 	// table locked, so it cannot be listed then).
 	cur map[string]portmap.Mapping
@@ -52,7 +59,7 @@ func newPortmapComp(cfg *config.Config, fw *firewallComp, macOf func(netip.Addr)
 	c.table = portmap.NewTable(portmap.Policy{From: pm.From, To: pm.To, MaxPerClient: pm.MaxPerClient,
 		MaxLifetime: pm.MaxLifetime, Allowed: c.wanPath})
 	c.table.OnChange = c.changed
-	c.h = &portmap.Handler{Table: c.table, External: c.external, Start: time.Now()}
+	c.h = &portmap.Handler{Table: c.table, External: c.external, Start: time.Now(), NoNATPMP: !pm.NATPMP, NoPCP: !pm.PCP}
 	return c
 }
 
@@ -161,16 +168,24 @@ func (c *portmapComp) Start(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr(), portmap.Port)))
-			if err != nil {
-				errs = append(errs, err)
-				continue
+			if c.cfg.PortMap.NATPMP || c.cfg.PortMap.PCP {
+				conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr(), portmap.Port)))
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				c.mu.Lock()
+				c.conns = append(c.conns, conn)
+				c.mu.Unlock()
+				c.run.Go(func(ctx context.Context) { c.serve(ctx, conn) })
 			}
-			c.mu.Lock()
-			c.conns = append(c.conns, conn)
-			c.mu.Unlock()
-			c.run.Go(func(ctx context.Context) { c.serve(ctx, conn) })
+			if c.cfg.PortMap.UPnP {
+				errs = append(errs, c.serveUPnP(a.Addr()))
+			}
 		}
+	}
+	if c.cfg.PortMap.UPnP {
+		errs = append(errs, c.serveSSDP())
 	}
 	c.run.Every(5*time.Second, func(context.Context) { c.table.Expire(time.Now()) })
 	return errors.Join(errs...)
@@ -201,6 +216,10 @@ func (c *portmapComp) Stop(ctx context.Context) error {
 		conn.Close()
 	}
 	c.conns = nil
+	for _, cl := range c.closers {
+		cl.Close()
+	}
+	c.closers = nil
 	c.mu.Unlock()
 	return c.run.Stop(ctx)
 }
@@ -212,4 +231,93 @@ func (c *portmapComp) fillStatus(st *status.Status) {
 			Internal: m.Internal, By: m.By, Expires: m.Expires})
 	}
 	st.PortMap = pm
+}
+
+// upnpUUID is the gateway's UPnP identity: the same across restarts.
+func (c *portmapComp) upnpUUID() string {
+	h := sha1.Sum([]byte("routerd-igd:" + c.cfg.Hostname))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// serveUPnP serves the description and the control on a LAN address.
+func (c *portmapComp) serveUPnP(a netip.Addr) error {
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(a, portmap.UPnPPort).String())
+	if err != nil {
+		return fmt.Errorf("UPnP on %s: %w", a, err)
+	}
+	srv := &http.Server{Handler: &portmap.UPnP{Handler: c.h, UUID: c.upnpUUID()}, ReadHeaderTimeout: 5 * time.Second}
+	c.mu.Lock()
+	c.closers = append(c.closers, srv)
+	c.mu.Unlock()
+	c.run.Go(func(context.Context) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Warn("UPnP stopped serving", "addr", a, "err", err)
+		}
+	})
+	return nil
+}
+
+// serveSSDP answers M-SEARCH on the listed LANs: one socket on port 1900
+// in the SSDP group on each, the answer pointing at the LAN's own address.
+func (c *portmapComp) serveSSDP() error {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
+		})
+		return errors.Join(err, serr)
+	}}
+	raw, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:1900")
+	if err != nil {
+		return fmt.Errorf("SSDP: %w", err)
+	}
+	pc := ipv4.NewPacketConn(raw)
+	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		raw.Close()
+		return fmt.Errorf("SSDP: %w", err)
+	}
+	group := &net.UDPAddr{IP: net.IPv4(239, 255, 255, 250)}
+	where := map[int]string{} // ifindex -> http://ADDR:PORT
+	for _, name := range c.cfg.PortMap.Listen {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			c.log.Warn("SSDP: a LAN not there yet", "lan", name, "err", err)
+			continue
+		}
+		if err := pc.JoinGroup(ifi, group); err != nil {
+			c.log.Warn("SSDP: join the group", "lan", name, "err", err)
+		}
+		for _, l := range c.cfg.LAN {
+			if a, ok := l.Addr4(); ok && l.Name == name {
+				where[ifi.Index] = fmt.Sprintf("http://%s", netip.AddrPortFrom(a.Addr(), portmap.UPnPPort))
+			}
+		}
+	}
+	c.mu.Lock()
+	c.closers = append(c.closers, raw)
+	c.mu.Unlock()
+	uuid := c.upnpUUID()
+	c.run.Go(func(ctx context.Context) {
+		buf := make([]byte, 2048)
+		for {
+			n, cm, src, err := pc.ReadFrom(buf)
+			if err != nil {
+				return // closed by Stop
+			}
+			loc, ok := "", false
+			if cm != nil {
+				loc, ok = where[cm.IfIndex]
+			}
+			if !ok {
+				continue // not a listed LAN
+			}
+			if resp := portmap.SSDPReply(buf[:n], loc, uuid); resp != nil {
+				if _, err := pc.WriteTo(resp, nil, src); err != nil {
+					c.log.Debug("SSDP: answer not sent", "to", src, "err", err)
+				}
+			}
+		}
+	})
+	return nil
 }

@@ -584,9 +584,9 @@ type RemotePeer struct {
 // PortMap is [portmap]: which LANs' devices may ask for ports, and within
 // what bounds.
 type PortMap struct {
-	NATPMP, PCP  bool
-	Listen       []string // LAN names
-	From, To     uint16   // the external ports
-	MaxPerClient int
-	MaxLifetime  time.Duration
+	UPnP, NATPMP, PCP bool
+	Listen            []string // LAN names
+	From, To          uint16   // the external ports
+	MaxPerClient      int
+	MaxLifetime       time.Duration
 }

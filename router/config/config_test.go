@@ -197,7 +197,7 @@ func TestRules(t *testing.T) {
 		{"remote peer key", `public_key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="`, `public_key = "nope"`, "remote.peer[0].public_key", "not a WireGuard key"},
 		{"remote overlaps a LAN", "addresses = [\"10.99.0.1/24\", \"fd00:99::1/64\"]\nprivate", "addresses = [\"192.168.7.1/24\", \"fd00:1::1/64\"]\nprivate", "remote.addresses[1]", "overlaps fd00:1::/64"},
 		{"portmap ports", `ports = "1024-65535"`, `ports = "65535-1024"`, "portmap.ports", "want a range"},
-		{"portmap protocol", `protocols = ["natpmp", "pcp"]`, `protocols = ["natpmp", "igd2"]`, "portmap.protocols[1]", "not one of"},
+		{"portmap protocol", `protocols = ["upnp", "natpmp", "pcp"]`, `protocols = ["natpmp", "igd2"]`, "portmap.protocols[1]", "not one of"},
 		{"portmap listen", `listen = ["lan0"]
 ports`, `listen = ["nope"]
 ports`, "portmap.listen[0]", "not a [[lan]] name"},

@@ -139,7 +139,7 @@ func (v *validator) portmap(f *filePortMap) {
 	pm := &PortMap{From: 1024, To: 65535, MaxPerClient: 32, MaxLifetime: 24 * time.Hour}
 	protos := f.Protocols
 	if protos == nil {
-		protos = []string{"natpmp", "pcp"}
+		protos = []string{"upnp", "natpmp", "pcp"}
 	}
 	for i, p := range protos {
 		switch p {
@@ -148,7 +148,7 @@ func (v *validator) portmap(f *filePortMap) {
 		case "pcp":
 			pm.PCP = true
 		case "upnp":
-			v.p.warnf(idx("portmap.protocols", i), "UPnP IGD is not served yet: devices that only speak it get no port (NAT-PMP and PCP are served)")
+			pm.UPnP = true
 		default:
 			v.p.errf(idx("portmap.protocols", i), "%q is not one of \"upnp\", \"natpmp\", \"pcp\"", p)
 		}

@@ -8,10 +8,11 @@ import (
 )
 
 var (
-	t0     = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	wan    = netip.MustParseAddr("203.0.113.157")
-	xbox   = netip.MustParseAddr("192.168.1.50")
-	tunnel = netip.MustParseAddr("192.168.1.60") // a VPN-path client
+	t0      = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	wan     = netip.MustParseAddr("203.0.113.157")
+	xbox    = netip.MustParseAddr("192.168.1.50")
+	tunnel  = netip.MustParseAddr("192.168.1.60") // a VPN-path client
+	tunnel2 = netip.MustParseAddr("192.168.1.51")
 )
 
 func newHandler() (*Handler, *[]string) {

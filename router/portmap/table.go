@@ -22,7 +22,9 @@ type Mapping struct {
 	Client   netip.Addr `json:"client"`
 	Internal uint16     `json:"internal"`
 	Expires  time.Time  `json:"expires"`
-	By       string     `json:"by"` // "natpmp" | "pcp"
+	By       string     `json:"by"` // "natpmp" | "pcp" | "upnp"
+	// Description is UPnP's (what the application called it).
+	Description string `json:"description,omitempty"`
 	// Nonce is PCP's: only the same nonce may renew or delete it.
 	Nonce [12]byte `json:"nonce"`
 }
@@ -45,6 +47,7 @@ var (
 	ErrNoResources   = errors.New("no resources")     // the client's quota, or no free port
 	ErrUnsupported   = errors.New("unsupported")      // protocol
 	ErrMismatch      = errors.New("address mismatch") // PCP: the client's address is not the packet's
+	ErrConflict      = errors.New("port taken")       // UPnP: the exact port asked for is another's
 )
 
 type key struct {
@@ -86,6 +89,16 @@ func (t *Table) Restore(ms []Mapping, now time.Time) []Mapping {
 // external port if it is free (or the client's already), else the
 // nearest free one; renewing a client's mapping keeps its port.
 func (t *Table) Map(req Mapping, lifetime time.Duration, now time.Time) (Mapping, error) {
+	return t.mapPort(req, lifetime, now, false)
+}
+
+// MapExact is Map on exactly the external port asked for (UPnP's
+// AddPortMapping): ErrConflict when it is another client's or not allowed.
+func (t *Table) MapExact(req Mapping, lifetime time.Duration, now time.Time) (Mapping, error) {
+	return t.mapPort(req, lifetime, now, true)
+}
+
+func (t *Table) mapPort(req Mapping, lifetime time.Duration, now time.Time, exact bool) (Mapping, error) {
 	if req.Proto != "tcp" && req.Proto != "udp" {
 		return Mapping{}, ErrUnsupported
 	}
@@ -95,6 +108,26 @@ func (t *Table) Map(req Mapping, lifetime time.Duration, now time.Time) (Mapping
 	lifetime = min(lifetime, t.policy.MaxLifetime)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if req.By == "upnp" {
+		// UPnP names a mapping by its external port, and several may lead
+		// to one internal port: the client's own is renewed (or moved),
+		// another's is a conflict.
+		k := key{req.Proto, req.External}
+		if m, ok := t.m[k]; ok {
+			if m.Client != req.Client {
+				if exact {
+					return Mapping{}, ErrConflict
+				}
+			} else {
+				m.Internal, m.Description, m.Expires = req.Internal, req.Description, now.Add(lifetime)
+				t.m[k] = m
+				return m, nil
+			}
+		} else if exact && (req.External < t.policy.From || req.External > t.policy.To) {
+			return Mapping{}, ErrConflict
+		}
+		return t.addLocked(req, lifetime, now)
+	}
 	// The client's mapping of this internal port already: renewed.
 	for k, m := range t.m {
 		if m.Client == req.Client && m.Proto == req.Proto && m.Internal == req.Internal {
@@ -106,6 +139,12 @@ func (t *Table) Map(req Mapping, lifetime time.Duration, now time.Time) (Mapping
 			return m, nil
 		}
 	}
+	return t.addLocked(req, lifetime, now)
+}
+
+// addLocked adds a new mapping for req, on its external port if free, else
+// the nearest free one; t.mu is held.
+func (t *Table) addLocked(req Mapping, lifetime time.Duration, now time.Time) (Mapping, error) {
 	n := 0
 	for _, m := range t.m {
 		if m.Client == req.Client {
@@ -164,6 +203,14 @@ func (t *Table) Unmap(client netip.Addr, proto string, internal uint16, by strin
 		t.OnChange(nil, gone)
 	}
 	return nil
+}
+
+// Get returns the mapping of an external port.
+func (t *Table) Get(proto string, external uint16) (Mapping, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.m[key{proto, external}]
+	return m, ok
 }
 
 // Delete removes the mapping of an external port (routerctl portmap

@@ -18,6 +18,9 @@ type Handler struct {
 	// Start is the epoch: both protocols report the seconds since it, so
 	// that clients notice a restart and map again.
 	Start time.Time
+	// NoNATPMP, NoPCP turn one protocol off (then answered as an
+	// unknown version).
+	NoNATPMP, NoPCP bool
 }
 
 // Handle answers one datagram from client (its source address); nil:
@@ -26,10 +29,10 @@ func (h *Handler) Handle(pkt []byte, client netip.Addr, now time.Time) []byte {
 	if len(pkt) < 2 {
 		return nil
 	}
-	switch pkt[0] {
-	case 0:
+	switch {
+	case pkt[0] == 0 && !h.NoNATPMP:
 		return h.natpmp(pkt, client, now)
-	case 2:
+	case pkt[0] == 2 && !h.NoPCP:
 		return h.pcp(pkt, client, now)
 	}
 	if pkt[1]&0x80 != 0 {
