@@ -270,6 +270,9 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 	}
 	if cfg.Remote != nil {
 		w.RemotePort = uint16(cfg.Remote.ListenPort)
+		if remoteViaRelay(cfg) {
+			w.RemoteTransit, w.MarkVPN = true, via.VPN.Mark()
+		}
 	}
 	if cfg.VPN != nil {
 		w.WGPort = uint16(cfg.VPN.ListenPort)
@@ -340,7 +343,13 @@ func is4(p netip.Prefix) bool { return p.Addr().Is4() }
 func publish(ps []config.Publish, n config.Netns) []rules.Publish {
 	var out []rules.Publish
 	for _, p := range ps {
-		rp := rules.Publish{Name: p.Name, Protos: p.Protos, Port: p.Port, To4: p.To, To6: p.To6, Host: p.HostPort != 0}
+		rp := rules.Publish{Name: p.Name, Protos: p.Protos, Port: p.Port, To4: p.To, To6: p.To6, Host: p.HostPort != 0 && !p.Remote}
+		if p.Remote {
+			// [remote]'s socket, in the wan namespace: reached across
+			// the transit bridge at wan's own transit address.
+			rp.To4 = netip.AddrPortFrom(n.WANAddr4().Addr(), p.HostPort)
+			rp.To6 = netip.AddrPortFrom(n.WANAddr6().Addr(), p.HostPort)
+		}
 		if rp.Host {
 			rp.To4 = netip.AddrPortFrom(n.MainAddr4().Addr(), p.HostPort)
 			rp.To6 = netip.AddrPortFrom(n.MainAddr6().Addr(), p.HostPort)
@@ -585,4 +594,15 @@ func banExempt(cfg *config.Config) []netip.Prefix {
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return slices.Compact(out)
+}
+
+// remoteViaRelay: [remote]'s port is published through the relay, so its
+// devices' packets also come from the vpn namespace across the transit.
+func remoteViaRelay(cfg *config.Config) bool {
+	for _, p := range cfg.Publish {
+		if p.Remote {
+			return true
+		}
+	}
+	return false
 }

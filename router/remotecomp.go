@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/routerd/routerd/internal/via"
 	"log/slog"
 
 	"github.com/routerd/routerd/router/config"
@@ -26,6 +27,12 @@ func newRemoteComp(cfg *config.Config, log *slog.Logger) *remoteComp {
 		MTU: 1420, Implementation: "auto", ListenPort: r.ListenPort, UAPIName: cfg.Hostname + "-" + r.Interface, Log: log}
 	for _, p := range r.Peers {
 		vc.Peers = append(vc.Peers, vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), AllowedIPs: p.Addresses})
+	}
+	if remoteViaRelay(cfg) {
+		// Behind CGNAT the devices come through the relay, and the
+		// server answers that way: its packets take the vpn path out of
+		// the wan namespace, never the WAN.
+		vc.FirewallMark = int(via.VPN.Mark())
 	}
 	return &remoteComp{cfg: cfg, vc: vc, t: vpn.New(vc)}
 }

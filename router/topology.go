@@ -254,6 +254,17 @@ func routingPlan(cfg *config.Config, pubs []config.Publish) *netns.Plan {
 		netns.Route{NS: n.VPN, Dst: default4, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
 		netns.Route{NS: n.VPN, Dst: default6, Type: unix.RTN_UNREACHABLE, Metric: killSwitchMetric},
 	)
+	// [remote] published through the relay: what its server in wan
+	// answers a device behind the relay is marked for the vpn path and
+	// routed back into the vpn namespace.
+	if remoteViaRelay(cfg) {
+		for _, v6 := range []bool{false, true} {
+			p.Rules = append(p.Rules, netns.Rule{NS: n.WAN, V6: v6, Priority: RulePrioVPN, Mark: via.VPN.Mark(), Mask: via.Mask, Table: TableVPN})
+		}
+		p.Routes = append(p.Routes,
+			netns.Route{NS: n.WAN, Table: TableVPN, Dst: default4, Gw: n.VPNAddr4().Addr(), Dev: config.TransitPeerLink},
+			netns.Route{NS: n.WAN, Table: TableVPN, Dst: default6, Gw: n.VPNAddr6().Addr(), Dev: config.TransitPeerLink})
+	}
 	return p
 }
 

@@ -20,7 +20,13 @@ type WAN struct {
 	ICMPUnit   string
 	WGPort     uint16 // WireGuard's listen port (0: none)
 	RemotePort uint16 // [remote]'s WireGuard server's (0: none)
-	Forwards   []Forward
+	// RemoteTransit: RemotePort is also published through the relay: it
+	// comes from the vpn namespace across the transit, and what the
+	// server answers goes back that way (marked MarkVPN, which the wan
+	// namespace routes to the vpn namespace), never out of the WAN.
+	RemoteTransit bool
+	MarkVPN       uint32
+	Forwards      []Forward
 	// ScanBan is how long a source scanning the WAN's closed ports is
 	// banned (0: no scan detection).
 	ScanBan time.Duration
@@ -92,6 +98,15 @@ func (w *WAN) build(r *ruleset) {
 	}
 	if w.RemotePort != 0 {
 		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard"), accept())
+	}
+	if w.RemoteTransit {
+		r.rule(in, iif(w.Transit), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard_relay"), accept())
+		// Marked before routing, so that the reverse-path filter (with
+		// src_valid_mark) finds the client behind the transit.
+		mark := r.chain("remote_mark", nftables.ChainHookPrerouting, -150, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
+		r.rule(mark, iif(w.Transit), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), setMark(w.MarkVPN), saveMark())
+		back := r.chain("remote_replies", nftables.ChainHookOutput, -150, nftables.ChainTypeRoute, nftables.ChainPolicyAccept)
+		r.rule(back, restoreMark(0xff))
 	}
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
 	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())

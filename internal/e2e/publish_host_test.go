@@ -24,7 +24,7 @@ import (
 // (their replies are routed back by the connection's path, the tunnel).
 // The named container made anew at another address is followed.
 func TestPublishHostServices(t *testing.T) {
-	lab.Require(t, "dnsmasq", "nsenter", "curl", "nft", "wireguard-go", "wg")
+	lab.Require(t, "dnsmasq", "nsenter", "curl", "nft", "wireguard-go", "wg", "dig")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{SLAAC: true})
 	relay := l.NewRelay(isp)
@@ -38,6 +38,11 @@ to = "10.64.0.2"
 proto = "tcp"
 ports = "9090"
 to = "fd55:aaaa::2"
+
+[[relay.forward]]
+proto = "udp"
+ports = "51821"
+to = "10.64.0.2"
 `))
 	r := l.NewRouter(isp)
 	r.AddLAN()
@@ -80,6 +85,16 @@ name = "web"
 proto = "tcp"
 port = 9292
 to = "docker:web:9191"
+
+[[publish]]
+name = "remote"
+proto = "udp"
+port = 51821
+to = "host:51821"
+
+[remote]
+addresses = ["10.99.0.1/24"]
+endpoint = "`+lab.RelayPublic4.Addr().String()+`:51821"
 `})
 	rd := r.StartRouterd(cfg)
 	st := waitWANLease(t, l, rd, nil)
@@ -88,6 +103,7 @@ to = "docker:web:9191"
 	// Replies that would leave by the WAN: from the router's WAN address,
 	// from the published ports.
 	leaks := isp.CountMatch(netip.PrefixFrom(wan, 32), netip.Prefix{}, "tcp sport { 9090, 9191 }")
+	wgLeaks := isp.CountMatch(netip.PrefixFrom(wan, 32), netip.Prefix{}, "udp sport 51821")
 	webURL := fmt.Sprintf("http://%s:9292/", lab.RelayPublic4.Addr())
 
 	for _, tc := range []struct {
@@ -130,6 +146,34 @@ to = "docker:web:9191"
 			t.Errorf("after a restart, %s's apply made %d changes, want 0", c, n)
 		}
 	}
+
+	// A phone on the road, behind a relay because the home's WAN is
+	// CGNAT'd: [remote]'s port published through it, the answers back
+	// through the tunnel, never from the WAN address.
+	out, err := rd.Ctl("remote", "add", "phone")
+	if err != nil {
+		t.Fatalf("remote add: %v\n%s", err, out)
+	}
+	conf, _ := splitRemoteAdd(t, out)
+	endpoint := lab.RelayPublic4.Addr().String() + ":51821"
+	if !strings.Contains(conf, "Endpoint = "+endpoint) {
+		t.Errorf("the phone's config does not point at the relay:\n%s", conf)
+	}
+	phone := newRoadDevice(t, &appliance{l: l, isp: isp, rd: rd}, "phone", conf, endpoint, 79)
+	l.Eventually(30*time.Second, "the phone asks the router's resolver through the relay", func() error {
+		got, err := phone.Run("dig", "+short", "+time=2", "+tries=1", "@10.99.0.1", "echo.example")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(got) != lab.Echo4.String() {
+			return fmt.Errorf("dig: %q", got)
+		}
+		return nil
+	})
+	if n := wgLeaks.Packets(); n != 0 {
+		t.Errorf("%d of the remote server's answers left by the WAN", n)
+	}
+
 
 	// The container made anew: Docker gives it another address, routerd
 	// follows (routes and firewall) without being told.

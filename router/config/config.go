@@ -73,6 +73,10 @@ type Publish struct {
 	// HostPort, when not 0, publishes a service of the routerd host
 	// itself (to = "host:PORT"), for both families.
 	HostPort uint16
+	// Remote: HostPort is [remote]'s WireGuard port (UDP), whose socket
+	// lives in the wan namespace: the devices reach home through the
+	// relay from behind a CGNAT'd WAN.
+	Remote bool
 	// Container, when set, publishes a Docker container's service (to =
 	// "docker:NAME[:PORT]") on ContainerPort, at the addresses Docker
 	// reports for it as they change; To and To6 are left invalid here.

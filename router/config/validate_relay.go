@@ -421,6 +421,10 @@ func (v *validator) publish(fps []filePublish) {
 				v.p.errf(pp+".to6", "not with to = \"host:PORT\", which takes both families")
 			default:
 				pub.HostPort = port
+				pub.Remote = v.c.Remote != nil && int(port) == v.c.Remote.ListenPort
+				if pub.Remote && (len(pub.Protos) != 1 || pub.Protos[0] != "udp") {
+					v.p.errf(pp+".proto", "[remote]'s WireGuard port is UDP: proto = \"udp\"")
+				}
 			}
 			v.c.Publish = append(v.c.Publish, pub)
 			continue

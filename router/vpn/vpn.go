@@ -55,7 +55,10 @@ type Config struct {
 	MTU            int
 	Implementation string // "kernel" | "userspace" | "auto"
 	ListenPort     int
-	Peers          []Peer
+	// FirewallMark marks the tunnel's own packets (0: none), for policy
+	// routing in WANNS.
+	FirewallMark int
+	Peers        []Peer
 	// DNS returns the servers to resolve endpoint names with (asked from a
 	// socket in the wan namespace).
 	DNS func() []netip.AddrPort
@@ -276,6 +279,8 @@ func (t *Tunnel) configure(ctx context.Context) error {
 	want := wgtypes.Config{PrivateKey: &t.key, ReplacePeers: true}
 	port := t.cfg.ListenPort
 	want.ListenPort = &port
+	fwmark := t.cfg.FirewallMark
+	want.FirewallMark = &fwmark
 	for _, p := range t.cfg.Peers {
 		pc := wgtypes.PeerConfig{PublicKey: p.PublicKey, ReplaceAllowedIPs: true}
 		ka := p.Keepalive
