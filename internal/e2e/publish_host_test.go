@@ -94,7 +94,7 @@ to = "host:51821"
 
 [remote]
 addresses = ["10.99.0.1/24"]
-endpoint = "`+lab.RelayPublic4.Addr().String()+`:51821"
+endpoint = "` + lab.RelayPublic4.Addr().String() + `:51821"
 `})
 	rd := r.StartRouterd(cfg)
 	st := waitWANLease(t, l, rd, nil)
@@ -173,7 +173,6 @@ endpoint = "`+lab.RelayPublic4.Addr().String()+`:51821"
 	if n := wgLeaks.Packets(); n != 0 {
 		t.Errorf("%d of the remote server's answers left by the WAN", n)
 	}
-
 
 	// The container made anew: Docker gives it another address, routerd
 	// follows (routes and firewall) without being told.
