@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -60,6 +61,33 @@ func TestConntrackSizing(t *testing.T) {
 			t.Fatal(err)
 		}
 		kernelMax := procInt(t, "/proc/sys/net/netfilter/nf_conntrack_max")
+		// Under TCG the 52 flows take about as long as a UDP entry lives
+		// (30 s): the first would be gone before the count. Longer
+		// timeouts for the test, in both namespaces, put back after.
+		for _, ns := range []string{"", l.Prefix + "-wan"} {
+			for _, key := range []string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"} {
+				get := []string{"sysctl", "-n", "net.netfilter." + key}
+				if ns != "" {
+					get = append([]string{"ip", "netns", "exec", ns}, get...)
+				}
+				old, err := exec.Command(get[0], get[1:]...).Output()
+				if err != nil {
+					t.Fatalf("%v: %v", get, err)
+				}
+				set := func(v string) []string {
+					a := []string{"sysctl", "-qw", "net.netfilter." + key + "=" + v}
+					if ns != "" {
+						a = append([]string{"ip", "netns", "exec", ns}, a...)
+					}
+					return a
+				}
+				if out, err := exec.Command(set("600")[0], set("600")[1:]...).CombinedOutput(); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				back := set(strings.TrimSpace(string(old)))
+				t.Cleanup(func() { exec.Command(back[0], back[1:]...).Run() })
+			}
+		}
 		// 52 flows from distinct ports, each tracked in the main and the
 		// wan namespace: over 80% of 64, with room left for the box's
 		// own few connections (at 64 the kernel evicts an unreplied
