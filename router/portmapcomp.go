@@ -169,11 +169,12 @@ func (c *portmapComp) Start(ctx context.Context) error {
 				continue
 			}
 			if c.cfg.PortMap.NATPMP || c.cfg.PortMap.PCP {
-				conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr(), portmap.Port)))
+				pc, err := freebind.ListenPacket(ctx, "udp4", netip.AddrPortFrom(a.Addr(), portmap.Port).String())
 				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
+				conn := pc.(*net.UDPConn)
 				c.mu.Lock()
 				c.conns = append(c.conns, conn)
 				c.mu.Unlock()
@@ -241,7 +242,7 @@ func (c *portmapComp) upnpUUID() string {
 
 // serveUPnP serves the description and the control on a LAN address.
 func (c *portmapComp) serveUPnP(a netip.Addr) error {
-	ln, err := net.Listen("tcp4", netip.AddrPortFrom(a, portmap.UPnPPort).String())
+	ln, err := freebind.Listen(context.Background(), "tcp4", netip.AddrPortFrom(a, portmap.UPnPPort).String())
 	if err != nil {
 		return fmt.Errorf("UPnP on %s: %w", a, err)
 	}
@@ -278,22 +279,27 @@ func (c *portmapComp) serveSSDP() error {
 		return fmt.Errorf("SSDP: %w", err)
 	}
 	group := &net.UDPAddr{IP: net.IPv4(239, 255, 255, 250)}
-	where := map[int]string{} // ifindex -> http://ADDR:PORT
+	where := map[string]string{} // LAN name -> http://ADDR:PORT
 	for _, name := range c.cfg.PortMap.Listen {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			c.log.Warn("SSDP: a LAN not there yet", "lan", name, "err", err)
-			continue
-		}
-		if err := pc.JoinGroup(ifi, group); err != nil {
-			c.log.Warn("SSDP: join the group", "lan", name, "err", err)
-		}
 		for _, l := range c.cfg.LAN {
 			if a, ok := l.Addr4(); ok && l.Name == name {
-				where[ifi.Index] = fmt.Sprintf("http://%s", netip.AddrPortFrom(a.Addr(), portmap.UPnPPort))
+				where[name] = fmt.Sprintf("http://%s", netip.AddrPortFrom(a.Addr(), portmap.UPnPPort))
 			}
 		}
 	}
+	// The group is joined on each LAN as it is there, and again when it
+	// comes back (a USB NIC that reset is another interface).
+	join := func(context.Context) {
+		for name := range where {
+			if ifi, err := net.InterfaceByName(name); err == nil {
+				if err := pc.JoinGroup(ifi, group); err != nil && !errors.Is(err, unix.EADDRINUSE) {
+					c.log.Debug("SSDP: join the group", "lan", name, "err", err)
+				}
+			}
+		}
+	}
+	join(context.Background())
+	c.run.Every(10*time.Second, join)
 	c.mu.Lock()
 	c.closers = append(c.closers, raw)
 	c.mu.Unlock()
@@ -307,7 +313,9 @@ func (c *portmapComp) serveSSDP() error {
 			}
 			loc, ok := "", false
 			if cm != nil {
-				loc, ok = where[cm.IfIndex]
+				if ifi, err := net.InterfaceByIndex(cm.IfIndex); err == nil {
+					loc, ok = where[ifi.Name]
+				}
 			}
 			if !ok {
 				continue // not a listed LAN
@@ -321,3 +329,12 @@ func (c *portmapComp) serveSSDP() error {
 	})
 	return nil
 }
+
+// freebind listens on a LAN address that may not be there yet (a USB NIC
+// still coming up): the socket is bound all the same and answers once the
+// address is.
+var freebind = net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1) })
+	return errors.Join(err, serr)
+}}
