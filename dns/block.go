@@ -155,6 +155,19 @@ func (r *Resolver) blockChain(m *dns.Msg, client netip.Addr, iface string) (Bloc
 	return Blocked{}, false
 }
 
+// blockAnswer is the answer to q when an upstream answer's CNAME chain
+// leads to a blocked name (counted and logged), or false.
+func (r *Resolver) blockAnswer(q dns.Question, resp *dns.Msg, client netip.Addr, iface string) (*dns.Msg, bool) {
+	b, ok := r.blockChain(resp, client, iface)
+	if !ok {
+		return nil, false
+	}
+	r.st.blocked.Add(1)
+	m := blockedAnswer(q, b)
+	r.logQuery(client, q, m.Rcode, howBlocked, b.List)
+	return m, true
+}
+
 // hasCNAME says whether an answer holds a CNAME: the cache-hit fast path
 // leaves those to the ordinary path when blocking applies, which checks
 // their targets.

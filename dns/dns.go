@@ -230,18 +230,17 @@ func (r *Resolver) answerFast(req *dns.Msg, client netip.Addr, iface string, hin
 func (r *Resolver) answerSlow(req *dns.Msg, client netip.Addr, iface string, hint Route, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	var resp *dns.Msg
-	how, list := howMDNS, ""
+	how := howMDNS
 	if isLocalName(q.Name) {
 		resp = r.viaMDNS(q)
 	} else {
 		how = howUpstream
 		resp = r.forward(req, q, client, iface, hint)
-		if b, ok := r.blockChain(resp, client, iface); ok {
-			r.st.blocked.Add(1)
-			resp, how, list = blockedAnswer(q, b), howBlocked, b.List
+		if m, ok := r.blockAnswer(q, resp, client, iface); ok {
+			return r.finish(req, m, tcp)
 		}
 	}
-	r.logQuery(client, q, resp.Rcode, how, list)
+	r.logQuery(client, q, resp.Rcode, how, "")
 	return r.finish(req, resp, tcp)
 }
 

@@ -78,10 +78,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
 			return
 		}
-		if b, ok := r.blockChain(resp, client, iface); ok {
-			r.st.blocked.Add(1)
-			m := blockedAnswer(q, b)
-			r.logQuery(client, q, m.Rcode, howBlocked, b.List)
+		if m, ok := r.blockAnswer(q, resp, client, iface); ok {
 			done(r.finish(req, m, false), nil)
 			return
 		}
@@ -108,10 +105,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 		// rare answer that cannot be sent packed is finished on a copy.
 		resp, w := r.acceptWire(key, q, resp, now, true)
 		r.flights.land(key, resp)
-		if b, ok := r.blockChain(resp, client, iface); ok {
-			r.st.blocked.Add(1)
-			m := blockedAnswer(q, b)
-			r.logQuery(client, q, m.Rcode, howBlocked, b.List)
+		if m, ok := r.blockAnswer(q, resp, client, iface); ok {
 			done(r.finish(req, m, false), nil)
 			return
 		}

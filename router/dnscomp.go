@@ -273,25 +273,7 @@ func (c *dnsComp) logHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintln(w, e.Line())
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	for _, e := range past {
-		write(e)
-	}
-	if next == nil {
-		return
-	}
-	flusher, _ := w.(http.Flusher)
-	for {
-		if flusher != nil {
-			flusher.Flush()
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case e := <-next:
-			write(e)
-		}
-	}
+	stream(w, r, past, next, write)
 }
 
 // topHandler serves routerctl dns top, clients named by their leases.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"github.com/routerd/routerd/router/portmap"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -74,98 +73,6 @@ func newFirewallComp(cfg *config.Config, pubs []config.Publish, nics *hw.Manager
 	c.ct = &conntrackWatch{capacity: capacity, key: "firewall.max_connections", log: log,
 		ns: map[string]string{"main": "", "wan": cfg.Netns.WAN, "vpn": cfg.Netns.VPN}}
 	return c
-}
-
-// lookupCgroups finds the local policies' cgroups; one that does not exist
-// (its service is not running) is left out until it does.
-func lookupCgroups(cfg *config.Config) map[string]cgroup.Group {
-	out := map[string]cgroup.Group{}
-	root := ""
-	for _, p := range cfg.Routing.Policies {
-		for _, path := range p.Cgroups {
-			if root == "" {
-				r, err := cgroup.Root()
-				if err != nil {
-					return out
-				}
-				root = r
-			}
-			if g, err := cgroup.Lookup(root, path); err == nil {
-				out[path] = g
-			}
-		}
-	}
-	return out
-}
-
-// watchCgroups (every 3 seconds) applies the rulesets again when a local policy's cgroup
-// appears, goes or is made anew (a restarted service gets a new id).
-func (c *firewallComp) watchCgroups(ctx context.Context) {
-	groups := lookupCgroups(c.cfg)
-	c.mu.Lock()
-	same := maps.Equal(groups, c.facts.groups)
-	if !same {
-		c.facts.groups = groups
-		c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
-	}
-	c.mu.Unlock()
-	if !same {
-		c.log.Info("a local policy's cgroup changed", "found", len(groups))
-		if err := c.apply(); err != nil {
-			c.health.Failed(err)
-		}
-	}
-}
-
-// delegated is what the LANs use of the WAN's delegated prefixes (the
-// current one, and one being renumbered away): the firewall's source sets
-// and anti-spoofing follow it.
-type delegated struct {
-	prefixes []netip.Prefix            // as the ISP delegated them
-	byLAN    map[string][]netip.Prefix // LAN name -> its /64s
-}
-
-// setDelegated re-applies the rulesets for a new delegation.
-func (c *firewallComp) setDelegated(d delegated) error {
-	c.mu.Lock()
-	c.facts.deleg = d
-	c.facts.pins = pinholeAddrs(c.cfg, d, c.facts.byMAC)
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
-	c.mu.Unlock()
-	return c.apply()
-}
-
-// setPublish re-applies the rulesets for published containers' new
-// addresses.
-func (c *firewallComp) setPublish(pubs []config.Publish) error {
-	c.mu.Lock()
-	c.facts.pubs = pubs
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
-	c.mu.Unlock()
-	return c.apply()
-}
-
-// facts are what the firewall learns at run time, beyond the config.
-type facts struct {
-	deleg  delegated
-	groups map[string]cgroup.Group // the local policies' cgroups as last found
-	pubs   []config.Publish        // [[publish]] with the containers' addresses as last found
-	// byMAC are the LAN hosts' addresses by MAC (leases, neighbours), and
-	// pins the pinholes' addresses made of them and the delegation.
-	byMAC map[string][]netip.Addr
-	pins  map[string][]netip.Addr
-	// portmaps are the ports LAN devices mapped (NAT-PMP, PCP), kept so
-	// that a ruleset made anew holds them.
-	portmaps []rules.PortMapping
-}
-
-// setPortMaps records the port mappings (already in the kernel's map and
-// set) for the rulesets made after.
-func (c *firewallComp) setPortMaps(ms []rules.PortMapping) {
-	c.mu.Lock()
-	c.facts.portmaps = ms
-	c.main, c.wan, c.vpn = firewallSpecs(c.cfg, c.facts)
-	c.mu.Unlock()
 }
 
 // firewallSpecs translates the config and what the firewall learnt (the
@@ -547,15 +454,6 @@ func (c *firewallComp) Teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func hasCgroups(cfg *config.Config) bool {
-	for _, p := range cfg.Routing.Policies {
-		if len(p.Cgroups) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // banExempt are the configured servers the household depends on, where
 // given as addresses: a port scan forged in their name must not ban them.
 // Those given as names are learnt by the wan ruleset as the router talks
@@ -594,15 +492,4 @@ func banExempt(cfg *config.Config) []netip.Prefix {
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return slices.Compact(out)
-}
-
-// remoteViaRelay: [remote]'s port is published through the relay, so its
-// devices' packets also come from the vpn namespace across the transit.
-func remoteViaRelay(cfg *config.Config) bool {
-	for _, p := range cfg.Publish {
-		if p.Remote {
-			return true
-		}
-	}
-	return false
 }

@@ -54,11 +54,21 @@ func (s *Supervisor) logsHandler(w http.ResponseWriter, r *http.Request) {
 		defer stop()
 		follow = ch
 	}
+	stream(w, r, s.Logs.Since(since, component), follow, func(e logring.Entry) {
+		if component == "" || e.Component == component {
+			fmt.Fprintln(w, e.Line)
+		}
+	})
+}
+
+// stream answers with lines of text: past's, then next's as they come,
+// each flushed, until the caller goes (next nil: past only).
+func stream[T any](w http.ResponseWriter, r *http.Request, past []T, next <-chan T, write func(T)) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	for _, e := range s.Logs.Since(since, component) {
-		fmt.Fprintln(w, e.Line)
+	for _, e := range past {
+		write(e)
 	}
-	if follow == nil {
+	if next == nil {
 		return
 	}
 	flusher, _ := w.(http.Flusher)
@@ -69,10 +79,8 @@ func (s *Supervisor) logsHandler(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case e := <-follow:
-			if component == "" || e.Component == component {
-				fmt.Fprintln(w, e.Line)
-			}
+		case e := <-next:
+			write(e)
 		}
 	}
 }

@@ -48,23 +48,21 @@ to = "10.64.0.2"
 	r.AddLAN()
 	// The host's own service, and a container behind a bridge of the host.
 	lab.ServeEcho(l, r.NS, 9090)
-	ctr := l.NewNS("ctr")
 	r.NS.MustRun("ip", "link", "add", "ctr0", "type", "bridge")
 	r.NS.MustRun("ip", "addr", "add", "172.30.0.1/24", "dev", "ctr0")
 	r.NS.MustRun("ip", "link", "set", "ctr0", "up")
-	r.NS.MustRun("ip", "link", "add", "ctrv", "type", "veth", "peer", "name", "eth0", "netns", ctr.Name)
-	r.NS.MustRun("ip", "link", "set", "ctrv", "master", "ctr0", "up")
-	ctr.MustRun("ip", "addr", "add", "172.30.0.2/24", "dev", "eth0")
-	ctr.MustRun("ip", "link", "set", "eth0", "up")
-	ctr.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
-	lab.ServeEcho(l, ctr, 9191)
-	web := l.NewNS("web")
-	r.NS.MustRun("ip", "link", "add", "webv", "type", "veth", "peer", "name", "eth0", "netns", web.Name)
-	r.NS.MustRun("ip", "link", "set", "webv", "master", "ctr0", "up")
-	web.MustRun("ip", "addr", "add", "172.30.0.3/24", "dev", "eth0")
-	web.MustRun("ip", "link", "set", "eth0", "up")
-	web.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
-	lab.ServeEcho(l, web, 9191)
+	container := func(name, addr string) *lab.NS {
+		ns := l.NewNS(name)
+		r.NS.MustRun("ip", "link", "add", name+"v", "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+		r.NS.MustRun("ip", "link", "set", name+"v", "master", "ctr0", "up")
+		ns.MustRun("ip", "addr", "add", addr+"/24", "dev", "eth0")
+		ns.MustRun("ip", "link", "set", "eth0", "up")
+		ns.MustRun("ip", "route", "add", "default", "via", "172.30.0.1")
+		lab.ServeEcho(l, ns, 9191)
+		return ns
+	}
+	container("ctr", "172.30.0.2")
+	web := container("web", "172.30.0.3")
 	docker := serveDockerAPI(t, l, "web", "172.30.0.3")
 
 	cfg := r.Config(lab.ConfigOptions{VPN: relay.Provider(), VPNImpl: "userspace", Default: "vpn", WANIPv6: "slaac", Extra: `

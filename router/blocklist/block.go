@@ -180,22 +180,17 @@ func (p *BlockParsed) reject(s string) {
 
 // refreshBlock takes a downloaded block list in, when it is good: parsed,
 // saved as the last good copy, and answered by the resolver from now on.
-func (m *Manager) refreshBlock(l *list, rc io.ReadCloser, nv validators, now time.Time) (bool, error) {
+func (m *Manager) refreshBlock(l *list, rc io.ReadCloser, nv validators, now time.Time) error {
 	p, err := ParseBlock(rc, l.Format, l.MaxEntries)
 	rc.Close()
 	if err != nil {
-		return false, err
+		return err
 	}
 	l.mu.Lock()
 	prevEntries := entriesOf(l.cur)
 	l.mu.Unlock()
-	switch {
-	case p.Rejected*2 > p.Lines:
-		return false, fmt.Errorf("garbage: %d of %d lines unreadable (e.g. %q)", p.Rejected, p.Lines, first(p.Samples))
-	case p.Entries == 0:
-		return false, fmt.Errorf("empty: %d lines, none usable", p.Lines)
-	case prevEntries > 0 && float64(p.Entries) < l.MinRatio*float64(prevEntries):
-		return false, fmt.Errorf("shrunk from %d to %d entries, below min_ratio %.2f", prevEntries, p.Entries, l.MinRatio)
+	if err := l.plausible(p.Lines, p.Entries, p.Rejected, prevEntries, p.Samples); err != nil {
+		return err
 	}
 	s := &saved{Block: &blockSets{Names: p.Names, Except: p.Except}, Meta: meta{Validators: nv, Format: p.Format,
 		Entries: p.Entries, Lines: p.Lines, Rejected: p.Rejected, LastSuccess: now}}
@@ -210,7 +205,7 @@ func (m *Manager) refreshBlock(l *list, rc io.ReadCloser, nv validators, now tim
 	l.mu.Unlock()
 	m.setBlocks()
 	m.cfg.Log.Info("DNS block list updated", "list", l.Name, "names", p.Names.Len(), "exceptions", p.Except.Len(), "rejected", p.Rejected)
-	return true, nil
+	return nil
 }
 
 // setBlocks hands the block lists' last good copies to the resolver.

@@ -334,24 +334,18 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 		return fail(fmt.Errorf("fetch: %w", err))
 	}
 	if l.Block {
-		ok, err := m.refreshBlock(l, rc, nv, now)
-		if err != nil {
+		if err := m.refreshBlock(l, rc, nv, now); err != nil {
 			return fail(err)
 		}
-		return ok
+		return true
 	}
 	p, err := ParseMax(rc, l.Format, m.protected(), l.MaxEntries)
 	rc.Close()
 	if err != nil {
 		return fail(err)
 	}
-	switch prevEntries := entriesOf(prev); {
-	case p.Rejected*2 > p.Lines:
-		return fail(fmt.Errorf("garbage: %d of %d lines unreadable (e.g. %q)", p.Rejected, p.Lines, first(p.Samples)))
-	case p.Entries == 0:
-		return fail(fmt.Errorf("empty: %d lines, none usable", p.Lines))
-	case prevEntries > 0 && float64(p.Entries) < l.MinRatio*float64(prevEntries):
-		return fail(fmt.Errorf("shrunk from %d to %d entries, below min_ratio %.2f", prevEntries, p.Entries, l.MinRatio))
+	if err := l.plausible(p.Lines, p.Entries, p.Rejected, entriesOf(prev), p.Samples); err != nil {
+		return fail(err)
 	}
 	s := &saved{V4: p.V4, V6: p.V6, Domains: p.Domains, Meta: meta{Validators: nv, Format: p.Format, Entries: p.Entries,
 		Lines: p.Lines, Rejected: p.Rejected, Refused: p.Refused, LastSuccess: now}}
@@ -370,6 +364,20 @@ func (m *Manager) refresh(ctx context.Context, l *list) bool {
 	m.cfg.Log.Info("blocklist updated", "list", l.Name, "v4", len(p.V4), "v6", len(p.V6), "domains", len(p.Domains),
 		"rejected", p.Rejected, "refused", p.Refused)
 	return true
+}
+
+// plausible refuses a parsed list that looks wrong: mostly unreadable,
+// empty, or shrunk below min_ratio of the last good copy's entries.
+func (l *list) plausible(lines, entries, rejected, prevEntries int, samples []string) error {
+	switch {
+	case rejected*2 > lines:
+		return fmt.Errorf("garbage: %d of %d lines unreadable (e.g. %q)", rejected, lines, first(samples))
+	case entries == 0:
+		return fmt.Errorf("empty: %d lines, none usable", lines)
+	case prevEntries > 0 && float64(entries) < l.MinRatio*float64(prevEntries):
+		return fmt.Errorf("shrunk from %d to %d entries, below min_ratio %.2f", prevEntries, entries, l.MinRatio)
+	}
+	return nil
 }
 
 func entriesOf(s *saved) int {

@@ -93,6 +93,11 @@ func (v *validator) lan(path string, f *fileLAN) {
 			l.PDSubnet = int(n)
 		}
 	}
+	v.addLAN(l)
+}
+
+// addLAN adds a validated LAN, and its interface and networks to LANNets.
+func (v *validator) addLAN(l LAN) {
 	v.c.LAN = append(v.c.LAN, l)
 	n := &v.c.LANNets
 	n.Ifaces = append(n.Ifaces, l.Name)

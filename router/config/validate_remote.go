@@ -43,14 +43,7 @@ func (v *validator) remote(f *fileRemote) {
 	for i, fp := range f.Peer {
 		pp := idx("remote.peer", i)
 		p := RemotePeer{Name: fp.Name, PublicKeyText: fp.PublicKey, FullTunnel: fp.FullTunnel}
-		switch j, dup := names[fp.Name]; {
-		case !validSetName(fp.Name):
-			v.p.errf(pp+".name", "%q: a name of letters, digits, '-' and '_' is required", fp.Name)
-		case dup:
-			v.p.errf(pp+".name", "%q is also remote.peer[%d]'s", fp.Name, j)
-		default:
-			names[fp.Name] = i
-		}
+		v.uniqueName(pp, "remote.peer", fp.Name, i, names)
 		if k, ok := wgKey(fp.PublicKey); ok {
 			p.PublicKey = k
 		} else {
@@ -82,18 +75,7 @@ func (v *validator) remote(f *fileRemote) {
 	if access != AccessAll && access != AccessInternet && access != AccessIsolated {
 		v.p.errf("remote.access", "%q is not one of \"all\", \"internet\", \"isolated\"", f.Access)
 	}
-	l := LAN{Name: r.Interface, Addresses: r.Addresses, PDSubnet: -1, Access: access, Remote: true}
-	v.c.LAN = append(v.c.LAN, l)
-	n := &v.c.LANNets
-	n.Ifaces = append(n.Ifaces, l.Name)
-	for _, a := range l.Addresses {
-		n.RouterAddr = append(n.RouterAddr, a.Addr())
-		if a.Addr().Is4() {
-			n.V4 = append(n.V4, a.Masked())
-		} else {
-			n.V6 = append(n.V6, a.Masked())
-		}
-	}
+	v.addLAN(LAN{Name: r.Interface, Addresses: r.Addresses, PDSubnet: -1, Access: access, Remote: true})
 }
 
 func inAny(ps []netip.Prefix, a netip.Addr) bool {

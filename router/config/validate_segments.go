@@ -177,16 +177,7 @@ func (v *validator) rules(fs []fileRule) {
 	for i, f := range fs {
 		path := idx("firewall.rule", i)
 		r := Rule{Name: f.Name, Action: v.enum(path+".action", f.Action, ruleActions...)}
-		switch j, dup := names[f.Name]; {
-		case f.Name == "":
-			v.p.errf(path+".name", "required")
-		case !validSetName(f.Name):
-			v.p.errf(path+".name", "%q: use letters, digits, '-' and '_' (at most 32)", f.Name)
-		case dup:
-			v.p.errf(path+".name", "%q is also the name of firewall.rule[%d]", f.Name, j)
-		default:
-			names[f.Name] = i
-		}
+		v.uniqueName(path, "firewall.rule", f.Name, i, names)
 		r.From = v.match(path+".from", f.From)
 		r.To = v.match(path+".to", f.To)
 		for j, s := range f.Ports {
@@ -396,16 +387,7 @@ func (v *validator) pinholes(fs []filePinhole) {
 	for i, f := range fs {
 		path := idx("firewall.pinhole", i)
 		p := Pinhole{Name: f.Name}
-		switch j, dup := names[f.Name]; {
-		case f.Name == "":
-			v.p.errf(path+".name", "required")
-		case !validSetName(f.Name):
-			v.p.errf(path+".name", "%q: use letters, digits, '-' and '_' (at most 32)", f.Name)
-		case dup:
-			v.p.errf(path+".name", "%q is also the name of firewall.pinhole[%d]", f.Name, j)
-		default:
-			names[f.Name] = i
-		}
+		v.uniqueName(path, "firewall.pinhole", f.Name, i, names)
 		if strings.Count(f.To, ":") == 5 && !strings.Contains(f.To, "::") {
 			p.MAC = v.mac(path+".to", f.To)
 		} else if a, err := netip.ParseAddr(f.To); err == nil && a.Is6() && !a.Is4In6() && a.Zone() == "" && binary.BigEndian.Uint64(a.AsSlice()[:8]) == 0 && !a.IsUnspecified() {
@@ -425,5 +407,21 @@ func (v *validator) pinholes(fs []filePinhole) {
 			p.Ports = append(p.Ports, pr)
 		}
 		v.c.Firewall.Pinholes = append(v.c.Firewall.Pinholes, p)
+	}
+}
+
+// uniqueName checks the name of section[i] (at path), which status and
+// counters show: given, of letters, digits, '-' and '_', and not another
+// entry's; names holds those seen so far.
+func (v *validator) uniqueName(path, section, name string, i int, names map[string]int) {
+	switch j, dup := names[name]; {
+	case name == "":
+		v.p.errf(path+".name", "required")
+	case !validSetName(name):
+		v.p.errf(path+".name", "%q: use letters, digits, '-' and '_' (at most 32)", name)
+	case dup:
+		v.p.errf(path+".name", "%q is also the name of %s[%d]", name, section, j)
+	default:
+		names[name] = i
 	}
 }
