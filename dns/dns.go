@@ -97,7 +97,12 @@ type Resolver struct {
 	listeners map[netip.Addr]*listener
 	announcer *zeroconf.Server
 	responder *hostResponder
-	run       lifecycle.Group
+	stopped   bool // by Stop: sync opens no listener again
+	// run tracks every goroutine the resolver starts: the address watch,
+	// the UDP readers and TCP servers of each listener, the mDNS
+	// responder, the upstream sockets' readers and the questions that
+	// wait for an upstream. Stop closes their sockets and waits for them.
+	run lifecycle.Group
 
 	flights flights // questions in flight upstream, by cache key
 
@@ -115,9 +120,10 @@ func New(cfg Config) *Resolver {
 		cfg.Port = 53
 	}
 	r := &Resolver{cfg: cfg, zone: newZone(cfg.Domain, cfg.Clients), cache: newCache(cfg.CacheSize),
-		fwd: newForwarder(cfg.Upstreams, cfg.TLSRoots), listeners: map[netip.Addr]*listener{}, qlog: newQueryLog(cfg.QueryLog)}
+		listeners: map[netip.Addr]*listener{}, qlog: newQueryLog(cfg.QueryLog)}
+	r.fwd = newForwarder(cfg.Upstreams, cfg.TLSRoots, &r.run)
 	for _, v := range cfg.Views {
-		r.views = append(r.views, newForwarder(v.Upstreams, cfg.TLSRoots))
+		r.views = append(r.views, newForwarder(v.Upstreams, cfg.TLSRoots, &r.run))
 	}
 	if cfg.MDNS {
 		r.mdns = &mdnsForwarder{ifaces: cfg.MDNSIfaces}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lifecycle"
 )
 
 // dotClient asks one DNS-over-TLS upstream (RFC 7858) by one path over a
@@ -24,7 +25,8 @@ type dotClient struct {
 	up    Upstream
 	mark  uint32
 	roots *x509.CertPool
-	hs    func(string) // the handshake's outcome, for status
+	hs    func(string)     // the handshake's outcome, for status
+	run   *lifecycle.Group // the resolver's, for the connection's reader
 
 	mu   sync.Mutex
 	conn *dotConn
@@ -82,7 +84,8 @@ func (d *dotClient) get(ctx context.Context) (*dotConn, bool, error) {
 	st := tc.ConnectionState()
 	d.hs(fmt.Sprintf("%s %s at %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), time.Now().Format(time.TimeOnly)))
 	d.conn = &dotConn{c: tc, pending: map[uint16]pendingQ{}}
-	go d.conn.read()
+	conn := d.conn
+	d.run.Go(func(context.Context) { conn.read() }) // ends when the connection fails or closes
 	return d.conn, true, nil
 }
 

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -75,7 +76,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 	// chance, not many; the upstream is asked once).
 	if r.flights.join(key, func(resp *dns.Msg) {
 		if resp == nil {
-			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
+			r.run.Go(func(context.Context) { done(r.answerSlow(req, client, iface, hint, false), nil) })
 			return
 		}
 		if m, ok := r.blockAnswer(q, resp, client, iface); ok {
@@ -97,7 +98,7 @@ func (r *Resolver) forwardAsync(req *dns.Msg, reqWire []byte, client netip.Addr,
 		fwd.record(first, time.Since(now), err)
 		if err != nil || resp.Truncated {
 			r.flights.land(key, nil)
-			go func() { done(r.answerSlow(req, client, iface, hint, false), nil) }()
+			r.run.Go(func(context.Context) { done(r.answerSlow(req, client, iface, hint, false), nil) })
 			return
 		}
 		r.st.forwarded.Add(1)

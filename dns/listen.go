@@ -64,7 +64,7 @@ func (r *Resolver) Start(ctx context.Context) error {
 			r.announcer = s
 			r.mu.Unlock()
 		}
-		if h, err := startHostResponder(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.Log); err != nil {
+		if h, err := startHostResponder(r.cfg.Hostname, r.cfg.MDNSIfaces, r.cfg.Log, &r.run); err != nil {
 			r.cfg.Log.Warn("mDNS host responder", "err", err)
 		} else {
 			r.mu.Lock()
@@ -75,29 +75,30 @@ func (r *Resolver) Start(ctx context.Context) error {
 	return err
 }
 
-// Stop closes every listener. It waits for the address watch until ctx
-// ends, and closes the listeners either way.
+// Stop closes every listener and upstream socket, which ends their
+// goroutines, and waits for all of the resolver's goroutines until ctx
+// ends.
 func (r *Resolver) Stop(ctx context.Context) error {
-	err := r.run.Stop(ctx)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.stopped = true
 	for a, l := range r.listeners {
 		l.close()
 		delete(r.listeners, a)
 	}
 	if r.announcer != nil {
-		r.announcer.Shutdown()
+		r.announcer.Shutdown() // zeroconf's own goroutines: Shutdown ends them
 		r.announcer = nil
 	}
 	if r.responder != nil {
 		r.responder.close()
 		r.responder = nil
 	}
+	r.mu.Unlock()
 	r.fwd.close()
 	for _, f := range r.views {
 		f.close()
 	}
-	return err
+	return r.run.Stop(ctx)
 }
 
 // sync makes the listeners match the current addresses of the LAN
@@ -123,6 +124,9 @@ func (r *Resolver) sync() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopped {
+		return nil
+	}
 	var errs []string
 	for a, l := range r.listeners {
 		if _, ok := want[a]; !ok {
@@ -166,11 +170,11 @@ func (r *Resolver) listen(a netip.Addr, iface string) (*listener, error) {
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) { r.serve(w, m, iface) })
 	l := &listener{iface: iface, udp: udp,
 		tcp: &dns.Server{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second}}
-	go func() {
+	r.run.Go(func(context.Context) { // ends at Shutdown, with the connections' handlers
 		if err := l.tcp.ActivateAndServe(); err != nil {
 			r.cfg.Log.Warn("DNS over TCP stopped serving", "addr", addr, "err", err)
 		}
-	}()
+	})
 	return l, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/grandcat/zeroconf"
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lifecycle"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -219,7 +220,7 @@ type hostResponder struct {
 	log  interface{ Debug(string, ...any) }
 }
 
-func startHostResponder(hostname string, ifaces []string, log interface{ Debug(string, ...any) }) (*hostResponder, error) {
+func startHostResponder(hostname string, ifaces []string, log interface{ Debug(string, ...any) }, run *lifecycle.Group) (*hostResponder, error) {
 	raw, err := listenMDNS("udp4", "0.0.0.0:5353")
 	if err != nil {
 		return nil, fmt.Errorf("mDNS responder: %w", err)
@@ -240,7 +241,7 @@ func startHostResponder(hostname string, ifaces []string, log interface{ Debug(s
 		}
 	}
 	h := &hostResponder{name: dns.Fqdn(strings.ToLower(hostname) + ".local"), pc: pc, raw: raw, log: log}
-	go h.serve()
+	run.Go(func(context.Context) { h.serve() }) // ends when close closes the socket
 	return h, nil
 }
 

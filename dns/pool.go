@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lifecycle"
 )
 
 // Upstream sockets: a few per upstream and path, each re-opened on a new
@@ -33,6 +34,7 @@ const (
 type exchanger struct {
 	addr   netip.AddrPort
 	mark   uint32
+	run    *lifecycle.Group // the resolver's, for the sockets' readers
 	rtt    rttEstimator
 	resent atomic.Uint64
 
@@ -354,7 +356,7 @@ func (e *exchanger) open() (*upSock, error) {
 		return nil, fmt.Errorf("socket to %s: %w", e.addr, err)
 	}
 	s := &upSock{conn: c.(*net.UDPConn), e: e, pending: map[uint16]*udpPending{}, opened: time.Now()}
-	go s.read()
+	e.run.Go(func(context.Context) { s.read() }) // ends when the socket closes
 	return s, nil
 }
 

@@ -17,7 +17,7 @@ func TestViews(t *testing.T) {
 	policyClient := netip.MustParseAddr("192.168.1.60")
 	r := testResolverWith(Config{Upstreams: []Upstream{{Addr: def.addr}}})
 	r.cfg.Views = []View{{Name: "torrent", Upstreams: []Upstream{{Addr: own.addr}}}}
-	r.views = []*forwarder{newForwarder(r.cfg.Views[0].Upstreams, nil)}
+	r.views = []*forwarder{newForwarder(r.cfg.Views[0].Upstreams, nil, &r.run)}
 	r.cfg.RouteOf = func(client netip.Addr, _ string) Route {
 		if client == policyClient {
 			return Route{Path: via.VPN, View: 1}

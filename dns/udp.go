@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -41,7 +42,7 @@ func listenUDP(addr netip.AddrPort, iface string, r *Resolver, formerr func()) (
 			return nil, fmt.Errorf("listen udp %s: %w", addr, err)
 		}
 		s.socks = append(s.socks, u)
-		go serveUDP(u, iface, r, formerr)
+		r.run.Go(func(context.Context) { serveUDP(u, iface, r, formerr) }) // ends when the socket closes
 	}
 	return s, nil
 }
@@ -377,7 +378,7 @@ func (r *Resolver) serveOne(b []byte, from netip.AddrPort, iface string, hint Ro
 		<-slow
 	}
 	if !r.forwardAsync(req, b, client, iface, hint, answered) {
-		go func() { answered(r.answerSlow(req, client, iface, hint, false), nil) }()
+		r.run.Go(func(context.Context) { answered(r.answerSlow(req, client, iface, hint, false), nil) })
 	}
 	return nil
 }

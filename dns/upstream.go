@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/status"
 	"golang.org/x/sys/unix"
@@ -67,6 +68,8 @@ type forwarder struct {
 	state  map[Upstream]*upstreamState
 	ex     map[exKey]asker
 	closed bool // by close: no socket is opened again
+
+	run *lifecycle.Group // the resolver's: the sockets' readers run under it
 }
 
 type exKey struct {
@@ -74,8 +77,8 @@ type exKey struct {
 	mark uint32
 }
 
-func newForwarder(configured []Upstream, roots *x509.CertPool) *forwarder {
-	f := &forwarder{configured: configured, roots: roots, state: map[Upstream]*upstreamState{}, ex: map[exKey]asker{}}
+func newForwarder(configured []Upstream, roots *x509.CertPool, run *lifecycle.Group) *forwarder {
+	f := &forwarder{configured: configured, roots: roots, run: run, state: map[Upstream]*upstreamState{}, ex: map[exKey]asker{}}
 	for _, u := range configured {
 		f.encrypted = f.encrypted || u.TLS
 	}
@@ -208,9 +211,9 @@ func (f *forwarder) asker(up Upstream, mark uint32) asker {
 	e := f.ex[k]
 	if e == nil {
 		if up.TLS {
-			e = &dotClient{up: up, mark: mark, roots: f.roots, hs: f.handshakeRecorder(up)}
+			e = &dotClient{up: up, mark: mark, roots: f.roots, hs: f.handshakeRecorder(up), run: f.run}
 		} else {
-			e = &exchanger{addr: up.Addr, mark: mark}
+			e = &exchanger{addr: up.Addr, mark: mark, run: f.run}
 		}
 		f.ex[k] = e
 	}

@@ -2,15 +2,12 @@ package router
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/rules"
 )
@@ -100,32 +97,4 @@ func (s *Supervisor) bansList() ([]status.Ban, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-func (s *Supervisor) registerBanHandlers(mux *http.ServeMux) {
-	mux.HandleFunc(control.Bans.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		bs, err := s.bansList()
-		if err != nil && len(bs) == 0 {
-			control.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		control.WriteJSON(w, status.Bans{Bans: bs})
-	})
-	mux.HandleFunc(control.BanDelete.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		a, err := netip.ParseAddr(r.PathValue("addr"))
-		if err != nil {
-			control.WriteError(w, http.StatusBadRequest, fmt.Errorf("%q is not an IP address", r.PathValue("addr")))
-			return
-		}
-		var errs []error
-		for _, ns := range s.banNamespaces() {
-			errs = append(errs, rules.Unban(ns, a))
-		}
-		if err := errors.Join(errs...); err != nil {
-			control.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		s.log.Info("ban lifted", "addr", a)
-		control.WriteJSON(w, struct{}{})
-	})
 }

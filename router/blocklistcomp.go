@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"github.com/routerd/routerd/dns"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,10 +10,10 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
+	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/blocklist"
 	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
 
@@ -142,17 +141,4 @@ func (c *blocklistComp) fillStatus(st *status.Status) {
 		return
 	}
 	st.Blocklists = &status.Blocklists{Lists: c.m.Status()}
-}
-
-// refreshHandler serves routerctl blocklist refresh [NAME]: it refreshes
-// and answers with the lists' status afterwards.
-func (c *blocklistComp) refreshHandler(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
-	defer cancel()
-	out, err := c.m.RefreshNow(ctx, r.URL.Query().Get("name"))
-	if err != nil {
-		control.WriteError(w, http.StatusNotFound, err)
-		return
-	}
-	control.WriteJSON(w, status.Blocklists{Lists: out})
 }

@@ -1,19 +1,10 @@
 package router
 
 import (
-	"errors"
-	"fmt"
-	"github.com/routerd/routerd/dns"
-	"net/http"
 	"net/netip"
-	"os"
-	"strconv"
-	"syscall"
-	"time"
 
-	"github.com/routerd/routerd/router/boot"
+	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/control"
 )
 
 // build returns the components for cfg in start order: hardware first, then
@@ -118,59 +109,6 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	return comps
 }
 
-// registerHandlers adds the control requests of each capability.
-func (s *Supervisor) registerHandlers(mux *http.ServeMux) {
-	mux.HandleFunc(control.VPNPubkey.Pattern(), pubkeyHandler(s.config))
-	mux.HandleFunc(control.Leases.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		if lan, ok := s.component("lan").(*lanComp); ok {
-			lan.leasesHandler(w, r)
-			return
-		}
-		// An empty answer would read as "no leases" while they are
-		// being loaded.
-		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the LAN services are not running (routerd is %s)", s.phase.Load()))
-	})
-	s.registerConfigHandlers(mux)
-	dnsHandler := func(h func(*dnsComp, http.ResponseWriter, *http.Request)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if d, ok := s.component("dns").(*dnsComp); ok {
-				h(d, w, r)
-				return
-			}
-			control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("the resolver is not running (routerd is %s)", s.phase.Load()))
-		}
-	}
-	mux.HandleFunc(control.RemoteAdd.Pattern(), s.remoteAddHandler)
-	mux.HandleFunc(control.PortMapDelete.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		pm, ok := s.component("portmap").(*portmapComp)
-		if !ok {
-			control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("port mapping is not running (no [portmap], or routerd is %s)", s.phase.Load()))
-			return
-		}
-		port, err := strconv.ParseUint(r.PathValue("port"), 10, 16)
-		if err != nil || !pm.table.Delete(r.PathValue("proto"), uint16(port)) {
-			control.WriteError(w, http.StatusNotFound, fmt.Errorf("no mapping of %s/%s", r.PathValue("proto"), r.PathValue("port")))
-			return
-		}
-		control.WriteJSON(w, map[string]string{"deleted": r.PathValue("proto") + "/" + r.PathValue("port")})
-	})
-	mux.HandleFunc(control.RemoteDelete.Pattern(), s.remoteDeleteHandler)
-	mux.HandleFunc(control.DNSLog.Pattern(), dnsHandler((*dnsComp).logHandler))
-	mux.HandleFunc(control.DNSTop.Pattern(), dnsHandler((*dnsComp).topHandler))
-	mux.HandleFunc(control.Logs.Pattern(), s.logsHandler)
-	s.registerBanHandlers(mux)
-	mux.HandleFunc(control.Poweroff.Pattern(), powerHandler(syscall.SIGUSR2))
-	mux.HandleFunc(control.Reboot.Pattern(), powerHandler(boot.RebootSignal))
-	mux.HandleFunc(control.Update.Pattern(), s.updates.handler(s))
-	mux.HandleFunc(control.BlocklistRefresh.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		if bl, ok := s.component("blocklist").(*blocklistComp); ok {
-			bl.refreshHandler(w, r)
-			return
-		}
-		control.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("blocklists are not running (routerd is %s)", s.phase.Load()))
-	})
-}
-
 // component returns the component with the given name if its Start has
 // returned and its Stop has not begun, or nil.
 func (s *Supervisor) component(name string) Component {
@@ -185,24 +123,3 @@ func (s *Supervisor) component(name string) Component {
 
 // config returns the running config.
 func (s *Supervisor) config() *config.Config { return s.cur.Load().cfg }
-
-// powerHandler asks the image's init (PID 1) to power off or reboot. Only
-// an appliance started by that init may: elsewhere PID 1 is some other
-// init, and routerd is not the machine.
-// signalInitSoon signals init (PID 1) a moment after the answer is out,
-// so that the caller (over SSH too) sees the command succeed before the
-// appliance stops under it.
-func signalInitSoon(sig syscall.Signal) {
-	time.AfterFunc(time.Second, func() { _ = syscall.Kill(1, sig) }) // PID 1 exists and root may signal it
-}
-
-func powerHandler(sig syscall.Signal) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if os.Getenv(boot.EnvChild) != "1" {
-			control.WriteError(w, http.StatusConflict, errors.New("routerd is not the machine's init here; use the host's own shutdown"))
-			return
-		}
-		control.WriteJSON(w, struct{}{})
-		signalInitSoon(sig)
-	}
-}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -41,66 +40,17 @@ const pendingSuffix = ".confirm-by"
 
 type configApply struct {
 	mu       sync.Mutex
-	deadline time.Time // zero: nothing to confirm
-	timer    *time.Timer
+	deadline time.Time      // zero: nothing to confirm
+	cancel   func()         // of the rollback timer
 	rollback *status.Reload // the last rollback
 }
 
 // ApplyResult answers routerctl config apply.
-type ApplyResult struct {
-	Hash      string    `json:"config_hash"`
-	Unchanged bool      `json:"unchanged,omitempty"`
-	ConfirmBy time.Time `json:"confirm_by,omitempty"`
-}
+type ApplyResult = control.ApplyResult
 
 func (s *Supervisor) prevPath() string { return s.path + ".prev" }
 
 func (s *Supervisor) pendingPath() string { return s.path + pendingSuffix }
-
-func (s *Supervisor) registerConfigHandlers(mux *http.ServeMux) {
-	mux.HandleFunc(control.Config.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		b, err := os.ReadFile(s.path)
-		if err != nil {
-			control.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write(b)
-	})
-	mux.HandleFunc(control.ConfigApply.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		var confirm time.Duration
-		if v := r.URL.Query().Get("confirm"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 5*time.Second || d > 24*time.Hour {
-				control.WriteError(w, http.StatusBadRequest, fmt.Errorf("--confirm %q: want a duration from 5s to 24h", v))
-				return
-			}
-			confirm = d
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigSize+1))
-		if err != nil {
-			control.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		if len(body) > maxConfigSize {
-			control.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("a config of more than %d bytes", maxConfigSize))
-			return
-		}
-		res, code, err := s.applyConfig(body, confirm)
-		if err != nil {
-			control.WriteError(w, code, err)
-			return
-		}
-		control.WriteJSON(w, res)
-	})
-	mux.HandleFunc(control.ConfigConfirm.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		if err := s.confirmConfig(); err != nil {
-			control.WriteError(w, http.StatusConflict, err)
-			return
-		}
-		control.WriteJSON(w, struct{}{})
-	})
-}
 
 // applyConfig checks body, saves it in place of the running config (which
 // is kept as .prev) and reloads shortly after answering.
@@ -158,7 +108,7 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 		s.armRollbackLocked(res.ConfirmBy)
 	}
 	s.log.Info("config applied from the control API", "hash", hash, "confirm_by", res.ConfirmBy)
-	time.AfterFunc(applyDelay, func() { _ = s.Reload() }) // Reload logs and records its outcome for status
+	s.after(applyDelay, func() { _ = s.Reload() }) // Reload logs and records its outcome for status
 	return res, 0, nil
 }
 
@@ -180,7 +130,7 @@ func keepsSigningKey(cur, next *config.Config) error {
 // is already written down, so that a restart in between honours it).
 func (s *Supervisor) armRollbackLocked(deadline time.Time) {
 	s.apply.deadline = deadline
-	s.apply.timer = time.AfterFunc(time.Until(deadline), func() { s.rollback("not confirmed by " + deadline.Format(time.TimeOnly)) })
+	s.apply.cancel = s.after(time.Until(deadline), func() { s.rollback("not confirmed by " + deadline.Format(time.TimeOnly)) })
 }
 
 func (s *Supervisor) confirmConfig() error {
@@ -189,7 +139,7 @@ func (s *Supervisor) confirmConfig() error {
 	if s.apply.deadline.IsZero() {
 		return errors.New("nothing to confirm")
 	}
-	s.apply.timer.Stop()
+	s.apply.cancel()
 	s.apply.deadline = time.Time{}
 	// A deadline left on disk would roll the confirmed change back at
 	// the next start.
@@ -248,7 +198,7 @@ func (s *Supervisor) resumeConfirm() {
 	}
 	s.apply.mu.Lock()
 	s.apply.deadline = deadline
-	s.apply.timer = time.AfterFunc(max(time.Until(deadline), 0), func() {
+	s.apply.cancel = s.after(max(time.Until(deadline), 0), func() {
 		s.rollback("not confirmed by " + deadline.Format(time.TimeOnly) + " (deadline carried over a restart)")
 	})
 	s.apply.mu.Unlock()

@@ -2,16 +2,10 @@ package router
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"github.com/routerd/routerd/router/control"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -239,60 +233,4 @@ func (c *dnsComp) Stop(ctx context.Context) error  { return c.r.Stop(ctx) }
 func (c *dnsComp) fillStatus(st *status.Status) {
 	s := c.r.Status()
 	st.DNS = &s
-}
-
-// logHandler serves routerctl dns log: the query log as text lines (or
-// JSON lines with ?json), of one client with ?client, followed with
-// ?follow until the caller goes.
-func (c *dnsComp) logHandler(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	var client netip.Addr
-	if s := q.Get("client"); s != "" {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			control.WriteError(w, http.StatusBadRequest, fmt.Errorf("--client %q: want an IP address", s))
-			return
-		}
-		client = a
-	}
-	past, next, stop, ok := c.r.QueryLog(client, q.Get("follow") == "1")
-	defer stop()
-	if !ok {
-		control.WriteError(w, http.StatusNotFound, errors.New("the query log is off: set dns.query_log (e.g. \"24h\")"))
-		return
-	}
-	asJSON := q.Get("json") == "1"
-	write := func(e status.DNSQuery) {
-		if client.IsValid() && e.Client != client.String() {
-			return
-		}
-		if asJSON {
-			b, _ := json.Marshal(e)
-			fmt.Fprintf(w, "%s\n", b)
-			return
-		}
-		fmt.Fprintln(w, e.Line())
-	}
-	stream(w, r, past, next, write)
-}
-
-// topHandler serves routerctl dns top, clients named by their leases.
-func (c *dnsComp) topHandler(w http.ResponseWriter, r *http.Request) {
-	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-	if n <= 0 {
-		n = 20
-	}
-	t := c.r.Top(n)
-	if c.leases != nil {
-		names := map[string]string{}
-		for _, l := range c.leases() {
-			if l.Hostname != "" {
-				names[l.Addr.String()] = l.Hostname
-			}
-		}
-		for i := range t.Clients {
-			t.Clients[i].Name = names[t.Clients[i].Address]
-		}
-	}
-	control.WriteJSON(w, t)
 }

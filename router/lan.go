@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"sort"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 	"github.com/vishvananda/netlink"
 )
@@ -254,10 +252,6 @@ func (c *lanComp) fillStatus(st *status.Status) {
 		ls.Store = c.store.Stats()
 	}
 	st.LAN = ls
-}
-
-func (c *lanComp) leasesHandler(w http.ResponseWriter, r *http.Request) {
-	control.WriteJSON(w, status.Leases{Leases: c.leases()})
 }
 
 // defaultPathUp reports whether LAN clients' default path has a way out:

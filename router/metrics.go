@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/vpn"
 	"golang.org/x/net/netutil"
@@ -27,6 +28,7 @@ type metricsComp struct {
 	addr   string
 	status func() *status.Status
 	srv    *http.Server
+	run    lifecycle.Group // the server's goroutine
 }
 
 func newMetricsComp(addr string, status func() *status.Status, log *slog.Logger) *metricsComp {
@@ -47,11 +49,12 @@ func (c *metricsComp) Start(ctx context.Context) error {
 	})
 	c.srv = metricsServer(mux)
 	srv := c.srv
-	go func() {
+	c.run.Start(ctx)
+	c.run.Go(func(context.Context) { // ends when Stop closes srv
 		if err := srv.Serve(netutil.LimitListener(ln, metricsMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("metrics stopped serving", "addr", c.addr, "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -75,9 +78,9 @@ func (c *metricsComp) Stop(ctx context.Context) error {
 		return nil
 	}
 	if err := c.srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		return errors.Join(err, c.run.Stop(ctx))
 	}
-	return nil
+	return c.run.Stop(ctx)
 }
 
 // The text exposition format escapes a label value's backslash, double

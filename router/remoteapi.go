@@ -27,39 +27,6 @@ import (
 // code).
 type RemoteDevice = control.RemoteDevice
 
-func (s *Supervisor) remoteAddHandler(w http.ResponseWriter, r *http.Request) {
-	dev, code, err := s.remoteAdd(r.PathValue("name"), r.URL.Query().Get("full") == "1")
-	if err != nil {
-		control.WriteError(w, code, err)
-		return
-	}
-	control.WriteJSON(w, dev)
-}
-
-func (s *Supervisor) remoteDeleteHandler(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	cfg := s.config()
-	if cfg.Remote == nil || !slices.ContainsFunc(cfg.Remote.Peers, func(p config.RemotePeer) bool { return p.Name == name }) {
-		control.WriteError(w, http.StatusNotFound, fmt.Errorf("no remote device named %q", name))
-		return
-	}
-	text, err := os.ReadFile(s.path)
-	if err != nil {
-		control.WriteError(w, http.StatusInternalServerError, err)
-		return
-	}
-	next, ok := withoutPeerBlock(text, name)
-	if !ok {
-		control.WriteError(w, http.StatusConflict, fmt.Errorf("remote device %q is not a [[remote.peer]] block of its own in %s: edit the file", name, s.path))
-		return
-	}
-	if _, code, err := s.applyConfig(next, 0); err != nil {
-		control.WriteError(w, max(code, http.StatusInternalServerError), err)
-		return
-	}
-	control.WriteJSON(w, map[string]string{"deleted": name})
-}
-
 // remoteAdd makes a device: its key pair, its next free addresses, its
 // peer in the config (applied), and its config.
 func (s *Supervisor) remoteAdd(name string, full bool) (RemoteDevice, int, error) {

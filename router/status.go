@@ -1,12 +1,11 @@
 package router
 
 import (
-	"errors"
 	"io"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
+	"github.com/routerd/routerd/router/api"
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
@@ -60,34 +59,11 @@ func (s *Supervisor) serveControl(path string) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return control.Serve(l, s.controlMux(), func(err error) {
+	return control.Serve(&s.run, l, s.controlMux(), func(err error) {
 		s.log.Error("the control socket stopped serving: routerctl and SSH cannot reach routerd", "socket", path, "err", err)
 	}), nil
 }
 
-// controlMux is the control API: every request routerctl (and, later,
-// SSH) can make. FuzzControlAPI feeds it arbitrary requests.
-func (s *Supervisor) controlMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc(control.Status.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		control.WriteJSON(w, s.Status())
-	})
-	mux.HandleFunc(control.Reload.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Reload(); err != nil {
-			control.WriteError(w, http.StatusUnprocessableEntity, err)
-			return
-		}
-		control.WriteJSON(w, struct{}{})
-	})
-	// Profiles, for whoever can reach the socket (root): go tool pprof
-	// against curl --unix-socket ... /debug/pprof/profile.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		control.WriteError(w, http.StatusNotFound, errors.New("unknown request "+r.Method+" "+r.URL.Path))
-	})
-	s.registerHandlers(mux)
-	return mux
-}
+// controlMux is the control API: every request routerctl (and SSH) can
+// make. FuzzControlAPI feeds it arbitrary requests.
+func (s *Supervisor) controlMux() http.Handler { return api.New(backend{s}) }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/logring"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
@@ -49,6 +50,11 @@ type Supervisor struct {
 	apply configApply // config changes from the control API
 
 	updates updates
+	// run tracks the supervisor's own goroutines: the control server, the
+	// reload signal's loop, the timers of config confirmation, scheduled
+	// reboots and power commands. Run waits for them before it returns.
+	run     lifecycle.Group
+	reloads <-chan os.Signal // ReloadOn's
 	// Logs keeps the last log lines for routerctl logs; nil: none kept.
 	Logs *logring.Ring
 }
@@ -86,11 +92,25 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state_dir: %w", err)
 	}
+	s.run.Start(context.WithoutCancel(ctx)) // stopped below, after the components
+	defer s.stopRun()
 	ctl, err := s.serveControl(cfg.Status.Socket)
 	if err != nil {
 		return err
 	}
-	defer ctl.Close()
+	defer ctl.Close() // before stopRun (defers run last-first): it ends the server's goroutine
+	if s.reloads != nil {
+		s.run.Go(func(ctx context.Context) {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.reloads:
+					_ = s.Reload() // it logs the error and keeps the running config
+				}
+			}
+		})
+	}
 
 	s.life.Lock()
 	s.base = ctx
@@ -104,11 +124,41 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	s.life.Lock()
-	defer s.life.Unlock()
+	defer s.life.Unlock() // before stopRun: a timer's reload waits for life, then finds routerd stopped
 	s.phase.Store(status.PhaseStopping)
 	s.stopLocked()
 	s.log.Info("routerd stopped")
 	return nil
+}
+
+// ReloadOn makes Run reload the config whenever c delivers (SIGHUP).
+func (s *Supervisor) ReloadOn(c <-chan os.Signal) { s.reloads = c }
+
+// stopRun ends the supervisor's own goroutines and waits for them.
+func (s *Supervisor) stopRun() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.stopTimeout)
+	defer cancel()
+	if err := s.run.Stop(ctx); err != nil {
+		s.log.Error("stop", "err", err)
+	}
+}
+
+// after runs f after d in a goroutine of the supervisor's, unless cancel
+// (returned) is called first or routerd stops.
+func (s *Supervisor) after(d time.Duration, f func()) (cancel func()) {
+	stop := make(chan struct{})
+	var once sync.Once
+	s.run.Go(func(ctx context.Context) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			f()
+		case <-stop:
+		case <-ctx.Done():
+		}
+	})
+	return func() { once.Do(func() { close(stop) }) }
 }
 
 // Reload re-reads the config file. An invalid config is refused and the

@@ -3,14 +3,15 @@ package router
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/router/api"
 	"github.com/routerd/routerd/router/boot"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/update"
 )
@@ -23,7 +24,7 @@ type updates struct {
 
 	mu       sync.Mutex
 	rebootAt *time.Time
-	timer    *time.Timer
+	cancel   func()        // of the scheduled reboot
 	slots    *update.Slots // found once: the ESP does not move while running
 }
 
@@ -46,83 +47,74 @@ func (u *updates) slotsOf(stateDir string) (*update.Slots, error) {
 // slots are.
 func onImage() bool { return os.Getenv(boot.EnvChild) == "1" }
 
-// handler takes POST /v1/update?sha256=HEX&signature=B64&reboot_at=HH:MM
-// (or reboot_at=never)[&allow_downgrade=1] with the image as the body.
-func (u *updates) handler(s *Supervisor) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !onImage() {
-			control.WriteError(w, http.StatusConflict, errors.New("updates are for the image (routerd --init): on a host, update its package"))
-			return
-		}
-		if !u.upload.TryLock() {
-			control.WriteError(w, http.StatusConflict, errors.New("another update is being uploaded"))
-			return
-		}
-		defer u.upload.Unlock()
-		cfg := s.config()
-		q := r.URL.Query()
-		opt := update.Options{SHA256: q.Get("sha256"), Key: cfg.Update.Key, WANWasUp: update.WANUp(s.Status()),
-			AllowDowngrade: q.Get("allow_downgrade") == "1"}
-		var ans status.UpdateAnswer
-		fail := func(code int, err error) {
-			// What happened before the refusal goes with it.
-			if len(ans.Steps) > 0 {
-				err = fmt.Errorf("%s; %w", strings.Join(ans.Steps, "; "), err)
-			}
-			control.WriteError(w, code, err)
-		}
-		if sig := q.Get("signature"); sig != "" {
-			b, err := update.ParseSignature(sig)
-			if err != nil {
-				fail(http.StatusBadRequest, err)
-				return
-			}
-			opt.Signature = b
-		}
-		at, err := rebootTime(q.Get("reboot_at"), time.Now())
-		if err != nil {
-			fail(http.StatusBadRequest, err)
-			return
-		}
-		slots, err := u.slotsOf(cfg.StateDir)
-		if err != nil {
-			fail(http.StatusServiceUnavailable, err)
-			return
-		}
-		step := func(msg string) {
-			ans.Steps = append(ans.Steps, msg)
-			s.log.Info("update: "+msg, "component", "update")
-		}
-		slot, info, err := slots.Install(r.Body, opt, step)
-		if err != nil {
-			s.log.Error("update refused", "component", "update", "err", err)
-			fail(http.StatusBadRequest, err)
-			return
-		}
-		ans.Slot, ans.Version = slot, info.Version
-		switch {
-		case at == nil:
-			step("not rebooting (reboot_at=never): the new version starts at the next reboot")
-		case !at.After(time.Now()):
-			step("rebooting now")
-			defer signalInitSoon(boot.RebootSignal)
-		default:
-			u.schedule(*at)
-			ans.RebootAt = at
-			step("rebooting at " + at.Format(time.RFC3339))
-		}
-		control.WriteJSON(w, ans)
+// install takes an upload (routerctl update): the image, its checksum and
+// signature, and when to reboot into it.
+func (u *updates) install(s *Supervisor, image io.Reader, req api.UpdateRequest) (status.UpdateAnswer, error) {
+	var ans status.UpdateAnswer
+	if !onImage() {
+		return ans, api.Coded(http.StatusConflict, errors.New("updates are for the image (routerd --init): on a host, update its package"))
 	}
+	if !u.upload.TryLock() {
+		return ans, api.Coded(http.StatusConflict, errors.New("another update is being uploaded"))
+	}
+	defer u.upload.Unlock()
+	cfg := s.config()
+	opt := update.Options{SHA256: req.SHA256, Key: cfg.Update.Key, WANWasUp: update.WANUp(s.Status()),
+		AllowDowngrade: req.AllowDowngrade}
+	fail := func(code int, err error) (status.UpdateAnswer, error) {
+		// What happened before the refusal goes with it.
+		if len(ans.Steps) > 0 {
+			err = fmt.Errorf("%s; %w", strings.Join(ans.Steps, "; "), err)
+		}
+		return ans, api.Coded(code, err)
+	}
+	if req.Signature != "" {
+		b, err := update.ParseSignature(req.Signature)
+		if err != nil {
+			return fail(http.StatusBadRequest, err)
+		}
+		opt.Signature = b
+	}
+	at, err := rebootTime(req.RebootAt, time.Now())
+	if err != nil {
+		return fail(http.StatusBadRequest, err)
+	}
+	slots, err := u.slotsOf(cfg.StateDir)
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, err)
+	}
+	step := func(msg string) {
+		ans.Steps = append(ans.Steps, msg)
+		s.log.Info("update: "+msg, "component", "update")
+	}
+	slot, info, err := slots.Install(image, opt, step)
+	if err != nil {
+		s.log.Error("update refused", "component", "update", "err", err)
+		return fail(http.StatusBadRequest, err)
+	}
+	ans.Slot, ans.Version = slot, info.Version
+	switch {
+	case at == nil:
+		step("not rebooting (reboot_at=never): the new version starts at the next reboot")
+	case !at.After(time.Now()):
+		step("rebooting now")
+		s.signalInitSoon(boot.RebootSignal) // a second from now: the answer is out by then
+	default:
+		u.schedule(s, *at)
+		ans.RebootAt = at
+		step("rebooting at " + at.Format(time.RFC3339))
+	}
+	return ans, nil
 }
 
-func (u *updates) schedule(at time.Time) {
+func (u *updates) schedule(s *Supervisor, at time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.rebootAt = &at
-	if u.timer != nil {
-		u.timer.Stop()
+	if u.cancel != nil {
+		u.cancel()
 	}
-	u.timer = time.AfterFunc(time.Until(at), func() { signalInitSoon(boot.RebootSignal) })
+	u.cancel = s.after(time.Until(at), func() { s.signalInitSoon(boot.RebootSignal) })
 }
 
 // rebootTime parses reboot_at: "" or "now", "never", or the next HH:MM.

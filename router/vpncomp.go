@@ -2,15 +2,12 @@ package router
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"sync"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/router/config"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/vpn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -98,28 +95,4 @@ func (c *vpnComp) Teardown(ctx context.Context) error { return vpn.Teardown(c.vc
 func (c *vpnComp) fillStatus(st *status.Status) {
 	s := c.t.Status()
 	st.VPN = &s
-}
-
-// pubkey answers routerctl vpn pubkey, creating the key if need be so that
-// it can be given to the provider before the tunnel ever came up.
-func pubkeyHandler(cfg func() *config.Config) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		c := cfg()
-		var file string
-		switch {
-		case c.VPN != nil:
-			file = c.VPN.PrivateKeyFile
-		case c.Relay != nil:
-			file = c.Relay.PrivateKeyFile
-		default:
-			control.WriteError(w, http.StatusNotFound, errors.New("no [vpn] or [relay] in the config"))
-			return
-		}
-		k, err := vpn.LoadOrCreateKey(file)
-		if err != nil {
-			control.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		control.WriteJSON(w, map[string]string{"public_key": k.PublicKey().String()})
-	}
 }

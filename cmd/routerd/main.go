@@ -99,11 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sup.Logs = logs
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			_ = sup.Reload() // it logs the error and keeps the running config
-		}
-	}()
+	defer signal.Stop(hup)
+	sup.ReloadOn(hup)
 	if err := sup.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "routerd: %v\n", err)
 		return 1

@@ -18,13 +18,16 @@ import (
 )
 
 // Group tracks the goroutines of one component. The zero value is ready to
-// use; a Group can be started again after Stop.
+// use; a Group can be started again after Stop. Go may be called at any
+// time, also while Stop waits (a goroutine that ends by starting another):
+// the count is a plain counter under the mutex, not a sync.WaitGroup,
+// whose Add must not race with Wait.
 type Group struct {
 	mu      sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	running int // goroutines not yet returned, for Stop's error
+	running int           // goroutines not yet returned
+	idle    chan struct{} // closed when running drops to 0; made by a waiting Stop
 }
 
 // Start derives the group's context from parent and returns it. A group
@@ -45,6 +48,10 @@ func (g *Group) Start(parent context.Context) context.Context {
 func (g *Group) Context() context.Context {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.contextLocked()
+}
+
+func (g *Group) contextLocked() context.Context {
 	if g.ctx == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -54,22 +61,26 @@ func (g *Group) Context() context.Context {
 }
 
 // Go runs f in a goroutine that Stop waits for. f must return once ctx is
-// done.
+// done (or, for a socket's reader, once the socket its owner closes is).
 func (g *Group) Go(f func(ctx context.Context)) {
-	ctx := g.Context()
 	g.mu.Lock()
+	ctx := g.contextLocked()
 	g.running++
-	g.wg.Add(1)
 	g.mu.Unlock()
 	go func() {
-		defer func() {
-			g.mu.Lock()
-			g.running--
-			g.mu.Unlock()
-			g.wg.Done()
-		}()
+		defer g.done()
 		f(ctx)
 	}()
+}
+
+func (g *Group) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.running == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
 }
 
 // Every runs f every d (the first time after d) in a goroutine that Stop
@@ -97,20 +108,20 @@ func (g *Group) Stop(ctx context.Context) error {
 	if g.cancel != nil {
 		g.cancel()
 	}
+	if g.running == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
 	g.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		g.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
-		g.mu.Lock()
-		n := g.running
-		g.mu.Unlock()
-		return fmt.Errorf("%d goroutines still running: %w", n, ctx.Err())
+		return fmt.Errorf("%d goroutines still running: %w", g.Running(), ctx.Err())
 	}
 }
 

@@ -106,3 +106,23 @@ func TestEvery(t *testing.T) {
 		t.Errorf("Running() = %d after Stop, want 0", got)
 	}
 }
+
+// A goroutine may start another while Stop waits (a socket's reader that
+// hands a slow question to a goroutine of its own): Stop waits for both.
+func TestGoWhileStopping(t *testing.T) {
+	var g Group
+	g.Start(context.Background())
+	second := make(chan struct{})
+	g.Go(func(ctx context.Context) {
+		<-ctx.Done()
+		g.Go(func(context.Context) { time.Sleep(10 * time.Millisecond); close(second) })
+	})
+	if err := g.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case <-second:
+	default:
+		t.Fatal("Stop returned before the goroutine started during Stop ended")
+	}
+}

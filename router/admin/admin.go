@@ -395,7 +395,7 @@ func (s *Server) serve(ctx context.Context, c net.Conn, release func()) {
 	// The connection's commands end with it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go ssh.DiscardRequests(reqs) // global requests (tcpip-forward...) are all refused; ends with the connection
+	s.run.Go(func(context.Context) { ssh.DiscardRequests(reqs) }) // global requests (tcpip-forward...) are all refused; ends with the connection
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.Prohibited, "this router runs routerctl commands only: no forwarding")
@@ -406,10 +406,10 @@ func (s *Server) serve(ctx context.Context, c net.Conn, release func()) {
 			continue
 		}
 		s.sessions.Add(1)
-		go func() {
+		s.run.Go(func(context.Context) { // ends with the channel, or with ctx (the connection's)
 			defer s.sessions.Add(-1)
 			s.session(ctx, ch, creqs)
-		}()
+		})
 	}
 }
 
@@ -438,12 +438,12 @@ func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.R
 		// not outlive its reader.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		go func() {
+		s.run.Go(func(context.Context) { // ends when the channel closes
 			defer cancel()
 			for r := range reqs {
 				r.Reply(false, nil)
 			}
-		}()
+		})
 		args := strings.Fields(payload.Command)
 		if len(args) > 0 && (args[0] == "routerctl" || strings.HasSuffix(args[0], "/routerctl")) {
 			args = args[1:]

@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -213,4 +217,63 @@ func TestKeyFrom(t *testing.T) {
 			t.Errorf("from=%s, logging in from 127.0.0.1: %v, want allowed %v", c.from, err, c.ok)
 		}
 	}
+}
+
+// TestOnlyCommands: a command runs and its exit status comes back; a
+// shell, a pty and port forwarding are refused; once the connection is
+// gone, no goroutine of the server is left.
+func TestOnlyCommands(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	good := newSigner(t)
+	s, err := New(Config{
+		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
+		Keys:        []ssh.PublicKey{good.PublicKey()},
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+			fmt.Fprint(stdout, strings.Join(args, " "))
+			return 3
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, served, err := connect(t, s, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.Output("routerctl status --json")
+	var exit *ssh.ExitError
+	if !errors.As(err, &exit) || exit.ExitStatus() != 3 || string(out) != "status --json" {
+		t.Errorf("exec: output %q, err %v; want %q and exit status 3", out, err, "status --json")
+	}
+	sess, err = client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err == nil {
+		t.Error("a pty was granted")
+	}
+	if err := sess.Shell(); err == nil {
+		t.Error("a shell was granted")
+	}
+	sess.Close()
+	if c, err := client.Dial("tcp", "127.0.0.1:22"); err == nil {
+		c.Close()
+		t.Error("port forwarding (direct-tcpip) was accepted")
+	}
+	if _, err := client.Listen("tcp", "127.0.0.1:0"); err == nil {
+		t.Error("remote forwarding (tcpip-forward) was accepted")
+	}
+	client.Close()
+	<-served
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	goleak.VerifyNone(t, ignore)
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Endpoint is one request of the control API. The requests are defined
@@ -35,6 +36,13 @@ var (
 	RemoteDelete     = Endpoint{"DELETE", "/v1/remote/{name}"}
 	PortMapDelete    = Endpoint{"DELETE", "/v1/portmap/{proto}/{port}"}
 )
+
+// ApplyResult answers routerctl config apply.
+type ApplyResult struct {
+	Hash      string    `json:"config_hash"`
+	Unchanged bool      `json:"unchanged,omitempty"`
+	ConfirmBy time.Time `json:"confirm_by,omitempty"`
+}
 
 // RemoteDevice is what remote add answers: the device's WireGuard config.
 type RemoteDevice struct {

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/routerd/routerd/internal/lifecycle"
 )
 
 // DefaultSocket is where routerd listens and routerctl asks unless told
@@ -54,17 +56,17 @@ func Listen(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves h on l until the returned server is closed. If serving
-// ends otherwise (the socket failed), onErr hears why.
-func Serve(l net.Listener, h http.Handler, onErr func(error)) *http.Server {
+// Serve serves h on l, in a goroutine of run, until the returned server is
+// closed. If serving ends otherwise (the socket failed), onErr hears why.
+func Serve(run *lifecycle.Group, l net.Listener, h http.Handler, onErr func(error)) *http.Server {
 	// No read or write timeout: an upload (update) and logs -f take as
 	// long as they take. A connection idle between requests is closed.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	go func() {
+	run.Go(func(context.Context) { // ends when srv is closed
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && onErr != nil {
 			onErr(err)
 		}
-	}()
+	})
 	return srv
 }
 

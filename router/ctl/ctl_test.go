@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
@@ -76,8 +77,15 @@ func fakeAPI(t *testing.T) (*control.Client, *[]string) {
 		b, _ := io.ReadAll(r.Body)
 		control.WriteJSON(w, status.UpdateAnswer{Slot: "B", Version: string(b), Steps: []string{"received " + string(b)}})
 	})
-	srv := control.Serve(l, mux, func(err error) { t.Errorf("serve: %v", err) })
-	t.Cleanup(func() { srv.Close() })
+	var run lifecycle.Group
+	run.Start(context.Background())
+	srv := control.Serve(&run, l, mux, func(err error) { t.Errorf("serve: %v", err) })
+	t.Cleanup(func() {
+		srv.Close()
+		if err := run.Stop(context.Background()); err != nil {
+			t.Errorf("stop serving: %v", err)
+		}
+	})
 	return control.NewClient(sock), &asked
 }
 

@@ -1,9 +1,13 @@
 package vpn
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"sync"
+	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/netns"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
@@ -16,6 +20,11 @@ import (
 type userspace struct {
 	dev  *device.Device
 	uapi net.Listener
+	// run holds the UAPI socket's accept loop and one handler per
+	// connection (wg(8) asking or configuring); close ends them all.
+	run   lifecycle.Group
+	mu    sync.Mutex
+	conns map[net.Conn]bool
 }
 
 // nsBind opens WireGuard's UDP sockets on a thread inside a namespace.
@@ -137,25 +146,54 @@ func startUserspace(cfg Config, fd int, uapiName string) (*userspace, error) {
 		dev.Close()
 		return nil, fmt.Errorf("listen on UAPI socket %s: %w", uapiName, err)
 	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go dev.IpcHandle(c)
-		}
-	}()
+	u := &userspace{dev: dev, uapi: l, conns: map[net.Conn]bool{}}
+	u.run.Start(context.Background())
+	u.run.Go(func(context.Context) { u.serveUAPI() }) // ends when close closes the listener
 	if err := dev.Up(); err != nil {
-		l.Close()
-		dev.Close()
+		u.close()
 		return nil, fmt.Errorf("bring up WireGuard device: %w", err)
 	}
-	return &userspace{dev: dev, uapi: l}, nil
+	return u, nil
 }
 
-// close stops the device and its UAPI socket; the persistent TUN link stays.
+// serveUAPI hands each UAPI connection to the device until the listener
+// closes.
+func (u *userspace) serveUAPI() {
+	for {
+		c, err := u.uapi.Accept()
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		if u.conns == nil { // closed meanwhile
+			u.mu.Unlock()
+			c.Close()
+			return
+		}
+		u.conns[c] = true
+		u.mu.Unlock()
+		u.run.Go(func(context.Context) { // ends when the client or close closes c
+			u.dev.IpcHandle(c) // it closes c
+			u.mu.Lock()
+			delete(u.conns, c)
+			u.mu.Unlock()
+		})
+	}
+}
+
+// close stops the device and its UAPI socket and waits for their
+// goroutines (a UAPI client that hangs is cut off); the persistent TUN
+// link stays.
 func (u *userspace) close() {
 	u.uapi.Close()
+	u.mu.Lock()
+	for c := range u.conns {
+		c.Close()
+	}
+	u.conns = nil
+	u.mu.Unlock()
 	u.dev.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = u.run.Stop(ctx) // every goroutine's socket is closed: they end at once
 }
