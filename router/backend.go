@@ -23,6 +23,10 @@ import (
 	"github.com/routerd/routerd/rules"
 )
 
+// PreviousBootLog is where the image's init keeps the log of the boot
+// before this one, beside the config on the data partition.
+const PreviousBootLog = "log/previous-boot.log"
+
 // backend is the supervisor as the control API (router/api) sees it: each
 // request's work, done on the running generation's components.
 type backend struct{ s *Supervisor }

@@ -10,6 +10,15 @@ import (
 // build returns the components for cfg in start order: hardware first, then
 // the namespaces and routing that stand on it, the firewall, the tunnel and
 // finally the services that use all of them.
+//
+// The components are wired here, in one style, callbacks: a component with
+// news (a WAN lease, the tunnel up, a LAN lease, the clock stepped, a
+// container moved) calls the functions registered with its On<Event>
+// methods before Start; a component that needs another's current state
+// (leases, a MAC, whether the tunnel is up) is handed a function that asks,
+// in its constructor, or in a field set here where the other is built
+// after it. The hardware's adoptions come from hw.Manager's Subscribe, the
+// leaf's own API.
 func (s *Supervisor) build(cfg *config.Config) []Component {
 	log := s.log
 	if cfg.Relay != nil {
@@ -23,10 +32,10 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	// Published containers' addresses are asked for before the routes and
 	// the firewall are made, so that a restart does not take them away
 	// for a moment.
-	var containers *containerComp
+	var containers *containersComp
 	pubs := publishWith(cfg.Publish, nil)
 	if len(containerNames(cfg)) > 0 {
-		containers = newContainerComp(cfg, log.With("component", "containers"))
+		containers = newContainersComp(cfg, log.With("component", "containers"))
 		pubs = containers.publish()
 	}
 	fw := newFirewallComp(cfg, pubs, nics.m, log.With("component", "firewall"))
@@ -42,11 +51,12 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	}
 	comps = append(comps, routing, fw)
 	if containers != nil {
-		containers.onChange = []func([]config.Publish) error{routing.setPublish, fw.setPublish}
+		containers.OnChange(routing.setPublish)
+		containers.OnChange(fw.setPublish)
 		comps = append(comps, containers)
 	}
 	if cfg.Firewall.Log == "rate" {
-		comps = append(comps, newDropLogComp(cfg, log.With("component", "firewall")))
+		comps = append(comps, newDroplogComp(cfg, log.With("component", "firewall")))
 	}
 	var clock *timeComp
 	if cfg.Time != nil {
@@ -88,7 +98,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	wan.OnLease(res.wanLease)
 	comps = append(comps, bl, wan, lan, res)
 	if wantsPD(cfg) {
-		pd := newPDComp(cfg, lan, fw, res, nics.m, log.With("component", "prefix-delegation"))
+		pd := newPrefixDelegationComp(cfg, lan, fw, res, nics.m, log.With("component", "prefix-delegation"))
 		wan.OnLease6(pd.leased)
 		comps = append(comps, pd)
 	}
@@ -98,10 +108,10 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		comps = append(comps, pm)
 	}
 	if len(cfg.DNS.Reflect) > 0 {
-		comps = append(comps, newReflectComp(cfg, nics.m, log.With("component", "mdns-reflector")))
+		comps = append(comps, newMDNSReflectorComp(cfg, nics.m, log.With("component", "mdns-reflector")))
 	}
 	if cfg.Admin != nil {
-		comps = append(comps, newAdminComp(cfg, log.With("component", "ssh")))
+		comps = append(comps, newSSHComp(cfg, log.With("component", "ssh")))
 	}
 	if cfg.Status.Metrics != "" {
 		comps = append(comps, newMetricsComp(cfg.Status.Metrics, s.Status, s.log.With("component", "metrics")))

@@ -1,11 +1,18 @@
-// Package router is routerd's supervisor. It loads and validates the config,
-// builds the components from it, starts them in dependency order under one
-// context and stops them in reverse, reloads on SIGHUP, serves the control
-// socket and assembles the status model that routerctl renders.
+// Package router is routerd's supervisor. It builds the components from a
+// validated config (build.go), starts them in dependency order under one
+// context and stops them in reverse, reloads on SIGHUP, answers the control
+// API's requests on the running components (backend.go; the HTTP side is
+// router/api) and assembles the status model that routerctl renders.
 //
 // The networking itself lives in the leaf packages (hw, netns, rules, dhcp,
-// dns); router translates config into their inputs and wires their events
-// together. Leaf packages never import router.
+// dns); router translates config into their inputs (topology.go,
+// firewall.go, under the golden tests of translate_test.go) and wires their
+// events together. Leaf packages never import router.
+//
+// One file per component, named as status names it (dashes as
+// underscores: "prefix-delegation" is prefix_delegation.go, type
+// prefixDelegationComp); a component's helpers sit beside it in files that
+// start with its name (firewall_facts.go).
 package router
 
 import (

@@ -145,9 +145,9 @@ func parseInspect(body []byte) containerAddrs {
 	return out
 }
 
-// containerComp follows the containers [[publish]] names and hands the
+// containersComp follows the containers [[publish]] names and hands the
 // publish list with their addresses to the routing plan and the firewall.
-type containerComp struct {
+type containersComp struct {
 	cfg      *config.Config
 	api      *dockerAPI
 	apiErr   error // DOCKER_HOST is not one routerd can use
@@ -159,11 +159,10 @@ type containerComp struct {
 	found map[string]containerAddrs
 }
 
-// newContainerComp asks Docker about the containers once, at once (a
+// newContainersComp asks Docker about the containers once, at once (a
 // Docker that does not answer costs its timeout); publish has the answer.
-// onChange is set before Start.
-func newContainerComp(cfg *config.Config, log *slog.Logger) *containerComp {
-	c := &containerComp{cfg: cfg, log: log}
+func newContainersComp(cfg *config.Config, log *slog.Logger) *containersComp {
+	c := &containersComp{cfg: cfg, log: log}
 	c.api, c.apiErr = newDockerAPI()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -172,15 +171,15 @@ func newContainerComp(cfg *config.Config, log *slog.Logger) *containerComp {
 }
 
 // publish is cfg.Publish with the containers' addresses as last found.
-func (c *containerComp) publish() []config.Publish {
+func (c *containersComp) publish() []config.Publish {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return publishWith(c.cfg.Publish, c.found)
 }
 
-func (c *containerComp) Name() string { return "containers" }
+func (c *containersComp) Name() string { return "containers" }
 
-func (c *containerComp) Start(ctx context.Context) error {
+func (c *containersComp) Start(ctx context.Context) error {
 	if c.apiErr != nil {
 		return c.apiErr
 	}
@@ -189,10 +188,10 @@ func (c *containerComp) Start(ctx context.Context) error {
 	return nil
 }
 
-func (c *containerComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
+func (c *containersComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 // look asks Docker about every container and converges again on a change.
-func (c *containerComp) look(ctx context.Context) {
+func (c *containersComp) look(ctx context.Context) {
 	found := map[string]containerAddrs{}
 	for _, name := range containerNames(c.cfg) {
 		if c.apiErr != nil {
@@ -222,7 +221,11 @@ func (c *containerComp) look(ctx context.Context) {
 	}
 }
 
-func (c *containerComp) fillStatus(st *status.Status) {
+// OnChange registers f, called with the publications whenever a
+// container's addresses change. Before Start.
+func (c *containersComp) OnChange(f func([]config.Publish) error) { c.onChange = append(c.onChange, f) }
+
+func (c *containersComp) fillStatus(st *status.Status) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(c.found)) {

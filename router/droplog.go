@@ -15,12 +15,12 @@ import (
 	"github.com/routerd/routerd/rules"
 )
 
-// dropLogComp reads the firewall's sampled drops (firewall.log = "rate":
+// droplogComp reads the firewall's sampled drops (firewall.log = "rate":
 // NFLOG group rules.DropLogGroup in each namespace) and logs each under the
 // firewall component, so that `routerctl logs --component firewall` says
 // what was dropped and why. The kernel samples (a few packets a second per
 // rule); nothing leaves the box.
-type dropLogComp struct {
+type droplogComp struct {
 	cfg *config.Config
 	log *slog.Logger
 	run lifecycle.Group
@@ -29,13 +29,13 @@ type dropLogComp struct {
 	names map[string]map[uint32]string // per namespace: ifindex → name
 }
 
-func newDropLogComp(cfg *config.Config, log *slog.Logger) *dropLogComp {
-	return &dropLogComp{cfg: cfg, log: log, names: map[string]map[uint32]string{}}
+func newDroplogComp(cfg *config.Config, log *slog.Logger) *droplogComp {
+	return &droplogComp{cfg: cfg, log: log, names: map[string]map[uint32]string{}}
 }
 
-func (c *dropLogComp) Name() string { return "droplog" }
+func (c *droplogComp) Name() string { return "droplog" }
 
-func (c *dropLogComp) Start(ctx context.Context) error {
+func (c *droplogComp) Start(ctx context.Context) error {
 	ctx = c.run.Start(ctx)
 	var errs []error
 	for _, ns := range []string{"", c.cfg.Netns.WAN, c.cfg.Netns.VPN} {
@@ -82,7 +82,7 @@ func openDropLog(ns string) (*nflog.Conn, error) {
 }
 
 // logged logs one sampled drop.
-func (c *dropLogComp) logged(ns string, m nflog.Message) {
+func (c *droplogComp) logged(ns string, m nflog.Message) {
 	args := []any{"netns", statusName(ns), "reason", m.Prefix}
 	if m.InDev != 0 {
 		args = append(args, "in", c.ifname(ns, m.InDev))
@@ -105,7 +105,7 @@ func (c *dropLogComp) logged(ns string, m nflog.Message) {
 
 // ifname names an interface index of namespace ns, looking the links up
 // again when it does not know it (a NIC that came back has a new index).
-func (c *dropLogComp) ifname(ns string, idx uint32) string {
+func (c *droplogComp) ifname(ns string, idx uint32) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n, ok := c.names[ns][idx]; ok {
@@ -127,4 +127,4 @@ func (c *dropLogComp) ifname(ns string, idx uint32) string {
 	return fmt.Sprintf("#%d", idx)
 }
 
-func (c *dropLogComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
+func (c *droplogComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }

@@ -13,21 +13,21 @@ import (
 	"github.com/routerd/routerd/rules"
 )
 
-// adminComp serves SSH management: routerctl's commands, run by the same
+// sshComp serves SSH management: routerctl's commands, run by the same
 // code as routerctl itself, against the control socket.
-type adminComp struct {
+type sshComp struct {
 	cfg *config.Config
 	log *slog.Logger
 	s   *admin.Server
 }
 
-func newAdminComp(cfg *config.Config, log *slog.Logger) *adminComp {
-	return &adminComp{cfg: cfg, log: log}
+func newSSHComp(cfg *config.Config, log *slog.Logger) *sshComp {
+	return &sshComp{cfg: cfg, log: log}
 }
 
-func (c *adminComp) Name() string { return "ssh" }
+func (c *sshComp) Name() string { return "ssh" }
 
-func (c *adminComp) Start(ctx context.Context) error {
+func (c *sshComp) Start(ctx context.Context) error {
 	a := c.cfg.Admin
 	socket := c.cfg.Status.Socket
 	banner := newSSHBanner(a, c.log)
@@ -48,14 +48,14 @@ func (c *adminComp) Start(ctx context.Context) error {
 	return s.Start(ctx)
 }
 
-func (c *adminComp) Stop(ctx context.Context) error {
+func (c *sshComp) Stop(ctx context.Context) error {
 	if c.s == nil {
 		return nil
 	}
 	return c.s.Stop(ctx)
 }
 
-func (c *adminComp) fillStatus(st *status.Status) {
+func (c *sshComp) fillStatus(st *status.Status) {
 	if c.s == nil {
 		return
 	}

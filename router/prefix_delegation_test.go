@@ -38,7 +38,7 @@ func TestSubnetOf(t *testing.T) {
 // half-applied.
 func TestPDPlanTooSmall(t *testing.T) {
 	cfg := &config.Config{LAN: []config.LAN{{Name: "lan0", PDSubnet: 1}, {Name: "lan1", PDSubnet: 20}, {Name: "lan2", PDSubnet: -1}}}
-	c := &pdComp{cfg: cfg}
+	c := &prefixDelegationComp{cfg: cfg}
 	l := &dhcp.WANLease6{Delegated: netip.MustParsePrefix("2001:db8:f000:110::/60"), PrefixValid: time.Hour, Acquired: time.Now()}
 	d, err := c.plan(l)
 	if err == nil || !strings.Contains(err.Error(), "has no subnet 20 for lan1 (a /60 holds 16)") {

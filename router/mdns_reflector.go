@@ -11,9 +11,9 @@ import (
 	"github.com/routerd/routerd/router/status"
 )
 
-// reflectComp relays multicast DNS between the LANs of dns.mdns_reflect,
+// mdnsReflectorComp relays multicast DNS between the LANs of dns.mdns_reflect,
 // so that a phone on one segment finds the Chromecast on another.
-type reflectComp struct {
+type mdnsReflectorComp struct {
 	cfg  *config.Config
 	nics *hw.Manager
 	log  *slog.Logger
@@ -21,13 +21,13 @@ type reflectComp struct {
 	run  lifecycle.Group
 }
 
-func newReflectComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *reflectComp {
-	return &reflectComp{cfg: cfg, nics: nics, log: log, r: dns.NewReflector(cfg.DNS.Reflect, log)}
+func newMDNSReflectorComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *mdnsReflectorComp {
+	return &mdnsReflectorComp{cfg: cfg, nics: nics, log: log, r: dns.NewReflector(cfg.DNS.Reflect, log)}
 }
 
-func (c *reflectComp) Name() string { return "mdns-reflector" }
+func (c *mdnsReflectorComp) Name() string { return "mdns-reflector" }
 
-func (c *reflectComp) Start(ctx context.Context) error {
+func (c *mdnsReflectorComp) Start(ctx context.Context) error {
 	if err := c.r.Open(); err != nil {
 		return err
 	}
@@ -50,8 +50,8 @@ func (c *reflectComp) Start(ctx context.Context) error {
 	return nil
 }
 
-func (c *reflectComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
+func (c *mdnsReflectorComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
-func (c *reflectComp) fillStatus(st *status.Status) {
+func (c *mdnsReflectorComp) fillStatus(st *status.Status) {
 	st.Reflector = &status.Reflector{LANs: c.cfg.DNS.Reflect, Counters: c.r.Stats()}
 }

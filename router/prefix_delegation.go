@@ -33,14 +33,14 @@ const pdProto = rtproto.Delegated
 // its addresses can finish.
 const maxDeprecation = 2 * time.Hour
 
-// pdComp puts the WAN's delegated prefix on the LANs that ask for it
+// prefixDelegationComp puts the WAN's delegated prefix on the LANs that ask for it
 // (pd_subnet = N gives a LAN prefix:N::/64): the router's address there, the
 // prefix in its router advertisements and DHCPv6 answers, names in DNS,
 // routes back to it from the wan and vpn namespaces (and in the path
 // tables), and the firewall's source sets. When the ISP delegates another
 // prefix it renumbers (RFC 9096): the new one is advertised at once, the old
 // one is deprecated (preferred 0, valid at most two hours) and withdrawn.
-type pdComp struct {
+type prefixDelegationComp struct {
 	withHealth
 	cfg  *config.Config
 	lan  *lanComp
@@ -83,8 +83,8 @@ func (d *delegation) subnetOf(lan string) (netip.Prefix, bool) {
 }
 func (d *delegation) validUntil() time.Time { return d.at.Add(d.valid) }
 
-func newPDComp(cfg *config.Config, lan *lanComp, fw *firewallComp, dns *dnsComp, nics *hw.Manager, log *slog.Logger) *pdComp {
-	return &pdComp{cfg: cfg, lan: lan, fw: fw, dns: dns, nics: nics, log: log, poke: make(chan struct{}, 1)}
+func newPrefixDelegationComp(cfg *config.Config, lan *lanComp, fw *firewallComp, dns *dnsComp, nics *hw.Manager, log *slog.Logger) *prefixDelegationComp {
+	return &prefixDelegationComp{cfg: cfg, lan: lan, fw: fw, dns: dns, nics: nics, log: log, poke: make(chan struct{}, 1)}
 }
 
 // wantsPD reports whether any LAN takes a subnet of the delegated prefix.
@@ -92,9 +92,9 @@ func wantsPD(cfg *config.Config) bool {
 	return slices.ContainsFunc(cfg.LAN, func(l config.LAN) bool { return l.PDSubnet >= 0 })
 }
 
-func (c *pdComp) Name() string { return "prefix-delegation" }
+func (c *prefixDelegationComp) Name() string { return "prefix-delegation" }
 
-func (c *pdComp) Start(ctx context.Context) error {
+func (c *prefixDelegationComp) Start(ctx context.Context) error {
 	events := c.nics.Subscribe()
 	c.run.Start(ctx)
 	c.run.Go(func(ctx context.Context) {
@@ -119,12 +119,12 @@ func (c *pdComp) Start(ctx context.Context) error {
 	return nil
 }
 
-func (c *pdComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
+func (c *prefixDelegationComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 // Teardown removes the delegated prefix's routes and the router's
 // addresses in the last prefix it had (older ones expire by their
 // lifetimes).
-func (c *pdComp) Teardown(ctx context.Context) error {
+func (c *prefixDelegationComp) Teardown(ctx context.Context) error {
 	errs := []error{(&netns.Plan{Proto: pdProto, RouteNamespaces: c.routeNamespaces()}).Teardown(nil, nil)}
 	b, err := os.ReadFile(c.cfg.StatePath(config.StatePDHint))
 	if err != nil {
@@ -153,7 +153,7 @@ func (c *pdComp) Teardown(ctx context.Context) error {
 
 // leased hears the WAN's DHCPv6 client; converging happens in the
 // component's goroutine, not the client's.
-func (c *pdComp) leased(l *dhcp.WANLease6) {
+func (c *prefixDelegationComp) leased(l *dhcp.WANLease6) {
 	c.mu.Lock()
 	c.latest = l
 	c.mu.Unlock()
@@ -177,7 +177,7 @@ func subnetOf(p netip.Prefix, n int) (netip.Prefix, bool) {
 
 // plan makes a delegation of lease's prefix, or says why it cannot be used:
 // a prefix too small for the configured subnet ids is not half-applied.
-func (c *pdComp) plan(l *dhcp.WANLease6) (*delegation, error) {
+func (c *prefixDelegationComp) plan(l *dhcp.WANLease6) (*delegation, error) {
 	d := &delegation{prefix: l.Delegated, valid: l.PrefixValid, preferred: l.PrefixPreferred, at: l.Acquired, subnets: map[string]netip.Prefix{}}
 	if d.valid == 0 {
 		d.valid = l.Valid
@@ -204,7 +204,7 @@ func (c *pdComp) plan(l *dhcp.WANLease6) (*delegation, error) {
 // converge brings the LANs to the latest lease: a new prefix replaces the
 // current one (which is deprecated), a renewal extends it, and deprecated
 // prefixes whose time is up are withdrawn.
-func (c *pdComp) converge(now time.Time) {
+func (c *prefixDelegationComp) converge(now time.Time) {
 	c.mu.Lock()
 	l := c.latest
 	c.err = nil
@@ -241,14 +241,14 @@ func (c *pdComp) converge(now time.Time) {
 
 // deprecateLocked makes d an old prefix: preferred 0, valid for what it
 // had left but at most two hours.
-func (c *pdComp) deprecateLocked(d *delegation, now time.Time) {
+func (c *prefixDelegationComp) deprecateLocked(d *delegation, now time.Time) {
 	left := min(max(d.validUntil().Sub(now), 0), maxDeprecation)
 	d.preferred, d.valid, d.at = 0, left, now
 	c.old = append(c.old, d)
 }
 
 // apply converges the machine and the services to cur and old.
-func (c *pdComp) apply(cur *delegation, old []*delegation, now time.Time) error {
+func (c *prefixDelegationComp) apply(cur *delegation, old []*delegation, now time.Time) error {
 	all := old
 	if cur != nil {
 		all = append(slices.Clone(old), cur)
@@ -338,7 +338,7 @@ func (c *pdComp) apply(cur *delegation, old []*delegation, now time.Time) error 
 // from the wan and vpn namespaces (replies to LAN hosts' global addresses
 // arrive there), and each LAN subnet in the path tables, which marked
 // replies look up.
-func (c *pdComp) routes(all []*delegation) *netns.Plan {
+func (c *prefixDelegationComp) routes(all []*delegation) *netns.Plan {
 	n := c.cfg.Netns
 	p := &netns.Plan{Proto: pdProto, RouteNamespaces: c.routeNamespaces()}
 	for _, d := range all {
@@ -354,7 +354,9 @@ func (c *pdComp) routes(all []*delegation) *netns.Plan {
 	return p
 }
 
-func (c *pdComp) routeNamespaces() []string { return []string{"", c.cfg.Netns.WAN, c.cfg.Netns.VPN} }
+func (c *prefixDelegationComp) routeNamespaces() []string {
+	return []string{"", c.cfg.Netns.WAN, c.cfg.Netns.VPN}
+}
 
 // routerAddrIn is the router's own address in a LAN subnet: ::1.
 func routerAddrIn(s netip.Prefix) netip.Addr { return s.Masked().Addr().Next() }
@@ -377,7 +379,7 @@ func setLifetimedAddr(ns, link string, a netip.Addr, d *delegation, now time.Tim
 	return nil
 }
 
-func (c *pdComp) fillStatus(st *status.Status) {
+func (c *prefixDelegationComp) fillStatus(st *status.Status) {
 	if st.WAN == nil {
 		st.WAN = &status.WAN{}
 	}
