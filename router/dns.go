@@ -42,21 +42,7 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 	onAnswer func(path via.Path, names []string, addrs []netip.Addr, ttl time.Duration), hookGen func() uint64,
 	synced <-chan struct{}, blocks *dns.Blocklists, log *slog.Logger) *dnsComp {
 	c := &dnsComp{cfg: cfg, macOf: macOf, log: log}
-	lan := cfg.LANNets
-	var records []dns.Record
-	for _, r := range cfg.DNS.Records {
-		records = append(records, dns.Record{Name: r.Name, Addrs: r.Addresses})
-	}
-	var markRoute func(uint32) dns.Route
-	var views []dns.View
-	for _, p := range cfg.Routing.Policies {
-		if p.Local() {
-			markRoute = routeOfMark
-		}
-		if p.View > 0 {
-			views = append(views, dns.View{Name: p.Name, Upstreams: upstreams(p.DNS)})
-		}
-	}
+	dc, names := dnsConfig(cfg)
 	var validator *dnssec.Validator
 	if cfg.DNS.DNSSEC {
 		anchors := cfg.DNS.TrustAnchors
@@ -81,46 +67,13 @@ func newDNSComp(cfg *config.Config, macOf func(netip.Addr) string,
 		}
 		validator = v
 	}
-	c.r = dns.New(dns.Config{
-		Domain: cfg.DNS.Domain, Hostname: cfg.Hostname, ListenIfaces: cfg.DNS.Listen, Clients: dnsClients(cfg),
-		RouterAddrs: lan.RouterAddr, Records: records, Upstreams: upstreams(cfg.DNS.Upstream), Views: views, TLSRoots: cfg.DNS.TLSRoots, CacheSize: cfg.DNS.CacheSize,
-		MDNS: cfg.DNS.MDNS, MDNSIfaces: lan.Ifaces, RouteOf: c.routeOf, MarkRoute: markRoute,
-		OnAnswer: onAnswer, HookGeneration: hookGen, Validator: validator, Blocker: blocks, QueryLog: cfg.DNS.QueryLog, Log: log,
-	})
-	for _, l := range cfg.LAN {
-		if l.DHCP4 == nil {
-			continue
-		}
-		for _, res := range l.DHCP4.Reservations {
-			if res.Hostname != "" {
-				c.r.SetName("reservation:"+res.MAC.String(), res.Hostname, res.IP)
-			}
-		}
+	dc.RouteOf, dc.OnAnswer, dc.HookGeneration = c.routeOf, onAnswer, hookGen
+	dc.Validator, dc.Blocker, dc.Log = validator, blocks, log
+	c.r = dns.New(dc)
+	for _, n := range names {
+		c.r.SetName(n.key, n.name, n.addr)
 	}
 	return c
-}
-
-// dnsClients are the networks the resolver answers: those of the LANs in
-// dns.listen. A LAN left out gets REFUSED even when it reaches a listed
-// LAN's address through the router.
-func dnsClients(cfg *config.Config) []netip.Prefix {
-	var out []netip.Prefix
-	for _, l := range cfg.LAN {
-		if slices.Contains(cfg.DNS.Listen, l.Name) {
-			for _, a := range l.Addresses {
-				out = append(out, a.Masked())
-			}
-		}
-	}
-	return out
-}
-
-func upstreams(us []config.Upstream) []dns.Upstream {
-	var out []dns.Upstream
-	for _, u := range us {
-		out = append(out, dns.Upstream{Addr: u.Addr, TLS: u.TLS, ServerName: u.ServerName})
-	}
-	return out
 }
 
 // routeOfMark is the route a local policy's mark says (Policy.Mark).

@@ -79,43 +79,22 @@ func (c *lanComp) Start(ctx context.Context) error {
 		}
 	}
 	ctx = c.run.Start(ctx)
-	for _, l := range c.cfg.LAN {
-		log := c.log.With("iface", l.Name)
-		if d := l.DHCP4; d != nil {
-			a4, _ := l.Addr4()
-			sc := dhcp.Server4Config{Iface: l.Name, Addr: a4, Start: d.RangeStart, End: d.RangeEnd, LeaseTime: d.LeaseTime,
-				Router: d.Router, DNS: d.DNS, NTP: lanNTP(c.cfg, a4), Domain: c.cfg.DNS.Domain, MTU: l.MTU, Log: log}
-			for _, r := range d.Reservations {
-				sc.Reservations = append(sc.Reservations, dhcp.Reservation{MAC: r.MAC, IP: r.IP, Hostname: r.Hostname})
-			}
-			if d.NTP != nil {
-				sc.NTP = d.NTP
-			}
-			sc.DomainSearch = d.DomainSearch
-			for _, o := range d.Options {
-				sc.Options = append(sc.Options, dhcp.RawOption{Code: o.Code, Value: o.Value})
-			}
-			for _, r := range c.cfg.Routes {
-				// Only where the gateway is on the link: the other LANs
-				// reach it through the router, their default.
-				if r.Advertise && r.LAN == l.Name {
-					sc.Routes = append(sc.Routes, dhcp.Route4{Dst: r.To, Gw: r.Via})
-				}
-			}
-			c.v4[l.Name] = dhcp.NewServer4(sc, store)
-			c.run.Go(c.v4[l.Name].Run)
+	for _, l := range lanServices(c.cfg) {
+		log := c.log.With("iface", l.Iface)
+		if sc := l.DHCP4; sc != nil {
+			sc.Log = log
+			c.v4[l.Iface] = dhcp.NewServer4(*sc, store)
+			c.run.Go(c.v4[l.Iface].Run)
 		}
-		if d := l.DHCP6; d != nil {
-			a6, _ := l.Addr6()
-			c.v6[l.Name] = dhcp.NewServer6(dhcp.Server6Config{Iface: l.Name, Addr: a6, Start: d.RangeStart, End: d.RangeEnd,
-				LeaseTime: d.LeaseTime, DNS: d.DNS, NTP: lanNTP(c.cfg, a6), Domain: c.cfg.DNS.Domain, Log: log}, store)
-			c.run.Go(c.v6[l.Name].Run)
+		if sc := l.DHCP6; sc != nil {
+			sc.Log = log
+			c.v6[l.Iface] = dhcp.NewServer6(*sc, store)
+			c.run.Go(c.v6[l.Iface].Run)
 		}
-		if r := l.RA; r != nil {
-			c.ra[l.Name] = dhcp.NewAdvertiser(dhcp.RAConfig{Iface: l.Name, Prefixes: r.Prefixes, Managed: r.Managed,
-				Other: r.Other, Autonomous: r.Autonomous, DNS: r.DNS, Domain: c.cfg.DNS.Domain, MTU: l.MTU,
-				DefaultPath: c.pathUp, Log: log})
-			c.run.Go(c.ra[l.Name].Run)
+		if rc := l.RA; rc != nil {
+			rc.DefaultPath, rc.Log = c.pathUp, log
+			c.ra[l.Iface] = dhcp.NewAdvertiser(*rc)
+			c.run.Go(c.ra[l.Iface].Run)
 		}
 	}
 	c.run.Go(c.watch)

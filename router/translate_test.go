@@ -73,6 +73,18 @@ func translate(cfg *config.Config) string {
 	section("firewall main", m)
 	section("firewall wan", w)
 	section("firewall vpn", v)
+	dc, names := dnsConfig(cfg)
+	section("resolver", dc)
+	for _, n := range names {
+		fmt.Fprintf(&b, "name %s %s (%s)\n", n.name, n.addr, n.key)
+	}
+	if len(names) > 0 {
+		b.WriteString("\n")
+	}
+	section("LAN services", lanServices(cfg))
+	if cfg.VPN != nil {
+		section("tunnel", vpnConfig(cfg, nil, nil))
+	}
 	if cfg.VPN != nil {
 		mss4, mss6 := TunnelMSS(cfg)
 		fmt.Fprintf(&b, "== tunnel mss\nipv4 %d\nipv6 %d\n\n", mss4, mss6)

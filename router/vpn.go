@@ -10,7 +10,6 @@ import (
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/vpn"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // vpnComp runs the WireGuard tunnel.
@@ -27,21 +26,6 @@ type vpnComp struct {
 // OnUp registers fn to run each time the tunnel has started: its
 // interface is there.
 func (c *vpnComp) OnUp(fn func()) { c.onUp = append(c.onUp, fn) }
-
-func vpnConfig(cfg *config.Config, dns func() []netip.AddrPort, log *slog.Logger) vpn.Config {
-	v := cfg.VPN
-	vc := vpn.Config{WANNS: cfg.Netns.WAN, VPNNS: cfg.Netns.VPN, Iface: v.Interface, KeyFile: v.PrivateKeyFile,
-		Addresses: v.Addresses, MTU: v.MTU, Implementation: v.Implementation, ListenPort: v.ListenPort, DNS: dns, Log: log}
-	for _, p := range v.Peers {
-		vc.Peers = append(vc.Peers, vpnPeer(p))
-	}
-	return vc
-}
-
-func vpnPeer(p config.Peer) vpn.Peer {
-	return vpn.Peer{PublicKey: wgtypes.Key(p.PublicKey), PresharedKeyFile: p.PresharedKeyFile,
-		Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, Keepalive: p.PersistentKeepalive}
-}
 
 func newVPNComp(cfg *config.Config, log *slog.Logger) *vpnComp {
 	c := &vpnComp{cfg: cfg}
