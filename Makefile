@@ -8,6 +8,10 @@ FUZZTIME ?= 30s
 
 export CGO_ENABLED = 0
 
+# bash, so that a pipe fails when its first command does (make test).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 .PHONY: build deps test vmtest demo lint fuzz chaos bench image image-test clean
 
 build:
@@ -28,11 +32,12 @@ deps:
 # The whole suite. Integration tests build network-namespace labs and need
 # root; with CI set they fail instead of skipping. Packages run one at a time
 # because the lab's mDNS peer (avahi-daemon) is one per machine.
-# Afterwards, cicheck checks that every program the suite ran comes from a
-# package in .ci/packages, so a fresh machine has it.
+# testsum prints what go test would and counts the tests that passed
+# without root. Afterwards, cicheck checks that every program the suite ran
+# comes from a package in .ci/packages, so a fresh machine has it.
 test: deps build lint
 	rm -f $(BIN)/programs.log
-	ROUTERD_PROGRAMS_LOG=$(BIN)/programs.log ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./...
+	ROUTERD_PROGRAMS_LOG=$(BIN)/programs.log ROUTERD_BIN_DIR=$(BIN) $(GO) test -json -count=1 -p 1 -timeout 40m ./... | $(GO) run ./internal/testsum
 	$(GO) run ./internal/cicheck -packages .ci/packages $(BIN)/programs.log
 
 # Only the tests that need the full kernel (802.1Q, PPPoE, CAKE, flowtables,

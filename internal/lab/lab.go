@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerd/routerd/internal/lab/marker"
 	"github.com/routerd/routerd/internal/lab/vm"
 )
 
@@ -54,6 +55,7 @@ func Require(t testing.TB, tools ...string) {
 		}
 	}
 	if len(missing) == 0 {
+		t.Log(marker.Root)
 		return
 	}
 	msg := "lab test needs " + strings.Join(missing, ", ")
