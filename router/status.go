@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/router/api"
-	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
 
@@ -55,11 +54,11 @@ func (s *Supervisor) Status() *status.Status {
 type liveStatus interface{ liveStatus() }
 
 func (s *Supervisor) serveControl(path string) (io.Closer, error) {
-	l, err := control.Listen(path)
+	l, err := api.Listen(path)
 	if err != nil {
 		return nil, err
 	}
-	return control.Serve(&s.run, l, s.controlMux(), func(err error) {
+	return api.Serve(&s.run, l, s.controlMux(), func(err error) {
 		s.log.Error("the control socket stopped serving: routerctl and SSH cannot reach routerd", "socket", path, "err", err)
 	}), nil
 }

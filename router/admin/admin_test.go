@@ -51,6 +51,30 @@ func connect(t *testing.T, s *Server, keys ...ssh.Signer) (client *ssh.Client, s
 	return ssh.NewClient(cc, chans, reqs), served, nil
 }
 
+// loggedIn is a server for key running exec, a client logged in to it
+// and a session open.
+func loggedIn(t *testing.T, key ssh.Signer, exec func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int) (*Server, *ssh.Client, chan struct{}, *ssh.Session) {
+	t.Helper()
+	s, err := New(Config{
+		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
+		Keys:        []ssh.PublicKey{key.PublicKey()},
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Exec:        exec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, served, err := connect(t, s, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, client, served, sess
+}
+
 func newSigner(t *testing.T) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -156,28 +180,12 @@ func TestAdmit(t *testing.T) {
 func TestCommandEndsWithItsClient(t *testing.T) {
 	good := newSigner(t)
 	started, ended := make(chan struct{}), make(chan struct{})
-	s, err := New(Config{
-		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
-		Keys:        []ssh.PublicKey{good.PublicKey()},
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-			close(started)
-			<-ctx.Done()
-			close(ended)
-			return 0
-		},
+	_, client, served, sess := loggedIn(t, good, func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		close(started)
+		<-ctx.Done()
+		close(ended)
+		return 0
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, served, err := connect(t, s, good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := client.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := sess.Start("logs -f"); err != nil {
 		t.Fatal(err)
 	}
@@ -225,26 +233,10 @@ func TestKeyFrom(t *testing.T) {
 func TestOnlyCommands(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	good := newSigner(t)
-	s, err := New(Config{
-		HostKeyPath: filepath.Join(t.TempDir(), "host_key"),
-		Keys:        []ssh.PublicKey{good.PublicKey()},
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Exec: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-			fmt.Fprint(stdout, strings.Join(args, " "))
-			return 3
-		},
+	s, client, served, sess := loggedIn(t, good, func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		fmt.Fprint(stdout, strings.Join(args, " "))
+		return 3
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, served, err := connect(t, s, good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := client.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out, err := sess.Output("routerctl status --json")
 	var exit *ssh.ExitError
 	if !errors.As(err, &exit) || exit.ExitStatus() != 3 || string(out) != "status --json" {

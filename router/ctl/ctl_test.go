@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/router/api"
 	"github.com/routerd/routerd/router/control"
 	"github.com/routerd/routerd/router/status"
 )
@@ -48,7 +49,7 @@ func TestRunRemote(t *testing.T) {
 func fakeAPI(t *testing.T) (*control.Client, *[]string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "routerd.sock")
-	l, err := control.Listen(sock)
+	l, err := api.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func fakeAPI(t *testing.T) (*control.Client, *[]string) {
 	})
 	var run lifecycle.Group
 	run.Start(context.Background())
-	srv := control.Serve(&run, l, mux, func(err error) { t.Errorf("serve: %v", err) })
+	srv := api.Serve(&run, l, mux, func(err error) { t.Errorf("serve: %v", err) })
 	t.Cleanup(func() {
 		srv.Close()
 		if err := run.Stop(context.Background()); err != nil {
