@@ -27,47 +27,8 @@ import (
 // configuration in each measure.
 func BenchmarkDNS(b *testing.B) {
 	lab.Require(b, "dnsperf", "dnsmasq", "unbound", "nsenter")
-	l := lab.New(b)
-	isp := l.NewISP(lab.ISPOptions{})
-	r := l.NewRouter(isp)
-	lan := r.AddLAN()
-	c := lan.AddClient()
-	c.SetStatic(50)
-	gw := lan.Router4().Addr()
-
-	// Hits: 100 names asked over and over. Misses: a fresh name each time,
-	// all answered by the ISP (a wildcard under miss.example).
-	hits := namesFile(b, l.Dir, "hits.txt", "h%d.hit.example", 100)
-	misses := namesFile(b, l.Dir, "misses.txt", "m%d.miss.example", 400000)
-	// The ISP answers anything under hit.example and miss.example.
-	wild := l.NewNS("wild") // a second upstream answering wildcards
-	isp.Attach(wild, "eth0", "")
-	wild.MustRun("ip", "addr", "add", "203.0.113.53/24", "dev", "eth0")
-	dir := filepath.Join(l.Dir, "wild")
-	os.MkdirAll(dir, 0o755)
-	wild.Start("wild-dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-		"--pid-file="+filepath.Join(dir, "pid"), "--listen-address=203.0.113.53", "--bind-interfaces", "--cache-size=0",
-		"--address=/hit.example/192.0.2.201", "--address=/miss.example/192.0.2.202", "--local-ttl=300")
-	upstream := "203.0.113.53"
-
-	// Each resolver in turn on the router's LAN address. Stopping routerd
-	// leaves the network as it is (as on any restart): the peers serve
-	// from the same address behind the same firewall, forwarding the
-	// same way. unbound at its best on this machine: one thread and two
-	// (two compete with dnsperf for two cores); the better one is compared.
-	unbound := func(threads int) func() *lab.Proc {
-		return func() *lab.Proc {
-			return startUnbound(b, r, l.Dir, gw, threads, fmt.Sprintf(`  do-not-query-localhost: no
-  domain-insecure: "example"
-  module-config: "iterator"
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: %s
-`, upstream))
-		}
-	}
+	d := newDNSLab(b)
+	l, r, c, gw, hits, misses, upstream, unbound := d.l, d.r, d.c, d.gw, d.hits, d.misses, d.upstream, d.unbound
 	servers := []struct {
 		name  string
 		start func() *lab.Proc
@@ -149,6 +110,57 @@ forward-zone:
 			results[s+"_hit_qps"], results[s+"_hit_cpu_us"], results[s+"_miss_qps"], results[s+"_miss_cpu_us"],
 			results[s+"_p50_us"], results[s+"_p99_us"], results[s+"_rss_mb"])
 	}
+}
+
+// dnsLab is the resolver benchmarks' lab: a router with a LAN, a client
+// there (192.168.x.50) and another for load, an upstream answering
+// anything under hit.example and miss.example, and dnsperf inputs.
+type dnsLab struct {
+	l            *lab.Lab
+	r            *lab.Router
+	c, load      *lab.Client
+	gw           netip.Addr
+	hits, misses string // 100 names asked over and over; a fresh name each time
+	upstream     string
+	unbound      func(threads int) func() *lab.Proc // on gw, forwarding to upstream
+}
+
+func newDNSLab(b *testing.B) *dnsLab {
+	d := &dnsLab{l: lab.New(b)}
+	isp := d.l.NewISP(lab.ISPOptions{})
+	d.r = d.l.NewRouter(isp)
+	lan := d.r.AddLAN()
+	d.c = lan.AddClient()
+	d.c.SetStatic(50)
+	d.load = lan.AddClient()
+	d.gw = lan.Router4().Addr()
+	d.hits = namesFile(b, d.l.Dir, "hits.txt", "h%d.hit.example", 100)
+	d.misses = namesFile(b, d.l.Dir, "misses.txt", "m%d.miss.example", 400000)
+	wild := d.l.NewNS("wild") // a second upstream answering wildcards
+	isp.Attach(wild, "eth0", "")
+	wild.MustRun("ip", "addr", "add", "203.0.113.53/24", "dev", "eth0")
+	dir := filepath.Join(d.l.Dir, "wild")
+	os.MkdirAll(dir, 0o755)
+	wild.Start("wild-dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--pid-file="+filepath.Join(dir, "pid"), "--listen-address=203.0.113.53", "--bind-interfaces", "--cache-size=0",
+		"--address=/hit.example/192.0.2.201", "--address=/miss.example/192.0.2.202", "--local-ttl=300")
+	d.upstream = "203.0.113.53"
+	// unbound at its best on this machine: one thread and two (two
+	// compete with dnsperf for two cores); the better one is compared.
+	d.unbound = func(threads int) func() *lab.Proc {
+		return func() *lab.Proc {
+			return startUnbound(b, d.r, d.l.Dir, d.gw, threads, fmt.Sprintf(`  do-not-query-localhost: no
+  domain-insecure: "example"
+  module-config: "iterator"
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: %s
+`, d.upstream))
+		}
+	}
+	return d
 }
 
 // startUnbound runs unbound on the router's address gw with threads

@@ -143,9 +143,15 @@ func (a *Advertiser) solicitation(m ndp.Message, hops int, from netip.Addr) bool
 
 func (a *Advertiser) serve(ctx context.Context, c *ndp.Conn, ifi *net.Interface) {
 	solicited := make(chan struct{}, 1)
+	// The reader ends once stop (below) wakes it and done is closed;
+	// serve returns after it (defers run last-registered first).
+	var reader sync.WaitGroup
+	defer reader.Wait()
 	done := make(chan struct{})
 	defer close(done)
+	reader.Add(1)
 	go func() {
+		defer reader.Done()
 		for {
 			m, cm, from, err := c.ReadFrom()
 			if err != nil {
