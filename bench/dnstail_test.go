@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +25,8 @@ import (
 // threads, dnsperf at a fixed rate (2000 and 20,000 q/s) for
 // ROUTERD_TAIL_SECS (30) seconds, ROUTERD_TAIL_REPS (5) times, taking
 // turns; each round trip as dnsperf -v reports it. Then routerd's tail at
-// 2000 q/s while it does other work: its DNS block list refreshed over
-// and over (a new list each time), and a DHCP burst (perfdhcp at 200
+// 2000 q/s while it does other work: its DNS block list refreshed every
+// second (a new list each time), and a DHCP burst (perfdhcp at 200
 // exchanges/s). Medians of the repetitions, with their spread.
 func BenchmarkDNSTail(b *testing.B) {
 	lab.Require(b, "dnsperf", "unbound", "perfdhcp", "nsenter")
@@ -31,7 +34,12 @@ func BenchmarkDNSTail(b *testing.B) {
 	d := newDNSLab(b)
 	// A block list of 200,000 names, rewritten before each refresh.
 	blockFile := filepath.Join(d.l.Dir, "block.txt")
-	writeBlockList(b, blockFile, 0)
+	lists := []string{blockFile + ".0", blockFile + ".1"}
+	writeBlockList(b, lists[0], 0)
+	writeBlockList(b, lists[1], 1)
+	if err := os.Link(lists[0], blockFile); err != nil {
+		b.Fatal(err)
+	}
 	routerdCfg := d.r.Config(lab.ConfigOptions{Upstreams: []string{d.upstream + ":53"}, Pool4: [2]int{20, 250},
 		Extra: fmt.Sprintf("[[dns.block]]\nname = \"ads\"\nfile = %q\nformat = \"hosts\"\n", blockFile)})
 	var rd *lab.Routerd // the one running
@@ -56,6 +64,12 @@ func BenchmarkDNSTail(b *testing.B) {
 			go func() { defer close(done); disturb(ctx) }()
 		} else {
 			close(done)
+		}
+		if path := os.Getenv("ROUTERD_TAIL_TRACE"); path != "" && rd != nil && p == rd.Proc {
+			// An execution trace of routerd during the run's first
+			// seconds: go tool trace -pprof=sched FILE shows where its
+			// goroutines waited for a CPU.
+			go saveTrace(d.r.Sock, fmt.Sprintf("%s.%d", path, qps), min(secs, 10))
 		}
 		gcBefore := strings.Count(p.Log.String(), "\ngc ")
 		t := hitTail(b, d.c, d.gw.String(), d.hits, qps, secs)
@@ -87,9 +101,25 @@ func BenchmarkDNSTail(b *testing.B) {
 		}
 		n := 0
 		refresh := func(ctx context.Context) {
-			for ctx.Err() == nil {
+			// A refresh a second, each a new list (two prepared ones
+			// taking turns, so that making them costs nothing here).
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
 				n++
-				writeBlockList(b, blockFile, n)
+				if err := os.Link(lists[n%2], blockFile+".new"); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := os.Rename(blockFile+".new", blockFile); err != nil {
+					b.Error(err)
+					return
+				}
 				if out, err := rd.Ctl("blocklist", "refresh", "ads"); err != nil && ctx.Err() == nil {
 					b.Errorf("blocklist refresh: %v\n%s", err, out)
 					return
@@ -124,6 +154,9 @@ func BenchmarkDNSTail(b *testing.B) {
 		}
 	}
 	for _, load := range []string{"2000", "20000"} {
+		if len(tails[key{"routerd", load}]) == 0 || len(tails[key{"unbound1t", load}]) == 0 || len(tails[key{"unbound2t", load}]) == 0 {
+			continue // narrowed by ROUTERD_TAIL_ONLY or _RATES
+		}
 		u1, u2 := medianTail(tails[key{"unbound1t", load}]), medianTail(tails[key{"unbound2t", load}])
 		r := medianTail(tails[key{"routerd", load}])
 		b.ReportMetric(float64(r.p99)/float64(min(u1.p99, u2.p99)), "p99_ratio_"+load)
@@ -226,6 +259,25 @@ func writeBlockList(b *testing.B, path string, gen int) {
 	if err := os.Rename(path+".tmp", path); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// saveTrace saves an execution trace of secs seconds from routerd's
+// control socket at sock.
+func saveTrace(sock, path string, secs int) {
+	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := hc.Get(fmt.Sprintf("http://routerd/debug/pprof/trace?seconds=%d", secs))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 func envInt(name string, def int) int {

@@ -41,6 +41,9 @@ type Builder struct{ h []uint64 }
 // Add adds a name (any case, trailing dot or not).
 func (b *Builder) Add(name string) { b.h = append(b.h, Hash(name)) }
 
+// AddBytes is Add for a name in bytes.
+func (b *Builder) AddBytes(name []byte) { b.h = append(b.h, Hash(name)) }
+
 // Len is how many names were added, duplicates included.
 func (b *Builder) Len() int { return len(b.h) }
 

@@ -91,7 +91,142 @@ var hostsLocal = map[string]bool{"localhost": true, "localhost.localdomain": tru
 	"broadcasthost": true, "ip6-localhost": true, "ip6-loopback": true, "ip6-localnet": true,
 	"ip6-mcastprefix": true, "ip6-allnodes": true, "ip6-allrouters": true, "ip6-allhosts": true, "0.0.0.0": true}
 
+// line takes one line in. Hosts and domains lists, the big ones, are read
+// from the line's bytes without a string or a slice made per line (a
+// refresh of a million names otherwise allocates tens of megabytes, and
+// the garbage collector's work then competes with the resolver on a
+// small box: BenchmarkDNSTail); a line with a byte beyond ASCII (Unicode
+// spaces, which strings.Fields splits on) and adblock lists take the
+// string path, lineSlow, whose results FuzzParseBlock holds line to equal.
 func (p *BlockParsed) line(line []byte, names, except *domainset.Builder) {
+	if p.Format == "adblock" || !ascii(line) {
+		p.lineSlow(line, names, except)
+		return
+	}
+	s := bytes.TrimSpace(stripHashBytes(bytes.TrimSpace(line)))
+	if len(s) == 0 {
+		return
+	}
+	p.Lines++
+	if p.Format != "hosts" {
+		if d, ok := normDomainBytes(s); ok {
+			names.AddBytes(d)
+			p.Entries++
+		} else {
+			p.reject(string(s))
+		}
+		return
+	}
+	addr, rest := nextField(s)
+	if !isAddr(addr) || len(rest) == 0 {
+		p.reject(string(s))
+		return
+	}
+	for len(rest) > 0 {
+		var n []byte
+		n, rest = nextField(rest)
+		if isHostsLocal(n) {
+			continue
+		}
+		if d, ok := normDomainBytes(n); ok {
+			names.AddBytes(d)
+			p.Entries++
+		} else {
+			p.reject(string(n))
+		}
+	}
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func stripHashBytes(b []byte) []byte {
+	if i := bytes.IndexByte(b, '#'); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// nextField splits off the first field of b, which starts with no space
+// (ASCII whitespace, as strings.Fields has it for ASCII), and returns the
+// rest with its leading spaces gone.
+func nextField(b []byte) (field, rest []byte) {
+	i := 0
+	for i < len(b) && !asciiSpace(b[i]) {
+		i++
+	}
+	field, rest = b[:i], b[i:]
+	for len(rest) > 0 && asciiSpace(rest[0]) {
+		rest = rest[1:]
+	}
+	return field, rest
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// isAddr reports whether b is an IP address; the addresses hosts lists
+// use are known without parsing (parsing makes a string of b).
+func isAddr(b []byte) bool {
+	switch string(b) { // compared without allocating
+	case "0.0.0.0", "127.0.0.1", "::", "::1":
+		return true
+	}
+	_, err := netip.ParseAddr(string(b))
+	return err == nil
+}
+
+// isHostsLocal is hostsLocal[strings.ToLower(n)], without allocating for
+// a name in lower case.
+func isHostsLocal(n []byte) bool {
+	for _, c := range n {
+		if 'A' <= c && c <= 'Z' {
+			return hostsLocal[strings.ToLower(string(n))]
+		}
+	}
+	return hostsLocal[string(n)]
+}
+
+// normDomainBytes is normDomain for an ASCII name, without allocating:
+// the name is returned in its own case (the set's hash ignores case).
+func normDomainBytes(b []byte) ([]byte, bool) {
+	b = bytes.TrimSuffix(bytes.TrimSpace(b), []byte("."))
+	if len(b) >= 2 && (b[0] == '*') && b[1] == '.' {
+		b = b[2:]
+	}
+	if len(b) == 0 || len(b) > 253 || bytes.IndexByte(b, '.') < 0 {
+		return nil, false
+	}
+	digits := true
+	for _, c := range b {
+		digits = digits && (c == '.' || '0' <= c && c <= '9')
+	}
+	if digits {
+		if _, err := netip.ParseAddr(string(b)); err == nil {
+			return nil, false
+		}
+	}
+	for l := range bytes.SplitSeq(b, []byte(".")) {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return nil, false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, false
+			}
+		}
+	}
+	return b, true
+}
+
+func (p *BlockParsed) lineSlow(line []byte, names, except *domainset.Builder) {
 	s := strings.TrimSpace(string(line))
 	switch p.Format {
 	case "hosts":

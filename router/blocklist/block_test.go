@@ -1,8 +1,14 @@
 package blocklist
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/routerd/routerd/internal/domainset"
 )
 
 func TestParseBlock(t *testing.T) {
@@ -53,10 +59,69 @@ func FuzzParseBlock(f *testing.F) {
 	f.Add("0.0.0.0 ads.example\n", "auto")
 	f.Add("||ads.example^\n@@||x.ads.example^$important\n", "adblock")
 	f.Add("ads.example\n", "domains")
+	f.Add("0.0.0.0 Ads.Example *.x.example. 1.2.3.4 localhost LocalHost\n# c\n::1 a.example # t\n1.2.3.4\n", "hosts")
+	f.Add("ads.example\n*.Tracker.example.\n10.0.0.1\n a .example\n-x.example\n", "domains")
+	f.Add("0.0.0.0\u00a0ads.example\n", "hosts")
 	f.Fuzz(func(t *testing.T, list, format string) {
 		p, err := ParseBlock(strings.NewReader(list), format, 1000)
 		if err == nil && p.Entries < 0 {
 			t.Fatal("negative entries")
 		}
+		// The bytes path reads every line as the string path does.
+		want, werr := parseBlockSlow(list, format, 1000)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("error %v, the string path's %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		gb, _ := p.Names.MarshalBinary()
+		wb, _ := want.Names.MarshalBinary()
+		if p.Format != want.Format || p.Lines != want.Lines || p.Entries != want.Entries || p.Rejected != want.Rejected ||
+			!slices.Equal(p.Samples, want.Samples) || !bytes.Equal(gb, wb) {
+			t.Fatalf("parsed %+v, the string path %+v", p, want)
+		}
 	})
+}
+
+// parseBlockSlow is ParseBlock with every line on the string path.
+func parseBlockSlow(list, format string, max int) (*BlockParsed, error) {
+	br := bufio.NewReaderSize(strings.NewReader(list), 1<<16)
+	if format == "auto" || format == "" {
+		head, _ := br.Peek(8192)
+		format = detectBlock(head)
+	}
+	p := &BlockParsed{Format: format}
+	var names, except domainset.Builder
+	for {
+		line, err := readLine(br)
+		if len(line) > 0 {
+			p.lineSlow(line, &names, &except)
+			if max > 0 && p.Entries > max {
+				return nil, fmt.Errorf("more than %d names (max_entries)", max)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.Names, p.Except = names.Set(), except.Set()
+	return p, nil
+}
+
+// BenchmarkParseBlock: a 200,000-name hosts list, as BenchmarkDNSTail
+// refreshes it.
+func BenchmarkParseBlock(b *testing.B) {
+	var sb strings.Builder
+	for i := range 200_000 {
+		fmt.Fprintf(&sb, "0.0.0.0 ad%d.block.example\n", i)
+	}
+	list := sb.String()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(list)))
+	for b.Loop() {
+		if _, err := ParseBlock(strings.NewReader(list), "hosts", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

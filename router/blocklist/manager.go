@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/routerd/routerd/dns"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,8 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routerd/routerd/dns"
 	"github.com/routerd/routerd/internal/iprange"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/internal/lowprio"
 	"github.com/routerd/routerd/internal/via"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/rules"
@@ -302,8 +303,16 @@ func (m *Manager) RefreshNow(ctx context.Context, name string) ([]Status, error)
 }
 
 // refresh fetches and parses a list and, when it is good, makes it the
-// list. It reports whether the list is in a good state afterwards.
+// list. It reports whether the list is in a good state afterwards. It runs
+// at a low CPU priority: a big list takes a core for a moment, which the
+// resolver's answers must not wait for (BenchmarkDNSTail).
 func (m *Manager) refresh(ctx context.Context, l *list) bool {
+	var ok bool
+	lowprio.Run(func() { ok = m.refreshNow(ctx, l) })
+	return ok
+}
+
+func (m *Manager) refreshNow(ctx context.Context, l *list) bool {
 	now := time.Now()
 	l.mu.Lock()
 	prev := l.cur
