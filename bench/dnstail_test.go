@@ -93,7 +93,9 @@ func BenchmarkDNSTail(b *testing.B) {
 				}
 				t := measure(s.start, qps, nil)
 				tails[key{s.name, strconv.Itoa(qps)}] = append(tails[key{s.name, strconv.Itoa(qps)}], t)
-				b.Logf("rep %d %-9s %5d q/s: %s", rep, s.name, qps, t)
+				if testing.Verbose() { // each run (-test.v; a benchmark's log is cut at ten lines)
+					b.Logf("rep %d %-9s %5d q/s: %s", rep, s.name, qps, t)
+				}
 			}
 		}
 		if only != "" && only != "routerd" || os.Getenv("ROUTERD_TAIL_QUIET") != "" {
@@ -128,13 +130,17 @@ func BenchmarkDNSTail(b *testing.B) {
 		}
 		t := measure(servers[0].start, 2000, refresh)
 		tails[key{"routerd", "refresh"}] = append(tails[key{"routerd", "refresh"}], t)
-		b.Logf("rep %d routerd    2000 q/s, block list refreshed %d times: %s", rep, n, t)
+		if testing.Verbose() {
+			b.Logf("rep %d routerd    2000 q/s, block list refreshed %d times: %s", rep, n, t)
+		}
 		burst := func(ctx context.Context) {
 			_, _ = d.load.NS.RunContext(ctx, "perfdhcp", "-4", "-l", "eth0", "-r", "200", "-R", "5000", "-p", strconv.Itoa(secs), d.gw.String())
 		}
 		t = measure(servers[0].start, 2000, burst)
 		tails[key{"routerd", "dhcp"}] = append(tails[key{"routerd", "dhcp"}], t)
-		b.Logf("rep %d routerd    2000 q/s, DHCP burst: %s", rep, t)
+		if testing.Verbose() {
+			b.Logf("rep %d routerd    2000 q/s, DHCP burst: %s", rep, t)
+		}
 	}
 	for _, load := range []string{"2000", "20000", "refresh", "dhcp"} {
 		for _, s := range []string{"routerd", "unbound1t", "unbound2t"} {
