@@ -95,7 +95,7 @@ image-test: deps build
 	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -v ./images/
 
 bench: build
-	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -run XXX -bench . -benchtime 1x -timeout 60m ./bench/...
+	ROUTERD_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -run XXX -bench . -benchtime 1x -timeout 120m ./bench/...
 
 clean:
 	rm -rf $(BIN) images/build
