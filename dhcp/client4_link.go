@@ -60,7 +60,8 @@ func (c *Client4) uninstall(wl *WANLease) {
 	}
 }
 
-// InstallStatic configures a static WAN address and default route.
+// InstallStatic configures a static WAN address and the default route of
+// its family (a link-local IPv6 gateway is reached on iface).
 func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
 	h, link, err := netns.HandleLink(ns, iface)
 	if err != nil {
@@ -70,8 +71,11 @@ func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
 	if _, err := netns.SyncAddrs(h, link, []netip.Prefix{addr}, false); err != nil {
 		return err
 	}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
-		Gw: gw.AsSlice(), Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V4}
+	dst, family := netip.MustParsePrefix("0.0.0.0/0"), netlink.FAMILY_V4
+	if addr.Addr().Is6() {
+		dst, family = netip.MustParsePrefix("::/0"), netlink.FAMILY_V6
+	}
+	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(dst), Gw: gw.AsSlice(), Protocol: unix.RTPROT_STATIC, Family: family}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("add default route via %s: %w", gw, err)
 	}

@@ -114,7 +114,9 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 	wanSys := []netns.Sysctl{
 		sysctl(cfg.Netns.WAN, "net/ipv4/conf/"+w.Name+"/rp_filter", "1"),
 	}
-	if w.IPv6 == "off" {
+	if w.IPv6 == "off" || w.IPv6 == "static" {
+		// Static: the configured gateway is the default route, not one an
+		// RA adds beside it.
 		wanSys = append(wanSys, sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/accept_ra", "0"))
 	} else {
 		// A forwarding namespace ignores RAs unless accept_ra is 2; the

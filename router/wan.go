@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
@@ -12,8 +13,10 @@ import (
 	"github.com/routerd/routerd/router/status"
 )
 
-// wanComp gives the WAN NIC its address: the DHCPv4 client, or the static
-// address and gateway. Either way it is redone when the NIC is re-adopted.
+// wanComp gives the WAN NIC its addresses: the DHCPv4 and DHCPv6 clients,
+// or the static addresses and gateways (and, for IPv6, the routed prefix,
+// handed on as if delegated). Either way it is redone when the NIC is
+// re-adopted.
 type wanComp struct {
 	withHealth
 	cfg    *config.Config
@@ -80,9 +83,10 @@ func (c *wanComp) Start(ctx context.Context) error {
 				}
 				if c.client != nil {
 					c.client.Readopted()
-				} else if err := c.static(); err != nil {
+				}
+				if err := c.static(); err != nil {
 					c.health.Failed(err)
-				} else {
+				} else if c.client == nil {
 					c.health.Running()
 				}
 			case <-ctx.Done():
@@ -93,8 +97,16 @@ func (c *wanComp) Start(ctx context.Context) error {
 	if c.v6 != nil {
 		c.run.Go(c.v6.Run)
 	}
+	if c.cfg.WAN.IPv6 == "static" {
+		// The routed prefix is announced again before its lifetime
+		// (static6Lifetime) runs out, as a DHCPv6 renewal would.
+		c.run.Every(static6Lifetime/4, func(context.Context) { c.leased6(c.static6Lease(time.Now())) })
+	}
 	if c.client == nil {
 		return c.static()
+	}
+	if err := c.static(); err != nil {
+		return err
 	}
 	c.run.Go(c.client.Run)
 	// Starting does not wait for the ISP: the LAN comes up regardless, and
@@ -102,9 +114,34 @@ func (c *wanComp) Start(ctx context.Context) error {
 	return nil
 }
 
+// static installs what is static of the WAN's addressing (IPv4, IPv6 or
+// both) and announces the routed IPv6 prefix.
 func (c *wanComp) static() error {
 	w := c.cfg.WAN
-	return dhcp.InstallStatic(c.cfg.Netns.WAN, w.Name, w.Address, w.Gateway)
+	if w.IPv4 == "static" {
+		if err := dhcp.InstallStatic(c.cfg.Netns.WAN, w.Name, w.Address, w.Gateway); err != nil {
+			return err
+		}
+	}
+	if w.IPv6 == "static" {
+		if err := dhcp.InstallStatic(c.cfg.Netns.WAN, w.Name, w.Address6, w.Gateway6); err != nil {
+			return err
+		}
+		c.leased6(c.static6Lease(time.Now()))
+	}
+	return nil
+}
+
+// static6Lifetime is the lifetime the routed prefix is given: the LANs'
+// router advertisements count it down, and it is renewed long before.
+const static6Lifetime = 24 * time.Hour
+
+// static6Lease is the static IPv6 addressing as the DHCPv6 client would
+// report it: the address, and prefix6 as the delegated prefix.
+func (c *wanComp) static6Lease(now time.Time) *dhcp.WANLease6 {
+	w := c.cfg.WAN
+	return &dhcp.WANLease6{Address: w.Address6.Addr(), Delegated: w.Prefix6, Acquired: now, Valid: static6Lifetime,
+		PrefixPreferred: static6Lifetime, PrefixValid: static6Lifetime}
 }
 
 func (c *wanComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
@@ -120,6 +157,12 @@ func (c *wanComp) fillStatus(st *status.Status) {
 		ws.DHCP = &s
 	} else {
 		ws.Addr = c.cfg.WAN.Address.String() + " via " + c.cfg.WAN.Gateway.String()
+	}
+	if w := c.cfg.WAN; w.IPv6 == "static" {
+		ws.Addr6 = w.Address6.String() + " via " + w.Gateway6.String()
+		if w.Prefix6.IsValid() {
+			ws.Addr6 += ", routed " + w.Prefix6.String()
+		}
 	}
 	st.WAN = ws
 }

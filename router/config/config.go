@@ -175,8 +175,13 @@ type WAN struct {
 	IPv4     string       // "dhcp" | "static"
 	Address  netip.Prefix // static only
 	Gateway  netip.Addr   // static only
-	IPv6     string       // "dhcp" | "slaac" | "off"
-	MTU      int
+	IPv6     string       // "dhcp" | "slaac" | "static" | "off"
+	Address6 netip.Prefix // static only
+	Gateway6 netip.Addr   // static only
+	// Prefix6 is the routed prefix the ISP assigned (static only; invalid:
+	// none): the LANs' pd_subnets come from it as from a delegated one.
+	Prefix6 netip.Prefix
+	MTU     int
 }
 
 // LAN is one LAN-side NIC and the services on it.

@@ -152,6 +152,9 @@ type fileWAN struct {
 	Address  string `toml:"address"`
 	Gateway  string `toml:"gateway"`
 	IPv6     string `toml:"ipv6"`
+	Address6 string `toml:"address6"`
+	Gateway6 string `toml:"gateway6"`
+	Prefix6  string `toml:"prefix6"`
 	MTU      *int64 `toml:"mtu"`
 }
 

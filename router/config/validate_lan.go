@@ -80,8 +80,10 @@ func (v *validator) lan(path string, f *fileLAN) {
 		switch n := *f.PDSubnet; {
 		case n < 0 || n > 0xffff:
 			v.p.errf(path+".pd_subnet", "%d is not a subnet id (0-65535)", n)
-		case v.c.WAN.IPv6 != "dhcp":
-			v.p.errf(path+".pd_subnet", "needs wan.ipv6 = \"dhcp\" (a delegated prefix comes from the WAN's DHCPv6)")
+		case v.c.WAN.IPv6 == "static" && v.c.WAN.Prefix6 == (netip.Prefix{}):
+			v.p.errf(path+".pd_subnet", "needs wan.prefix6 with wan.ipv6 = \"static\" (the routed prefix the subnet comes from)")
+		case v.c.WAN.IPv6 != "dhcp" && v.c.WAN.IPv6 != "static":
+			v.p.errf(path+".pd_subnet", "needs wan.ipv6 = \"dhcp\" (a delegated prefix comes from the WAN's DHCPv6) or \"static\" with wan.prefix6")
 		case l.RA == nil:
 			v.p.errf(path+".pd_subnet", "needs IPv6 on this LAN (an IPv6 address in %s.addresses) to advertise the prefix", path)
 		default:

@@ -61,6 +61,49 @@ func (v *validator) wan(f *fileWAN) {
 			v.p.errf("wan.gateway", "only meaningful with ipv4 = \"static\"")
 		}
 	}
-	w.IPv6 = v.enum("wan.ipv6", or(f.IPv6, "dhcp"), "dhcp", "slaac", "off")
+	w.IPv6 = v.enum("wan.ipv6", or(f.IPv6, "dhcp"), "dhcp", "slaac", "static", "off")
+	v.wanStatic6(f)
 	w.MTU = v.mtu("wan.mtu", f.MTU, 576, w.IPv6 != "off")
+}
+
+// wanStatic6 checks ipv6 = "static": the WAN's address and gateway, and the
+// routed prefix the LANs' pd_subnets come from.
+func (v *validator) wanStatic6(f *fileWAN) {
+	w := &v.c.WAN
+	if w.IPv6 != "static" {
+		for _, k := range []struct{ key, val string }{{"address6", f.Address6}, {"gateway6", f.Gateway6}, {"prefix6", f.Prefix6}} {
+			if k.val != "" {
+				v.p.errf("wan."+k.key, "only meaningful with ipv6 = \"static\"")
+			}
+		}
+		return
+	}
+	if f.Address6 == "" {
+		v.p.errf("wan.address6", "required with ipv6 = \"static\"")
+	} else {
+		w.Address6 = v.prefix("wan.address6", f.Address6, fam6)
+	}
+	if f.Gateway6 == "" {
+		v.p.errf("wan.gateway6", "required with ipv6 = \"static\"")
+	} else {
+		w.Gateway6 = v.addr("wan.gateway6", f.Gateway6, fam6)
+		// A link-local gateway (fe80::1) is on every link; another must be
+		// on the address's.
+		if g := w.Gateway6; g.IsValid() && !g.IsLinkLocalUnicast() && w.Address6.IsValid() && !w.Address6.Contains(g) {
+			v.p.errf("wan.gateway6", "%s is outside %s (a link-local gateway such as fe80::1 is fine)", g, w.Address6.Masked())
+		}
+	}
+	if f.Prefix6 != "" {
+		w.Prefix6 = v.prefix("wan.prefix6", f.Prefix6, fam6)
+		if p := w.Prefix6; p.IsValid() {
+			switch {
+			case p.Bits() > 64:
+				v.p.errf("wan.prefix6", "/%d is longer than a /64: a LAN's subnet is a /64", p.Bits())
+			case p.Addr() != p.Masked().Addr():
+				v.p.errf("wan.prefix6", "%s has host bits set; the prefix is %s", p, p.Masked())
+			case w.Address6.IsValid() && p.Overlaps(w.Address6):
+				v.p.errf("wan.prefix6", "%s overlaps wan.address6 %s: the routed prefix is the ISP's second one", p, w.Address6)
+			}
+		}
+	}
 }

@@ -270,6 +270,8 @@ func renderWAN(st *Status, w io.Writer) {
 		if d.Delegated != "" {
 			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
 		}
+	} else if st.WAN.Addr6 != "" {
+		fmt.Fprintf(w, "static6\t%s\n", st.WAN.Addr6)
 	} else {
 		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
 	}

@@ -273,6 +273,7 @@ type WAN struct {
 	DHCP  *DHCP4 `json:"dhcp,omitempty"`
 	Addr  string `json:"address,omitempty"`
 	IPv6  string `json:"ipv6_mode"`
+	Addr6 string `json:"address6,omitempty"` // ipv6 = "static"
 	DHCP6 *DHCP6 `json:"dhcp6,omitempty"`
 	PD    *PD    `json:"prefix_delegation,omitempty"`
 }
