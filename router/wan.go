@@ -102,16 +102,14 @@ func (c *wanComp) Start(ctx context.Context) error {
 		// (static6Lifetime) runs out, as a DHCPv6 renewal would.
 		c.run.Every(static6Lifetime/4, func(context.Context) { c.leased6(c.static6Lease(time.Now())) })
 	}
+	err := c.static() // a NIC not there yet: redone when it is adopted
 	if c.client == nil {
-		return c.static()
-	}
-	if err := c.static(); err != nil {
 		return err
 	}
-	c.run.Go(c.client.Run)
+	c.run.Go(c.client.Run) // with static IPv6 too: DHCPv4 does not wait for it
 	// Starting does not wait for the ISP: the LAN comes up regardless, and
 	// status shows the lease when it arrives.
-	return nil
+	return err
 }
 
 // static installs what is static of the WAN's addressing (IPv4, IPv6 or

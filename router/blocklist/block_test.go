@@ -1,14 +1,11 @@
 package blocklist
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/routerd/routerd/internal/domainset"
 )
 
 func TestParseBlock(t *testing.T) {
@@ -68,7 +65,7 @@ func FuzzParseBlock(f *testing.F) {
 			t.Fatal("negative entries")
 		}
 		// The bytes path reads every line as the string path does.
-		want, werr := parseBlockSlow(list, format, 1000)
+		want, werr := parseBlock(strings.NewReader(list), format, 1000, (*BlockParsed).lineSlow)
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("error %v, the string path's %v", err, werr)
 		}
@@ -82,31 +79,6 @@ func FuzzParseBlock(f *testing.F) {
 			t.Fatalf("parsed %+v, the string path %+v", p, want)
 		}
 	})
-}
-
-// parseBlockSlow is ParseBlock with every line on the string path.
-func parseBlockSlow(list, format string, max int) (*BlockParsed, error) {
-	br := bufio.NewReaderSize(strings.NewReader(list), 1<<16)
-	if format == "auto" || format == "" {
-		head, _ := br.Peek(8192)
-		format = detectBlock(head)
-	}
-	p := &BlockParsed{Format: format}
-	var names, except domainset.Builder
-	for {
-		line, err := readLine(br)
-		if len(line) > 0 {
-			p.lineSlow(line, &names, &except)
-			if max > 0 && p.Entries > max {
-				return nil, fmt.Errorf("more than %d names (max_entries)", max)
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	p.Names, p.Except = names.Set(), except.Set()
-	return p, nil
 }
 
 // BenchmarkParseBlock: a 200,000-name hosts list, as BenchmarkDNSTail

@@ -178,10 +178,8 @@ type WAN struct {
 	IPv6     string       // "dhcp" | "slaac" | "static" | "off"
 	Address6 netip.Prefix // static only
 	Gateway6 netip.Addr   // static only
-	// Prefix6 is the routed prefix the ISP assigned (static only; invalid:
-	// none): the LANs' pd_subnets come from it as from a delegated one.
-	Prefix6 netip.Prefix
-	MTU     int
+	Prefix6  netip.Prefix // static only, optional: the routed prefix pd_subnets come from
+	MTU      int
 }
 
 // LAN is one LAN-side NIC and the services on it.

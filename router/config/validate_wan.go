@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -38,60 +39,52 @@ func (v *validator) wan(f *fileWAN) {
 		v.p.errf("wan.wait", "%s is longer than %s", f.Wait, maxWANWait)
 	}
 	w.IPv4 = v.enum("wan.ipv4", or(f.IPv4, "dhcp"), "dhcp", "static")
-	switch w.IPv4 {
-	case "static":
-		if f.Address == "" {
-			v.p.errf("wan.address", "required with ipv4 = \"static\"")
-		} else {
-			w.Address = v.prefix("wan.address", f.Address, fam4)
-		}
-		if f.Gateway == "" {
-			v.p.errf("wan.gateway", "required with ipv4 = \"static\"")
-		} else {
-			w.Gateway = v.addr("wan.gateway", f.Gateway, fam4)
-			if w.Address.IsValid() && w.Gateway.IsValid() && !w.Address.Contains(w.Gateway) {
-				v.p.errf("wan.gateway", "%s is outside %s", w.Gateway, w.Address.Masked())
-			}
-		}
-	case "dhcp":
-		if f.Address != "" {
-			v.p.errf("wan.address", "only meaningful with ipv4 = \"static\"")
-		}
-		if f.Gateway != "" {
-			v.p.errf("wan.gateway", "only meaningful with ipv4 = \"static\"")
-		}
-	}
+	w.Address, w.Gateway = v.wanStatic("ipv4", w.IPv4, "address", f.Address, "gateway", f.Gateway, fam4)
 	w.IPv6 = v.enum("wan.ipv6", or(f.IPv6, "dhcp"), "dhcp", "slaac", "static", "off")
-	v.wanStatic6(f)
+	w.Address6, w.Gateway6 = v.wanStatic("ipv6", w.IPv6, "address6", f.Address6, "gateway6", f.Gateway6, fam6)
+	v.wanPrefix6(f)
 	w.MTU = v.mtu("wan.mtu", f.MTU, 576, w.IPv6 != "off")
 }
 
-// wanStatic6 checks ipv6 = "static": the WAN's address and gateway, and the
-// routed prefix the LANs' pd_subnets come from.
-func (v *validator) wanStatic6(f *fileWAN) {
-	w := &v.c.WAN
-	if w.IPv6 != "static" {
-		for _, k := range []struct{ key, val string }{{"address6", f.Address6}, {"gateway6", f.Gateway6}, {"prefix6", f.Prefix6}} {
-			if k.val != "" {
-				v.p.errf("wan."+k.key, "only meaningful with ipv6 = \"static\"")
+// wanStatic checks one family's static address and gateway (wan.<family>
+// = "static"): required then, and meaningless otherwise. The gateway is on
+// the address's subnet, or link-local (IPv6's fe80::1 is on every link).
+func (v *validator) wanStatic(family, mode, addrKey, addrVal, gwKey, gwVal string, fam family) (netip.Prefix, netip.Addr) {
+	if mode != "static" {
+		for _, k := range [][2]string{{addrKey, addrVal}, {gwKey, gwVal}} {
+			if k[1] != "" {
+				v.p.errf("wan."+k[0], "only meaningful with %s = \"static\"", family)
 			}
 		}
-		return
+		return netip.Prefix{}, netip.Addr{}
 	}
-	if f.Address6 == "" {
-		v.p.errf("wan.address6", "required with ipv6 = \"static\"")
+	var addr netip.Prefix
+	var gw netip.Addr
+	if addrVal == "" {
+		v.p.errf("wan."+addrKey, "required with %s = \"static\"", family)
 	} else {
-		w.Address6 = v.prefix("wan.address6", f.Address6, fam6)
+		addr = v.prefix("wan."+addrKey, addrVal, fam)
 	}
-	if f.Gateway6 == "" {
-		v.p.errf("wan.gateway6", "required with ipv6 = \"static\"")
+	if gwVal == "" {
+		v.p.errf("wan."+gwKey, "required with %s = \"static\"", family)
 	} else {
-		w.Gateway6 = v.addr("wan.gateway6", f.Gateway6, fam6)
-		// A link-local gateway (fe80::1) is on every link; another must be
-		// on the address's.
-		if g := w.Gateway6; g.IsValid() && !g.IsLinkLocalUnicast() && w.Address6.IsValid() && !w.Address6.Contains(g) {
-			v.p.errf("wan.gateway6", "%s is outside %s (a link-local gateway such as fe80::1 is fine)", g, w.Address6.Masked())
+		gw = v.addr("wan."+gwKey, gwVal, fam)
+		if gw.IsValid() && addr.IsValid() && !addr.Contains(gw) && !(gw.Is6() && gw.IsLinkLocalUnicast()) {
+			v.p.errf("wan."+gwKey, "%s is outside %s", gw, addr.Masked())
 		}
+	}
+	return addr, gw
+}
+
+// wanPrefix6 checks the routed prefix the LANs' pd_subnets come from
+// (ipv6 = "static").
+func (v *validator) wanPrefix6(f *fileWAN) {
+	w := &v.c.WAN
+	if w.IPv6 != "static" {
+		if f.Prefix6 != "" {
+			v.p.errf("wan.prefix6", "only meaningful with ipv6 = \"static\"")
+		}
+		return
 	}
 	if f.Prefix6 != "" {
 		w.Prefix6 = v.prefix("wan.prefix6", f.Prefix6, fam6)
