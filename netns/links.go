@@ -281,3 +281,35 @@ func SyncAddrs(h *netlink.Handle, l netlink.Link, want []netip.Prefix, exclusive
 	}
 	return changes, nil
 }
+
+// EnsureVLAN makes v in namespace ns, sets sysctls (the VLAN's own, which
+// must hold before it comes up) and brings it up: the WAN's tagged link on
+// the NIC hw adopted there, redone when the NIC is re-adopted (a VLAN goes
+// with its parent).
+func EnsureVLAN(ns string, v VLAN, sysctls []Sysctl) (int, error) {
+	h, err := Handle(ns)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	changes, err := ensureVLAN(h, v)
+	if err != nil {
+		return changes, err
+	}
+	n, err := SetSysctls(sysctls)
+	changes += n
+	if err != nil {
+		return changes, err
+	}
+	l, err := h.LinkByName(v.Name)
+	if err != nil {
+		return changes, fmt.Errorf("look up VLAN %s: %w", v.Name, err)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(l); err != nil {
+			return changes, fmt.Errorf("bring VLAN %s up: %w", v.Name, err)
+		}
+		changes++
+	}
+	return changes, nil
+}

@@ -147,7 +147,7 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 				offMain.Devices = append(offMain.Devices, p.Name)
 			}
 		}
-		offWAN = rules.Offload{Devices: []string{cfg.WAN.Name, config.TransitPeerLink}}
+		offWAN = rules.Offload{Devices: []string{cfg.WAN.Iface(), config.TransitPeerLink}}
 		offVPN = rules.Offload{Devices: []string{config.TransitPeerLink}}
 		if cfg.VPN != nil {
 			offVPN.Devices = append(offVPN.Devices, cfg.VPN.Interface)
@@ -155,7 +155,7 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 	}
 	m.Offload = offMain
 	w := &rules.WAN{
-		Iface: cfg.WAN.Name, Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
+		Iface: cfg.WAN.Iface(), Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
 		Own4:   []netip.Prefix{cfg.Netns.Transit4.Masked(), netip.MustParsePrefix("127.0.0.0/8")},
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
@@ -403,7 +403,7 @@ func (c *firewallComp) wanNICPresent() bool {
 		return false
 	}
 	defer h.Close()
-	_, err = h.LinkByName(c.cfg.WAN.Name)
+	_, err = h.LinkByName(c.cfg.WAN.Iface())
 	return err == nil
 }
 
@@ -416,6 +416,15 @@ func (c *firewallComp) wanLease(l *dhcp.WANLease) {
 	c.mu.Lock()
 	c.wanAddrs = addrs
 	c.mu.Unlock()
+	if l != nil && c.cfg.WAN.PPPoE != nil {
+		// Each PPPoE session makes its interface anew: the WAN ingress
+		// chain and the flowtable are bound to it (apply also sets the
+		// loopback addresses).
+		if err := c.apply(); err != nil {
+			c.health.Failed(err)
+		}
+		return
+	}
 	if err := rules.SetWANAddrs("", addrs); err != nil {
 		c.log.Warn("update NAT loopback addresses", "err", err)
 	}

@@ -111,23 +111,10 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 // with their static addresses.
 func nicSpecs(cfg *config.Config) []hw.Spec {
 	w := cfg.WAN
-	wanSys := []netns.Sysctl{
-		sysctl(cfg.Netns.WAN, "net/ipv4/conf/"+w.Name+"/rp_filter", "1"),
-	}
-	if w.IPv6 == "off" || w.IPv6 == "static" {
-		// Static: the configured gateway is the default route, not one an
-		// RA adds beside it.
-		wanSys = append(wanSys, sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/accept_ra", "0"))
-	} else {
-		// A forwarding namespace ignores RAs unless accept_ra is 2; the
-		// ISP's RA gives the WAN its IPv6 default route.
-		autoconf := "0"
-		if w.IPv6 == "slaac" {
-			autoconf = "1"
-		}
-		wanSys = append(wanSys,
-			sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/accept_ra", "2"),
-			sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/autoconf", autoconf))
+	wanSys := wanSysctls(cfg, w.Name)
+	if w.Iface() != w.Name {
+		// A VLAN or PPPoE carries the addresses; the NIC carries frames.
+		wanSys = []netns.Sysctl{sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/disable_ipv6", "1")}
 	}
 	specs := []hw.Spec{{Role: "wan", Name: w.Name, MatchMAC: w.MatchMAC, SetMAC: w.SetMAC, MTU: w.MTU,
 		NS: cfg.Netns.WAN, Sysctls: wanSys}}
@@ -146,6 +133,26 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 		}
 	}
 	return specs
+}
+
+// wanSysctls are the settings of the interface that carries the WAN's
+// addresses (the NIC, its VLAN or the PPP interface).
+func wanSysctls(cfg *config.Config, iface string) []netns.Sysctl {
+	w, ns := cfg.WAN, cfg.Netns.WAN
+	sys := []netns.Sysctl{sysctl(ns, "net/ipv4/conf/"+iface+"/rp_filter", "1")}
+	if w.IPv6 == "off" || w.IPv6 == "static" {
+		// Static: the configured gateway is the default route, not one an
+		// RA adds beside it.
+		return append(sys, sysctl(ns, "net/ipv6/conf/"+iface+"/accept_ra", "0"))
+	}
+	// A forwarding namespace ignores RAs unless accept_ra is 2; the ISP's
+	// RA gives the WAN its IPv6 default route.
+	autoconf := "0"
+	if w.IPv6 == "slaac" {
+		autoconf = "1"
+	}
+	return append(sys, sysctl(ns, "net/ipv6/conf/"+iface+"/accept_ra", "2"),
+		sysctl(ns, "net/ipv6/conf/"+iface+"/autoconf", autoconf))
 }
 
 // lanSysctls are the settings of a LAN's interface (a NIC, a bridge or a

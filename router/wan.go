@@ -3,19 +3,24 @@ package router
 import (
 	"context"
 	"fmt"
+	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/hw"
 	"github.com/routerd/routerd/internal/lifecycle"
+	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/pppoe"
 	"github.com/routerd/routerd/router/status"
 )
 
-// wanComp gives the WAN NIC its addresses: the DHCPv4 and DHCPv6 clients,
-// or the static addresses and gateways (and, for IPv6, the routed prefix,
-// handed on as if delegated). Either way it is redone when the NIC is
+// wanComp gives the WAN its addresses: the DHCPv4 and DHCPv6 clients, the
+// PPPoE session, or the static addresses and gateways (and, for IPv6, the
+// routed prefix, handed on as if delegated), on the NIC or on its VLAN
+// (wan.vlan), which it makes. All of it is redone when the NIC is
 // re-adopted.
 type wanComp struct {
 	withHealth
@@ -23,6 +28,7 @@ type wanComp struct {
 	nics   *hw.Manager
 	client *dhcp.Client4
 	v6     *dhcp.Client6
+	ppp    *pppoe.Client
 	log    *slog.Logger
 
 	onLease  fanout[*dhcp.WANLease]
@@ -34,16 +40,52 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 	c := &wanComp{cfg: cfg, nics: nics, log: log}
 	if cfg.WAN.IPv4 == "dhcp" {
 		c.client = dhcp.NewClient4(dhcp.Client4Config{
-			NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, Hostname: cfg.Hostname,
+			NS: cfg.Netns.WAN, Iface: cfg.WAN.Link(), Hostname: cfg.Hostname,
 			StatePath: cfg.StatePath(config.StateWANDHCP4), Log: log,
 			OnLease: c.leased,
 		})
 	}
 	if cfg.WAN.IPv6 == "dhcp" {
-		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Name, PD: true,
+		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Link(), PD: true,
 			HintPath: cfg.StatePath(config.StatePDHint), Log: log, OnLease: c.leased6})
 	}
+	if p := cfg.WAN.PPPoE; p != nil {
+		c.ppp = pppoe.NewClient(pppoe.Config{NS: cfg.Netns.WAN, Link: cfg.WAN.Link(), Iface: cfg.WAN.Iface(),
+			Username: p.Username, Password: p.Password, Service: p.Service, ACName: p.ACName, MTU: p.MTU,
+			Log: log.With("client", "pppoe"), OnUp: c.pppUp, OnDown: c.pppDown})
+	}
 	return c
+}
+
+// pppUp hands the session on as the WAN's lease: its address, the ISP's
+// end as the router, its DNS servers. A PPP session has no lifetime; it
+// lasts until it ends.
+func (c *wanComp) pppUp(s pppoe.Session) {
+	if _, err := netns.SetSysctls(wanSysctls(c.cfg, s.Iface)); err != nil {
+		c.log.Warn("PPP interface settings", "err", err)
+	}
+	c.leased(&dhcp.WANLease{Address: netip.PrefixFrom(s.Local, 32), Router: s.Peer, DNS: s.DNS, MTU: s.MTU,
+		Acquired: s.Began, Lifetime: pppLifetime})
+}
+
+func (c *wanComp) pppDown(reason string) { c.leased(nil) }
+
+// pppLifetime is what a PPP session's lease says of its lifetime: none.
+const pppLifetime = 100 * 365 * 24 * time.Hour
+
+// link makes the WAN's VLAN on its NIC (wan.vlan), with the settings of
+// the interface that carries the WAN's addresses (or, under PPPoE, none).
+func (c *wanComp) link() error {
+	w := c.cfg.WAN
+	if w.VLAN == 0 {
+		return nil
+	}
+	sys := wanSysctls(c.cfg, w.Link())
+	if w.PPPoE != nil {
+		sys = []netns.Sysctl{sysctl(c.cfg.Netns.WAN, "net/ipv6/conf/"+w.Link()+"/disable_ipv6", "1")}
+	}
+	_, err := netns.EnsureVLAN(c.cfg.Netns.WAN, netns.VLAN{Name: w.Link(), Parent: w.Name, ID: w.VLAN, MTU: w.MTU}, sys)
+	return err
 }
 
 // OnLease registers fn to hear about WAN leases (the resolver takes the
@@ -78,6 +120,12 @@ func (c *wanComp) Start(ctx context.Context) error {
 					continue
 				}
 				c.log.Info("WAN NIC re-adopted; reconfiguring its address")
+				if err := c.link(); err != nil {
+					c.health.Failed(err)
+				}
+				if c.ppp != nil {
+					c.ppp.Restart("the WAN NIC was reset")
+				}
 				if c.v6 != nil {
 					c.v6.Readopted()
 				}
@@ -86,7 +134,7 @@ func (c *wanComp) Start(ctx context.Context) error {
 				}
 				if err := c.static(); err != nil {
 					c.health.Failed(err)
-				} else if c.client == nil {
+				} else if c.client == nil && c.ppp == nil {
 					c.health.Running()
 				}
 			case <-ctx.Done():
@@ -102,7 +150,11 @@ func (c *wanComp) Start(ctx context.Context) error {
 		// (static6Lifetime) runs out, as a DHCPv6 renewal would.
 		c.run.Every(static6Lifetime/4, func(context.Context) { c.leased6(c.static6Lease(time.Now())) })
 	}
-	err := c.static() // a NIC not there yet: redone when it is adopted
+	err := errors.Join(c.link(), c.static()) // a NIC not there yet: redone when it is adopted
+	if c.ppp != nil {
+		c.run.Go(c.ppp.Run)
+		return nil // like DHCP, start does not wait for the ISP
+	}
 	if c.client == nil {
 		return err
 	}
@@ -145,15 +197,21 @@ func (c *wanComp) static6Lease(now time.Time) *dhcp.WANLease6 {
 func (c *wanComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 func (c *wanComp) fillStatus(st *status.Status) {
-	ws := &status.WAN{Mode: c.cfg.WAN.IPv4, IPv6: c.cfg.WAN.IPv6}
+	ws := &status.WAN{Mode: c.cfg.WAN.IPv4, IPv6: c.cfg.WAN.IPv6, VLAN: c.cfg.WAN.VLAN}
+	if ws.VLAN != 0 {
+		ws.Link = c.cfg.WAN.Link()
+	}
 	if c.v6 != nil {
 		s := c.v6.Status()
 		ws.DHCP6 = &s
 	}
-	if c.client != nil {
+	switch {
+	case c.ppp != nil:
+		ws.PPPoE = pppoeStatus(c.ppp.Status())
+	case c.client != nil:
 		s := c.client.Status()
 		ws.DHCP = &s
-	} else {
+	default:
 		ws.Addr = c.cfg.WAN.Address.String() + " via " + c.cfg.WAN.Gateway.String()
 	}
 	if w := c.cfg.WAN; w.IPv6 == "static" {
@@ -163,4 +221,9 @@ func (c *wanComp) fillStatus(st *status.Status) {
 		}
 	}
 	st.WAN = ws
+}
+
+func pppoeStatus(s pppoe.Status) *status.PPPoE {
+	return &status.PPPoE{State: s.State, AC: s.AC, ACMAC: s.ACMAC, SessionID: s.SessionID, Address: s.Local, Peer: s.Peer,
+		MTU: s.MTU, Since: s.Since, EchoRTT: s.EchoRTT, Reconnects: s.Reconnects, LastEnd: s.LastEnd, NextTry: s.NextTry}
 }

@@ -166,22 +166,6 @@ func nth(p netip.Prefix, i int) netip.Prefix {
 	return netip.PrefixFrom(a, p.Bits())
 }
 
-// WAN is the uplink NIC.
-type WAN struct {
-	Name     string
-	MatchMAC net.HardwareAddr
-	SetMAC   net.HardwareAddr // nil: keep the NIC's own
-	Wait     time.Duration
-	IPv4     string       // "dhcp" | "static"
-	Address  netip.Prefix // static only
-	Gateway  netip.Addr   // static only
-	IPv6     string       // "dhcp" | "slaac" | "static" | "off"
-	Address6 netip.Prefix // static only
-	Gateway6 netip.Addr   // static only
-	Prefix6  netip.Prefix // static only, optional: the routed prefix pd_subnets come from
-	MTU      int
-}
-
 // LAN is one LAN-side NIC and the services on it.
 type LAN struct {
 	Name      string

@@ -144,18 +144,28 @@ type fileNetns struct {
 }
 
 type fileWAN struct {
-	Name     string `toml:"name"`
-	MatchMAC string `toml:"match_mac"`
-	SetMAC   string `toml:"set_mac"`
-	Wait     string `toml:"wait"`
-	IPv4     string `toml:"ipv4"`
-	Address  string `toml:"address"`
-	Gateway  string `toml:"gateway"`
-	IPv6     string `toml:"ipv6"`
-	Address6 string `toml:"address6"`
-	Gateway6 string `toml:"gateway6"`
-	Prefix6  string `toml:"prefix6"`
-	MTU      *int64 `toml:"mtu"`
+	Name     string     `toml:"name"`
+	MatchMAC string     `toml:"match_mac"`
+	SetMAC   string     `toml:"set_mac"`
+	Wait     string     `toml:"wait"`
+	IPv4     string     `toml:"ipv4"`
+	Address  string     `toml:"address"`
+	Gateway  string     `toml:"gateway"`
+	IPv6     string     `toml:"ipv6"`
+	Address6 string     `toml:"address6"`
+	Gateway6 string     `toml:"gateway6"`
+	Prefix6  string     `toml:"prefix6"`
+	MTU      *int64     `toml:"mtu"`
+	VLAN     *int64     `toml:"vlan"`
+	PPPoE    *filePPPoE `toml:"pppoe"`
+}
+
+type filePPPoE struct {
+	Username     string `toml:"username"`
+	PasswordFile string `toml:"password_file"`
+	Service      string `toml:"service"`
+	ACName       string `toml:"ac_name"`
+	MTU          *int64 `toml:"mtu"`
 }
 
 type fileLAN struct {

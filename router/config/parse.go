@@ -46,6 +46,7 @@ func load(path string, within []string) (cfg *Config, hash string, err error) {
 		}
 		errs = append(errs, cfg.Update.loadKey(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadCAs(filepath.Dir(path))...)
+		errs = append(errs, cfg.WAN.loadPassword(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadAnchors(filepath.Dir(path))...)
 		cfg.Routing.loadUsers()
 		for i := range cfg.Blocklists {
@@ -226,6 +227,9 @@ func (c *Config) files(dir string) map[string]string {
 	}
 	add("update.signing_key", c.Update.SigningKeyFile)
 	add("dns.tls_ca_file", c.DNS.TLSCAFile)
+	if c.WAN.PPPoE != nil {
+		add("wan.pppoe.password_file", c.WAN.PPPoE.PasswordFile)
+	}
 	add("dns.trust_anchors", c.DNS.TrustAnchorsFile)
 	for _, b := range c.Blocklists {
 		add(b.Path+".file", b.File)

@@ -38,12 +38,56 @@ func (v *validator) wan(f *fileWAN) {
 		// reload and rollback back.
 		v.p.errf("wan.wait", "%s is longer than %s", f.Wait, maxWANWait)
 	}
-	w.IPv4 = v.enum("wan.ipv4", or(f.IPv4, "dhcp"), "dhcp", "static")
+	w.IPv4 = v.enum("wan.ipv4", or(f.IPv4, "dhcp"), "dhcp", "static", "pppoe")
 	w.Address, w.Gateway = v.wanStatic("ipv4", w.IPv4, "address", f.Address, "gateway", f.Gateway, fam4)
 	w.IPv6 = v.enum("wan.ipv6", or(f.IPv6, "dhcp"), "dhcp", "slaac", "static", "off")
 	w.Address6, w.Gateway6 = v.wanStatic("ipv6", w.IPv6, "address6", f.Address6, "gateway6", f.Gateway6, fam6)
 	v.wanPrefix6(f)
 	w.MTU = v.mtu("wan.mtu", f.MTU, 576, w.IPv6 != "off")
+	if f.VLAN != nil {
+		if n := *f.VLAN; n < 1 || n > 4094 {
+			v.p.errf("wan.vlan", "%d is outside 1-4094", n)
+		} else {
+			w.VLAN = int(n)
+		}
+	}
+	v.pppoe(f)
+}
+
+// pppoe checks [wan.pppoe] (ipv4 = "pppoe"). The password file is read
+// with the config (Config.loadFiles).
+func (v *validator) pppoe(f *fileWAN) {
+	w := &v.c.WAN
+	if w.IPv4 != "pppoe" {
+		if f.PPPoE != nil {
+			v.p.errf("wan.pppoe", "only meaningful with ipv4 = \"pppoe\"")
+		}
+		return
+	}
+	if f.PPPoE == nil {
+		v.p.errf("wan.pppoe", "required with ipv4 = \"pppoe\": username and password_file")
+		return
+	}
+	p := &PPPoE{Username: f.PPPoE.Username, PasswordFile: f.PPPoE.PasswordFile, Service: f.PPPoE.Service, ACName: f.PPPoE.ACName, MTU: 1492}
+	if p.Username == "" || len(p.Username) > 255 {
+		v.p.errf("wan.pppoe.username", "required, up to 255 characters (the ISP's login, often user@isp)")
+	}
+	if p.PasswordFile == "" {
+		v.p.errf("wan.pppoe.password_file", "required: a file holding the password (relative to the config's directory)")
+	}
+	if f.PPPoE.MTU != nil {
+		if n := *f.PPPoE.MTU; n < 1280 || n > 1500 {
+			v.p.errf("wan.pppoe.mtu", "%d is outside 1280-1500 (above 1492 needs baby-jumbo frames, RFC 4638)", n)
+		} else {
+			p.MTU = int(n)
+		}
+	}
+	if w.IPv6 != "off" {
+		// IPv6CP is negotiated by the protocol code, but DHCPv6 over the
+		// PPP link is not wired yet: refused rather than half-working.
+		v.p.errf("wan.ipv6", "%q with PPPoE is not supported yet; set ipv6 = \"off\"", w.IPv6)
+	}
+	w.PPPoE = p
 }
 
 // wanStatic checks one family's static address and gateway (wan.<family>

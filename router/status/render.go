@@ -253,6 +253,7 @@ func renderWAN(st *Status, w io.Writer) {
 		return
 	}
 	section(w, "WAN")
+	renderWANLink(st.WAN, w)
 	if d := st.WAN.DHCP; d != nil {
 		fmt.Fprintf(w, "dhcp\t%s\t%s\n", d.State, orDash(d.Address))
 		if d.Address != "" {
@@ -262,7 +263,7 @@ func renderWAN(st *Status, w io.Writer) {
 		if d.Error != "" {
 			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
 		}
-	} else {
+	} else if st.WAN.PPPoE == nil {
 		fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
 	}
 	if d := st.WAN.DHCP6; d != nil {

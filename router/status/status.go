@@ -269,7 +269,10 @@ type Routing struct {
 
 // WAN is the uplink: its address and how it was obtained.
 type WAN struct {
-	Mode  string `json:"mode"` // "dhcp" | "static"
+	Mode  string `json:"mode"` // "dhcp" | "static" | "pppoe"
+	VLAN  int    `json:"vlan,omitempty"`
+	Link  string `json:"link,omitempty"` // the tagged link (wan.vlan)
+	PPPoE *PPPoE `json:"pppoe,omitempty"`
 	DHCP  *DHCP4 `json:"dhcp,omitempty"`
 	Addr  string `json:"address,omitempty"`
 	IPv6  string `json:"ipv6_mode"`
