@@ -2,8 +2,8 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"

@@ -82,8 +82,27 @@ func TestPPPoE(t *testing.T) {
 			if _, err := pc.UDHCPC(""); err != nil {
 				t.Fatal(err)
 			}
+			// The LAN client's SYN leaves with an MSS for the PPP link's
+			// MTU (1492 - 40), not its own 1460; the ISP sees it.
+			syn := isp.NS.Start("isp-tcpdump", "tcpdump", "-l", "-n", "-i", "any", "-c", "1",
+				"tcp[tcpflags] & tcp-syn != 0 and src host "+lab.PPPoEClient4.String())
+			l.Eventually(10*time.Second, "tcpdump listening", func() error {
+				if !strings.Contains(syn.Log.String(), "listening") {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
 			if got := echoFrom(t, l, pc, lab.Echo4, 80); got != lab.PPPoEClient4.String() {
 				t.Fatalf("the ISP saw the LAN client as %q, want the session's address %s", got, lab.PPPoEClient4)
+			}
+			l.Eventually(10*time.Second, "the client's SYN at the ISP", func() error {
+				if !strings.Contains(syn.Log.String(), "mss ") {
+					return fmt.Errorf("tcpdump: %s", syn.Log.String())
+				}
+				return nil
+			})
+			if !strings.Contains(syn.Log.String(), "mss 1452") {
+				t.Errorf("the LAN client's SYN reached the ISP without an MSS clamped to the PPP MTU (1452):\n%s", syn.Log.String())
 			}
 			out, _ := rd.Ctl("status")
 			if strings.Contains(out, "s3cret") || !strings.Contains(out, "pppoe") || !strings.Contains(out, lab.PPPoEClient4.String()) {

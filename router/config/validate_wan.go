@@ -64,6 +64,11 @@ func (v *validator) pppoe(f *fileWAN) {
 		}
 		return
 	}
+	if w.IPv6 != "off" {
+		// IPv6CP is negotiated by the protocol code, but DHCPv6 over the
+		// PPP link is not wired yet: refused rather than half-working.
+		v.p.errf("wan.ipv6", "%q with PPPoE is not supported yet; set ipv6 = \"off\"", w.IPv6)
+	}
 	if f.PPPoE == nil {
 		v.p.errf("wan.pppoe", "required with ipv4 = \"pppoe\": username and password_file")
 		return
@@ -81,11 +86,6 @@ func (v *validator) pppoe(f *fileWAN) {
 		} else {
 			p.MTU = int(n)
 		}
-	}
-	if w.IPv6 != "off" {
-		// IPv6CP is negotiated by the protocol code, but DHCPv6 over the
-		// PPP link is not wired yet: refused rather than half-working.
-		v.p.errf("wan.ipv6", "%q with PPPoE is not supported yet; set ipv6 = \"off\"", w.IPv6)
 	}
 	w.PPPoE = p
 }

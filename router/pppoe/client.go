@@ -183,7 +183,9 @@ func (c *Client) attempt(ctx context.Context) (began time.Time, reason string, a
 		if ks != nil {
 			ks.Close()
 		}
-		g.Stop(context.Background()) // the readers return once their files are closed
+		// The readers return once their files are closed: Stop cannot
+		// time out without a deadline.
+		_ = g.Stop(context.Background())
 	}()
 	disc := make(chan rx, 16)
 	reader(&g, c.cfg.Log, "discovery", disc, func(b []byte) (int, net.HardwareAddr, error) {
@@ -374,7 +376,6 @@ func maxPayload(mtu int) uint16 {
 	}
 	return 0
 }
-
 
 // Restart ends the current session or attempt (the link under it was
 // reset) and starts over at once.
