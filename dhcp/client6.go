@@ -26,6 +26,9 @@ import (
 type Client6Config struct {
 	NS    string
 	Iface string
+	// DUIDFrom is the interface whose MAC makes the client's DUID and
+	// IAIDs, when Iface has none (a PPP link: the WAN NIC's); "" is Iface.
+	DUIDFrom string
 	// PD asks for a delegated prefix too (IA_PD).
 	PD bool
 	// HintPath keeps the last delegated prefix, asked for again (as a
@@ -103,9 +106,24 @@ func (c *Client6) open() (*nclient6.Client, net.HardwareAddr, error) {
 			return err
 		}
 		mac = ifi.HardwareAddr
+		if c.cfg.DUIDFrom != "" {
+			nic, err := net.InterfaceByName(c.cfg.DUIDFrom)
+			if err != nil {
+				return err
+			}
+			mac = nic.HardwareAddr
+		}
 		// The link-local address is what the socket binds to; it exists
 		// only once the link is up.
-		nc, err = nclient6.New(c.cfg.Iface, nclient6.WithTimeout(2*time.Second), nclient6.WithRetry(3))
+		conn, err := nclient6.NewIPv6UDPConn(c.cfg.Iface, dhcpv6.DefaultClientPort)
+		if err != nil {
+			return err
+		}
+		// The client's MAC makes its DUID (a PPP link has none: the NIC's).
+		nc, err = nclient6.NewWithConn(conn, mac, nclient6.WithTimeout(2*time.Second), nclient6.WithRetry(3))
+		if err != nil {
+			conn.Close()
+		}
 		return err
 	})
 	if err != nil {

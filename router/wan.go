@@ -46,13 +46,25 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 		})
 	}
 	if cfg.WAN.IPv6 == "dhcp" {
-		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Link(), PD: true,
+		// Over PPPoE the client runs on the session's interface (made
+		// anew by each session: started again by pppUp6), its DUID from
+		// the NIC's MAC.
+		duid := ""
+		if cfg.WAN.PPPoE != nil {
+			duid = cfg.WAN.Name
+		}
+		c.v6 = dhcp.NewClient6(dhcp.Client6Config{NS: cfg.Netns.WAN, Iface: cfg.WAN.Iface(), DUIDFrom: duid, PD: true,
 			HintPath: cfg.StatePath(config.StatePDHint), Log: log, OnLease: c.leased6})
 	}
 	if p := cfg.WAN.PPPoE; p != nil {
-		c.ppp = pppoe.NewClient(pppoe.Config{NS: cfg.Netns.WAN, Link: cfg.WAN.Link(), Iface: cfg.WAN.Iface(),
+		nic := ""
+		if cfg.WAN.VLAN != 0 {
+			nic = cfg.WAN.Name
+		}
+		c.ppp = pppoe.NewClient(pppoe.Config{NS: cfg.Netns.WAN, Link: cfg.WAN.Link(), NIC: nic, Iface: cfg.WAN.Iface(),
 			Username: p.Username, Password: p.Password, Service: p.Service, ACName: p.ACName, MTU: p.MTU,
-			Log: log.With("client", "pppoe"), OnUp: c.pppUp, OnDown: c.pppDown})
+			IPv6: cfg.WAN.IPv6 == "dhcp",
+			Log:  log.With("client", "pppoe"), OnUp: c.pppUp, OnUp6: c.pppUp6, OnDown: c.pppDown})
 	}
 	return c
 }
@@ -69,6 +81,13 @@ func (c *wanComp) pppUp(s pppoe.Session) {
 }
 
 func (c *wanComp) pppDown(reason string) { c.leased(nil) }
+
+// pppUp6: IPv6CP agreed and the link is up; DHCPv6 starts on it.
+func (c *wanComp) pppUp6(pppoe.Session) {
+	if c.v6 != nil {
+		c.v6.Readopted()
+	}
+}
 
 // pppLifetime is what a PPP session's lease says of its lifetime: none.
 const pppLifetime = 100 * 365 * 24 * time.Hour

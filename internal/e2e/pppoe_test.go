@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 
 // pppoeWAN is the [wan] of a PPPoE line on VLAN 7 (Deutsche Telekom's
 // setup), with the password in a file beside the config.
-func pppoeWAN(t *testing.T, r *lab.Router, user, password string) string {
+func pppoeWAN(t *testing.T, r *lab.Router, user, password string, ipv6 bool) string {
 	t.Helper()
 	// In the state directory: it outlives the test's own temporary
 	// directory, until the lab's teardown has read the config.
@@ -26,6 +27,15 @@ func pppoeWAN(t *testing.T, r *lab.Router, user, password string) string {
 		t.Fatal(err)
 	}
 	cfg := r.Config(lab.ConfigOptions{WANIPv6: "off"})
+	if ipv6 {
+		// DHCPv6 over the session; the first LAN takes subnet 1 of the
+		// delegated prefix and announces it.
+		cfg = r.Config(lab.ConfigOptions{WANIPv6: "dhcp"})
+		lan := r.LANs[0]
+		cfg = strings.Replace(cfg, fmt.Sprintf("addresses = [%q, %q]\n", lan.Router4(), lan.Router6()),
+			fmt.Sprintf("addresses = [%q, %q]\npd_subnet = 1\n", lan.Router4(), lan.Router6()), 1)
+		cfg = strings.Replace(cfg, "\n[dns]\n", "[lan.ra]\nautonomous = true\n\n[dns]\n", 1)
+	}
 	cfg = strings.Replace(cfg, "[wan]\n", "[wan]\nvlan = 7\nipv4 = \"pppoe\"\n", 1)
 	return cfg + fmt.Sprintf("\n[wan.pppoe]\nusername = %q\npassword_file = %q\n", user, file)
 }
@@ -68,13 +78,29 @@ func TestPPPoE(t *testing.T) {
 		t.Run(auth, func(t *testing.T) {
 			l := lab.New(t)
 			isp := l.NewISP(lab.ISPOptions{})
-			srv := isp.ServePPPoE(lab.PPPoEOptions{VLAN: 7, Auth: auth, User: "user@isp.example", Password: "s3cret-" + auth, ACName: "bras-" + auth})
+			srv := isp.ServePPPoE(lab.PPPoEOptions{VLAN: 7, Auth: auth, User: "user@isp.example", Password: "s3cret-" + auth, ACName: "bras-" + auth,
+				IPv6: auth == "chap"})
 			r := l.NewRouter(isp)
 			pc := r.AddLAN().AddClient()
-			rd := r.StartRouterd(pppoeWAN(t, r, "user@isp.example", "s3cret-"+auth))
+			cfg := pppoeWAN(t, r, "user@isp.example", "s3cret-"+auth, auth == "chap")
+			if auth == "pap" {
+				// RFC 4638 asked for: routerd makes room for it on the
+				// NIC and its VLAN (1508), and, as this AC does not
+				// agree to it, runs the session at 1492.
+				cfg += "mtu = 1500\n"
+			}
+			rd := r.StartRouterd(cfg)
 			p := waitPPPoE(t, l, rd, 60*time.Second, "PPPoE session up", pppoeUp)
 			if p.Address != lab.PPPoEClient4.String() || p.Peer != lab.PPPoEGateway4.String() || p.AC != "bras-"+auth || p.MTU != 1492 {
 				t.Errorf("session %+v: want address %s, peer %s, AC bras-%s, MTU 1492", *p, lab.PPPoEClient4, lab.PPPoEGateway4, auth)
+			}
+			if auth == "pap" {
+				wan := l.ExistingNS(l.Prefix + "-wan")
+				for _, link := range []string{"wan0", "wan0.7"} {
+					if out := wan.MustRun("ip", "-o", "link", "show", link); !strings.Contains(out, "mtu 1508") {
+						t.Errorf("RFC 4638 asked for, but %s is not ready for baby-jumbo frames: %s", link, out)
+					}
+				}
 			}
 			if !strings.Contains(srv.PPPDLog(), "rcvd [IPCP ConfAck") {
 				t.Errorf("the ISP's pppd did not log an agreed IPCP:\n%s", srv.PPPDLog())
@@ -111,6 +137,7 @@ func TestPPPoE(t *testing.T) {
 			if auth != "chap" {
 				return
 			}
+			pppoeIPv6(t, l, isp, srv, rd, pc)
 			// The ISP hangs up: routerd sees it (PADT, LCP terminate) and
 			// dials again.
 			start := time.Now()
@@ -142,7 +169,7 @@ func TestPPPoEWrongPassword(t *testing.T) {
 	isp.ServePPPoE(lab.PPPoEOptions{Auth: "chap", User: "user@isp.example", Password: "right"})
 	r := l.NewRouter(isp)
 	r.AddLAN()
-	cfg := strings.Replace(pppoeWAN(t, r, "user@isp.example", "wrong"), "vlan = 7\n", "", 1)
+	cfg := strings.Replace(pppoeWAN(t, r, "user@isp.example", "wrong", false), "vlan = 7\n", "", 1)
 	rd := r.StartRouterd(cfg)
 	p := waitPPPoE(t, l, rd, 60*time.Second, "the refusal in status", func(p *status.PPPoE) error {
 		if !strings.Contains(p.LastEnd, "refused") || p.State != "waiting" {
@@ -155,5 +182,49 @@ func TestPPPoEWrongPassword(t *testing.T) {
 	}
 	if strings.Contains(p.LastEnd, "wrong") {
 		t.Errorf("status shows the password: %q", p.LastEnd)
+	}
+}
+
+// pppoeIPv6: IPv6CP, then DHCPv6 over the session: the router gets an
+// address and a delegated prefix, the LAN a subnet of it, and a LAN client
+// reaches the ISP from its own global address.
+func pppoeIPv6(t *testing.T, l *lab.Lab, isp *lab.ISP, srv *lab.PPPoEServer, rd *lab.Routerd, pc *lab.Client) {
+	t.Helper()
+	iface := srv.ServeDHCPv6()
+	var subnet netip.Prefix
+	l.Eventually(90*time.Second, "a delegated prefix over PPPoE on the LAN", func() error {
+		st, err := getStatus(rd)
+		if err != nil {
+			return err
+		}
+		pd := st.WAN.PD
+		if pd == nil || pd.Current == nil || len(pd.Current.Subnets) != 1 {
+			return fmt.Errorf("prefix delegation = %+v, dhcpv6 = %+v", pd, st.WAN.DHCP6)
+		}
+		delegated := netip.MustParsePrefix(pd.Current.Prefix)
+		if !lab.ISPDelegation.Contains(delegated.Addr()) {
+			return fmt.Errorf("delegated %s, not from %s", delegated, lab.ISPDelegation)
+		}
+		// The ISP routes the delegated prefix over the session.
+		isp.NS.MustRun("ip", "-6", "route", "replace", delegated.String(), "dev", iface)
+		subnet = netip.MustParsePrefix(pd.Current.Subnets[0].Prefix)
+		return nil
+	})
+	var addr netip.Addr
+	l.Eventually(30*time.Second, "the LAN client has an address in "+subnet.String(), func() error {
+		out, err := pc.NS.Run("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global", "-deprecated")
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(out) {
+			if p, err := netip.ParsePrefix(f); err == nil && subnet.Contains(p.Addr()) {
+				addr = p.Addr()
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet:\n%s", out)
+	})
+	if got := echoFrom(t, l, pc, lab.Echo6, 80); got != addr.String() {
+		t.Errorf("over IPv6 the ISP saw the LAN client as %q, want its own address %s", got, addr)
 	}
 }

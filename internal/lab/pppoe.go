@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,6 +29,7 @@ type PPPoEOptions struct {
 	User     string
 	Password string
 	ACName   string
+	IPv6     bool // IPv6CP (pppd's +ipv6); ServeDHCPv6 then serves DHCPv6 over the session
 }
 
 // PPPoEServer is the running access concentrator.
@@ -48,6 +50,10 @@ func (isp *ISP) ServePPPoE(o PPPoEOptions) *PPPoEServer {
 	// frame; a bridge without an address of its own set takes its
 	// lowest port's, which changes as the router attaches.
 	isp.NS.MustRun("ip", "link", "set", "dev", "dn", "address", PPPoEACMAC)
+	// The link-local address pppd gives each session's interface is
+	// usable at once (a point-to-point link has nobody to clash with), so
+	// that kea can bind to it as soon as it is there.
+	isp.NS.MustRun("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 	dev := "dn"
 	if o.VLAN != 0 {
 		dev = fmt.Sprintf("dn.%d", o.VLAN)
@@ -63,6 +69,10 @@ func (isp *ISP) ServePPPoE(o PPPoEOptions) *PPPoEServer {
 		"require-" + o.Auth, "name isp", "lcp-echo-interval 5", "lcp-echo-failure 3",
 		"ms-dns " + ISPDNS4.String(), "nodefaultroute", "noipv6", "mtu 1492", "mru 1492",
 		"nodetach", "debug", "logfile " + filepath.Join(dir, "pppd.log"), "nodeflate", "nobsdcomp", "noccp",
+	}
+	if o.IPv6 {
+		opts = slices.DeleteFunc(opts, func(s string) bool { return s == "noipv6" })
+		opts = append(opts, "+ipv6")
 	}
 	for name, content := range map[string]string{
 		"chap-secrets": secret, "pap-secrets": secret, "options": "",
@@ -108,4 +118,65 @@ func (s *PPPoEServer) HangUp() {
 		}
 		return nil
 	})
+}
+
+// PPPoEPool6 is where the ISP's DHCPv6 server over a PPPoE session gives
+// addresses (IA_NA) from.
+var PPPoEPool6 = netip.MustParsePrefix("2001:db8:200::/64")
+
+// ServeDHCPv6 runs kea-dhcp6 on the session's interface at the ISP's end
+// (once pppd made it and IPv6CP gave it its link-local address):
+// addresses from PPPoEPool6 and /56 prefixes from ISPDelegation, routed
+// over the session as the ISP's router would. It returns the interface.
+func (s *PPPoEServer) ServeDHCPv6() string {
+	isp, l := s.isp, s.isp.lab
+	l.T.Helper()
+	var iface string
+	l.Eventually(60*time.Second, "the ISP's end of the session has IPv6", func() error {
+		out, err := isp.NS.Run("ip", "-o", "-6", "addr", "show", "scope", "link")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], "ppp") {
+				iface = f[1]
+				return nil
+			}
+		}
+		return fmt.Errorf("no ppp interface with a link-local address:\n%s", out)
+	})
+	// pppd gives its end a point-to-point link-local address ("fe80::a
+	// peer fe80::b/128"); kea takes the peer's for its own and cannot bind
+	// to it. A plain one of the same address is what kea needs.
+	out := isp.NS.MustRun("ip", "-o", "-6", "addr", "show", "dev", iface, "scope", "link")
+	if f := strings.Fields(out); len(f) > 5 && f[4] == "peer" {
+		isp.NS.MustRun("ip", "-6", "addr", "del", f[3], "peer", f[5], "dev", iface)
+		isp.NS.MustRun("ip", "-6", "addr", "add", f[3]+"/64", "dev", iface, "nodad")
+	}
+	isp.NS.MustRun("ip", "-6", "route", "replace", PPPoEPool6.String(), "dev", iface)
+	conf := fmt.Sprintf(`{"Dhcp6": {
+  "interfaces-config": {"interfaces": [%q], "service-sockets-max-retries": 100, "service-sockets-retry-wait-time": 200},
+  "data-directory": %q,
+  "server-id": {"type": "EN", "enterprise-id": 2495, "identifier": "0102030405", "persist": false},
+  "lease-database": {"type": "memfile", "persist": false},
+  "preferred-lifetime": 1800, "valid-lifetime": 3600, "renew-timer": 900, "rebind-timer": 1500,
+  "subnet6": [{"id": 1, "subnet": %q, "interface": %q,
+    "pools": [{"pool": "%s - %s"}],
+    "pd-pools": [{"prefix": "%s", "prefix-len": %d, "delegated-len": 56}],
+    "option-data": [{"name": "dns-servers", "data": "%s"}]}],
+  "loggers": [{"name": "kea-dhcp6", "severity": "INFO", "output_options": [{"output": "stdout"}]}]
+}}`, iface, s.dir, PPPoEPool6, iface, PPPoEPool6.Addr().Next().Next(), "2001:db8:200::1ff",
+		ISPDelegation.Addr(), ISPDelegation.Bits(), ISPDNS6)
+	path := filepath.Join(s.dir, "kea6.json")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		l.T.Fatalf("lab: %v", err)
+	}
+	k := isp.NS.Start("isp-kea6-ppp", "env", "KEA_PIDFILE_DIR="+s.dir, "KEA_LOCKFILE_DIR="+s.dir, "kea-dhcp6", "-c", path)
+	l.Eventually(10*time.Second, "kea-dhcp6 started on "+iface, func() error {
+		if !strings.Contains(k.Log.String(), "DHCP6_STARTED") {
+			return fmt.Errorf("not yet:\n%s", k.Log.String())
+		}
+		return nil
+	})
+	return iface
 }

@@ -154,7 +154,6 @@ func TestRules(t *testing.T) {
 		{"wan vlan out of range", `mtu = 1500`, "mtu = 1500\nvlan = 4095", "wan.vlan", "outside 1-4094"},
 		{"pppoe without section", `ipv4 = "dhcp"`, `ipv4 = "pppoe"`, "wan.pppoe", "required with ipv4 = \"pppoe\""},
 		{"pppoe section without pppoe", `mtu = 1500`, "mtu = 1500\n[wan.pppoe]\nusername = \"u\"\npassword_file = \"p\"", "wan.pppoe", "only meaningful"},
-		{"pppoe with ipv6", `ipv4 = "dhcp"`, `ipv4 = "pppoe"`, "wan.ipv6", "not supported yet"},
 		{"pd_subnet without prefix6", `ipv6 = "dhcp"`, `ipv6 = "static"` + "\naddress6 = \"2001:db8:0:1::2/64\"\ngateway6 = \"fe80::1\"", "lan[0].pd_subnet", "needs wan.prefix6"},
 		{"address6 without static", `ipv6 = "dhcp"`, `ipv6 = "dhcp"` + "\naddress6 = \"2001:db8:0:1::2/64\"", "wan.address6", "only meaningful with ipv6 = \"static\""},
 		{"pd_subnet twice", `addresses = ["192.168.2.1/24", "fd00:2::1/64"]`, "addresses = [\"192.168.2.1/24\", \"fd00:2::1/64\"]\npd_subnet = 1", "lan[1].pd_subnet", "already lan[0]'s (lan0)"},

@@ -64,10 +64,8 @@ func (v *validator) pppoe(f *fileWAN) {
 		}
 		return
 	}
-	if w.IPv6 != "off" {
-		// IPv6CP is negotiated by the protocol code, but DHCPv6 over the
-		// PPP link is not wired yet: refused rather than half-working.
-		v.p.errf("wan.ipv6", "%q with PPPoE is not supported yet; set ipv6 = \"off\"", w.IPv6)
+	if w.IPv6 != "off" && w.IPv6 != "dhcp" {
+		v.p.errf("wan.ipv6", "%q with PPPoE: use \"dhcp\" (IPv6CP, then DHCPv6 with prefix delegation over the session) or \"off\"", w.IPv6)
 	}
 	if f.PPPoE == nil {
 		v.p.errf("wan.pppoe", "required with ipv4 = \"pppoe\": username and password_file")

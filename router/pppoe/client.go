@@ -20,6 +20,7 @@ import (
 type Config struct {
 	NS       string // the namespace of Link and of the PPP interface
 	Link     string // the Ethernet link discovery runs on: the WAN NIC or its VLAN
+	NIC      string // Link's parent NIC when Link is a VLAN ("": Link is the NIC)
 	Iface    string // the PPP interface's name
 	Username string
 	Password []byte
@@ -202,7 +203,20 @@ func (c *Client) attempt(ctx context.Context) (began time.Time, reason string, a
 	}
 	var hostUniq [4]byte
 	rand.Read(hostUniq[:])
-	d := NewDiscovery(DiscoveryConfig{Service: c.cfg.Service, ACName: c.cfg.ACName, HostUniq: hostUniq[:], MaxPayload: maxPayload(c.cfg.MTU)})
+	ask := maxPayload(c.cfg.MTU)
+	if ask > 0 {
+		// RFC 4638: a 1500-byte PPP payload needs Ethernet frames of
+		// 1508 under it; without them, ask for nothing (1492).
+		links := []string{c.cfg.Link}
+		if c.cfg.NIC != "" {
+			links = []string{c.cfg.NIC, c.cfg.Link}
+		}
+		if err := babyJumbo(c.cfg.NS, links, int(ask)+8); err != nil {
+			c.cfg.Log.Warn("no baby-jumbo frames for RFC 4638: the PPP MTU stays 1492", "err", err)
+			ask = 0
+		}
+	}
+	d := NewDiscovery(DiscoveryConfig{Service: c.cfg.Service, ACName: c.cfg.ACName, HostUniq: hostUniq[:], MaxPayload: ask})
 	c.update(func(s *Status) { s.State, s.AC, s.ACMAC, s.NextTry = "discovering", "", "", time.Time{} })
 	send(d.Start(time.Now()))
 
@@ -271,8 +285,8 @@ func (c *Client) attempt(ctx context.Context) (began time.Time, reason string, a
 				continue
 			}
 			mru := 1492
-			if d.MaxPayload >= 1500 && c.cfg.MTU >= 1500 {
-				mru = 1500
+			if ask > 0 && d.MaxPayload > 1492 {
+				mru = int(min(d.MaxPayload, ask))
 			}
 			if ks, err = openSession(c.cfg.NS, c.cfg.Link, d.Session, d.AC, c.cfg.Iface, mru); err != nil {
 				send(d.PADT("client error"))

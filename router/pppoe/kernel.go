@@ -166,8 +166,10 @@ func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) e
 	return nil
 }
 
-// configure6 gives the interface the link-local address IPv6CP agreed;
-// the address and prefix come from DHCPv6 and the ISP's RA over it.
+// configure6 gives the interface the link-local address IPv6CP agreed
+// and the IPv6 default route (the link is point to point: the ISP is
+// whoever is at its other end); the address and prefix come from DHCPv6
+// over it.
 func (k *kernelSession) configure6(ns string, local netip.Addr) error {
 	h, err := netns.Handle(ns)
 	if err != nil {
@@ -181,6 +183,34 @@ func (k *kernelSession) configure6(ns string, local netip.Addr) error {
 	addr := &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(local, 64)), Flags: unix.IFA_F_NODAD}
 	if err := h.AddrReplace(l, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", local, l.Attrs().Name, err)
+	}
+	r := &netlink.Route{LinkIndex: k.ifindex, Dst: netns.IPNet(netip.MustParsePrefix("::/0")),
+		Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V6}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("IPv6 default route via %s: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// babyJumbo raises the MTU of links (a NIC first, then its VLAN) to at
+// least size.
+func babyJumbo(ns string, links []string, size int) error {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, name := range links {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("look up %s: %w", name, err)
+		}
+		if l.Attrs().MTU >= size {
+			continue
+		}
+		if err := h.LinkSetMTU(l, size); err != nil {
+			return fmt.Errorf("set MTU of %s to %d: %w", name, size, err)
+		}
 	}
 	return nil
 }
