@@ -172,6 +172,14 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			m.emit("wan_dhcp_lease_expiry_seconds", "gauge", "Seconds until the WAN lease runs out.", time.Until(st.WAN.DHCP.Expires).Seconds())
 		}
 	}
+	if st.WAN != nil && st.WAN.PPPoE != nil {
+		p := st.WAN.PPPoE
+		m.emit("wan_pppoe_up", "gauge", "1 while the PPPoE session is up.", b2f(p.State == "up"))
+		m.emit("wan_pppoe_reconnects_total", "counter", "PPPoE sessions or attempts that ended.", float64(p.Reconnects))
+		if p.EchoRTT > 0 {
+			m.emit("wan_pppoe_echo_rtt_seconds", "gauge", "Round trip of the last LCP echo.", p.EchoRTT.Seconds())
+		}
+	}
 	if v := st.VPN; v != nil {
 		m.emit("vpn_up", "gauge", fmt.Sprintf("1 when the tunnel had a handshake in the last %v.", vpn.UpWithin), b2f(v.Up))
 		for _, p := range v.Peers {

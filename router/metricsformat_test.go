@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routerd/routerd/router/status"
 )
@@ -24,7 +25,7 @@ func TestMetricsFormat(t *testing.T) {
 	}
 
 	st := &status.Status{Uptime: 12.5, Components: []status.Component{{Name: "dns", State: status.Running}, {Name: "wan", State: status.Failed}},
-		WAN: &status.WAN{DHCP: &status.DHCP4{State: status.DHCPBound}}}
+		WAN: &status.WAN{DHCP: &status.DHCP4{State: status.DHCPBound}, PPPoE: &status.PPPoE{State: "up", Reconnects: 2, EchoRTT: 3 * time.Millisecond}}}
 	b.Reset()
 	writeMetrics(st, &b)
 	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? [-+0-9.eEInfNa]+$`)
@@ -57,7 +58,8 @@ func TestMetricsFormat(t *testing.T) {
 			}
 		}
 	}
-	if !seen["routerd_component_up"] || !strings.Contains(b.String(), `routerd_wan_dhcp_bound 1`) {
+	if !seen["routerd_component_up"] || !strings.Contains(b.String(), `routerd_wan_dhcp_bound 1`) ||
+		!strings.Contains(b.String(), "routerd_wan_pppoe_up 1\n") || !strings.Contains(b.String(), "routerd_wan_pppoe_echo_rtt_seconds 0.003\n") {
 		t.Errorf("metrics lack the components or the WAN lease:\n%s", b.String())
 	}
 }

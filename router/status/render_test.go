@@ -90,3 +90,23 @@ func TestTimeAndSlotsSections(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderPPPoE: the WAN section shows the tagged link and the session:
+// its address, the access concentrator, the echo round trip, and why the
+// last one ended.
+func TestRenderPPPoE(t *testing.T) {
+	st := &Status{WAN: &WAN{Mode: "pppoe", IPv6: "off", VLAN: 7, Link: "wan0.7", PPPoE: &PPPoE{State: "up", AC: "bras1", ACMAC: "02:00:00:00:00:ac",
+		SessionID: 0x12, Address: "198.51.100.10", Peer: "198.51.100.1", MTU: 1492, Since: time.Now(), EchoRTT: 4 * time.Millisecond,
+		Reconnects: 1, LastEnd: "ended by the ISP (PADT)"}}}
+	var b strings.Builder
+	renderWAN(st, &b)
+	for _, want := range []string{"vlan\t7 (wan0.7)", "pppoe\tup\t198.51.100.10", "session 0x0012 with bras1", "peer 198.51.100.1, mtu 1492",
+		"echo rtt 4ms", "reconnects 1, last end: ended by the ISP (PADT)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WAN section lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "static") {
+		t.Errorf("a PPPoE WAN shown as static:\n%s", b.String())
+	}
+}
