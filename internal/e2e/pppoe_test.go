@@ -228,3 +228,34 @@ func pppoeIPv6(t *testing.T, l *lab.Lab, isp *lab.ISP, srv *lab.PPPoEServer, rd 
 		t.Errorf("over IPv6 the ISP saw the LAN client as %q, want its own address %s", got, addr)
 	}
 }
+
+// TestTaggedWAN (full kernel: 802.1Q): wan.vlan puts DHCP on VLAN 7 of the
+// WAN NIC; the ISP serves another subnet there than on the untagged
+// link, and the LAN reaches it from the tagged lease.
+func TestTaggedWAN(t *testing.T) {
+	if lab.RequireKernel(t, "8021q") {
+		return
+	}
+	lab.Require(t, "dnsmasq", "curl", "udhcpc")
+	l := lab.New(t)
+	isp := l.NewISP(lab.ISPOptions{})
+	isp.ServeVLAN(7)
+	r := l.NewRouter(isp)
+	pc := r.AddLAN().AddClient()
+	cfg := strings.Replace(r.Config(lab.ConfigOptions{}), "[wan]\n", "[wan]\nvlan = 7\n", 1)
+	rd := r.StartRouterd(cfg)
+	st := waitWANLease(t, l, rd, nil)
+	lease := netip.MustParsePrefix(st.WAN.DHCP.Address)
+	if !lab.TaggedSubnet4.Contains(lease.Addr()) {
+		t.Fatalf("WAN lease %s, want one from the tagged link's %s", lease, lab.TaggedSubnet4)
+	}
+	if out, _ := rd.Ctl("status"); !strings.Contains(out, "wan0.7") {
+		t.Errorf("status does not show the tagged link:\n%s", out)
+	}
+	if _, err := pc.UDHCPC(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := echoFrom(t, l, pc, lab.Echo4, 80); got != lease.Addr().String() {
+		t.Errorf("the ISP saw the LAN client as %q, want the tagged lease's %s", got, lease.Addr())
+	}
+}
