@@ -134,7 +134,22 @@ func TestPPPoE(t *testing.T) {
 			if strings.Contains(out, "s3cret") || !strings.Contains(out, "pppoe") || !strings.Contains(out, lab.PPPoEClient4.String()) {
 				t.Errorf("status shows the password or no session:\n%s", out)
 			}
-			if auth != "chap" {
+			if auth == "pap" {
+				// The ISP's side goes silent (no terminate, no PADT):
+				// LCP echoes notice, and routerd dials again.
+				start := time.Now()
+				srv.Freeze()
+				p = waitPPPoE(t, l, rd, 90*time.Second, "PPPoE redialled after the ISP went silent", func(p *status.PPPoE) error {
+					if p.Reconnects < 1 {
+						return fmt.Errorf("no reconnect yet: %+v", *p)
+					}
+					return pppoeUp(p)
+				})
+				t.Logf("the ISP went silent (%q): up again after %s", p.LastEnd, time.Since(start).Round(time.Millisecond))
+				if !strings.Contains(p.LastEnd, "echo") {
+					t.Errorf("last end %q does not say the LCP echoes went unanswered", p.LastEnd)
+				}
+				echoFrom(t, l, pc, lab.Echo4, 80)
 				return
 			}
 			pppoeIPv6(t, l, isp, srv, rd, pc)

@@ -180,3 +180,29 @@ func (s *PPPoEServer) ServeDHCPv6() string {
 	})
 	return iface
 }
+
+// Freeze stops the ISP's pppd and its relay without a word (SIGSTOP): the
+// session goes silent, as when the ISP's side fails without telling, and
+// only LCP echoes can notice. The server itself keeps answering, so a
+// client that dials again gets a new session.
+func (s *PPPoEServer) Freeze() {
+	l := s.isp.lab
+	l.T.Helper()
+	out, err := hostCmd("pgrep", "-P", fmt.Sprint(s.Proc.Cmd.Process.Pid), "-x", "pppd").Output()
+	if err != nil {
+		l.T.Fatalf("lab: no pppd to freeze: %v", err)
+	}
+	var pids []string
+	for _, pppd := range strings.Fields(string(out)) {
+		pids = append(pids, pppd)
+		if kids, err := hostCmd("pgrep", "-P", pppd).Output(); err == nil {
+			pids = append(pids, strings.Fields(string(kids))...)
+		}
+	}
+	if out, err := hostCmd(append([]string{"kill", "-STOP"}, pids...)...).CombinedOutput(); err != nil {
+		l.T.Fatalf("lab: kill -STOP %v: %v: %s", pids, err, out)
+	}
+	// Continued before the lab's cleanup ends them: a stopped process
+	// does not act on SIGTERM.
+	l.T.Cleanup(func() { hostCmd(append([]string{"kill", "-CONT"}, pids...)...).Run() })
+}
