@@ -63,8 +63,8 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 		}
 		c.ppp = pppoe.NewClient(pppoe.Config{NS: cfg.Netns.WAN, Link: cfg.WAN.Link(), NIC: nic, Iface: cfg.WAN.Iface(),
 			Username: p.Username, Password: p.Password, Service: p.Service, ACName: p.ACName, MTU: p.MTU,
-			IPv6: cfg.WAN.IPv6 == "dhcp",
-			Log:  log.With("client", "pppoe"), OnUp: c.pppUp, OnUp6: c.pppUp6, OnDown: c.pppDown})
+			IPv6: cfg.WAN.IPv6 == "dhcp", EchoInterval: p.LCPEcho, EchoFailures: p.LCPFailures,
+			Log: log.With("client", "pppoe"), OnUp: c.pppUp, OnUp6: c.pppUp6, OnDown: c.pppDown})
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/routerd/routerd/internal/lab"
@@ -45,7 +46,9 @@ func tagged(c *lab.Client, id int) {
 // lan0, a trunk to a VLAN-aware access point. Clients on tagged links get
 // leases from their own VLAN, an untagged one from lan0; the guests reach
 // the internet, the household reaches the IoT VLAN, and neither VLAN
-// reaches the other or lan0.
+// reaches the other or lan0. The WAN is tagged too (wan.vlan = 7): the
+// ISP serves another subnet on VLAN 7 than untagged, and the WAN's lease
+// and what the ISP sees come from the tagged one.
 func TestVLANTrunk(t *testing.T) {
 	if lab.RequireKernel(t, "8021q") {
 		return
@@ -53,6 +56,7 @@ func TestVLANTrunk(t *testing.T) {
 	lab.Require(t, "dnsmasq", "nsenter", "udhcpc", "curl")
 	l := lab.New(t)
 	isp := l.NewISP(lab.ISPOptions{})
+	isp.ServeVLAN(7)
 	r := l.NewRouter(isp)
 	home := r.AddLAN()
 	pc, cam, phone := home.AddClient(), home.AddClient(), home.AddClient()
@@ -60,8 +64,16 @@ func TestVLANTrunk(t *testing.T) {
 	tagged(phone, 30)
 	lab.ServeEcho(l, cam.NS, 8080)
 	lab.ServeEcho(l, pc.NS, 8080)
-	rd := r.StartRouterd(r.Config(lab.ConfigOptions{Extra: vlanLANs}))
-	waitWANLease(t, l, rd, nil)
+	cfg := strings.Replace(r.Config(lab.ConfigOptions{Extra: vlanLANs}), "[wan]\n", "[wan]\nvlan = 7\n", 1)
+	rd := r.StartRouterd(cfg)
+	st := waitWANLease(t, l, rd, nil)
+	wan := netip.MustParsePrefix(st.WAN.DHCP.Address).Addr()
+	if !lab.TaggedSubnet4.Contains(wan) {
+		t.Fatalf("WAN lease %s, want one from the tagged link's %s", wan, lab.TaggedSubnet4)
+	}
+	if out, _ := rd.Ctl("status"); !strings.Contains(out, "wan0.7") {
+		t.Errorf("status does not show the tagged WAN link:\n%s", out)
+	}
 
 	leases := map[*lab.Client]netip.Prefix{
 		pc: netip.MustParsePrefix("192.168.11.0/24"), cam: netip.MustParsePrefix("192.168.20.0/24"), phone: netip.MustParsePrefix("192.168.30.0/24"),
@@ -77,7 +89,9 @@ func TestVLANTrunk(t *testing.T) {
 		}
 		addr[c] = le.IP
 	}
-	echoFrom(t, l, phone, lab.Echo4, 80)
+	if got := echoFrom(t, l, phone, lab.Echo4, 80); got != wan.String() {
+		t.Errorf("the ISP saw the guest as %q, want the tagged WAN lease's %s", got, wan)
+	}
 	if got := echoFrom(t, l, pc, addr[cam], 8080); got != addr[pc].String() {
 		t.Errorf("the camera saw the household's PC as %q, want %s", got, addr[pc])
 	}

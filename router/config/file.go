@@ -166,6 +166,8 @@ type filePPPoE struct {
 	Service      string `toml:"service"`
 	ACName       string `toml:"ac_name"`
 	MTU          *int64 `toml:"mtu"`
+	LCPEcho      string `toml:"lcp_echo"`
+	LCPFailures  *int64 `toml:"lcp_echo_failures"`
 }
 
 type fileLAN struct {

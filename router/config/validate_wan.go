@@ -78,6 +78,18 @@ func (v *validator) pppoe(f *fileWAN) {
 	if p.PasswordFile == "" {
 		v.p.errf("wan.pppoe.password_file", "required: a file holding the password (relative to the config's directory)")
 	}
+	p.LCPEcho = v.duration("wan.pppoe.lcp_echo", or(f.PPPoE.LCPEcho, "10s"))
+	if p.LCPEcho < time.Second || p.LCPEcho > 5*time.Minute {
+		v.p.errf("wan.pppoe.lcp_echo", "%s is outside 1s-5m", p.LCPEcho)
+	}
+	p.LCPFailures = 3
+	if n := f.PPPoE.LCPFailures; n != nil {
+		if *n < 1 || *n > 100 {
+			v.p.errf("wan.pppoe.lcp_echo_failures", "%d is outside 1-100", *n)
+		} else {
+			p.LCPFailures = int(*n)
+		}
+	}
 	if f.PPPoE.MTU != nil {
 		if n := *f.PPPoE.MTU; n < 1280 || n > 1500 {
 			v.p.errf("wan.pppoe.mtu", "%d is outside 1280-1500 (above 1492 needs baby-jumbo frames, RFC 4638)", n)

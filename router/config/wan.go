@@ -35,6 +35,11 @@ type PPPoE struct {
 	Service      string // "" any
 	ACName       string // "" any
 	MTU          int    // 1500 (RFC 4638, baby-jumbo frames where the NIC allows) or 1492
+	// LCPEcho is how often the link is probed with an LCP echo;
+	// LCPFailures unanswered in a row end the session (pppd's
+	// lcp-echo-interval and lcp-echo-failure, OpenWrt's keepalive).
+	LCPEcho     time.Duration
+	LCPFailures int
 }
 
 // Secret is a value that never appears in a log, status or printed

@@ -22,8 +22,11 @@ type Config struct {
 	Service  string
 	ACName   string
 	MTU      int // 1500 asks for RFC 4638's larger payload; else 1492
-	IPv6     bool
-	Log      *slog.Logger
+	// EchoInterval and EchoFailures: LCP echo monitoring (0: 10 s, 3).
+	EchoInterval time.Duration
+	EchoFailures int
+	IPv6         bool
+	Log          *slog.Logger
 	// OnUp hears of each session's IPv4 addressing once installed, and
 	// OnUp6 of its IPv6 link (the DHCPv6 client starts on it); OnDown of
 	// its end.

@@ -203,7 +203,8 @@ func (a *attempt) establish(now time.Time) error {
 	rand.Read(iid[:])
 	iid[0] &^= 0x02 // RFC 5072: not derived from a globally unique id
 	a.link = NewLink(LinkConfig{Username: c.cfg.Username, Password: c.cfg.Password, MRU: uint16(mru),
-		Magic: binary.BigEndian.Uint32(magic[:]) | 1, IfaceID: iid, IPv6: c.cfg.IPv6})
+		Magic: binary.BigEndian.Uint32(magic[:]) | 1, IfaceID: iid, IPv6: c.cfg.IPv6,
+		EchoInterval: c.cfg.EchoInterval, EchoFailures: c.cfg.EchoFailures})
 	c.cfg.Log.Info("PPPoE session", "ac", d.ACName, "ac_mac", d.AC.String(), "session", d.Session, "mru", mru, "our_mac", a.mac.String())
 	c.update(func(s *Status) {
 		s.State, s.AC, s.ACMAC, s.SessionID = "authenticating", d.ACName, d.AC.String(), d.Session
