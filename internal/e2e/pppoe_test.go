@@ -139,37 +139,13 @@ func TestPPPoE(t *testing.T) {
 			if auth == "pap" {
 				// The ISP's side goes silent (no terminate, no PADT):
 				// LCP echoes notice, and routerd dials again.
-				start := time.Now()
-				srv.Freeze()
-				p = waitPPPoE(t, l, rd, 90*time.Second, "PPPoE redialled after the ISP went silent", func(p *status.PPPoE) error {
-					if p.Reconnects < 1 {
-						return fmt.Errorf("no reconnect yet: %+v", *p)
-					}
-					return pppoeUp(p)
-				})
-				t.Logf("the ISP went silent (%q): up again after %s", p.LastEnd, time.Since(start).Round(time.Millisecond))
-				if !strings.Contains(p.LastEnd, "echo") {
-					t.Errorf("last end %q does not say the LCP echoes went unanswered", p.LastEnd)
-				}
-				echoFrom(t, l, pc, lab.Echo4, 80)
+				redialled(t, l, rd, pc, "the ISP went silent", srv.Freeze, "echo")
 				return
 			}
 			pppoeIPv6(t, l, isp, srv, rd, pc)
 			// The ISP hangs up: routerd sees it (PADT, LCP terminate) and
 			// dials again.
-			start := time.Now()
-			srv.HangUp()
-			p = waitPPPoE(t, l, rd, 60*time.Second, "PPPoE redialled", func(p *status.PPPoE) error {
-				if p.Reconnects < 1 {
-					return fmt.Errorf("no reconnect yet: %+v", *p)
-				}
-				return pppoeUp(p)
-			})
-			t.Logf("hung up by the ISP (%q): up again after %s", p.LastEnd, time.Since(start).Round(time.Millisecond))
-			if !strings.Contains(p.LastEnd, "ISP") {
-				t.Errorf("last end %q does not say the ISP ended it", p.LastEnd)
-			}
-			echoFrom(t, l, pc, lab.Echo4, 80)
+			redialled(t, l, rd, pc, "hung up by the ISP", srv.HangUp, "ISP")
 		})
 	}
 }
@@ -244,4 +220,24 @@ func pppoeIPv6(t *testing.T, l *lab.Lab, isp *lab.ISP, srv *lab.PPPoEServer, rd 
 	if got := echoFrom(t, l, pc, lab.Echo6, 80); got != addr.String() {
 		t.Errorf("over IPv6 the ISP saw the LAN client as %q, want its own address %s", got, addr)
 	}
+}
+
+// redialled ends the session from the ISP's side with end, waits for
+// routerd to dial again (printing how long it took), checks that status
+// says why (reason in its last end), and that the LAN reaches the ISP.
+func redialled(t *testing.T, l *lab.Lab, rd *lab.Routerd, pc *lab.Client, what string, end func(), reason string) {
+	t.Helper()
+	start := time.Now()
+	end()
+	p := waitPPPoE(t, l, rd, 90*time.Second, "PPPoE redialled after "+what, func(p *status.PPPoE) error {
+		if p.Reconnects < 1 {
+			return fmt.Errorf("no reconnect yet: %+v", *p)
+		}
+		return pppoeUp(p)
+	})
+	t.Logf("%s (%q): up again after %s", what, p.LastEnd, time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(p.LastEnd, reason) {
+		t.Errorf("last end %q does not say why (%q)", p.LastEnd, reason)
+	}
+	echoFrom(t, l, pc, lab.Echo4, 80)
 }

@@ -233,12 +233,10 @@ func (d *Discovery) Handle(src net.HardwareAddr, b []byte, now time.Time) (out *
 		if d.cfg.ACName != "" && string(name) != d.cfg.ACName {
 			return nil, false, false
 		}
-		if svc, ok := p.Tag(TagServiceName); d.cfg.Service != "" && (!ok || string(svc) != d.cfg.Service) {
-			// An AC that answers with a Service-Name tag lists what it
-			// offers; without our service in it, it is not ours.
-			if ok {
-				return nil, false, false
-			}
+		// An AC that answers with a Service-Name tag names what it
+		// offers; another service than ours is not ours.
+		if svc, ok := p.Tag(TagServiceName); ok && d.cfg.Service != "" && string(svc) != d.cfg.Service {
+			return nil, false, false
 		}
 		d.AC, d.ACName = bytes.Clone(src), printable(name)
 		// PADR: the PADI's tags plus the AC's cookie and relay id echoed.

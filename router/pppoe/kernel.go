@@ -135,18 +135,29 @@ func openSession(ns, link string, sid uint16, ac net.HardwareAddr, iface string,
 	return k, nil
 }
 
+// link opens a handle in ns and looks the session's interface up by
+// index (its name is ours, but the index cannot be another's).
+func (k *kernelSession) link(ns string) (*netlink.Handle, netlink.Link, error) {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := h.LinkByIndex(k.ifindex)
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("look up the PPP interface: %w", err)
+	}
+	return h, l, nil
+}
+
 // configure4 gives the interface its IPv4 address, MTU and the default
 // route, and brings it up.
 func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) error {
-	h, err := netns.Handle(ns)
+	h, l, err := k.link(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := h.LinkByIndex(k.ifindex)
-	if err != nil {
-		return fmt.Errorf("look up the PPP interface: %w", err)
-	}
 	name := l.Attrs().Name
 	if err := h.LinkSetMTU(l, mtu); err != nil {
 		return fmt.Errorf("set MTU of %s to %d: %w", name, mtu, err)
@@ -171,15 +182,11 @@ func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) e
 // whoever is at its other end); the address and prefix come from DHCPv6
 // over it.
 func (k *kernelSession) configure6(ns string, local netip.Addr) error {
-	h, err := netns.Handle(ns)
+	h, l, err := k.link(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := h.LinkByIndex(k.ifindex)
-	if err != nil {
-		return fmt.Errorf("look up the PPP interface: %w", err)
-	}
 	addr := &netlink.Addr{IPNet: netns.IPNet(netip.PrefixFrom(local, 64)), Flags: unix.IFA_F_NODAD}
 	if err := h.AddrReplace(l, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", local, l.Attrs().Name, err)
