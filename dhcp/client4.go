@@ -31,6 +31,7 @@ type Client4Config struct {
 	Iface     string
 	Hostname  string
 	StatePath string // where the lease is kept across restarts
+	Metric    int    // of the default route (with a backup uplink, the two uplinks' differ)
 	Log       *slog.Logger
 	// OnLease is called with each new or renewed lease (and with nil when
 	// the lease is lost), e.g. to give the resolver the ISP's DNS servers.

@@ -40,7 +40,7 @@ func (c *Client4) install(wl *WANLease) error {
 	}
 	if wl.Router.IsValid() {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")),
-			Gw: wl.Router.AsSlice(), Protocol: RouteProtoDHCP, Family: netlink.FAMILY_V4}
+			Gw: wl.Router.AsSlice(), Priority: c.cfg.Metric, Protocol: RouteProtoDHCP, Family: netlink.FAMILY_V4}
 		if err := h.RouteReplace(r); err != nil {
 			return fmt.Errorf("add default route via %s: %w", wl.Router, err)
 		}
@@ -61,8 +61,8 @@ func (c *Client4) uninstall(wl *WANLease) {
 }
 
 // InstallStatic configures a static WAN address and the default route of
-// its family (a link-local IPv6 gateway is reached on iface).
-func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
+// its family (a link-local IPv6 gateway is reached on iface), at metric.
+func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr, metric int) error {
 	h, link, err := netns.HandleLink(ns, iface)
 	if err != nil {
 		return err
@@ -75,7 +75,8 @@ func InstallStatic(ns, iface string, addr netip.Prefix, gw netip.Addr) error {
 	if addr.Addr().Is6() {
 		dst, family = netip.MustParsePrefix("::/0"), netlink.FAMILY_V6
 	}
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(dst), Gw: gw.AsSlice(), Protocol: unix.RTPROT_STATIC, Family: family}
+	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: netns.IPNet(dst), Gw: gw.AsSlice(), Priority: metric,
+		Protocol: unix.RTPROT_STATIC, Family: family}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("add default route via %s: %w", gw, err)
 	}

@@ -41,6 +41,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	fw := newFirewallComp(cfg, pubs, nics.m, log.With("component", "firewall"))
 	wan := newWANComp(cfg, nics.m, log.With("component", "wan"))
 	wan.OnLease(fw.wanLease)
+	wan.OnIface(fw.uplinkIface)
 	routing := newRoutingComp(cfg, pubs, nics.m, log.With("component", "routing"))
 	comps := []Component{
 		newNetnsComp(cfg, log.With("component", "netns")),

@@ -18,7 +18,6 @@ import (
 	"github.com/routerd/routerd/internal/cgroup"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/internal/via"
-	"github.com/routerd/routerd/netns"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/rules"
 )
@@ -147,7 +146,7 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 				offMain.Devices = append(offMain.Devices, p.Name)
 			}
 		}
-		offWAN = rules.Offload{Devices: []string{cfg.WAN.Iface(), config.TransitPeerLink}}
+		offWAN = rules.Offload{Devices: append(uplinkIfaces(cfg), config.TransitPeerLink)}
 		offVPN = rules.Offload{Devices: []string{config.TransitPeerLink}}
 		if cfg.VPN != nil {
 			offVPN.Devices = append(offVPN.Devices, cfg.VPN.Interface)
@@ -155,7 +154,7 @@ func firewallSpecs(cfg *config.Config, f facts) (*rules.Main, *rules.WAN, *rules
 	}
 	m.Offload = offMain
 	w := &rules.WAN{
-		Iface: cfg.WAN.Iface(), Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
+		Uplinks: uplinkIfaces(cfg), Transit: config.TransitPeerLink, LAN4: lan4, LAN6: append(slices.Clone(lan6), d.prefixes...),
 		Own4:   []netip.Prefix{cfg.Netns.Transit4.Masked(), netip.MustParsePrefix("127.0.0.0/8")},
 		Own6:   []netip.Prefix{cfg.Netns.Transit6.Masked(), netip.MustParsePrefix("::1/128")},
 		Harden: cfg.Firewall.Harden, ICMPRate: cfg.Firewall.ICMPRate.N, ICMPUnit: cfg.Firewall.ICMPRate.Unit,
@@ -350,7 +349,7 @@ func (c *firewallComp) apply() error {
 	if err := rules.ApplyMain("", m); err != nil {
 		errs = append(errs, err)
 	}
-	if err := rules.ApplyWAN(c.cfg.Netns.WAN, w, c.wanNICPresent()); err != nil {
+	if err := rules.ApplyWAN(c.cfg.Netns.WAN, w); err != nil {
 		errs = append(errs, err)
 	}
 	if err := rules.ApplyVPN(c.cfg.Netns.VPN, v); err != nil {
@@ -397,14 +396,22 @@ func (c *firewallComp) tunnelUp() {
 	}
 }
 
-func (c *firewallComp) wanNICPresent() bool {
-	h, err := netns.Handle(c.cfg.Netns.WAN)
-	if err != nil {
-		return false
+// uplinkIfaces are the interfaces the uplinks' traffic leaves by.
+func uplinkIfaces(cfg *config.Config) []string {
+	var out []string
+	for _, w := range cfg.WAN.Uplinks() {
+		out = append(out, w.Iface())
 	}
-	defer h.Close()
-	_, err = h.LinkByName(c.cfg.WAN.Iface())
-	return err == nil
+	return out
+}
+
+// uplinkIface applies the rulesets again for an uplink's new interface
+// (each PPPoE session makes its own): the WAN ingress chains and the
+// flowtable are bound to it.
+func (c *firewallComp) uplinkIface() {
+	if err := c.apply(); err != nil {
+		c.health.Failed(err)
+	}
 }
 
 // wanLease updates the NAT loopback addresses when the WAN lease changes.
@@ -416,15 +423,6 @@ func (c *firewallComp) wanLease(l *dhcp.WANLease) {
 	c.mu.Lock()
 	c.wanAddrs = addrs
 	c.mu.Unlock()
-	if l != nil && c.cfg.WAN.PPPoE != nil {
-		// Each PPPoE session makes its interface anew: the WAN ingress
-		// chain and the flowtable are bound to it (apply also sets the
-		// loopback addresses).
-		if err := c.apply(); err != nil {
-			c.health.Failed(err)
-		}
-		return
-	}
 	if err := rules.SetWANAddrs("", addrs); err != nil {
 		c.log.Warn("update NAT loopback addresses", "err", err)
 	}

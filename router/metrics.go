@@ -180,6 +180,18 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			m.emit("wan_pppoe_echo_rtt_seconds", "gauge", "Round trip of the last LCP echo.", p.EchoRTT.Seconds())
 		}
 	}
+	if st.WAN != nil && st.WAN.Failover != nil {
+		f := st.WAN.Failover
+		for _, u := range f.Uplinks {
+			m.emit("wan_uplink_up", "gauge", "1 while the uplink's probes answer.", b2f(u.State == "up"), "uplink", u.Uplink)
+			m.emit("wan_uplink_active", "gauge", "1 for the uplink that carries the traffic.", b2f(u.Uplink == f.Active), "uplink", u.Uplink)
+			m.emit("wan_uplink_probe_loss_ratio", "gauge", "Share of the last 20 probes unanswered.", u.Loss, "uplink", u.Uplink)
+			if u.RTT > 0 {
+				m.emit("wan_uplink_probe_rtt_seconds", "gauge", "Round trip of the last answered probes.", u.RTT.Seconds(), "uplink", u.Uplink)
+			}
+		}
+		m.emit("wan_failovers_total", "counter", "Switches of the traffic between uplinks.", float64(f.Count))
+	}
 	if v := st.VPN; v != nil {
 		m.emit("vpn_up", "gauge", fmt.Sprintf("1 when the tunnel had a handshake in the last %v.", vpn.UpWithin), b2f(v.Up))
 		for _, p := range v.Peers {

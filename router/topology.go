@@ -68,6 +68,16 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 	for _, ns := range []string{"", n.WAN, n.VPN} {
 		p.Sysctls = append(p.Sysctls, forwarding(ns)...)
 	}
+	if cfg.WAN.Backup != nil {
+		// The kernel filters by the stricter of conf/all and the
+		// interface's: with all at 0 each interface's decides (strict on
+		// the transit, loose on the uplinks: uplinkSysctls).
+		for i, s := range p.Sysctls {
+			if s.NS == n.WAN && (s.Key == "net/ipv4/conf/all/rp_filter" || s.Key == "net/ipv4/conf/default/rp_filter") {
+				p.Sysctls[i].Value = "0"
+			}
+		}
+	}
 	p.Sysctls = append(p.Sysctls, transitLink("", n.Bridge)...)
 	// A local policy's process asking the resolver over TCP: the accepted
 	// socket takes the mark its SYN got in the firewall's output chain,
@@ -110,14 +120,20 @@ func netnsPlan(cfg *config.Config) *netns.Plan {
 // namespace (its addresses are the DHCP client's), the LAN NICs in main
 // with their static addresses.
 func nicSpecs(cfg *config.Config) []hw.Spec {
-	w := cfg.WAN
-	wanSys := wanSysctls(cfg, w.Name)
-	if w.Iface() != w.Name {
-		// A VLAN or PPPoE carries the addresses; the NIC carries frames.
-		wanSys = []netns.Sysctl{sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/disable_ipv6", "1")}
+	var specs []hw.Spec
+	for i, w := range cfg.WAN.Uplinks() {
+		sys := uplinkSysctls(cfg.Netns.WAN, w, w.Name, cfg.WAN.Backup != nil)
+		if w.Iface() != w.Name {
+			// A VLAN or PPPoE carries the addresses; the NIC carries frames.
+			sys = []netns.Sysctl{sysctl(cfg.Netns.WAN, "net/ipv6/conf/"+w.Name+"/disable_ipv6", "1")}
+		}
+		role := "wan"
+		if i > 0 {
+			role = "wan-backup"
+		}
+		specs = append(specs, hw.Spec{Role: role, Name: w.Name, MatchMAC: w.MatchMAC, SetMAC: w.SetMAC, MTU: w.MTU,
+			NS: cfg.Netns.WAN, Sysctls: sys})
 	}
-	specs := []hw.Spec{{Role: "wan", Name: w.Name, MatchMAC: w.MatchMAC, SetMAC: w.SetMAC, MTU: w.MTU,
-		NS: cfg.Netns.WAN, Sysctls: wanSys}}
 	for _, l := range cfg.LAN {
 		switch {
 		case l.MatchMAC != nil:
@@ -135,11 +151,16 @@ func nicSpecs(cfg *config.Config) []hw.Spec {
 	return specs
 }
 
-// wanSysctls are the settings of the interface that carries the WAN's
-// addresses (the NIC, its VLAN or the PPP interface).
-func wanSysctls(cfg *config.Config, iface string) []netns.Sysctl {
-	w, ns := cfg.WAN, cfg.Netns.WAN
-	sys := []netns.Sysctl{sysctl(ns, "net/ipv4/conf/"+iface+"/rp_filter", "1")}
+// uplinkSysctls are the settings of the interface that carries an
+// uplink's addresses (the NIC, its VLAN or the PPP interface). loose:
+// with a backup, reverse-path filtering is loose there (the standby
+// uplink's answers come in where no default route points).
+func uplinkSysctls(ns string, w *config.WAN, iface string, loose bool) []netns.Sysctl {
+	rp := "1"
+	if loose {
+		rp = "2"
+	}
+	sys := []netns.Sysctl{sysctl(ns, "net/ipv4/conf/"+iface+"/rp_filter", rp)}
 	if w.IPv6 == "off" || w.IPv6 == "static" {
 		// Static: the configured gateway is the default route, not one an
 		// RA adds beside it.

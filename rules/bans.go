@@ -205,8 +205,8 @@ func (b *wanBans) banChain(r *ruleset, needed *nftables.Set) {
 func (b *wanBans) learnPeers(r *ruleset, out, fw *nftables.Chain, w *WAN) {
 	for _, v6 := range []bool{false, true} {
 		remember := b.rememberDst(v6)
-		r.rule(out, oif(w.Iface), ctState(ctNew), remember)
-		r.rule(fw, iif(w.Transit), oif(w.Iface), ctState(ctNew), addrIn(v6, false, b.own[fam(v6)], false), remember)
+		r.rule(out, w.to(r), ctState(ctNew), remember)
+		r.rule(fw, iif(w.Transit), w.to(r), ctState(ctNew), addrIn(v6, false, b.own[fam(v6)], false), remember)
 	}
 }
 
@@ -234,11 +234,11 @@ func (b *wanBans) rememberDst(v6 bool) exprs {
 // one below 32768 (a late reply comes from a service's port to an
 // ephemeral one). Exempt addresses and peers are never counted, whatever
 // they send; IPv6 sources count by their /64.
-func (b *wanBans) scanBans(r *ruleset, in *nftables.Chain, iface string, banTime time.Duration) {
+func (b *wanBans) scanBans(r *ruleset, in *nftables.Chain, fromWAN exprs, banTime time.Duration) {
 	for _, v6 := range []bool{false, true} {
 		f := fam(v6)
-		r.rule(in, iif(iface), addrIn(v6, false, b.noban[f], false), r.counter("drop_input"), drop())
-		r.rule(in, iif(iface), addrIn(v6, false, b.peers[f], false), r.counter("drop_input"), drop())
+		r.rule(in, fromWAN, addrIn(v6, false, b.noban[f], false), r.counter("drop_input"), drop())
+		r.rule(in, fromWAN, addrIn(v6, false, b.peers[f], false), r.counter("drop_input"), drop())
 		portReg, addrType, name := uint32(9), nftables.TypeIPAddr, "4" // NFT_REG32_01 follows a 4-byte address
 		if v6 {
 			portReg, addrType, name = 12, nftables.TypeIP6Addr, "6" // after 16 bytes: NFT_REG32_04
@@ -256,7 +256,7 @@ func (b *wanBans) scanBans(r *ruleset, in *nftables.Chain, iface string, banTime
 			tcpFlags(tcpSYN|tcpACK|tcpRST|tcpFIN, tcpSYN, false),
 			cat(l4proto(unix.IPPROTO_UDP), sportRange(1024, 65535), dportRange(0, 32767)),
 		} {
-			match := cat(iif(iface), nfproto(v6), ctState(ctNew), probe)
+			match := cat(fromWAN, nfproto(v6), ctState(ctNew), probe)
 			// A port already counted in the window counts no more.
 			r.rule(in, match, key, exprs{&expr.Lookup{SourceRegister: 1, SetName: seen.Name, SetID: seen.ID}},
 				r.counter("drop_input"), drop())

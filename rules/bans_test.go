@@ -64,7 +64,7 @@ func TestScanBans6(t *testing.T) {
 		inet.MustRun("ip", "addr", "add", a, "dev", "eth0", "nodad")
 	}
 	inet.MustRun("ip", "link", "set", "eth0", "up")
-	if err := ApplyWAN(gw.Name, &WAN{Iface: "wan0", Transit: "transit0", ScanBan: 10 * time.Minute}, false); err != nil {
+	if err := ApplyWAN(gw.Name, &WAN{Uplinks: []string{"wan0"}, Transit: "transit0", ScanBan: 10 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	ping := func(from string) error {

@@ -23,8 +23,11 @@ type Conntrack struct {
 // Conn is one tracked connection, as its first packet went.
 type Conn struct {
 	Src, Dst netip.Addr
-	Proto    uint8
-	Mark     uint32
+	// NATSrc is where the answers go: the source NAT gave the connection
+	// (its own source without NAT).
+	NATSrc netip.Addr
+	Proto  uint8
+	Mark   uint32
 }
 
 func dialConntrack(ns string) (*conntrack.Conn, func(), error) {
@@ -86,7 +89,9 @@ func DeleteConns(ns string, match func(Conn) bool) (int, error) {
 	var errs []error
 	for _, f := range flows {
 		t := f.TupleOrig
-		if !match(Conn{Src: t.IP.SourceAddress, Dst: t.IP.DestinationAddress, Proto: t.Proto.Protocol, Mark: f.Mark}) {
+		conn := Conn{Src: t.IP.SourceAddress, Dst: t.IP.DestinationAddress, NATSrc: f.TupleReply.IP.DestinationAddress,
+			Proto: t.Proto.Protocol, Mark: f.Mark}
+		if !match(conn) {
 			continue
 		}
 		switch err := c.Delete(conntrack.Flow{TupleOrig: t, Zone: f.Zone}); {

@@ -333,10 +333,10 @@ func daddrNotUnicast() exprs {
 	}
 }
 
-// fib saddr . iif oif missing
-func fibSaddrMissing() exprs {
+// fib saddr . iif oif missing (strict), fib saddr oif missing (loose)
+func fibSaddrMissing(strict bool) exprs {
 	return exprs{
-		&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+		&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: strict, ResultOIF: true, FlagPRESENT: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: native32(0)},
 	}
 }

@@ -450,7 +450,7 @@ func (m *Main) forward(r *ruleset, lan *nftables.Set) {
 	if m.PortMap {
 		portMapForwardRule(r, fw, m.Transit, m.PortMaps)
 	}
-	pinholes(r, fw, m.Pinholes, m.Transit, "")
+	pinholes(r, fw, m.Pinholes, iif(m.Transit), "")
 	r.rule(fw, r.counter("drop_forward"), drop())
 }
 

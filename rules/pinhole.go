@@ -21,15 +21,15 @@ type Pinhole struct {
 
 func pinholeSet(name string) string { return "pinhole_" + name }
 
-// pinholes lets new connections from the internet (iif, towards the LAN
-// through oif when not "") to the pinholes' addresses and ports, each
-// counted as pinhole_<name>.
-func pinholes(r *ruleset, fw *nftables.Chain, ps []Pinhole, iif_, oif_ string) {
+// pinholes lets new connections from the internet (matched by from,
+// towards the LAN through oif when not "") to the pinholes' addresses and
+// ports, each counted as pinhole_<name>.
+func pinholes(r *ruleset, fw *nftables.Chain, ps []Pinhole, from exprs, oif_ string) {
 	for _, p := range ps {
 		set := r.set(pinholeSet(p.Name), nftables.TypeIP6Addr, false, addrElems(p.Addrs))
 		ctr := r.counter(pinholeSet(p.Name))
 		for _, pt := range p.Ports {
-			match := cat(iif(iif_), nfproto(true), addrIn(true, true, set, false), l4proto(pt.proto()), dportRange(pt.From, pt.To))
+			match := cat(from, nfproto(true), addrIn(true, true, set, false), l4proto(pt.proto()), dportRange(pt.From, pt.To))
 			if oif_ != "" {
 				match = cat(match, oif(oif_))
 			}

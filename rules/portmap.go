@@ -60,7 +60,7 @@ func portMapForwardSet(t *nftables.Table) *nftables.Set {
 
 // portMapDNATRule DNATs what comes to the WAN's own address on a mapped
 // port (after the configured port forwards, which win).
-func portMapDNATRule(r *ruleset, pre *nftables.Chain, iface string, ms []PortMapping) {
+func portMapDNATRule(r *ruleset, pre *nftables.Chain, fromWAN exprs, ms []PortMapping) {
 	s := portMapDNATSet(r.t)
 	var elems []nftables.SetElement
 	for _, m := range ms {
@@ -68,7 +68,7 @@ func portMapDNATRule(r *ruleset, pre *nftables.Chain, iface string, ms []PortMap
 	}
 	r.addSet(s, elems)
 	r.sets[s.Name] = s
-	r.rule(pre, iif(iface), nfproto(false), daddrLocal(), exprs{
+	r.rule(pre, fromWAN, nfproto(false), daddrLocal(), exprs{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, DestRegister: 1, IsDestRegSet: true},

@@ -64,7 +64,7 @@ func testPublish() []Publish {
 }
 
 func testWAN() *WAN {
-	return &WAN{Iface: "wan0", Transit: "transit0", LAN4: pfx("192.168.1.0/24"), LAN6: pfx("fd00:1::/64"),
+	return &WAN{Uplinks: []string{"wan0"}, Transit: "transit0", LAN4: pfx("192.168.1.0/24"), LAN6: pfx("fd00:1::/64"),
 		Own4: pfx("10.254.0.0/29", "127.0.0.0/8"), Own6: pfx("fd01::/64", "::1/128"),
 		Harden: true, ICMPRate: 10, ICMPUnit: "second", WGPort: 51820, ScanBan: time.Hour,
 		Forwards: []Forward{{"tcp", 8443, netip.MustParseAddrPort("192.168.1.10:443")}}}
@@ -84,11 +84,22 @@ func TestRulesetsGolden(t *testing.T) {
 		t.Fatalf("SetWANAddrs: %v", err)
 	}
 	goldenTable(t, ns, "inet", Table, "main.golden")
-	if err := ApplyWAN(ns.Name, testWAN(), true); err != nil {
+	if err := ApplyWAN(ns.Name, testWAN()); err != nil {
 		t.Fatalf("ApplyWAN: %v", err)
 	}
 	goldenTable(t, ns, "inet", Table, "wan.golden")
 	goldenTable(t, ns, "netdev", IngressTable, "wan-ingress.golden")
+	// A backup uplink (wwan0 here, plugged in): both uplinks NAT and
+	// take DHCP and the WireGuard port; each has an ingress chain, with
+	// the loose reverse-path check.
+	ns.MustRun("ip", "link", "add", "name", "wwan0", "type", "veth", "peer", "name", "wwan0p")
+	wb := testWAN()
+	wb.Uplinks = append(wb.Uplinks, "wwan0")
+	if err := ApplyWAN(ns.Name, wb); err != nil {
+		t.Fatalf("ApplyWAN with a backup: %v", err)
+	}
+	goldenTable(t, ns, "inet", Table, "wan-backup.golden")
+	goldenTable(t, ns, "netdev", IngressTable, "wan-backup-ingress.golden")
 	// The LAN interfaces' checks: one chain per interface there (wlan0 is
 	// not: its NIC is unplugged).
 	ns.MustRun("ip", "link", "add", "name", "lan0", "type", "veth", "peer", "name", "lan0p")
@@ -261,7 +272,7 @@ func TestRulesetsGoldenOffload(t *testing.T) {
 	goldenTable(t, ns, "inet", Table, "main-offload.golden")
 	w := testWAN()
 	w.Offload = Offload{Devices: []string{"wan0", "transit0"}}
-	if err := ApplyWAN(ns.Name, w, true); err != nil {
+	if err := ApplyWAN(ns.Name, w); err != nil {
 		t.Fatalf("ApplyWAN: %v", err)
 	}
 	goldenTable(t, ns, "inet", Table, "wan-offload.golden")

@@ -11,7 +11,9 @@ import (
 // WAN is the wan namespace's ruleset: NAT out of the WAN NIC, port forwards
 // in, and the router's own exposure on the WAN.
 type WAN struct {
-	Iface      string // the WAN NIC
+	// Uplinks are the interfaces WAN traffic leaves by: the primary
+	// uplink's (its NIC, VLAN or PPP interface), then a backup's.
+	Uplinks    []string
 	Transit    string // the transit veth
 	LAN4, LAN6 []netip.Prefix
 	Own4, Own6 []netip.Prefix // transit and loopback: never a source from outside
@@ -49,17 +51,38 @@ type WAN struct {
 
 var ula = netip.MustParsePrefix("fc00::/7")
 
-// ApplyWAN replaces the wan namespace's tables. The netdev table hooks the
-// WAN NIC itself, so it is only made when the NIC is there; ok reports
-// whether it was.
-func ApplyWAN(ns string, w *WAN, nicPresent bool) error {
+// ApplyWAN replaces the wan namespace's tables. The netdev table hooks
+// the uplinks' interfaces themselves, so it covers those that are there
+// (the ruleset is applied again when one comes).
+func ApplyWAN(ns string, w *WAN) error {
 	if err := replace(ns, nftables.TableFamilyINet, Table, func(r *ruleset) { w.build(r) }); err != nil {
 		return err
 	}
-	if !w.Harden || !nicPresent {
+	present := presentLinks(ns, w.Uplinks)
+	if !w.Harden || len(present) == 0 {
 		return Remove(ns, nftables.TableFamilyNetdev, IngressTable)
 	}
-	return replace(ns, nftables.TableFamilyNetdev, IngressTable, func(r *ruleset) { w.ingress(r) })
+	return replace(ns, nftables.TableFamilyNetdev, IngressTable, func(r *ruleset) {
+		for i, dev := range present {
+			w.ingress(r, dev, i == 0)
+		}
+	})
+}
+
+// from and to match packets arriving by and leaving through an uplink:
+// its name with one, a set of them with a backup.
+func (w *WAN) from(r *ruleset) exprs { return w.uplink(r, false) }
+func (w *WAN) to(r *ruleset) exprs   { return w.uplink(r, true) }
+
+func (w *WAN) uplink(r *ruleset, out bool) exprs {
+	if len(w.Uplinks) == 1 {
+		return ifEq(out, w.Uplinks[0], false)
+	}
+	s, ok := r.sets["uplinks"]
+	if !ok {
+		s = r.set("uplinks", nftables.TypeIFName, false, ifnameElems(w.Uplinks))
+	}
+	return ifIn(out, s, false)
 }
 
 func (w *WAN) build(r *ruleset) {
@@ -75,14 +98,14 @@ func (w *WAN) build(r *ruleset) {
 		r.rule(pre, nfproto(f.To.Addr().Is6()), daddrLocal(), l4proto(p.proto()), dportRange(f.Port, f.Port), dnat(f.To))
 	}
 	if w.PortMap {
-		portMapDNATRule(r, pre, w.Iface, w.PortMaps)
+		portMapDNATRule(r, pre, w.from(r), w.PortMaps)
 	}
 	post := r.chain("postrouting", nftables.ChainHookPostrouting, 100, nftables.ChainTypeNAT, nftables.ChainPolicyAccept)
-	r.rule(post, oif(w.Iface), nfproto(false), masq())
+	r.rule(post, w.to(r), nfproto(false), masq())
 	// NAT66 only for ULA sources: global addresses (a delegated prefix)
 	// go out as they are.
 	ulaSet := r.set("ula", nftables.TypeIP6Addr, true, prefixElems([]netip.Prefix{ula}))
-	r.rule(post, oif(w.Iface), addrIn(true, false, ulaSet, false), masq())
+	r.rule(post, w.to(r), addrIn(true, false, ulaSet, false), masq())
 	// NAT loopback: the LAN host answers the router, not the LAN client.
 	r.rule(post, iif(w.Transit), oif(w.Transit), ctDNAT(), masq())
 
@@ -91,13 +114,13 @@ func (w *WAN) build(r *ruleset) {
 	r.rule(in, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(in, iif("lo"), accept())
 	r.rule(in, icmp6In(needed, false), accept())
-	r.rule(in, iif(w.Iface), udpPorts(67, 68), accept())   // DHCPv4 replies
-	r.rule(in, iif(w.Iface), udpPorts(547, 546), accept()) // DHCPv6 replies
+	r.rule(in, w.from(r), udpPorts(67, 68), accept())   // DHCPv4 replies
+	r.rule(in, w.from(r), udpPorts(547, 546), accept()) // DHCPv6 replies
 	if w.WGPort != 0 {
-		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.WGPort, w.WGPort), accept())
+		r.rule(in, w.from(r), l4proto(unix.IPPROTO_UDP), dportRange(w.WGPort, w.WGPort), accept())
 	}
 	if w.RemotePort != 0 {
-		r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard"), accept())
+		r.rule(in, w.from(r), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard"), accept())
 	}
 	if w.RemoteTransit {
 		r.rule(in, iif(w.Transit), l4proto(unix.IPPROTO_UDP), dportRange(w.RemotePort, w.RemotePort), r.counter("remote_wireguard_relay"), accept())
@@ -108,45 +131,55 @@ func (w *WAN) build(r *ruleset) {
 		back := r.chain("remote_replies", nftables.ChainHookOutput, -150, nftables.ChainTypeRoute, nftables.ChainPolicyAccept)
 		r.rule(back, restoreMark(0xff))
 	}
-	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
-	r.rule(in, iif(w.Iface), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())
+	r.rule(in, w.from(r), l4proto(unix.IPPROTO_ICMP), icmpType(8), accept())
+	r.rule(in, w.from(r), l4proto(unix.IPPROTO_ICMPV6), icmpType(128), accept())
 	if w.ScanBan > 0 {
-		bans.scanBans(r, in, w.Iface, w.ScanBan)
+		bans.scanBans(r, in, w.from(r), w.ScanBan)
 	}
 	r.rule(in, r.counter("drop_input"), drop())
 
 	fw := r.chain("forward", nftables.ChainHookForward, 0, nftables.ChainTypeFilter, nftables.ChainPolicyDrop)
 	// Clamp to the route's MTU both ways (SYN and SYN-ACK).
-	r.rule(fw, oif(w.Iface), tcpSyn(), mssRouteMTU())
-	r.rule(fw, iif(w.Iface), tcpSyn(), mssRouteMTU())
+	r.rule(fw, w.to(r), tcpSyn(), mssRouteMTU())
+	r.rule(fw, w.from(r), tcpSyn(), mssRouteMTU())
 	out := r.chain("output", nftables.ChainHookOutput, 0, nftables.ChainTypeFilter, nftables.ChainPolicyAccept)
 	bans.learnPeers(r, out, fw, w)
 	r.offload(fw)
 	r.rule(fw, ctState(ctEstablished|ctRelated), accept())
 	r.rule(fw, ctState(ctInvalid), r.counter("drop_invalid"), drop())
 	r.rule(fw, ctState(ctNew), tcpFlags(tcpSYN, tcpSYN, true), r.counter("drop_new_without_syn"), drop())
-	r.rule(fw, iif(w.Transit), oif(w.Iface), accept())
-	r.rule(fw, iif(w.Iface), oif(w.Transit), ctDNAT(), r.counter("port_forward"), accept())
+	r.rule(fw, iif(w.Transit), w.to(r), accept())
+	r.rule(fw, w.from(r), oif(w.Transit), ctDNAT(), r.counter("port_forward"), accept())
 	r.rule(fw, iif(w.Transit), oif(w.Transit), ctDNAT(), r.counter("nat_loopback"), accept())
-	pinholes(r, fw, w.Pinholes, w.Iface, w.Transit)
+	pinholes(r, fw, w.Pinholes, w.from(r), w.Transit)
 	r.rule(fw, r.counter("drop_forward"), drop())
 }
 
-// ingress is the WAN NIC's netdev hardening: it sees every packet before
-// conntrack or routing do.
-func (w *WAN) ingress(r *ruleset) {
+// ingress is an uplink's netdev hardening: it sees every packet before
+// conntrack or routing do. The first uplink's chain makes the sets the
+// others share.
+func (w *WAN) ingress(r *ruleset, dev string, first bool) {
 	needed := icmp6NeededSet(r)
-	spoof4 := r.set("spoof4", nftables.TypeIPAddr, true, prefixElems(mergeV(w.LAN4, w.Own4)))
-	spoof6 := r.set("spoof6", nftables.TypeIP6Addr, true, prefixElems(mergeV(w.LAN6, w.Own6)))
-	in := r.c.AddChain(&nftables.Chain{Name: "ingress", Table: r.t, Hooknum: nftables.ChainHookIngress,
-		Priority: nftables.ChainPriorityRef(-500), Type: nftables.ChainTypeFilter, Device: w.Iface})
+	name, spoof4, spoof6 := "ingress", r.sets["spoof4"], r.sets["spoof6"]
+	if first {
+		spoof4 = r.set("spoof4", nftables.TypeIPAddr, true, prefixElems(mergeV(w.LAN4, w.Own4)))
+		spoof6 = r.set("spoof6", nftables.TypeIP6Addr, true, prefixElems(mergeV(w.LAN6, w.Own6)))
+	} else {
+		name += "_" + dev
+	}
+	in := r.c.AddChain(&nftables.Chain{Name: name, Table: r.t, Hooknum: nftables.ChainHookIngress,
+		Priority: nftables.ChainPriorityRef(-500), Type: nftables.ChainTypeFilter, Device: dev})
 	// DHCP comes before the address that the fib checks below need.
 	r.rule(in, udpPorts(67, 68), accept())
 	r.rule(in, udpPorts(547, 546), accept())
 	badFlags(r, in, "")
 	r.rule(in, addrInNetdev(false, false, spoof4, false), r.counter("drop_spoofed"), drop())
 	r.rule(in, addrInNetdev(true, false, spoof6, false), r.counter("drop_spoofed"), drop())
-	r.rule(in, fibSaddrMissing(), r.counter("drop_fib_saddr"), drop())
+	// With one uplink the source must be routed back through it (strict
+	// reverse path). With a backup, the standby uplink's traffic (its
+	// probes' answers) comes in by an interface the default route does
+	// not use: then the source must merely be routable (loose, RFC 3704).
+	r.rule(in, fibSaddrMissing(len(w.Uplinks) == 1), r.counter("drop_fib_saddr"), drop())
 	r.rule(in, l4proto(unix.IPPROTO_ICMP), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
 	r.rule(in, icmp6In(needed, true), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
 }

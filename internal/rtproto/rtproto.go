@@ -13,6 +13,9 @@ const (
 	Tunnel = 202
 	// Delegated: the routes of a delegated prefix (router's PD).
 	Delegated = 203
+	// Failover: the default routes through the active uplink, in front
+	// of each uplink's own (router/failover).
+	Failover = 204
 	// DHCP: the default route the WAN DHCP client installs.
 	DHCP = unix.RTPROT_DHCP
 )

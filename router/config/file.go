@@ -158,6 +158,12 @@ type fileWAN struct {
 	MTU      *int64     `toml:"mtu"`
 	VLAN     *int64     `toml:"vlan"`
 	PPPoE    *filePPPoE `toml:"pppoe"`
+	// [wan.backup] is a fileWAN too, with the probe keys.
+	Backup        *fileWAN `toml:"backup"`
+	Probe         []string `toml:"probe"`
+	ProbeInterval string   `toml:"probe_interval"`
+	ProbeDown     *int64   `toml:"probe_down"`
+	ProbeUp       *int64   `toml:"probe_up"`
 }
 
 type filePPPoE struct {

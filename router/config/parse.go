@@ -46,7 +46,7 @@ func load(path string, within []string) (cfg *Config, hash string, err error) {
 		}
 		errs = append(errs, cfg.Update.loadKey(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadCAs(filepath.Dir(path))...)
-		errs = append(errs, cfg.WAN.loadPassword(filepath.Dir(path))...)
+		errs = append(errs, cfg.WAN.loadPasswords(filepath.Dir(path))...)
 		errs = append(errs, cfg.DNS.loadAnchors(filepath.Dir(path))...)
 		cfg.Routing.loadUsers()
 		for i := range cfg.Blocklists {
@@ -229,6 +229,9 @@ func (c *Config) files(dir string) map[string]string {
 	add("dns.tls_ca_file", c.DNS.TLSCAFile)
 	if c.WAN.PPPoE != nil {
 		add("wan.pppoe.password_file", c.WAN.PPPoE.PasswordFile)
+	}
+	if b := c.WAN.Backup; b != nil && b.PPPoE != nil {
+		add("wan.backup.pppoe.password_file", b.PPPoE.PasswordFile)
 	}
 	add("dns.trust_anchors", c.DNS.TrustAnchorsFile)
 	for _, b := range c.Blocklists {

@@ -25,6 +25,31 @@ type WAN struct {
 	MTU      int
 	VLAN     int    // 802.1Q tag the ISP wants on the WAN link (0: untagged)
 	PPPoE    *PPPoE // ipv4 = "pppoe"
+	// Backup is [wan.backup], a second uplink (nil: none). It has no
+	// backup of its own.
+	Backup *Backup
+}
+
+// Backup is a second uplink (an LTE stick, a second line) that carries
+// the household's traffic while the primary's probes go unanswered.
+type Backup struct {
+	WAN
+	// Probe are the ICMP targets each uplink is probed with, through
+	// that uplink, every ProbeInterval: down after ProbeDown unanswered
+	// rounds, up again after ProbeUp answered ones (mwan3's and
+	// OPNsense's gateway monitoring).
+	Probe         []netip.Addr
+	ProbeInterval time.Duration
+	ProbeDown     int
+	ProbeUp       int
+}
+
+// Uplinks are the WAN's uplinks: the primary, and the backup if any.
+func (w *WAN) Uplinks() []*WAN {
+	if w.Backup == nil {
+		return []*WAN{w}
+	}
+	return []*WAN{w, &w.Backup.WAN}
 }
 
 // PPPoE is [wan.pppoe].
@@ -86,20 +111,29 @@ func pppName(nic string) string {
 	return n
 }
 
+// loadPasswords reads the PPPoE passwords of the uplinks.
+func (w *WAN) loadPasswords(dir string) []FieldError {
+	errs := w.loadPassword(dir, "wan")
+	if w.Backup != nil {
+		errs = append(errs, w.Backup.loadPassword(dir, "wan.backup")...)
+	}
+	return errs
+}
+
 // loadPassword reads the PPPoE password (the file's first line).
-func (w *WAN) loadPassword(dir string) []FieldError {
+func (w *WAN) loadPassword(dir, path string) []FieldError {
 	if w.PPPoE == nil || w.PPPoE.PasswordFile == "" {
 		return nil
 	}
 	w.PPPoE.PasswordFile = inDir(dir, w.PPPoE.PasswordFile)
 	b, err := os.ReadFile(w.PPPoE.PasswordFile)
 	if err != nil {
-		return []FieldError{{Path: "wan.pppoe.password_file", Msg: err.Error()}}
+		return []FieldError{{Path: path + ".pppoe.password_file", Msg: err.Error()}}
 	}
 	pw, _, _ := bytes.Cut(b, []byte("\n"))
 	pw = bytes.TrimSuffix(pw, []byte("\r"))
 	if len(pw) == 0 || len(pw) > 255 {
-		return []FieldError{{Path: "wan.pppoe.password_file", Msg: fmt.Sprintf("%s: the first line is the password, 1-255 bytes", w.PPPoE.PasswordFile)}}
+		return []FieldError{{Path: path + ".pppoe.password_file", Msg: fmt.Sprintf("%s: the first line is the password, 1-255 bytes", w.PPPoE.PasswordFile)}}
 	}
 	w.PPPoE.Password = Secret(pw)
 	return nil

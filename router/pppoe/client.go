@@ -22,6 +22,9 @@ type Config struct {
 	Service  string
 	ACName   string
 	MTU      int // 1500 asks for RFC 4638's larger payload; else 1492
+	// Metric of the default routes over the session (with a backup
+	// uplink, the two uplinks' differ).
+	Metric int
 	// EchoInterval and EchoFailures: LCP echo monitoring (0: 10 s, 3).
 	EchoInterval time.Duration
 	EchoFailures int
@@ -168,7 +171,7 @@ func reader(g *lifecycle.Group, log *slog.Logger, what string, ch chan<- rx, rea
 
 // up4 installs the session's IPv4 addressing and tells the caller.
 func (c *Client) up4(ks *kernelSession, l *Link) error {
-	if err := ks.configure4(c.cfg.NS, l.Local, l.Peer, l.MTU()); err != nil {
+	if err := ks.configure4(c.cfg.NS, l.Local, l.Peer, l.MTU(), c.cfg.Metric); err != nil {
 		return err
 	}
 	s := c.session(l)
@@ -184,7 +187,7 @@ func (c *Client) up4(ks *kernelSession, l *Link) error {
 
 func (c *Client) up6(ks *kernelSession, l *Link) {
 	local, _ := l.LinkLocal()
-	if err := ks.configure6(c.cfg.NS, local); err != nil {
+	if err := ks.configure6(c.cfg.NS, local, c.cfg.Metric); err != nil {
 		c.cfg.Log.Warn("PPPoE IPv6 link", "err", err)
 		return
 	}

@@ -152,7 +152,7 @@ func (k *kernelSession) link(ns string) (*netlink.Handle, netlink.Link, error) {
 
 // configure4 gives the interface its IPv4 address, MTU and the default
 // route, and brings it up.
-func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) error {
+func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int, metric int) error {
 	h, l, err := k.link(ns)
 	if err != nil {
 		return err
@@ -170,7 +170,7 @@ func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) e
 		return fmt.Errorf("bring %s up: %w", name, err)
 	}
 	r := &netlink.Route{LinkIndex: k.ifindex, Dst: netns.IPNet(netip.MustParsePrefix("0.0.0.0/0")), Scope: netlink.SCOPE_LINK,
-		Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V4}
+		Priority: metric, Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V4}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("default route via %s: %w", name, err)
 	}
@@ -181,7 +181,7 @@ func (k *kernelSession) configure4(ns string, local, peer netip.Addr, mtu int) e
 // and the IPv6 default route (the link is point to point: the ISP is
 // whoever is at its other end); the address and prefix come from DHCPv6
 // over it.
-func (k *kernelSession) configure6(ns string, local netip.Addr) error {
+func (k *kernelSession) configure6(ns string, local netip.Addr, metric int) error {
 	h, l, err := k.link(ns)
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func (k *kernelSession) configure6(ns string, local netip.Addr) error {
 		return fmt.Errorf("add %s to %s: %w", local, l.Attrs().Name, err)
 	}
 	r := &netlink.Route{LinkIndex: k.ifindex, Dst: netns.IPNet(netip.MustParsePrefix("::/0")),
-		Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V6}
+		Priority: metric, Protocol: unix.RTPROT_STATIC, Family: netlink.FAMILY_V6}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("IPv6 default route via %s: %w", l.Attrs().Name, err)
 	}

@@ -253,29 +253,7 @@ func renderWAN(st *Status, w io.Writer) {
 		return
 	}
 	section(w, "WAN")
-	renderWANLink(st.WAN, w)
-	if d := st.WAN.DHCP; d != nil {
-		fmt.Fprintf(w, "dhcp\t%s\t%s\n", d.State, orDash(d.Address))
-		if d.Address != "" {
-			fmt.Fprintf(w, "\trouter %s, dns %s, server %s\n", orDash(d.Router), orDash(strings.Join(d.DNS, " ")), orDash(d.Server))
-			fmt.Fprintf(w, "\texpires in %s, next renew in %s\n", until(d.Expires), until(d.NextRenew))
-		}
-		if d.Error != "" {
-			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
-		}
-	} else if st.WAN.PPPoE == nil {
-		fmt.Fprintf(w, "static\t%s\n", st.WAN.Addr)
-	}
-	if d := st.WAN.DHCP6; d != nil {
-		fmt.Fprintf(w, "dhcpv6\t%s\t%s\n", d.State, orDash(d.Address))
-		if d.Delegated != "" {
-			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
-		}
-	} else if st.WAN.Addr6 != "" {
-		fmt.Fprintf(w, "static6\t%s\n", st.WAN.Addr6)
-	} else {
-		fmt.Fprintf(w, "ipv6\t%s\n", st.WAN.IPv6)
-	}
+	renderUplink(st.WAN, w)
 	if pd := st.WAN.PD; pd != nil {
 		show := func(label string, d DelegatedPrefix) {
 			fmt.Fprintf(w, "%s\t%s, preferred %s, valid %s\n", label, d.Prefix, until(d.PreferredUntil), until(d.ValidUntil))
@@ -293,6 +271,11 @@ func renderWAN(st *Status, w io.Writer) {
 			fmt.Fprintf(w, "\tprefix delegation: %s\n", oneLine(pd.Error))
 		}
 	}
+	if st.WAN.Backup != nil {
+		fmt.Fprintln(w, "backup uplink")
+		renderUplink(st.WAN.Backup, w)
+	}
+	renderFailover(st.WAN.Failover, w)
 }
 
 func until(t time.Time) string {

@@ -279,6 +279,39 @@ type WAN struct {
 	Addr6 string `json:"address6,omitempty"` // ipv6 = "static"
 	DHCP6 *DHCP6 `json:"dhcp6,omitempty"`
 	PD    *PD    `json:"prefix_delegation,omitempty"`
+	// Backup is the backup uplink ([wan.backup]), Failover which of the
+	// two carries the traffic.
+	Backup   *WAN      `json:"backup,omitempty"`
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover is the uplinks' health and the switches between them.
+type Failover struct {
+	Active   string           `json:"active"` // "primary" | "backup"
+	Uplinks  []UplinkHealth   `json:"uplinks"`
+	Switches []FailoverSwitch `json:"switches,omitempty"` // the last ones, oldest first
+	Count    int              `json:"switch_count"`       // switches since start
+	Probe    []string         `json:"probe"`              // the targets
+}
+
+// UplinkHealth is one uplink as its probes tell it.
+type UplinkHealth struct {
+	Uplink string        `json:"uplink"` // "primary" | "backup"
+	Iface  string        `json:"iface"`
+	State  string        `json:"state"` // "up" | "down"
+	Since  time.Time     `json:"since"`
+	RTT    time.Duration `json:"rtt_ns,omitempty"`
+	Loss   float64       `json:"loss"` // of the last 20 probes
+	Probes int           `json:"probes"`
+}
+
+// FailoverSwitch is one move of the traffic between uplinks.
+type FailoverSwitch struct {
+	At      time.Time `json:"at"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Why     string    `json:"why"`
+	Flushed int       `json:"flushed"` // connections of the failed uplink deleted
 }
 
 // PD is how the LANs use the WAN's delegated prefix (pd_subnet).

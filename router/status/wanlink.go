@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -47,5 +48,51 @@ func renderWANLink(wan *WAN, w io.Writer) {
 	}
 	if p.State == "waiting" && !p.NextTry.IsZero() {
 		fmt.Fprintf(w, "\tnext try in %s\n", until(p.NextTry))
+	}
+}
+
+// renderUplink prints an uplink: its link, IPv4 and IPv6 addressing.
+func renderUplink(wan *WAN, w io.Writer) {
+	renderWANLink(wan, w)
+	if d := wan.DHCP; d != nil {
+		fmt.Fprintf(w, "dhcp\t%s\t%s\n", d.State, orDash(d.Address))
+		if d.Address != "" {
+			fmt.Fprintf(w, "\trouter %s, dns %s, server %s\n", orDash(d.Router), orDash(strings.Join(d.DNS, " ")), orDash(d.Server))
+			fmt.Fprintf(w, "\texpires in %s, next renew in %s\n", until(d.Expires), until(d.NextRenew))
+		}
+		if d.Error != "" {
+			fmt.Fprintf(w, "\terror: %s\n", oneLine(d.Error))
+		}
+	} else if wan.PPPoE == nil {
+		fmt.Fprintf(w, "static\t%s\n", wan.Addr)
+	}
+	if d := wan.DHCP6; d != nil {
+		fmt.Fprintf(w, "dhcpv6\t%s\t%s\n", d.State, orDash(d.Address))
+		if d.Delegated != "" {
+			fmt.Fprintf(w, "\tdelegated prefix %s, expires in %s\n", d.Delegated, until(d.Expires))
+		}
+	} else if wan.Addr6 != "" {
+		fmt.Fprintf(w, "static6\t%s\n", wan.Addr6)
+	} else {
+		fmt.Fprintf(w, "ipv6\t%s\n", wan.IPv6)
+	}
+}
+
+// renderFailover prints the uplinks' health and the last switches.
+func renderFailover(f *Failover, w io.Writer) {
+	if f == nil {
+		return
+	}
+	fmt.Fprintf(w, "failover\t%s active, probing %s\n", f.Active, strings.Join(f.Probe, " "))
+	for _, u := range f.Uplinks {
+		rtt := "-"
+		if u.RTT > 0 {
+			rtt = u.RTT.Round(10 * time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "\t%s (%s)\t%s for %s, rtt %s, loss %.0f%%\n", u.Uplink, u.Iface, u.State,
+			time.Since(u.Since).Round(time.Second), rtt, 100*u.Loss)
+	}
+	for _, s := range f.Switches {
+		fmt.Fprintf(w, "\t%s\t%s -> %s: %s (%d connections reset)\n", s.At.Local().Format(time.DateTime), s.From, s.To, oneLine(s.Why), s.Flushed)
 	}
 }
