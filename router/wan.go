@@ -25,7 +25,7 @@ type wanComp struct {
 	withHealth
 	cfg      *config.Config
 	nics     *hw.Manager
-	ups      []*uplink // the primary, then the backup
+	ups      []*uplink     // the primary, then the backup
 	failover *failoverLoop // nil without a backup
 	log      *slog.Logger
 

@@ -286,13 +286,19 @@ func ServeEcho(l *Lab, ns *NS, ports ...int) {
 }
 
 // Attach wires a new namespace to the ISP's dn bridge, as the router's WAN
-// is: a veth pair with ifname (and mac, when given) on the far side.
-func (isp *ISP) Attach(far *NS, ifname, mac string) {
+// is: a veth pair with ifname (and mac, when given) on the far side. It
+// returns the ISP's end.
+func (isp *ISP) Attach(far *NS, ifname, mac string) string {
+	return isp.attachTo("dn", far, ifname, mac)
+}
+
+func (isp *ISP) attachTo(bridge string, far *NS, ifname, mac string) string {
 	isp.lab.T.Helper()
 	isp.ports++
 	port := fmt.Sprintf("d%d", isp.ports)
 	veth(isp.lab, isp.NS, port, far, ifname, mac)
-	isp.NS.MustRun("ip", "link", "set", "dev", port, "master", "dn", "up")
+	isp.NS.MustRun("ip", "link", "set", "dev", port, "master", bridge, "up")
+	return port
 }
 
 // Leases returns dnsmasq's DHCPv4 lease file.

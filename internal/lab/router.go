@@ -15,7 +15,8 @@ import (
 
 // Fixed MACs of the router's "NICs": routerd finds them by these.
 const (
-	WANMAC = "02:42:ac:00:00:01"
+	WANMAC    = "02:42:ac:00:00:01"
+	BackupMAC = "02:42:ac:00:00:02" // the backup uplink's NIC (AddBackupWAN)
 	// LAN NIC i (from 1) has MAC 02:42:ac:00:01:0i.
 )
 
@@ -29,6 +30,9 @@ type Router struct {
 	NS    *NS
 	ISP   *ISP
 	LANs  []*Switch
+	// WANPort and BackupPort are the ISP's ends of the router's uplinks:
+	// pull them (Uplink*) to fail one.
+	WANPort, BackupPort string
 	lab   *Lab
 	nics  int
 	State string // routerd's state_dir
@@ -67,7 +71,7 @@ func (l *Lab) newRouter(ns *NS, isp *ISP) *Router {
 	r := &Router{NS: ns, ISP: isp, lab: l,
 		State: filepath.Join(l.Dir, "state"), Sock: filepath.Join(l.Dir, "run", "routerd.sock")}
 	if isp != nil {
-		isp.Attach(r.NS, r.nextNIC(), WANMAC)
+		r.WANPort = isp.Attach(r.NS, r.nextNIC(), WANMAC)
 	}
 	return r
 }
