@@ -27,17 +27,17 @@ func LANMAC(i int) string { return fmt.Sprintf("02:42:ac:00:01:%02x", i) }
 // Its NICs are veth ends with fixed MACs and temporary names (ethN) that
 // routerd finds and renames.
 type Router struct {
-	NS    *NS
-	ISP   *ISP
-	LANs  []*Switch
+	NS   *NS
+	ISP  *ISP
+	LANs []*Switch
 	// WANPort and BackupPort are the ISP's ends of the router's uplinks:
 	// pull them (Uplink*) to fail one.
 	WANPort, BackupPort string
-	lab   *Lab
-	nics  int
-	State string // routerd's state_dir
-	Sock  string // routerd's control socket
-	Conf  string // where its config is written ("": the lab's routerd.toml)
+	lab                 *Lab
+	nics                int
+	State               string // routerd's state_dir
+	Sock                string // routerd's control socket
+	Conf                string // where its config is written ("": the lab's routerd.toml)
 }
 
 // NewRouter builds the router namespace with its WAN NIC wired to the ISP.
