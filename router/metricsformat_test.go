@@ -25,7 +25,9 @@ func TestMetricsFormat(t *testing.T) {
 	}
 
 	st := &status.Status{Uptime: 12.5, Components: []status.Component{{Name: "dns", State: status.Running}, {Name: "wan", State: status.Failed}},
-		WAN: &status.WAN{DHCP: &status.DHCP4{State: status.DHCPBound}, PPPoE: &status.PPPoE{State: "up", Reconnects: 2, EchoRTT: 3 * time.Millisecond}}}
+		WAN: &status.WAN{DHCP: &status.DHCP4{State: status.DHCPBound}, PPPoE: &status.PPPoE{State: "up", Reconnects: 2, EchoRTT: 3 * time.Millisecond},
+			Failover: &status.Failover{Active: "backup", Count: 1, Uplinks: []status.UplinkHealth{
+				{Uplink: "primary", State: "down", Loss: 1}, {Uplink: "backup", State: "up", RTT: 40 * time.Millisecond}}}}}
 	b.Reset()
 	writeMetrics(st, &b)
 	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? [-+0-9.eEInfNa]+$`)
@@ -59,7 +61,8 @@ func TestMetricsFormat(t *testing.T) {
 		}
 	}
 	if !seen["routerd_component_up"] || !strings.Contains(b.String(), `routerd_wan_dhcp_bound 1`) ||
-		!strings.Contains(b.String(), "routerd_wan_pppoe_up 1\n") || !strings.Contains(b.String(), "routerd_wan_pppoe_echo_rtt_seconds 0.003\n") {
+		!strings.Contains(b.String(), "routerd_wan_pppoe_up 1\n") || !strings.Contains(b.String(), `routerd_wan_uplink_active{uplink="backup"} 1`) ||
+		!strings.Contains(b.String(), `routerd_wan_uplink_up{uplink="primary"} 0`) || !strings.Contains(b.String(), "routerd_wan_failovers_total 1\n") || !strings.Contains(b.String(), "routerd_wan_pppoe_echo_rtt_seconds 0.003\n") {
 		t.Errorf("metrics lack the components or the WAN lease:\n%s", b.String())
 	}
 }
