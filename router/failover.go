@@ -72,6 +72,22 @@ func (f *failoverLoop) byRole(role string) *uplink {
 	return f.ups[0]
 }
 
+// resume takes up where an earlier routerd left the traffic: on the
+// backup, if its routes point there.
+func (f *failoverLoop) resume() {
+	if was := failover.Steered(f.ns); was != "" && was != f.ups[0].w.Iface() {
+		for _, u := range f.ups[1:] {
+			if u.w.Iface() == was {
+				f.log.Info("the backup carried the traffic before this start; it keeps it until the primary answers", "uplink", u.role)
+				f.mu.Lock()
+				f.mon.Resume(u.role, time.Now())
+				f.mu.Unlock()
+				f.switched(u)
+			}
+		}
+	}
+}
+
 func (f *failoverLoop) run(ctx context.Context) {
 	ifaces := make([]string, len(f.ups))
 	for i, u := range f.ups {

@@ -109,6 +109,9 @@ func (c *wanComp) Start(ctx context.Context) error {
 			}
 		}
 	})
+	if c.failover != nil {
+		c.failover.resume() // before the uplinks' leases come: they go on by the active one
+	}
 	var errs []error
 	for i, u := range c.ups {
 		if u.v6 != nil {

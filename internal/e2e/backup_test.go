@@ -141,9 +141,23 @@ via = "vpn"
 		t.Errorf("switch %+v: no connection of the silent uplink reset (the tunnel's at least)", s)
 	}
 
+	// routerd restarted meanwhile (an update, a crash): the backup keeps
+	// the traffic, no round trip through the dead primary.
+	a.rd.Restart()
+	st, err := getStatus(a.rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.WAN.Failover; f.Active != "backup" || f.Uplinks[0].State != "down" {
+		t.Errorf("after a restart: %+v, want the backup active and the primary down", f)
+	}
+	if got := a.echo(t, c, lab.Echo4, 80); got != backup.String() {
+		t.Errorf("after a restart: the echo saw %s, want the backup's %s", got, backup)
+	}
+
 	at = time.Now()
 	a.r.UplinkSilent(a.r.WANPort, false)
 	h, v = back("ISP back", at, a.wan)
 	t.Logf("primary's ISP back: the household on it after %s, the tunnel after %s", h.Round(100*time.Millisecond), v.Round(100*time.Millisecond))
-	lastSwitch(4)
+	lastSwitch(1) // this process's first
 }

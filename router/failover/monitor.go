@@ -82,6 +82,23 @@ func NewMonitor(cfg Config, now time.Time) *Monitor {
 	return m
 }
 
+// Resume starts from a switch an earlier monitor made (routerd restarted,
+// or its config reloaded, while the backup carried the traffic): active
+// stays active, and the uplinks preferred to it are down until their
+// probes say otherwise, as they were.
+func (m *Monitor) Resume(active string, now time.Time) {
+	for i, u := range m.ups {
+		if u.Name != active {
+			continue
+		}
+		m.ups[m.active].Active = false
+		m.active, u.Active = i, true
+		for _, p := range m.ups[:i] {
+			p.State, p.Since, p.streak = Down, now, 0
+		}
+	}
+}
+
 // Handle takes one round's results, an entry per uplink in Config's
 // order, and returns the switch it made, if any.
 func (m *Monitor) Handle(round []Result, now time.Time) *Switch {

@@ -97,3 +97,22 @@ func TestMonitorLossAndRTT(t *testing.T) {
 		t.Errorf("history %+v, want none", m.History())
 	}
 }
+
+// TestMonitorResume: a monitor resumed on the backup keeps it until the
+// primary has answered UpFor rounds.
+func TestMonitorResume(t *testing.T) {
+	now := time.Now()
+	m := NewMonitor(Config{Uplinks: []string{"wan", "wwan"}, DownFor: 3, UpFor: 2}, now)
+	m.Resume("wwan", now)
+	ok := Result{Sent: 1, Answered: 1}
+	if sw := m.Handle([]Result{ok, ok}, now); sw != nil || m.Active() != "wwan" {
+		t.Fatalf("after one answered round: active %s, switch %+v; want wwan kept", m.Active(), sw)
+	}
+	if sw := m.Handle([]Result{ok, ok}, now); sw == nil || m.Active() != "wan" {
+		t.Fatalf("after two: active %s, switch %+v; want back on wan", m.Active(), sw)
+	}
+	m.Resume("nonesuch", now)
+	if m.Active() != "wan" {
+		t.Errorf("resumed on an unknown uplink: active %s", m.Active())
+	}
+}

@@ -109,3 +109,23 @@ func defaultDst(fam int) *net.IPNet {
 	}
 	return netns.IPNet(netip.MustParsePrefix("0.0.0.0/0"))
 }
+
+// Steered returns the interface the namespace's failover routes go
+// through ("": none), as an earlier routerd left them.
+func Steered(ns string) string {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return ""
+	}
+	defer h.Close()
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: rtproto.Failover},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil || len(routes) == 0 {
+		return ""
+	}
+	l, err := h.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return ""
+	}
+	return l.Attrs().Name
+}
