@@ -74,6 +74,9 @@ func (s *Supervisor) applyConfig(body []byte, confirm time.Duration) (ApplyResul
 	if err != nil {
 		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)
 	}
+	if err := CheckMachine(next); err != nil {
+		return ApplyResult{}, http.StatusUnprocessableEntity, fmt.Errorf("nothing applied: %w", err)
+	}
 	if err := keepsSigningKey(s.config(), next); err != nil {
 		return ApplyResult{}, http.StatusForbidden, fmt.Errorf("nothing applied: %w", err)
 	}

@@ -165,6 +165,9 @@ func (s *Supervisor) after(d time.Duration, f func()) (cancel func()) {
 // running one stays in force.
 func (s *Supervisor) Reload() error {
 	cfg, hash, err := config.Load(s.path)
+	if err == nil {
+		err = CheckMachine(cfg)
+	}
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.base == nil || s.base.Err() != nil {

@@ -73,6 +73,9 @@ func translate(cfg *config.Config) string {
 	section("firewall main", m)
 	section("firewall wan", w)
 	section("firewall vpn", v)
+	if p := sqmPlan(cfg); p != nil {
+		section("sqm plan", p)
+	}
 	dc, names := dnsConfig(cfg)
 	section("resolver", dc)
 	for _, n := range names {

@@ -68,6 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(logring.NewHandler(logs, slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: lvl})))
 
 	cfg, hash, err := config.Load(*path)
+	if err == nil && !*teardown {
+		// What this machine cannot do (CAKE on a kernel without it) is
+		// refused like a config error: nothing applied.
+		err = router.CheckMachine(cfg)
+	}
 	if *check {
 		return printCheck(*path, cfg, err, stdout, stderr)
 	}

@@ -57,6 +57,8 @@ type Config struct {
 	// PortMap lets LAN devices map ports of the WAN address (NAT-PMP,
 	// PCP); nil: off.
 	PortMap *PortMap
+	// SQM is bufferbloat control ([sqm]); nil: off.
+	SQM *SQM
 
 	LANNets LANNets // derived from LAN
 }

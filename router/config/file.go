@@ -24,6 +24,14 @@ type fileConfig struct {
 	Route     []fileRoute     `toml:"route"`
 	Remote    *fileRemote     `toml:"remote"`
 	PortMap   *filePortMap    `toml:"portmap"`
+	SQM       *fileSQM        `toml:"sqm"`
+}
+
+type fileSQM struct {
+	Upload   string `toml:"upload"`
+	Download string `toml:"download"`
+	Overhead any    `toml:"overhead"` // a preset's name or bytes
+	PerHost  *bool  `toml:"per_host"`
 }
 
 type filePortMap struct {

@@ -64,6 +64,7 @@ func validate(p *problems, fc *fileConfig, keys []string) *Config {
 	v.rules(fc.Firewall.Rule)
 	v.pinholes(fc.Firewall.Pinhole)
 	v.portmap(fc.PortMap)
+	v.sqm(fc.SQM)
 	v.status(&fc.Status)
 	v.admin(fc.Admin)
 	v.time(fc.Time)

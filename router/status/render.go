@@ -19,6 +19,7 @@ var sections = []func(*Status, io.Writer){
 	renderNetns,
 	renderRouting,
 	renderWAN,
+	renderSQM,
 	renderVPN,
 	renderRelay,
 	renderLAN,

@@ -40,6 +40,7 @@ type Status struct {
 	Containers []Container `json:"containers,omitempty"` // [[publish]] to = "docker:NAME"
 	Remote     *Remote     `json:"remote,omitempty"`
 	PortMap    *PortMap    `json:"portmap,omitempty"`
+	SQM        *SQM        `json:"sqm,omitempty"`
 }
 
 // PortMap is the ports LAN devices mapped (NAT-PMP, PCP).
@@ -612,4 +613,38 @@ type Conntrack struct {
 	// flowtable forwards (nil when flow offload is off).
 	Offloaded map[string]int `json:"offloaded,omitempty"`
 	Error     string         `json:"error,omitempty"`
+}
+
+// SQM is the bufferbloat control: where it shapes and how each direction
+// does.
+type SQM struct {
+	Where     string  `json:"where"`
+	Overhead  string  `json:"overhead"`
+	WireGuard int     `json:"wireguard_overhead,omitempty"` // bytes added for the VPN path's encapsulation
+	PerHost   bool    `json:"per_host"`
+	Upload    *Shaper `json:"upload"`
+	Download  *Shaper `json:"download"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// Shaper is one direction's CAKE.
+type Shaper struct {
+	Iface string `json:"iface"`
+	Rate  uint64 `json:"rate_bps"`
+	Bytes uint64 `json:"bytes"`
+	Drops uint32 `json:"drops"`
+	Tins  []Tin  `json:"tins,omitempty"`
+}
+
+// Tin is one of CAKE's priority tins.
+type Tin struct {
+	Name      string        `json:"name"`
+	Rate      uint64        `json:"rate_bps"`
+	Bytes     uint64        `json:"bytes"`
+	Packets   uint32        `json:"packets"`
+	Drops     uint32        `json:"drops"`
+	Marks     uint32        `json:"ecn_marks"`
+	Backlog   uint32        `json:"backlog_bytes"`
+	PeakDelay time.Duration `json:"peak_delay_ns"`
+	AvgDelay  time.Duration `json:"avg_delay_ns"`
 }

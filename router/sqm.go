@@ -1,0 +1,130 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/routerd/routerd/router/config"
+	"github.com/routerd/routerd/router/sqm"
+	"github.com/routerd/routerd/router/status"
+)
+
+// sqmComp shapes both directions of both paths ([sqm]): CAKE on the main
+// namespace's transit ports (router/sqm). Without [sqm] it takes away the
+// shaping an earlier config made.
+type sqmComp struct {
+	cfg  *config.Config
+	plan *sqm.Plan // nil: no [sqm]
+	log  *slog.Logger
+}
+
+// sqmPorts are where both paths cross: main's ends of the transit veths.
+var sqmPorts = []string{config.TransitWANLink, config.TransitVPNLink}
+
+func newSQMComp(cfg *config.Config, log *slog.Logger) *sqmComp {
+	return &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log}
+}
+
+// sqmPlan is [sqm] as the shapers' settings: per host (dual-srchost up,
+// dual-dsthost down) or CAKE's triple isolation; the link layer's
+// overhead plus, with a VPN, WireGuard's (the VPN path's packets grow by
+// it on the line, after the shaper).
+func sqmPlan(cfg *config.Config) *sqm.Plan {
+	s := cfg.SQM
+	if s == nil {
+		return nil
+	}
+	framing := map[string]int{"none": sqm.FramingNone, "ptm": sqm.FramingPTM, "atm": sqm.FramingATM}[s.Framing]
+	over := s.Overhead + wireguardOverhead(cfg)
+	up := sqm.Cake{Rate: s.Upload, Overhead: over, MPU: s.MPU, Framing: framing, FlowMode: sqm.FlowTriple}
+	down := sqm.Cake{Rate: s.Download, Overhead: over, MPU: s.MPU, Framing: framing, FlowMode: sqm.FlowTriple, Ingress: true}
+	if s.PerHost {
+		up.FlowMode, down.FlowMode = sqm.FlowDualSrc, sqm.FlowDualDst
+	}
+	return &sqm.Plan{Ports: sqmPorts, Up: up, Down: down}
+}
+
+// wireguardOverhead is what WireGuard adds to a packet on the line: an
+// outer IP header, UDP and its own 32 bytes (80 over IPv6).
+func wireguardOverhead(cfg *config.Config) int {
+	if cfg.VPN == nil {
+		return 0
+	}
+	for _, p := range cfg.VPN.Peers {
+		if p.Endpoint.Addr.Is6() && !p.Endpoint.Addr.Is4In6() {
+			return 80
+		}
+	}
+	return 60
+}
+
+// checkSQM says whether this machine can shape as cfg asks: the config
+// is refused, whole, before anything is applied, if it cannot.
+func checkSQM(cfg *config.Config) error {
+	if cfg.SQM == nil {
+		return nil
+	}
+	if err := sqm.Supported(); err != nil {
+		return config.Errors{{Path: "sqm", Msg: err.Error()}}
+	}
+	return nil
+}
+
+// CheckMachine reports what of cfg this machine cannot do (routerd
+// -check, start, reload).
+func CheckMachine(cfg *config.Config) error {
+	if cfg == nil || cfg.Relay != nil {
+		return nil
+	}
+	return checkSQM(cfg)
+}
+
+func (c *sqmComp) Name() string { return "sqm" }
+
+func (c *sqmComp) Start(ctx context.Context) error {
+	if c.plan == nil {
+		return sqm.Remove(sqmPorts)
+	}
+	if err := checkSQM(c.cfg); err != nil {
+		return err
+	}
+	return sqm.Apply(*c.plan)
+}
+
+// Stop leaves the shaping in place: the next generation applies its own,
+// or takes it away.
+func (c *sqmComp) Stop(ctx context.Context) error { return nil }
+
+// Teardown removes the shaping with the rest of routerd's.
+func (c *sqmComp) Teardown(ctx context.Context) error { return sqm.Remove(sqmPorts) }
+
+func (c *sqmComp) fillStatus(st *status.Status) {
+	if c.plan == nil {
+		return
+	}
+	s := &status.SQM{Where: "main's transit ports (" + sqmPorts[0] + ", " + sqmPorts[1] + "): both paths, one budget per direction",
+		Overhead: c.cfg.SQM.OverheadString(), PerHost: c.cfg.SQM.PerHost, WireGuard: wireguardOverhead(c.cfg)}
+	var errs []error
+	for _, d := range []struct {
+		ifb  string
+		dst  **status.Shaper
+		rate uint64
+	}{{sqm.IfbUp, &s.Upload, c.plan.Up.Rate}, {sqm.IfbDown, &s.Download, c.plan.Down.Rate}} {
+		sh := &status.Shaper{Iface: d.ifb, Rate: d.rate}
+		if r, err := sqm.Read(d.ifb); err != nil {
+			errs = append(errs, err)
+		} else {
+			sh.Bytes, sh.Drops = r.Bytes, r.Drops
+			for _, t := range r.Tins {
+				sh.Tins = append(sh.Tins, status.Tin{Name: t.Name, Rate: t.Rate, Bytes: t.SentBytes, Packets: t.Sent, Drops: t.Drops,
+					Marks: t.Marks, Backlog: t.Backlog, PeakDelay: t.PeakDelay, AvgDelay: t.AvgDelay})
+			}
+		}
+		*d.dst = sh
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.Error = err.Error()
+	}
+	st.SQM = s
+}
