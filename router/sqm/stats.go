@@ -78,7 +78,7 @@ func Read(name string) (Stats, error) {
 // length is checked: a short attribute is ignored, never read past.
 func parseStats(b []byte) (Stats, error) {
 	var s Stats
-	attrs, err := nl.ParseRouteAttr(b)
+	attrs, err := parseAttrs(b)
 	if err != nil {
 		return s, fmt.Errorf("sqm: qdisc attributes: %w", err)
 	}
@@ -89,14 +89,14 @@ func parseStats(b []byte) (Stats, error) {
 				return s, fmt.Errorf("sqm: the qdisc is %q, not cake", trimZero(a.Value))
 			}
 		case unix.TCA_OPTIONS:
-			opts, _ := nl.ParseRouteAttr(a.Value)
+			opts, _ := parseAttrs(a.Value)
 			for _, o := range opts {
 				if typ(o) == tcaCakeBaseRate64 && len(o.Value) >= 8 {
 					s.Rate = binary.NativeEndian.Uint64(o.Value) * 8
 				}
 			}
 		case tcaStats2:
-			st, _ := nl.ParseRouteAttr(a.Value)
+			st, _ := parseAttrs(a.Value)
 			for _, x := range st {
 				switch typ(x) {
 				case tcaStatsBasic:
@@ -117,19 +117,19 @@ func parseStats(b []byte) (Stats, error) {
 }
 
 func parseTins(b []byte) []Tin {
-	app, _ := nl.ParseRouteAttr(b)
+	app, _ := parseAttrs(b)
 	var tins []Tin
 	for _, a := range app {
 		if typ(a) != cakeStatsTinStats {
 			continue
 		}
-		each, _ := nl.ParseRouteAttr(a.Value)
+		each, _ := parseAttrs(a.Value)
 		for i, t := range each {
 			tin := Tin{Name: fmt.Sprintf("tin %d", i)}
 			if i < len(tinNames) {
 				tin.Name = tinNames[i]
 			}
-			fields, _ := nl.ParseRouteAttr(t.Value)
+			fields, _ := parseAttrs(t.Value)
 			for _, f := range fields {
 				u32 := func() uint32 {
 					if len(f.Value) < 4 {
@@ -178,3 +178,25 @@ func trimZero(b []byte) []byte {
 // typ is an attribute's type without the nested and byte-order flags
 // (the kernel sets NLA_F_NESTED on nests).
 func typ(a syscall.NetlinkRouteAttr) uint16 { return a.Attr.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) }
+
+// parseAttrs splits netlink attributes, checking every length (netlink's
+// own parser trusts them and can panic on a short one).
+func parseAttrs(b []byte) ([]syscall.NetlinkRouteAttr, error) {
+	var out []syscall.NetlinkRouteAttr
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < 4 || l > len(b) {
+			return out, fmt.Errorf("attribute of length %d in %d bytes", l, len(b))
+		}
+		out = append(out, syscall.NetlinkRouteAttr{
+			Attr:  syscall.RtAttr{Len: uint16(l), Type: binary.NativeEndian.Uint16(b[2:])},
+			Value: b[4:l],
+		})
+		next := (l + 3) &^ 3
+		if next > len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	return out, nil
+}

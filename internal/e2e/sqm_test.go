@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/routerd/routerd/internal/lab"
+)
+
+// The lab's line: a cable modem's rates with a deep buffer in each
+// direction (the ISP's tbf), as most home lines are.
+const (
+	lineDownMbit = 10.0
+	lineUpMbit   = 3.0
+	lineBufferMs = 600
+)
+
+// TestSQM: bufferbloat control on both paths. Two LAN hosts saturate the
+// line both ways, one on the WAN path and one through the tunnel, while a
+// third pings the ISP by each path. Without [sqm] the line's buffer shows
+// as added latency; with it (the same routerd, reloaded) the added latency
+// at the 95th percentile stays within 15 ms on both paths with at least
+// 85% of the line used, and a host with 16 upload flows gets no more of
+// the line than a host with one (per host, seen through NAT and the
+// tunnel). routerctl status shows the shapers.
+func TestSQM(t *testing.T) {
+	if lab.RequireKernel(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard") {
+		return
+	}
+	lab.Require(t, "iperf3", "ping", "tc")
+	var bulkWAN, bulkVPN, probe *lab.Client
+	extra := fmt.Sprintf(`
+[[routing.policy]]
+name = "bulk-vpn"
+sources = [%q]
+via = "vpn"
+
+[[routing.policy]]
+name = "probe-vpn"
+destinations = [%q]
+via = "vpn"
+`, "02:42:ac:01:01:02", lab.EchoAlt4[0])
+	a := newApplianceOn(t, true, lab.ConfigOptions{Default: "wan"}, extra, func(a *appliance) {
+		bulkWAN, bulkVPN, probe = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
+		for i, c := range []*lab.Client{bulkWAN, bulkVPN, probe} {
+			c.SetStatic(50 + i)
+		}
+		a.isp.ShapeLine(a.r.WANPort, lineDownMbit, lineUpMbit, lineBufferMs)
+	})
+	for _, port := range []int{5201, 5202} {
+		a.isp.NS.Start(fmt.Sprintf("iperf3-%d", port), "iperf3", "-s", "-p", fmt.Sprint(port))
+	}
+	if got := a.echo(t, bulkVPN, lab.Echo4, 80); got == a.wan.String() {
+		t.Fatalf("the VPN host's traffic left by the WAN (%s)", got)
+	}
+
+	before := loadedLatency(t, a, bulkWAN, bulkVPN, probe)
+	t.Logf("without [sqm]: %s", before)
+	if before.addedWAN < 50*time.Millisecond {
+		t.Fatalf("the lab's line is not bloated (%s): the test would prove nothing", before)
+	}
+
+	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\n", int(lineUpMbit*950), int(lineDownMbit*950))
+	a.r.WriteConfig(cfg)
+	if out, err := a.rd.Ctl("reload"); err != nil {
+		t.Fatalf("reload with [sqm]: %v: %s", err, out)
+	}
+	a.l.Eventually(30*time.Second, "the shapers in status", func() error {
+		st, err := getStatus(a.rd)
+		if err != nil {
+			return err
+		}
+		if st.SQM == nil || st.SQM.Upload == nil || st.SQM.Download == nil || st.SQM.Error != "" {
+			return fmt.Errorf("sqm %+v", st.SQM)
+		}
+		return nil
+	})
+	a.waitVPN(t)
+	after := loadedLatency(t, a, bulkWAN, bulkVPN, probe)
+	t.Logf("with [sqm]: %s", after)
+	for _, c := range []struct {
+		path  string
+		added time.Duration
+	}{{"WAN", after.addedWAN}, {"VPN", after.addedVPN}} {
+		if c.added > 15*time.Millisecond {
+			t.Errorf("with [sqm], the %s path's latency under load: +%s at p95, want at most +15ms", c.path, c.added)
+		}
+	}
+	if after.down < 0.85 || after.up < 0.85 {
+		t.Errorf("with [sqm], %.0f%% of the line used down and %.0f%% up, want at least 85%%", 100*after.down, 100*after.up)
+	}
+	text, _ := a.rd.Ctl("status")
+	if !strings.Contains(text, "SQM") || !strings.Contains(text, "best effort:") {
+		t.Errorf("routerctl status does not show the shapers' tins:\n%s", text)
+	}
+
+	// Per host: 16 upload flows against 1, on different paths.
+	shares := uploadShares(t, a, map[*lab.Client]int{bulkWAN: 16, bulkVPN: 1})
+	t.Logf("upload shares, 16 flows against 1: %.0f%% / %.0f%%", 100*shares[bulkWAN], 100*shares[bulkVPN])
+	for c, s := range shares {
+		if s < 0.40 || s > 0.60 {
+			t.Errorf("%s got %.0f%% of the upload, want 40-60%% (per host, not per flow)", c.NS.Name, 100*s)
+		}
+	}
+}
+
+// loaded is one measurement of latency under load.
+type loaded struct {
+	baseWAN, baseVPN   time.Duration // idle, median
+	addedWAN, addedVPN time.Duration // under load, p95 minus idle
+	down, up           float64       // share of the line's rate used
+}
+
+func (l loaded) String() string {
+	return fmt.Sprintf("idle %s / %s, added under load at p95: WAN path +%s, VPN path +%s; line used %.0f%% down, %.0f%% up",
+		l.baseWAN.Round(100*time.Microsecond), l.baseVPN.Round(100*time.Microsecond),
+		l.addedWAN.Round(100*time.Microsecond), l.addedVPN.Round(100*time.Microsecond), 100*l.down, 100*l.up)
+}
+
+// loadedLatency saturates the line both ways from both bulk hosts (iperf3
+// --bidir, 16 s) and pings the ISP from probe by each path meanwhile,
+// leaving out the first 3 s (the flows ramping up).
+func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) loaded {
+	t.Helper()
+	var r loaded
+	r.baseWAN = quantile(pings(t, probe, lab.Echo4, 20), 0.5)
+	r.baseVPN = quantile(pings(t, probe, lab.EchoAlt4[0], 20), 0.5)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for c, port := range map[*lab.Client]int{bulkWAN: 5201, bulkVPN: 5202} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "16", "--bidir"); err != nil {
+				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
+			}
+		}()
+	}
+	// The line's counters every second, for the rate it carried.
+	type sample struct {
+		at       time.Time
+		down, up uint64
+	}
+	var samples []sample
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			d, u := a.isp.LineBytes(a.r.WANPort)
+			samples = append(samples, sample{time.Now(), d, u})
+			select {
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var rttWAN, rttVPN []time.Duration
+	var pw sync.WaitGroup
+	pw.Add(2)
+	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, 130) }()
+	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], 130) }()
+	pw.Wait()
+	close(stop)
+	<-sampled
+	wg.Wait()
+	skip := 30 // 3 s at 10/s
+	r.addedWAN = quantile(rttWAN[min(skip, len(rttWAN)):], 0.95) - r.baseWAN
+	r.addedVPN = quantile(rttVPN[min(skip, len(rttVPN)):], 0.95) - r.baseVPN
+	// The rate over the samples after the ramp.
+	if len(samples) > 5 {
+		first, last := samples[3], samples[len(samples)-1]
+		secs := last.at.Sub(first.at).Seconds()
+		r.down = float64(last.down-first.down) * 8 / secs / (lineDownMbit * 1e6)
+		r.up = float64(last.up-first.up) * 8 / secs / (lineUpMbit * 1e6)
+	}
+	return r
+}
+
+// pings sends n echoes 100 ms apart from c to dst and returns the round
+// trips in order; an echo lost counts as a second.
+func pings(t *testing.T, c *lab.Client, dst netip.Addr, n int) []time.Duration {
+	t.Helper()
+	out, _ := c.NS.Run("ping", "-n", "-c", fmt.Sprint(n), "-i", "0.1", "-W", "1", dst.String())
+	got := map[int]time.Duration{}
+	for _, line := range strings.Split(out, "\n") {
+		_, seqs, ok1 := strings.Cut(line, "icmp_seq=")
+		_, ms, ok2 := strings.Cut(line, "time=")
+		if !ok1 || !ok2 {
+			continue
+		}
+		seq, err1 := strconv.Atoi(strings.Fields(seqs)[0])
+		v, err2 := strconv.ParseFloat(strings.Fields(ms)[0], 64)
+		if err1 == nil && err2 == nil {
+			got[seq] = time.Duration(v * float64(time.Millisecond))
+		}
+	}
+	if len(got) == 0 {
+		t.Fatalf("no echo from %s answered from %s:\n%s", dst, c.NS.Name, out)
+	}
+	rtts := make([]time.Duration, n)
+	for i := range rtts {
+		rtt, ok := got[i+1]
+		if !ok {
+			rtt = time.Second
+		}
+		rtts[i] = rtt
+	}
+	return rtts
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+// uploadShares runs an upload of flows[c] parallel flows from each client
+// for 12 s at once and returns each client's share of what arrived.
+func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*lab.Client]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[*lab.Client]float64{}
+	var wg sync.WaitGroup
+	port := 5201
+	for c, n := range flows {
+		wg.Add(1)
+		go func(port int) {
+			defer wg.Done()
+			out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "12", "-P", fmt.Sprint(n), "-J")
+			var res struct {
+				End struct {
+					SumReceived struct {
+						BitsPerSecond float64 `json:"bits_per_second"`
+					} `json:"sum_received"`
+				} `json:"end"`
+			}
+			if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
+				return
+			}
+			mu.Lock()
+			got[c] = res.End.SumReceived.BitsPerSecond
+			mu.Unlock()
+		}(port)
+		port++
+	}
+	wg.Wait()
+	total := 0.0
+	for _, v := range got {
+		total += v
+	}
+	shares := map[*lab.Client]float64{}
+	for c, v := range got {
+		if total > 0 {
+			shares[c] = v / total
+		}
+	}
+	return shares
+}
