@@ -177,7 +177,9 @@ func trimZero(b []byte) []byte {
 
 // typ is an attribute's type without the nested and byte-order flags
 // (the kernel sets NLA_F_NESTED on nests).
-func typ(a syscall.NetlinkRouteAttr) uint16 { return a.Attr.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) }
+func typ(a syscall.NetlinkRouteAttr) uint16 {
+	return a.Attr.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+}
 
 // parseAttrs splits netlink attributes, checking every length (netlink's
 // own parser trusts them and can panic on a short one).
