@@ -192,6 +192,19 @@ func writeMetrics(st *status.Status, w io.Writer) {
 		}
 		m.emit("wan_failovers_total", "counter", "Switches of the traffic between uplinks.", float64(f.Count))
 	}
+	if q := st.SQM; q != nil {
+		for _, d := range []struct {
+			name string
+			sh   *status.Shaper
+		}{{"upload", q.Upload}, {"download", q.Download}} {
+			if d.sh == nil {
+				continue
+			}
+			m.emit("sqm_rate_bps", "gauge", "The shaper's rate (autorate moves it).", float64(d.sh.Rate), "direction", d.name)
+			m.emit("sqm_sent_bytes_total", "counter", "Bytes the shaper passed.", float64(d.sh.Bytes), "direction", d.name)
+			m.emit("sqm_drops_total", "counter", "Packets the shaper dropped.", float64(d.sh.Drops), "direction", d.name)
+		}
+	}
 	if v := st.VPN; v != nil {
 		m.emit("vpn_up", "gauge", fmt.Sprintf("1 when the tunnel had a handshake in the last %v.", vpn.UpWithin), b2f(v.Up))
 		for _, p := range v.Peers {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
+	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/sqm"
 	"github.com/routerd/routerd/router/status"
@@ -14,17 +16,37 @@ import (
 // namespace's transit ports (router/sqm). Without [sqm] it takes away the
 // shaping an earlier config made.
 type sqmComp struct {
-	cfg  *config.Config
-	plan *sqm.Plan // nil: no [sqm]
-	log  *slog.Logger
+	cfg    *config.Config
+	plan   *sqm.Plan     // nil: no [sqm]
+	follow *sqm.Follower // nil: fixed rates
+	run    lifecycle.Group
+	log    *slog.Logger
 }
 
 // sqmPorts are where both paths cross: main's ends of the transit veths.
 var sqmPorts = []string{config.TransitWANLink, config.TransitVPNLink}
 
 func newSQMComp(cfg *config.Config, log *slog.Logger) *sqmComp {
-	return &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log}
+	c := &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log}
+	if s := cfg.SQM; s != nil && s.Autorate() {
+		ac := sqm.AutorateConfig{Min: [2]uint64{s.Upload, s.Download}, Max: [2]uint64{s.Upload, s.Download}, Threshold: s.BloatThreshold}
+		if r := s.UploadAuto; r != nil {
+			ac.Min[sqm.Up], ac.Max[sqm.Up] = r.Min, r.Max
+		}
+		if r := s.DownloadAuto; r != nil {
+			ac.Min[sqm.Down], ac.Max[sqm.Down] = r.Min, r.Max
+		}
+		refl := &reflectors{ns: cfg.Netns.WAN, fixed: s.Reflectors}
+		c.follow = &sqm.Follower{NS: cfg.Netns.WAN, Reflectors: refl.get, Interval: autorateInterval,
+			Core: sqm.NewAutorate(ac), Log: log}
+	}
+	return c
 }
+
+// autorateInterval is how often autorate measures: often enough to
+// catch a filling buffer within a second, seldom enough that its probes
+// are no load.
+const autorateInterval = 250 * time.Millisecond
 
 // sqmPlan is [sqm] as the shapers' settings: per host (dual-srchost up,
 // dual-dsthost down) or CAKE's triple isolation; the link layer's
@@ -89,12 +111,19 @@ func (c *sqmComp) Start(ctx context.Context) error {
 	if err := checkSQM(c.cfg); err != nil {
 		return err
 	}
-	return sqm.Apply(*c.plan)
+	if err := sqm.Apply(*c.plan); err != nil {
+		return err
+	}
+	c.run.Start(ctx)
+	if c.follow != nil {
+		c.run.Go(c.follow.Run)
+	}
+	return nil
 }
 
-// Stop leaves the shaping in place: the next generation applies its own,
-// or takes it away.
-func (c *sqmComp) Stop(ctx context.Context) error { return nil }
+// Stop ends autorate and leaves the shaping in place: the next
+// generation applies its own, or takes it away.
+func (c *sqmComp) Stop(ctx context.Context) error { return c.run.Stop(ctx) }
 
 // Teardown removes the shaping with the rest of routerd's.
 func (c *sqmComp) Teardown(ctx context.Context) error { return sqm.Remove(sqmPorts) }
@@ -106,11 +135,17 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 	s := &status.SQM{Where: "main's transit ports (" + sqmPorts[0] + ", " + sqmPorts[1] + "): both paths, one budget per direction",
 		Overhead: c.cfg.SQM.OverheadString(), PerHost: c.cfg.SQM.PerHost, WireGuard: wireguardOverhead(c.cfg)}
 	var errs []error
+	rates := [2]uint64{c.plan.Up.Rate, c.plan.Down.Rate}
+	if c.follow != nil {
+		fs := c.follow.Status()
+		rates = fs.Rates
+		s.Autorate = autorateStatus(c.cfg.SQM, fs)
+	}
 	for _, d := range []struct {
 		ifb  string
 		dst  **status.Shaper
 		rate uint64
-	}{{sqm.IfbUp, &s.Upload, c.plan.Up.Rate}, {sqm.IfbDown, &s.Download, c.plan.Down.Rate}} {
+	}{{sqm.IfbUp, &s.Upload, rates[sqm.Up]}, {sqm.IfbDown, &s.Download, rates[sqm.Down]}} {
 		sh := &status.Shaper{Iface: d.ifb, Rate: d.rate}
 		if r, err := sqm.Read(d.ifb); err != nil {
 			errs = append(errs, err)
@@ -127,4 +162,21 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 		s.Error = err.Error()
 	}
 	st.SQM = s
+}
+
+func autorateStatus(s *config.SQM, fs sqm.FollowerStatus) *status.Autorate {
+	a := &status.Autorate{Threshold: s.BloatThreshold, Error: fs.Error}
+	for _, r := range fs.Reflectors {
+		a.Reflectors = append(a.Reflectors, r.String())
+	}
+	if r := s.UploadAuto; r != nil {
+		a.UploadMin, a.UploadMax = r.Min, r.Max
+	}
+	if r := s.DownloadAuto; r != nil {
+		a.DownloadMin, a.DownloadMax = r.Min, r.Max
+	}
+	for _, ch := range fs.Changes {
+		a.Changes = append(a.Changes, status.RateChange{At: ch.At, Direction: ch.Dir.String(), From: ch.From, To: ch.To, Why: ch.Why})
+	}
+	return a
 }

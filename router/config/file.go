@@ -32,6 +32,13 @@ type fileSQM struct {
 	Download string `toml:"download"`
 	Overhead any    `toml:"overhead"` // a preset's name or bytes
 	PerHost  *bool  `toml:"per_host"`
+	// With "auto" rates.
+	UploadMin      string   `toml:"upload_min"`
+	UploadMax      string   `toml:"upload_max"`
+	DownloadMin    string   `toml:"download_min"`
+	DownloadMax    string   `toml:"download_max"`
+	Reflectors     []string `toml:"reflectors"`
+	BloatThreshold string   `toml:"bloat_threshold"`
 }
 
 type filePortMap struct {

@@ -2,13 +2,26 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // SQM is [sqm]: a CAKE shaper per direction that both paths share.
 type SQM struct {
-	Upload, Download uint64 // bits/s
+	// The rates, bits/s: fixed, or with "auto" where autorate starts (the
+	// minimum).
+	Upload, Download uint64
+	// Autorate: set for a direction whose rate is "auto", nil for one
+	// whose rate is fixed.
+	UploadAuto, DownloadAuto *RateRange
+	// Reflectors answer autorate's ICMP timestamp requests; none: the
+	// WAN's gateway.
+	Reflectors []netip.Addr
+	// BloatThreshold is the rise in a direction's delay that lowers its
+	// rate.
+	BloatThreshold time.Duration
 	// Overhead, MPU and Framing compensate for the link layer below IP
 	// (what the line counts that the router does not see).
 	Overhead int
@@ -34,8 +47,9 @@ func (v *validator) sqm(f *fileSQM) {
 		return
 	}
 	s := &SQM{PerHost: true}
-	s.Upload = v.rate("sqm.upload", f.Upload)
-	s.Download = v.rate("sqm.download", f.Download)
+	s.Upload, s.UploadAuto = v.sqmRate("sqm.upload", f.Upload, f.UploadMin, f.UploadMax)
+	s.Download, s.DownloadAuto = v.sqmRate("sqm.download", f.Download, f.DownloadMin, f.DownloadMax)
+	v.autorate(f, s)
 	over := f.Overhead
 	if over == nil {
 		over = "ethernet"
@@ -63,15 +77,63 @@ func (v *validator) sqm(f *fileSQM) {
 	v.c.SQM = s
 }
 
+// RateRange is where autorate may move a direction's rate, bits/s.
+type RateRange struct{ Min, Max uint64 }
+
+// Autorate says whether either direction follows the line.
+func (s *SQM) Autorate() bool { return s.UploadAuto != nil || s.DownloadAuto != nil }
+
+// sqmRate parses one direction: a fixed rate, or "auto" between its
+// minimum and maximum.
+func (v *validator) sqmRate(path, s, minS, maxS string) (uint64, *RateRange) {
+	if s != "auto" {
+		if minS != "" || maxS != "" {
+			v.p.errf(path+"_min", "%s_min and %s_max are for an \"auto\" rate; this one is fixed (%q)", path, path, s)
+		}
+		return v.rate(path, s), nil
+	}
+	if minS == "" || maxS == "" {
+		v.p.errf(path, "\"auto\" follows the line between %s_min and %s_max: give both (e.g. the line's worst and best rates)", path, path)
+		return 0, nil
+	}
+	r := &RateRange{Min: v.rate(path+"_min", minS), Max: v.rate(path+"_max", maxS)}
+	if r.Min != 0 && r.Max != 0 && r.Min >= r.Max {
+		v.p.errf(path+"_max", "%s is not above %s_min (%s)", maxS, path, minS)
+	}
+	return r.Min, r
+}
+
+// autorate checks the keys that tune "auto" rates.
+func (v *validator) autorate(f *fileSQM, s *SQM) {
+	if !s.Autorate() {
+		if len(f.Reflectors) > 0 || f.BloatThreshold != "" {
+			v.p.errf("sqm.reflectors", "reflectors and bloat_threshold tune \"auto\" rates; neither rate is \"auto\"")
+		}
+		return
+	}
+	if len(f.Reflectors) > 8 {
+		v.p.errf("sqm.reflectors", "%d reflectors: at most 8", len(f.Reflectors))
+	}
+	for i, r := range f.Reflectors {
+		if a := v.addr(idx("sqm.reflectors", i), r, fam4); a.IsValid() {
+			if !a.IsGlobalUnicast() {
+				v.p.errf(idx("sqm.reflectors", i), "%s: reflectors are unicast IPv4 hosts that answer ICMP timestamp requests (the ISP's gateway, or beyond it)", a)
+				continue
+			}
+			s.Reflectors = append(s.Reflectors, a)
+		}
+	}
+	s.BloatThreshold = v.duration("sqm.bloat_threshold", or(f.BloatThreshold, "15ms"))
+	if s.BloatThreshold != 0 && (s.BloatThreshold < 2*time.Millisecond || s.BloatThreshold > time.Second) {
+		v.p.errf("sqm.bloat_threshold", "%v is outside 2ms-1s", s.BloatThreshold)
+	}
+}
+
 // rate parses a line rate as tc writes them: "38mbit", "950kbit",
 // "1gbit" (bits per second).
 func (v *validator) rate(path, s string) uint64 {
 	if s == "" {
 		v.p.errf(path, "required: the line's rate in that direction, a little under what it really carries (e.g. \"38mbit\")")
-		return 0
-	}
-	if s == "auto" {
-		v.p.errf(path, "\"auto\" (following a changing link) is not supported yet: give the rate")
 		return 0
 	}
 	units := []struct {

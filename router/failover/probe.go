@@ -2,15 +2,13 @@ package failover
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/internal/rawicmp"
 	"github.com/routerd/routerd/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -48,7 +46,7 @@ func (p *Prober) probe(ctx context.Context, iface string) Result {
 		return Result{LinkDown: true}
 	}
 	r := Result{Sent: len(p.Targets)}
-	c, err := p.listen(iface)
+	c, err := rawicmp.Listen(p.NS, iface)
 	if err != nil {
 		return r // counted as unanswered: an uplink that cannot send is down
 	}
@@ -106,34 +104,4 @@ func (p *Prober) linkUp(iface string) bool {
 		return false
 	}
 	return l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
-}
-
-// listen opens a raw ICMP socket in the namespace, bound to iface.
-func (p *Prober) listen(iface string) (net.PacketConn, error) {
-	var fd int
-	err := netns.Do(p.NS, func() (err error) {
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
-		if err != nil {
-			return err
-		}
-		if err := unix.BindToDevice(fd, iface); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("probe socket on %s: %w", iface, err)
-	}
-	f := os.NewFile(uintptr(fd), "icmp-"+iface)
-	defer f.Close() // FilePacketConn dups it
-	c, err := net.FilePacketConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("probe socket on %s: %w", iface, err)
-	}
-	if _, ok := c.(*net.IPConn); !ok {
-		c.Close()
-		return nil, errors.New("probe socket: not an IP socket")
-	}
-	return c, nil
 }

@@ -104,3 +104,23 @@ func setCake(ifindex int, c Cake) error {
 
 // cakeHandle is the CAKE qdiscs' handle, 1:.
 const cakeHandle = 1 << 16
+
+// SetRate changes the rate of the CAKE on the IFB device ifb (in the
+// calling thread's namespace), and nothing else of it: CAKE takes a
+// partial change without dropping its queues.
+func SetRate(ifb string, rate uint64) error {
+	link, err := netlink.LinkByName(ifb)
+	if err != nil {
+		return fmt.Errorf("sqm: %s: %w", ifb, err)
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWQDISC, unix.NLM_F_ACK)
+	req.AddData(&nl.TcMsg{Family: unix.AF_UNSPEC, Ifindex: int32(link.Attrs().Index), Handle: cakeHandle, Parent: netlink.HANDLE_ROOT})
+	req.AddData(nl.NewRtAttr(unix.TCA_KIND, nl.ZeroTerminated("cake")))
+	o := nl.NewRtAttr(unix.TCA_OPTIONS, nil)
+	o.AddRtAttr(tcaCakeBaseRate64, nl.Uint64Attr(rate/8))
+	req.AddData(o)
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("sqm: set %s to %d bit/s: %w", ifb, rate, err)
+	}
+	return nil
+}

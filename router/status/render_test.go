@@ -110,3 +110,23 @@ func TestRenderPPPoE(t *testing.T) {
 		t.Errorf("a PPPoE WAN shown as static:\n%s", b.String())
 	}
 }
+
+// Autorate's bounds and its last adjustments show under SQM.
+func TestRenderAutorate(t *testing.T) {
+	at := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	st := &Status{SQM: &SQM{Where: "main", Overhead: "ethernet", PerHost: true,
+		Upload:   &Shaper{Iface: "sqm-up", Rate: 5e6},
+		Download: &Shaper{Iface: "sqm-down", Rate: 7_200_000},
+		Autorate: &Autorate{Reflectors: []string{"100.64.0.1"}, Threshold: 15 * time.Millisecond, DownloadMin: 4e6, DownloadMax: 25e6,
+			Changes: []RateChange{{At: at, Direction: "download", From: 20e6, To: 7_200_000, Why: "the download's delay rose"}}}}}
+	var b bytes.Buffer
+	if err := st.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"7.2 Mbit/s on sqm-down", "download 4 Mbit/s–25 Mbit/s; reflectors 100.64.0.1; bloat over 15ms",
+		"07:00:00.0 download 20 Mbit/s → 7.2 Mbit/s: the download's delay rose"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, b.String())
+		}
+	}
+}

@@ -556,44 +556,6 @@ type Blocklist struct {
 	LastError      string    `json:"last_error,omitempty"`
 }
 
-// Relay is routerd as a relay: its tunnel, forwards, NAT and the
-// conntrack table that every forwarded connection takes a slot of.
-type Relay struct {
-	Interface      string         `json:"interface"`
-	Implementation string         `json:"implementation"`
-	PublicKey      string         `json:"public_key"`
-	ListenPort     int            `json:"listen_port"`
-	Peers          []RelayPeer    `json:"peers"`
-	Forwards       []RelayForward `json:"forwards"`
-	NAT            string         `json:"nat"` // "masquerade", "snat pool A, B", "none"
-	MSS4           int            `json:"mss4"`
-	MSS6           int            `json:"mss6"`
-	Conntrack      Conntrack      `json:"conntrack"`
-	Warnings       []string       `json:"warnings,omitempty"`
-	Error          string         `json:"error,omitempty"`
-}
-
-// RelayPeer is one home router behind the relay.
-type RelayPeer struct {
-	Name          string    `json:"name"`
-	PublicKey     string    `json:"public_key"`
-	AllowedIPs    []string  `json:"allowed_ips"`
-	Endpoint      string    `json:"endpoint,omitempty"`
-	LastHandshake time.Time `json:"last_handshake,omitzero"`
-	RxBytes       int64     `json:"rx_bytes"`
-	TxBytes       int64     `json:"tx_bytes"`
-}
-
-// RelayForward is a public port or range and its packets.
-type RelayForward struct {
-	Name    string `json:"name,omitempty"`
-	Forward string `json:"forward"` // "tcp 443 → 10.64.0.2"
-	Peer    string `json:"peer"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-	NAT     string `json:"nat,omitempty"` // snat = "pool": the pool and its capacity
-}
-
 // Conntrack is the connection tracking table's fill. Exhaustion is silent
 // (new connections are dropped, with no error anywhere), so it is shown
 // and warned about before it happens.
@@ -613,38 +575,4 @@ type Conntrack struct {
 	// flowtable forwards (nil when flow offload is off).
 	Offloaded map[string]int `json:"offloaded,omitempty"`
 	Error     string         `json:"error,omitempty"`
-}
-
-// SQM is the bufferbloat control: where it shapes and how each direction
-// does.
-type SQM struct {
-	Where     string  `json:"where"`
-	Overhead  string  `json:"overhead"`
-	WireGuard int     `json:"wireguard_overhead,omitempty"` // bytes added for the VPN path's encapsulation
-	PerHost   bool    `json:"per_host"`
-	Upload    *Shaper `json:"upload"`
-	Download  *Shaper `json:"download"`
-	Error     string  `json:"error,omitempty"`
-}
-
-// Shaper is one direction's CAKE.
-type Shaper struct {
-	Iface string `json:"iface"`
-	Rate  uint64 `json:"rate_bps"`
-	Bytes uint64 `json:"bytes"`
-	Drops uint32 `json:"drops"`
-	Tins  []Tin  `json:"tins,omitempty"`
-}
-
-// Tin is one of CAKE's priority tins.
-type Tin struct {
-	Name      string        `json:"name"`
-	Rate      uint64        `json:"rate_bps"`
-	Bytes     uint64        `json:"bytes"`
-	Packets   uint32        `json:"packets"`
-	Drops     uint32        `json:"drops"`
-	Marks     uint32        `json:"ecn_marks"`
-	Backlog   uint32        `json:"backlog_bytes"`
-	PeakDelay time.Duration `json:"peak_delay_ns"`
-	AvgDelay  time.Duration `json:"avg_delay_ns"`
 }
