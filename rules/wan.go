@@ -159,7 +159,6 @@ func (w *WAN) build(r *ruleset) {
 // conntrack or routing do. The first uplink's chain makes the sets the
 // others share.
 func (w *WAN) ingress(r *ruleset, dev string, first bool) {
-	needed := icmp6NeededSet(r)
 	name, spoof4, spoof6 := "ingress", r.sets["spoof4"], r.sets["spoof6"]
 	if first {
 		spoof4 = r.set("spoof4", nftables.TypeIPAddr, true, prefixElems(mergeV(w.LAN4, w.Own4)))
@@ -180,8 +179,34 @@ func (w *WAN) ingress(r *ruleset, dev string, first bool) {
 	// probes' answers) comes in by an interface the default route does
 	// not use: then the source must merely be routable (loose, RFC 3704).
 	r.rule(in, fibSaddrMissing(len(w.Uplinks) == 1), r.counter("drop_fib_saddr"), drop())
-	r.rule(in, l4proto(unix.IPPROTO_ICMP), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
-	r.rule(in, icmp6In(needed, true), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
+	// The rate limit is for what the internet asks of the router (echo,
+	// timestamp, information and address mask requests): the answers to
+	// the household's own pings and the router's probes, and the errors
+	// its connections need (fragmentation needed), are not limited here;
+	// conntrack drops the unsolicited ones further on.
+	req4, req6 := icmpRequestSets(r, first)
+	r.rule(in, l4proto(unix.IPPROTO_ICMP), exprs{payloadByte(0), lookup(req4, false)}, limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
+	r.rule(in, icmp6In(req6, false), limitOver(w.ICMPRate, w.ICMPUnit), r.counter("drop_icmp_rate"), drop())
+}
+
+// icmpRequests are the ICMP types that ask something of the router.
+var (
+	icmpRequests  = []byte{8, 13, 15, 17}
+	icmp6Requests = []byte{128}
+)
+
+func icmpRequestSets(r *ruleset, first bool) (*nftables.Set, *nftables.Set) {
+	if !first {
+		return r.sets["icmp_requests"], r.sets["icmp6_requests"]
+	}
+	elems := func(ts []byte) (out []nftables.SetElement) {
+		for _, t := range ts {
+			out = append(out, nftables.SetElement{Key: []byte{t}})
+		}
+		return out
+	}
+	return r.set("icmp_requests", nftables.TypeICMPType, false, elems(icmpRequests)),
+		r.set("icmp6_requests", nftables.TypeICMP6Type, false, elems(icmp6Requests))
 }
 
 // icmpType matches the ICMP/ICMPv6 type (after l4proto).

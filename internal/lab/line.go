@@ -13,15 +13,24 @@ import (
 func (isp *ISP) ShapeLine(port string, downMbit, upMbit float64, bufferMs int) {
 	isp.lab.T.Helper()
 	n := isp.NS
-	limit := func(mbit float64) string { return fmt.Sprint(int(mbit * 1e6 / 8 * float64(bufferMs) / 1000)) }
-	rate := func(mbit float64) string { return fmt.Sprintf("%dkbit", int(mbit*1000)) }
-	n.MustRun("tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate", rate(downMbit), "burst", "16kb", "limit", limit(downMbit))
 	ifb := "ifb-" + port
 	n.MustRun("ip", "link", "add", "name", ifb, "type", "ifb")
 	n.MustRun("ip", "link", "set", ifb, "up")
-	n.MustRun("tc", "qdisc", "replace", "dev", ifb, "root", "tbf", "rate", rate(upMbit), "burst", "8kb", "limit", limit(upMbit))
+	isp.SetLine(port, downMbit, upMbit, bufferMs)
 	n.MustRun("tc", "qdisc", "add", "dev", port, "handle", "ffff:", "ingress")
 	n.MustRun("tc", "filter", "add", "dev", port, "parent", "ffff:", "matchall", "action", "mirred", "egress", "redirect", "dev", ifb)
+}
+
+// SetLine changes the rates of a line ShapeLine made, as an LTE cell or a
+// shared cable segment does: the buffers stay bufferMs deep at the new
+// rates, and what they hold stays queued.
+func (isp *ISP) SetLine(port string, downMbit, upMbit float64, bufferMs int) {
+	isp.lab.T.Helper()
+	n := isp.NS
+	limit := func(mbit float64) string { return fmt.Sprint(int(mbit * 1e6 / 8 * float64(bufferMs) / 1000)) }
+	rate := func(mbit float64) string { return fmt.Sprintf("%dkbit", int(mbit*1000)) }
+	n.MustRun("tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate", rate(downMbit), "burst", "16kb", "limit", limit(downMbit))
+	n.MustRun("tc", "qdisc", "replace", "dev", "ifb-"+port, "root", "tbf", "rate", rate(upMbit), "burst", "8kb", "limit", limit(upMbit))
 }
 
 // LineBytes returns the bytes the ISP's end of port sent towards the

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/routerd/routerd/internal/lab"
+)
+
+// TestSQMAutorate: the line's rate changes under routerd, as an LTE
+// cell's does: 20/5 Mbit/s, then 8/2, then 20/5 again, behind a deep
+// buffer. A LAN host saturates both directions throughout and a second
+// pings the ISP 10 times a second. With both rates "auto", the added
+// latency from 5 s after each change stays within 30 ms at the 95th
+// percentile, and the shapers' rates (routerctl status) follow the line
+// within 20 s.
+func TestSQMAutorate(t *testing.T) {
+	if lab.RequireKernel(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard") {
+		return
+	}
+	lab.Require(t, "iperf3", "ping", "tc")
+	const bufferMs = 400
+	type line struct{ down, up float64 }
+	phases := []line{{20, 5}, {8, 2}, {20, 5}}
+	var bulk, probe *lab.Client
+	a := newApplianceOn(t, true, lab.ConfigOptions{Default: "wan"}, `
+[sqm]
+upload = "auto"
+upload_min = "1mbit"
+upload_max = "8mbit"
+download = "auto"
+download_min = "4mbit"
+download_max = "30mbit"
+`, func(a *appliance) {
+		bulk, probe = a.lan.AddClient(), a.lan.AddClient()
+		bulk.SetStatic(50)
+		probe.SetStatic(51)
+		a.isp.ShapeLine(a.r.WANPort, phases[0].down, phases[0].up, bufferMs)
+	})
+	a.isp.NS.Start("iperf3", "iperf3", "-s", "-p", "5201")
+	idle := quantile(pings(t, probe, lab.Echo4, 20), 0.5)
+
+	// The rates, as status shows them, every half second.
+	type rates struct {
+		at       time.Time
+		down, up float64 // Mbit/s
+	}
+	var mu sync.Mutex
+	var seen []rates
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			if st, err := getStatus(a.rd); err == nil && st.SQM != nil && st.SQM.Download != nil && st.SQM.Upload != nil {
+				mu.Lock()
+				seen = append(seen, rates{time.Now(), float64(st.SQM.Download.Rate) / 1e6, float64(st.SQM.Upload.Rate) / 1e6})
+				mu.Unlock()
+			}
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	latest := func() rates {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 0 {
+			return rates{}
+		}
+		return seen[len(seen)-1]
+	}
+
+	// The load, both ways, for the whole test.
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		out, err := bulk.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", "5201", "-t", "150", "--bidir")
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("iperf3: %v: %s", err, out)
+		}
+	}()
+	defer bg.Wait()
+	defer cancel()
+
+	// From autorate's minimum up to the line.
+	a.l.Eventually(40*time.Second, "the shapers' rates up to the line", func() error {
+		r := latest()
+		if r.down < 0.6*phases[0].down || r.up < 0.6*phases[0].up {
+			return fmt.Errorf("down %.1f, up %.1f Mbit/s", r.down, r.up)
+		}
+		return nil
+	})
+	for i, ph := range phases {
+		start := time.Now()
+		if i > 0 {
+			a.isp.SetLine(a.r.WANPort, ph.down, ph.up, bufferMs)
+		}
+		// The echoes from 5 s after the change to 25 s after it.
+		sendAt := start.Add(5 * time.Second)
+		sleepUntil(t, sendAt)
+		rtts := pings(t, probe, lab.Echo4, 200)
+		added := quantile(rtts, 0.95) - idle
+		lost := 0
+		for _, r := range rtts {
+			if r >= time.Second {
+				lost++
+			}
+		}
+		t.Logf("echoes: p50 %s p90 %s, %d of %d lost", quantile(rtts, 0.5), quantile(rtts, 0.9), lost, len(rtts))
+		q1, _ := a.isp.NS.Run("tc", "-s", "qdisc", "show")
+		sn, _ := a.isp.NS.Run("cat", "/proc/net/softnet_stat")
+		st, _ := a.rd.Ctl("status")
+		t.Logf("DEBUG isp qdiscs:\n%s\nsoftnet:\n%s\nstatus:\n%s", q1, sn, st)
+		// Where the rates stood from 20 s after the change.
+		mu.Lock()
+		var downs, ups []float64
+		for _, r := range seen {
+			if r.at.After(start.Add(20 * time.Second)) {
+				downs, ups = append(downs, r.down), append(ups, r.up)
+			}
+		}
+		mu.Unlock()
+		down, up := median(downs), median(ups)
+		t.Logf("line %g/%g Mbit/s: added latency %s at p95 (5-25 s after the change); shapers from 20 s on: %.1f/%.1f Mbit/s",
+			ph.down, ph.up, added.Round(100*time.Microsecond), down, up)
+		if added > 30*time.Millisecond {
+			t.Errorf("line %g/%g: +%s at p95 from 5 s after the change, want at most +30ms", ph.down, ph.up, added)
+		}
+		if down < 0.6*ph.down || down > 1.1*ph.down || up < 0.6*ph.up || up > 1.1*ph.up {
+			t.Errorf("line %g/%g: the shapers stood at %.1f/%.1f Mbit/s 20 s after the change, want 60-110%% of the line", ph.down, ph.up, down, up)
+		}
+	}
+	text, _ := a.rd.Ctl("status")
+	if !strings.Contains(text, "autorate") || !strings.Contains(text, "delay rose") {
+		t.Errorf("routerctl status does not show autorate's adjustments:\n%s", text)
+	}
+}
+
+// sleepUntil waits for a measurement window to open (the test's schedule,
+// not a wait for something to happen).
+func sleepUntil(t *testing.T, at time.Time) {
+	t.Helper()
+	time.Sleep(time.Until(at))
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
