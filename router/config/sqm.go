@@ -123,7 +123,7 @@ func (v *validator) autorate(f *fileSQM, s *SQM) {
 			s.Reflectors = append(s.Reflectors, a)
 		}
 	}
-	s.BloatThreshold = v.duration("sqm.bloat_threshold", or(f.BloatThreshold, "15ms"))
+	s.BloatThreshold = v.duration("sqm.bloat_threshold", or(f.BloatThreshold, "10ms"))
 	if s.BloatThreshold != 0 && (s.BloatThreshold < 2*time.Millisecond || s.BloatThreshold > time.Second) {
 		v.p.errf("sqm.bloat_threshold", "%v is outside 2ms-1s", s.BloatThreshold)
 	}

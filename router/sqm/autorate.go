@@ -76,7 +76,10 @@ type Autorate struct {
 	window [2][]bool
 	// Where bloat was seen last: the rate climbs carefully near it.
 	bloatAt [2]uint64
-	prev    *Sample
+	// When the rate was last lowered: the buffer drains for a moment
+	// after, and its delay then is no reason to lower it again.
+	loweredAt [2]time.Time
+	prev      *Sample
 }
 
 // Autorate's tuning: cake-autorate's defaults, adapted to a loop of a few
@@ -84,12 +87,13 @@ type Autorate struct {
 const (
 	windowLen     = 4    // verdicts kept per direction
 	bloatVerdict  = 2    // of them over the threshold: bloat
-	loadHigh      = 0.75 // achieved/rate: busy enough to try more
+	loadHigh      = 0.8  // achieved/rate: busy enough to try more
 	downFactor    = 0.9  // on bloat: this much of what the line carried,
 	downFactorMin = 0.5  // down to this much with the buffer full
 	upFast        = 1.03 // per sample, far from the last bloat
 	upNear        = 1.01 // per sample, near it
 	baseDrift     = 0.001
+	refractory    = time.Second // after lowering a rate, before changing it again
 )
 
 // NewAutorate starts at each direction's minimum: safe until the line
@@ -155,6 +159,8 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 		var to uint64
 		var why string
 		switch bloats := count(a.window[d]); {
+		case now.Sub(a.loweredAt[d]) < refractory:
+			continue
 		case bloats >= bloatVerdict || worst[d] > 2*a.cfg.Threshold:
 			// The fuller the buffer, the further below what the line
 			// carries, so that it drains in a moment.
@@ -164,6 +170,7 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 				d, a.cfg.Threshold, worst[d].Round(time.Millisecond), bloats, len(a.window[d]), rateString(achieved))
 			a.window[d] = a.window[d][:0]
 			a.bloatAt[d] = min(rate, max(achieved, a.cfg.Min[d]))
+			a.loweredAt[d] = now
 		case bloats == 0 && answered && !rising[d] && float64(achieved) >= loadHigh*float64(rate):
 			f := upFast
 			if b := float64(a.bloatAt[d]); float64(rate) >= 0.9*b && float64(rate) <= 1.05*b {

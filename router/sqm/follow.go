@@ -107,7 +107,7 @@ func (f *Follower) Run(ctx context.Context) {
 			f.setErr(errors.Join(errs...))
 			continue
 		}
-		if seq%8 == 0 {
+		if false && seq%8 == 0 {
 			f.Log.Info("DEBUG autorate sample", "answers", s.Answers, "bytes", s.Bytes)
 		}
 		f.apply(f.Core.Handle(s, s.At))
