@@ -29,7 +29,8 @@ var sqmPorts = []string{config.TransitWANLink, config.TransitVPNLink}
 func newSQMComp(cfg *config.Config, log *slog.Logger) *sqmComp {
 	c := &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log}
 	if s := cfg.SQM; s != nil && s.Autorate() {
-		ac := sqm.AutorateConfig{Min: [2]uint64{s.Upload, s.Download}, Max: [2]uint64{s.Upload, s.Download}, Threshold: s.BloatThreshold}
+		ac := sqm.AutorateConfig{Min: [2]uint64{s.Upload, s.Download}, Max: [2]uint64{s.Upload, s.Download}, Threshold: s.BloatThreshold,
+			Overhead: c.plan.Up.Overhead}
 		if r := s.UploadAuto; r != nil {
 			ac.Min[sqm.Up], ac.Max[sqm.Up] = r.Min, r.Max
 		}

@@ -28,6 +28,9 @@ type AutorateConfig struct {
 	// Threshold is the queueing delay, over the line's idle one-way delay,
 	// that says the line's buffer is filling (bufferbloat).
 	Threshold time.Duration
+	// Overhead is what the shapers add to each packet's length for their
+	// rates (bytes): the achieved rate is counted the same way.
+	Overhead int
 }
 
 // OWD is one reflector's answer: the one-way delays it measured, each
@@ -39,11 +42,12 @@ type OWD struct {
 }
 
 // Sample is what the loop saw since the previous one: the shapers' byte
-// counters (cumulative, as the kernel keeps them) and the answers that
-// arrived.
+// and packet counters (cumulative, as the kernel keeps them) and the
+// answers that arrived.
 type Sample struct {
 	At      time.Time
 	Bytes   [2]uint64
+	Packets [2]uint32
 	Answers []OWD
 }
 
@@ -87,7 +91,7 @@ type Autorate struct {
 const (
 	windowLen     = 4    // verdicts kept per direction
 	bloatVerdict  = 2    // of them over the threshold: bloat
-	loadHigh      = 0.8  // achieved/rate: busy enough to try more
+	loadHigh      = 0.85 // achieved/rate: busy enough to try more
 	downFactor    = 0.9  // on bloat: this much of what the line carried,
 	downFactorMin = 0.5  // down to this much with the buffer full
 	upFast        = 1.03 // per sample, far from the last bloat
@@ -151,7 +155,9 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 				a.window[d] = a.window[d][1:]
 			}
 		}
-		achieved := uint64(float64(s.Bytes[d]-prev.Bytes[d]) * 8 / secs)
+		// As the shaper counts: each packet with the overhead.
+		sent := float64(s.Bytes[d]-prev.Bytes[d]) + float64(s.Packets[d]-prev.Packets[d])*float64(a.cfg.Overhead)
+		achieved := uint64(sent * 8 / secs)
 		if s.Bytes[d] < prev.Bytes[d] { // the qdisc was replaced: no measure
 			achieved = 0
 		}

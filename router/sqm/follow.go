@@ -3,6 +3,7 @@ package sqm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -26,10 +27,12 @@ type Follower struct {
 	Core       *Autorate
 	Log        *slog.Logger
 
-	mu      sync.Mutex
-	changes []Change // the last maxChanges
-	targets []netip.Addr
-	err     string
+	mu       sync.Mutex
+	changes  []Change // the last maxChanges
+	targets  []netip.Addr
+	answered time.Time // the last answer from a reflector
+	started  time.Time
+	err      string
 }
 
 const maxChanges = 20
@@ -45,8 +48,24 @@ type FollowerStatus struct {
 func (f *Follower) Status() FollowerStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return FollowerStatus{Rates: f.Core.Rates(), Reflectors: f.targets, Changes: append([]Change(nil), f.changes...), Error: f.err}
+	st := FollowerStatus{Rates: f.Core.Rates(), Reflectors: f.targets, Changes: append([]Change(nil), f.changes...), Error: f.err}
+	last := f.started
+	if f.answered.After(last) {
+		last = f.answered
+	}
+	if st.Error == "" && !f.started.IsZero() && time.Since(last) > silentAfter {
+		if len(f.targets) == 0 {
+			st.Error = "no reflector: the WAN has no gateway yet and [sqm] names none; the rates stay where they are"
+		} else {
+			st.Error = fmt.Sprintf("no answer from the reflectors for %v: the rates stay where they are (do they answer ICMP timestamp requests?)",
+				time.Since(last).Round(time.Second))
+		}
+	}
+	return st
 }
+
+// silentAfter is how long the reflectors may be silent before status says so.
+const silentAfter = 5 * time.Second
 
 func (f *Follower) setErr(err error) {
 	f.mu.Lock()
@@ -66,6 +85,9 @@ func (f *Follower) Run(ctx context.Context) {
 			conn.Close()
 		}
 	}()
+	f.mu.Lock()
+	f.started = time.Now()
+	f.mu.Unlock()
 	id := uint16(rand.Uint32())
 	var seq uint16
 	buf := make([]byte, 1500)
@@ -93,6 +115,11 @@ func (f *Follower) Run(ctx context.Context) {
 			conn.WriteTo(req, &net.IPAddr{IP: t.AsSlice()}) // a failed send is an unanswered one
 		}
 		s := Sample{Answers: f.read(ctx, conn, buf, id, next)}
+		if len(s.Answers) > 0 {
+			f.mu.Lock()
+			f.answered = time.Now()
+			f.mu.Unlock()
+		}
 		var errs []error
 		for d, ifb := range [2]string{IfbUp, IfbDown} {
 			st, err := Read(ifb)
@@ -100,15 +127,12 @@ func (f *Follower) Run(ctx context.Context) {
 				errs = append(errs, err)
 				continue
 			}
-			s.Bytes[d] = st.Bytes
+			s.Bytes[d], s.Packets[d] = st.Bytes, st.Packets
 		}
 		s.At = time.Now()
 		if len(errs) > 0 { // the shapers are being replaced: measure next time
 			f.setErr(errors.Join(errs...))
 			continue
-		}
-		if false && seq%8 == 0 {
-			f.Log.Info("DEBUG autorate sample", "answers", s.Answers, "bytes", s.Bytes)
 		}
 		f.apply(f.Core.Handle(s, s.At))
 	}

@@ -54,6 +54,7 @@ func statsMessage() []byte {
 	st := nl.NewRtAttr(tcaStats2|unix.NLA_F_NESTED, nil)
 	basic := make([]byte, 16)
 	binary.NativeEndian.PutUint64(basic, 123456)
+	binary.NativeEndian.PutUint32(basic[8:], 99)
 	st.AddRtAttr(tcaStatsBasic, basic)
 	queue := make([]byte, 20)
 	binary.NativeEndian.PutUint32(queue[8:], 7)
@@ -79,7 +80,7 @@ func TestParseStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Rate != 8e6 || s.Bytes != 123456 || s.Drops != 7 || len(s.Tins) != 4 {
+	if s.Rate != 8e6 || s.Bytes != 123456 || s.Packets != 99 || s.Drops != 7 || len(s.Tins) != 4 {
 		t.Fatalf("%+v", s)
 	}
 	if v := s.Tins[3]; v.Name != "voice" || v.Sent != 400 || v.Drops != 4 || v.AvgDelay != 2*time.Millisecond || v.Rate != 2e6 {

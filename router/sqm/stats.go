@@ -27,10 +27,11 @@ type Tin struct {
 
 // Stats are one direction's shaper.
 type Stats struct {
-	Rate  uint64 // bits/s
-	Bytes uint64 // sent in all
-	Drops uint32
-	Tins  []Tin
+	Rate    uint64 // bits/s
+	Bytes   uint64 // sent in all
+	Packets uint32 // sent in all (wrapping)
+	Drops   uint32
+	Tins    []Tin
 }
 
 var tinNames = []string{"bulk", "best effort", "video", "voice"}
@@ -102,6 +103,9 @@ func parseStats(b []byte) (Stats, error) {
 				case tcaStatsBasic:
 					if len(x.Value) >= 8 {
 						s.Bytes = binary.NativeEndian.Uint64(x.Value)
+					}
+					if len(x.Value) >= 12 { // gnet_stats_basic: bytes, packets
+						s.Packets = binary.NativeEndian.Uint32(x.Value[8:])
 					}
 				case tcaStatsQueue:
 					if len(x.Value) >= 12 {
