@@ -10,6 +10,7 @@ import (
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/sqm"
 	"github.com/routerd/routerd/router/status"
+	"golang.org/x/sys/unix"
 )
 
 // sqmComp shapes both directions of both paths ([sqm]): CAKE on the main
@@ -65,7 +66,25 @@ func sqmPlan(cfg *config.Config) *sqm.Plan {
 	if s.PerHost {
 		up.FlowMode, down.FlowMode = sqm.FlowDualSrc, sqm.FlowDualDst
 	}
-	return &sqm.Plan{Ports: sqmPorts, Up: up, Down: down}
+	return &sqm.Plan{Ports: sqmPorts, Up: up, Down: down, Classes: sqmClasses(s.Classes)}
+}
+
+var sqmTins = map[string]int{"bulk": sqm.TinBulk, "best_effort": sqm.TinBestEffort, "video": sqm.TinVideo, "voice": sqm.TinVoice}
+
+func sqmClasses(cs []config.SQMClass) []sqm.Class {
+	var out []sqm.Class
+	for _, c := range cs {
+		sc := sqm.Class{Tin: sqmTins[c.Tin], Hosts: c.Hosts}
+		for _, p := range c.Ports {
+			proto := uint8(unix.IPPROTO_TCP)
+			if p.Proto == "udp" {
+				proto = unix.IPPROTO_UDP
+			}
+			sc.Ports = append(sc.Ports, sqm.PortRange{Proto: proto, Lo: p.From, Hi: p.To})
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 // wireguardOverhead is what WireGuard adds to a packet on the line: an
@@ -88,7 +107,7 @@ func checkSQM(cfg *config.Config) error {
 	if cfg.SQM == nil {
 		return nil
 	}
-	if err := sqm.Supported(); err != nil {
+	if err := sqm.Supported(len(cfg.SQM.Classes) > 0); err != nil {
 		return config.Errors{{Path: "sqm", Msg: err.Error()}}
 	}
 	return nil

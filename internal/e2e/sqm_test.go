@@ -30,13 +30,15 @@ const (
 // at the 95th percentile stays within 15 ms on both paths with at least
 // 85% of the line used, and a host with 16 upload flows gets no more of
 // the line than a host with one (per host, seen through NAT and the
-// tunnel). routerctl status shows the shapers.
+// tunnel). routerctl status shows the shapers. DSCP marks and
+// [[sqm.class]] (a host, a port) put packets in their tins.
 func TestSQM(t *testing.T) {
 	if lab.RequireKernel(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard") {
 		return
 	}
 	lab.Require(t, "iperf3", "ping", "tc")
-	var bulkWAN, bulkVPN, probe *lab.Client
+	var bulkWAN, bulkVPN, probe, classed *lab.Client
+	var classedAddr netip.Addr
 	extra := fmt.Sprintf(`
 [[routing.policy]]
 name = "bulk-vpn"
@@ -49,13 +51,14 @@ destinations = [%q]
 via = "vpn"
 `, "02:42:ac:01:01:02", lab.EchoAlt4[0])
 	a := newApplianceOn(t, true, lab.ConfigOptions{Default: "wan"}, extra, func(a *appliance) {
-		bulkWAN, bulkVPN, probe = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
+		bulkWAN, bulkVPN, probe, classed = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
 		for i, c := range []*lab.Client{bulkWAN, bulkVPN, probe} {
 			c.SetStatic(50 + i)
 		}
+		classedAddr, _ = classed.SetStatic(53)
 		a.isp.ShapeLine(a.r.WANPort, lineDownMbit, lineUpMbit, lineBufferMs)
 	})
-	for _, port := range []int{5201, 5202} {
+	for _, port := range []int{5201, 5202, 5203} {
 		a.isp.NS.Start(fmt.Sprintf("iperf3-%d", port), "iperf3", "-s", "-p", fmt.Sprint(port))
 	}
 	if got := a.echo(t, bulkVPN, lab.Echo4, 80); got == a.wan.String() {
@@ -68,7 +71,8 @@ via = "vpn"
 		t.Fatalf("the lab's line is not bloated (%s): the test would prove nothing", before)
 	}
 
-	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\n", int(lineUpMbit*950), int(lineDownMbit*950))
+	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\n", int(lineUpMbit*950), int(lineDownMbit*950)) +
+		fmt.Sprintf("\n[[sqm.class]]\ntin = \"bulk\"\nhosts = [%q]\n\n[[sqm.class]]\ntin = \"voice\"\nports = [\"tcp/5203\"]\n", classedAddr)
 	a.r.WriteConfig(cfg)
 	if out, err := a.rd.Ctl("reload"); err != nil {
 		t.Fatalf("reload with [sqm]: %v: %s", err, out)
@@ -110,6 +114,49 @@ via = "vpn"
 			t.Errorf("%s got %.0f%% of the upload, want 40-60%% (per host, not per flow)", c.NS.Name, 100*s)
 		}
 	}
+
+	// Tins: an EF-marked ping (a call's voice) in voice; the classed
+	// host's upload in bulk (whatever its marks); an upload to port 5203
+	// in voice (a class by port), on the VPN path.
+	for _, c := range []struct {
+		what, tin string
+		min       uint32
+		send      func()
+	}{
+		{"20 echoes marked EF (DSCP 46)", "voice", 20, func() {
+			bulkWAN.NS.MustRun("ping", "-n", "-c", "20", "-i", "0.05", "-Q", "0xb8", lab.Echo4.String())
+		}},
+		{"an upload from the classed host", "bulk", 500, func() {
+			classed.NS.MustRun("iperf3", "-c", lab.Echo4.String(), "-p", "5201", "-t", "2")
+		}},
+		{"an upload to port 5203 through the tunnel", "voice", 500, func() {
+			bulkVPN.NS.MustRun("iperf3", "-c", lab.Echo4.String(), "-p", "5203", "-t", "2")
+		}},
+	} {
+		before := tinPackets(t, a, c.tin)
+		c.send()
+		if got := tinPackets(t, a, c.tin) - before; got < c.min {
+			t.Errorf("%s: %d packets in the upload's %s tin, want at least %d", c.what, got, c.tin, c.min)
+		} else {
+			t.Logf("%s: %d packets in the upload's %s tin", c.what, got, c.tin)
+		}
+	}
+}
+
+// tinPackets is how many packets the upload shaper's tin has sent.
+func tinPackets(t *testing.T, a *appliance, tin string) uint32 {
+	t.Helper()
+	st, err := getStatus(a.rd)
+	if err != nil || st.SQM == nil || st.SQM.Upload == nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, x := range st.SQM.Upload.Tins {
+		if x.Name == tin {
+			return x.Packets
+		}
+	}
+	t.Fatalf("no tin %q in %+v", tin, st.SQM.Upload.Tins)
+	return 0
 }
 
 // loaded is one measurement of latency under load.

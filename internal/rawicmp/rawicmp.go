@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
+	"unsafe"
 
 	"github.com/routerd/routerd/netns"
 	"golang.org/x/sys/unix"
@@ -22,6 +24,12 @@ func Listen(ns, iface string) (*net.IPConn, error) {
 	err := netns.Do(ns, func() (err error) {
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
 		if err != nil {
+			return err
+		}
+		// Kernel receive times (ReceiveTime): a busy machine schedules
+		// the reader late, and the delay measured must be the network's.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			unix.Close(fd)
 			return err
 		}
 		if iface == "" {
@@ -48,4 +56,36 @@ func Listen(ns, iface string) (*net.IPConn, error) {
 		return nil, errors.New("icmp socket: not an IP socket")
 	}
 	return ic, nil
+}
+
+// ReceiveTime is the kernel's time of arrival of a packet read with
+// ReadMsgIP, from its control messages (oob), or ok false.
+func ReceiveTime(oob []byte) (t time.Time, ok bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			return time.Unix(ts.Unix()), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// OOBSize is room for ReceiveTime's control message.
+var OOBSize = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
+// Payload is the ICMP message of a packet read with ReadMsgIP, which
+// (unlike ReadFrom) leaves the IPv4 header on; nil if b is not IPv4.
+func Payload(b []byte) []byte {
+	if len(b) < 20 || b[0]>>4 != 4 {
+		return nil
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if ihl < 20 || len(b) < ihl {
+		return nil
+	}
+	return b[ihl:]
 }

@@ -33,12 +33,19 @@ type fileSQM struct {
 	Overhead any    `toml:"overhead"` // a preset's name or bytes
 	PerHost  *bool  `toml:"per_host"`
 	// With "auto" rates.
-	UploadMin      string   `toml:"upload_min"`
-	UploadMax      string   `toml:"upload_max"`
-	DownloadMin    string   `toml:"download_min"`
-	DownloadMax    string   `toml:"download_max"`
-	Reflectors     []string `toml:"reflectors"`
-	BloatThreshold string   `toml:"bloat_threshold"`
+	UploadMin      string         `toml:"upload_min"`
+	UploadMax      string         `toml:"upload_max"`
+	DownloadMin    string         `toml:"download_min"`
+	DownloadMax    string         `toml:"download_max"`
+	Reflectors     []string       `toml:"reflectors"`
+	BloatThreshold string         `toml:"bloat_threshold"`
+	Class          []fileSQMClass `toml:"class"`
+}
+
+type fileSQMClass struct {
+	Tin   string   `toml:"tin"`
+	Hosts []string `toml:"hosts"`
+	Ports []string `toml:"ports"`
 }
 
 type filePortMap struct {

@@ -22,6 +22,8 @@ type SQM struct {
 	// BloatThreshold is the rise in a direction's delay that lowers its
 	// rate.
 	BloatThreshold time.Duration
+	// Classes put hosts' or ports' packets in a tin ([[sqm.class]]).
+	Classes []SQMClass
 	// Overhead, MPU and Framing compensate for the link layer below IP
 	// (what the line counts that the router does not see).
 	Overhead int
@@ -50,6 +52,7 @@ func (v *validator) sqm(f *fileSQM) {
 	s.Upload, s.UploadAuto = v.sqmRate("sqm.upload", f.Upload, f.UploadMin, f.UploadMax)
 	s.Download, s.DownloadAuto = v.sqmRate("sqm.download", f.Download, f.DownloadMin, f.DownloadMax)
 	v.autorate(f, s)
+	v.sqmClasses(f.Class, s)
 	over := f.Overhead
 	if over == nil {
 		over = "ethernet"
@@ -166,4 +169,47 @@ func (s *SQM) OverheadString() string {
 		return s.Preset
 	}
 	return fmt.Sprintf("%d bytes", s.Overhead)
+}
+
+// SQMClass is one [[sqm.class]]: its hosts' packets, or those to and
+// from its ports, go in Tin whatever their DSCP marks say.
+type SQMClass struct {
+	Tin   string // "bulk" | "best_effort" | "video" | "voice"
+	Hosts []netip.Prefix
+	Ports []PortRange
+}
+
+func (v *validator) sqmClasses(fs []fileSQMClass, s *SQM) {
+	if len(fs) > 16 {
+		v.p.errf("sqm.class", "%d classes: at most 16", len(fs))
+	}
+	for i, f := range fs {
+		path := idx("sqm.class", i)
+		c := SQMClass{Tin: v.enum(path+".tin", f.Tin, "bulk", "best_effort", "video", "voice")}
+		if len(f.Hosts) == 0 && len(f.Ports) == 0 {
+			v.p.errf(path, "a class needs hosts, ports or both")
+		}
+		if len(f.Hosts) > 16 || len(f.Ports) > 16 {
+			v.p.errf(path, "at most 16 hosts and 16 ports")
+		}
+		for j, h := range f.Hosts {
+			hp := idx(path+".hosts", j)
+			if p, err := netip.ParsePrefix(h); err == nil {
+				c.Hosts = append(c.Hosts, p.Masked())
+			} else if a, err := netip.ParseAddr(h); err == nil && a.Zone() == "" {
+				c.Hosts = append(c.Hosts, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			} else {
+				v.p.errf(hp, "%q is not a LAN host's address or a prefix", h)
+			}
+		}
+		for j, p := range f.Ports {
+			r, err := ParsePortRange(p)
+			if err != nil {
+				v.p.errf(idx(path+".ports", j), "%q: %v", p, err)
+				continue
+			}
+			c.Ports = append(c.Ports, r)
+		}
+		s.Classes = append(s.Classes, c)
+	}
 }

@@ -167,7 +167,7 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 		switch bloats := count(a.window[d]); {
 		case now.Sub(a.loweredAt[d]) < refractory:
 			continue
-		case bloats >= bloatVerdict || worst[d] > 2*a.cfg.Threshold:
+		case bloats >= bloatVerdict:
 			// The fuller the buffer, the further below what the line
 			// carries, so that it drains in a moment.
 			f := downFactor - (downFactor-downFactorMin)*min(1, float64(worst[d]-a.cfg.Threshold)/float64(10*a.cfg.Threshold))

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/routerd/routerd/internal/rawicmp"
 )
 
 // line is a fluid model of a bloated access line in one direction: a
@@ -154,9 +156,12 @@ func TestTimestamp(t *testing.T) {
 
 func FuzzTimestampReply(f *testing.F) {
 	f.Add(timestampRequest(1, 2, 3))
+	f.Add(append([]byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 1, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1}, timestampRequest(1, 2, 3)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if r, ok := parseTimestampReply(b); ok {
-			r.owd(msOfDay(time.Now()))
+		for _, m := range [][]byte{b, rawicmp.Payload(b)} {
+			if r, ok := parseTimestampReply(m); ok {
+				r.owd(msOfDay(time.Now()))
+			}
 		}
 	})
 }

@@ -142,13 +142,18 @@ func (f *Follower) Run(ctx context.Context) {
 func (f *Follower) read(ctx context.Context, conn *net.IPConn, buf []byte, id uint16, deadline time.Time) []OWD {
 	var out []OWD
 	conn.SetReadDeadline(deadline)
+	oob := make([]byte, rawicmp.OOBSize)
 	for ctx.Err() == nil {
-		n, from, err := conn.ReadFromIP(buf)
+		n, oobn, _, from, err := conn.ReadMsgIP(buf, oob)
 		if err != nil {
 			break // the deadline
 		}
-		arrival := msOfDay(time.Now())
-		r, ok := parseTimestampReply(buf[:n])
+		at, ok := rawicmp.ReceiveTime(oob[:oobn])
+		if !ok {
+			at = time.Now()
+		}
+		arrival := msOfDay(at)
+		r, ok := parseTimestampReply(rawicmp.Payload(buf[:n]))
 		a, aok := netip.AddrFromSlice(from.IP)
 		if !ok || !aok || r.ID != id {
 			continue

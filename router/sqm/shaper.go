@@ -22,10 +22,8 @@ const (
 type Plan struct {
 	Ports    []string
 	Up, Down Cake
+	Classes  []Class
 }
-
-// filterPrio is the priority of routerd's redirect on each port's hooks.
-const filterPrio = 1
 
 // Apply makes the shaping plan p in the calling thread's namespace (the
 // main one): the IFB devices with their CAKE, each port's clsact with the
@@ -56,12 +54,43 @@ func Apply(p Plan) error {
 			parent uint32
 			to     netlink.Link
 		}{{netlink.HANDLE_MIN_EGRESS, up}, {netlink.HANDLE_MIN_INGRESS, down}} {
-			f := &netlink.MatchAll{FilterAttrs: netlink.FilterAttrs{LinkIndex: link.Attrs().Index, Parent: r.parent,
-				Handle: netlink.MakeHandle(0, 1), Priority: filterPrio, Protocol: unix.ETH_P_ALL},
-				Actions: []netlink.Action{netlink.NewMirredAction(r.to.Attrs().Index)}}
-			if err := h.FilterReplace(f); err != nil {
-				return fmt.Errorf("sqm: redirect %s to %s: %w", port, r.to.Attrs().Name, err)
+			if err := converge(h, link, r.parent, filters(p.Classes, link.Attrs().Index, r.to.Attrs().Index, r.parent)); err != nil {
+				return fmt.Errorf("sqm: %s to %s: %w", port, r.to.Attrs().Name, err)
 			}
+		}
+	}
+	return nil
+}
+
+// converge makes the filters on link's hook parent the wanted ones:
+// those not wanted (an earlier config's classes, an older layout) go
+// first, so that a priority can change its kind, then each wanted one is
+// added or replaced.
+func converge(h *netlink.Handle, link netlink.Link, parent uint32, want []netlink.Filter) error {
+	have, err := h.FilterList(link, parent)
+	if err != nil {
+		return fmt.Errorf("filters: %w", err)
+	}
+	key := func(a *netlink.FilterAttrs) [3]uint32 {
+		return [3]uint32{uint32(a.Priority), a.Handle, uint32(a.Protocol)}
+	}
+	wanted := map[[3]uint32]string{}
+	for _, f := range want {
+		wanted[key(f.Attrs())] = f.Type()
+	}
+	for _, f := range have {
+		if f.Attrs().Handle == 0 {
+			continue // a priority's own entry: deleting it would take all its filters
+		}
+		if t, ok := wanted[key(f.Attrs())]; !ok || t != f.Type() {
+			if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove filter %d:%x: %w", f.Attrs().Priority, f.Attrs().Handle, err)
+			}
+		}
+	}
+	for _, f := range want {
+		if err := h.FilterReplace(f); err != nil {
+			return fmt.Errorf("filter %d:%x (%s): %w", f.Attrs().Priority, f.Attrs().Handle, f.Type(), err)
 		}
 	}
 	return nil
@@ -138,10 +167,13 @@ func Remove(ports []string) error {
 // kernelModules are what the shaping needs of the kernel.
 var kernelModules = []string{"sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_ingress"}
 
+// classModules are what [[sqm.class]] needs besides.
+var classModules = []string{"cls_flower", "act_skbedit"}
+
 // Supported says whether the running kernel has what the shaping needs,
 // without changing anything: each module loaded, built in, or there to be
 // loaded on first use (the kernel asks for a qdisc's module itself).
-func Supported() error {
+func Supported(classes bool) error {
 	rel, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
 		return fmt.Errorf("kernel release: %w", err)
@@ -150,7 +182,11 @@ func Supported() error {
 	builtin, _ := os.ReadFile(filepath.Join(dir, "modules.builtin"))
 	dep, _ := os.ReadFile(filepath.Join(dir, "modules.dep"))
 	var missing []string
-	for _, m := range kernelModules {
+	mods := kernelModules
+	if classes {
+		mods = append(mods[:len(mods):len(mods)], classModules...)
+	}
+	for _, m := range mods {
 		if _, err := os.Stat("/sys/module/" + m); err == nil {
 			continue
 		}
@@ -161,7 +197,7 @@ func Supported() error {
 		missing = append(missing, m)
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("this kernel (%s) has no %s: [sqm] needs CAKE (sch_cake), IFB devices and tc's mirred and matchall",
+		return fmt.Errorf("this kernel (%s) has no %s: [sqm] needs CAKE (sch_cake), IFB devices and tc's mirred and matchall (and for classes flower and skbedit)",
 			strings.TrimSpace(string(rel)), strings.Join(missing, ", "))
 	}
 	return nil

@@ -2,9 +2,12 @@ package sqm
 
 import (
 	"encoding/binary"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
@@ -96,4 +99,66 @@ func FuzzParseStats(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseStats(b)
 	})
+}
+
+// A class's filters: per family of its hosts, per port at either end, the
+// host on the LAN side of the direction; each sets the tin and redirects;
+// all the rest is redirected after them.
+func TestClassFilters(t *testing.T) {
+	classes := []Class{
+		{Tin: TinBulk, Hosts: []netip.Prefix{netip.MustParsePrefix("192.168.1.50/32")}},
+		{Tin: TinVoice, Ports: []PortRange{{Proto: unix.IPPROTO_UDP, Lo: 3478, Hi: 3480}}},
+	}
+	up := filters(classes, 7, 100, netlink.HANDLE_MIN_EGRESS)
+	// bulk: one IPv4 filter; voice: IPv4 and IPv6 × source and
+	// destination port; the redirect.
+	if len(up) != 1+4+1 {
+		t.Fatalf("%d filters: %v", len(up), up)
+	}
+	bulk := up[0].(*netlink.Flower)
+	if !bulk.SrcIP.Equal(net.IPv4(192, 168, 1, 50)) || bulk.DestIP != nil || bulk.Protocol != unix.ETH_P_IP || bulk.Priority != 1 {
+		t.Errorf("upload bulk filter: %+v", bulk)
+	}
+	if skb := bulk.Actions[0].(*netlink.SkbEditAction); *skb.Priority != 0x10001 {
+		t.Errorf("bulk priority %#x, want 1:1", *skb.Priority)
+	}
+	if m := bulk.Actions[1].(*netlink.MirredAction); m.Ifindex != 100 {
+		t.Errorf("bulk redirect to %d", m.Ifindex)
+	}
+	v6 := 0
+	for _, f := range up[1:5] {
+		fl := f.(*netlink.Flower)
+		if fl.Protocol == unix.ETH_P_IP && fl.Priority != 3 {
+			t.Errorf("the second class's IPv4 filter at priority %d", fl.Priority)
+		}
+		if fl.DstPortRangeMin == 0 && fl.SrcPortRangeMin == 0 || *fl.IPProto != unix.IPPROTO_UDP {
+			t.Errorf("voice filter without its ports: %+v", fl)
+		}
+		if fl.Protocol == unix.ETH_P_IPV6 {
+			v6++
+			if fl.Priority != 4 { // the second class's IPv6
+				t.Errorf("IPv6 filter at priority %d", fl.Priority)
+			}
+		}
+	}
+	if v6 != 2 {
+		t.Errorf("%d IPv6 voice filters, want 2", v6)
+	}
+	if m, ok := up[5].(*netlink.MatchAll); !ok || m.Priority != prioRedirect {
+		t.Errorf("last filter %+v, want the redirect", up[5])
+	}
+	// Downloads go to the host.
+	down := filters(classes, 7, 101, netlink.HANDLE_MIN_INGRESS)
+	if b := down[0].(*netlink.Flower); !b.DestIP.Equal(net.IPv4(192, 168, 1, 50)) || b.SrcIP != nil {
+		t.Errorf("download bulk filter: %+v", b)
+	}
+	// Handles are unique per priority.
+	seen := map[[2]uint32]bool{}
+	for _, f := range append(up, down...) {
+		k := [2]uint32{uint32(f.Attrs().Priority)<<16 | f.Attrs().Parent&0xffff, f.Attrs().Handle}
+		if seen[k] {
+			t.Errorf("handle %x twice at priority %d", f.Attrs().Handle, f.Attrs().Priority)
+		}
+		seen[k] = true
+	}
 }
