@@ -50,7 +50,9 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	if cfg.Remote != nil {
 		comps = append(comps, newRemoteComp(cfg, log.With("component", "remote")))
 	}
-	comps = append(comps, routing, fw, newSQMComp(cfg, log.With("component", "sqm")))
+	shaper := newSQMComp(cfg, log.With("component", "sqm"))
+	wan.OnActive(shaper.useUplink)
+	comps = append(comps, routing, fw, shaper)
 	if containers != nil {
 		containers.OnChange(routing.setPublish)
 		containers.OnChange(fw.setPublish)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/routerd/routerd/internal/lifecycle"
@@ -22,33 +23,77 @@ type sqmComp struct {
 	follow *sqm.Follower // nil: fixed rates
 	run    lifecycle.Group
 	log    *slog.Logger
+
+	mu     sync.Mutex
+	uplink string    // whose rates apply: "primary" | "backup"
+	fixed  [2]uint64 // without autorate: the rates now, by sqm.Direction
 }
 
 // sqmPorts are where both paths cross: main's ends of the transit veths.
 var sqmPorts = []string{config.TransitWANLink, config.TransitVPNLink}
 
 func newSQMComp(cfg *config.Config, log *slog.Logger) *sqmComp {
-	c := &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log}
+	c := &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log, uplink: "primary"}
+	if c.plan != nil {
+		c.fixed = [2]uint64{c.plan.Up.Rate, c.plan.Down.Rate}
+	}
 	if s := cfg.SQM; s != nil && s.Autorate() {
-		ac := sqm.AutorateConfig{Min: [2]uint64{s.Upload, s.Download}, Max: [2]uint64{s.Upload, s.Download}, Threshold: s.BloatThreshold,
-			Overhead: c.plan.Up.Overhead}
-		if r := s.UploadAuto; r != nil {
-			ac.Min[sqm.Up], ac.Max[sqm.Up] = r.Min, r.Max
-		}
-		if r := s.DownloadAuto; r != nil {
-			ac.Min[sqm.Down], ac.Max[sqm.Down] = r.Min, r.Max
-		}
 		refl := &reflectors{ns: cfg.Netns.WAN, fixed: s.Reflectors}
 		c.follow = &sqm.Follower{NS: cfg.Netns.WAN, Reflectors: refl.get, Interval: autorateInterval,
-			Core: sqm.NewAutorate(ac), Log: log}
+			Core: sqm.NewAutorate(c.autorateConfig(s.SQMRates)), Log: log}
 	}
 	return c
 }
 
+// autorateConfig is an uplink's rates as autorate's bounds: a fixed
+// direction's minimum is its maximum.
+func (c *sqmComp) autorateConfig(r config.SQMRates) sqm.AutorateConfig {
+	ac := sqm.AutorateConfig{Min: [2]uint64{r.Upload, r.Download}, Max: [2]uint64{r.Upload, r.Download},
+		Threshold: c.cfg.SQM.BloatThreshold, Overhead: c.plan.Up.Overhead}
+	if a := r.UploadAuto; a != nil {
+		ac.Min[sqm.Up], ac.Max[sqm.Up] = a.Min, a.Max
+	}
+	if a := r.DownloadAuto; a != nil {
+		ac.Min[sqm.Down], ac.Max[sqm.Down] = a.Min, a.Max
+	}
+	return ac
+}
+
+// useUplink takes the rates of the uplink that now carries the traffic
+// ([sqm.backup] for the backup): the failover calls it at each switch.
+func (c *sqmComp) useUplink(role string) {
+	s := c.cfg.SQM
+	if s == nil || s.Backup == nil {
+		return
+	}
+	rates := s.SQMRates
+	if role == "backup" {
+		rates = *s.Backup
+	}
+	c.mu.Lock()
+	was := c.uplink
+	c.uplink = role
+	c.fixed = [2]uint64{rates.Upload, rates.Download}
+	c.mu.Unlock()
+	if was == role {
+		return
+	}
+	c.log.Info("shaper rates of the new uplink", "uplink", role)
+	var err error
+	if c.follow != nil {
+		err = c.follow.Switch(sqm.NewAutorate(c.autorateConfig(rates)))
+	} else {
+		err = errors.Join(sqm.SetRate(sqm.IfbUp, rates.Upload), sqm.SetRate(sqm.IfbDown, rates.Download))
+	}
+	if err != nil {
+		c.log.Warn("shaper rates of the new uplink", "uplink", role, "err", err)
+	}
+}
+
 // autorateInterval is how often autorate measures: often enough to
-// catch a filling buffer within a second, seldom enough that its probes
-// are no load.
-const autorateInterval = 250 * time.Millisecond
+// catch a filling buffer in a few hundred milliseconds, seldom enough
+// that its probes are no load.
+const autorateInterval = 100 * time.Millisecond
 
 // sqmPlan is [sqm] as the shapers' settings: per host (dual-srchost up,
 // dual-dsthost down) or CAKE's triple isolation; the link layer's
@@ -155,7 +200,12 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 	s := &status.SQM{Where: "main's transit ports (" + sqmPorts[0] + ", " + sqmPorts[1] + "): both paths, one budget per direction",
 		Overhead: c.cfg.SQM.OverheadString(), PerHost: c.cfg.SQM.PerHost, WireGuard: wireguardOverhead(c.cfg)}
 	var errs []error
-	rates := [2]uint64{c.plan.Up.Rate, c.plan.Down.Rate}
+	c.mu.Lock()
+	rates := c.fixed
+	if c.cfg.SQM.Backup != nil {
+		s.Uplink = c.uplink
+	}
+	c.mu.Unlock()
 	if c.follow != nil {
 		fs := c.follow.Status()
 		rates = fs.Rates

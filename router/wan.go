@@ -32,6 +32,7 @@ type wanComp struct {
 	onLease  fanout[*dhcp.WANLease]
 	onLease6 fanout[*dhcp.WANLease6]
 	onIface  fanout[struct{}]
+	onActive fanout[string] // the uplink that now carries the traffic
 	run      lifecycle.Group
 }
 
@@ -45,7 +46,10 @@ func newWANComp(cfg *config.Config, nics *hw.Manager, log *slog.Logger) *wanComp
 	if b := cfg.WAN.Backup; b != nil {
 		c.ups = append(c.ups, newUplink(cfg, "backup", &b.WAN, metricBackup, log.With("uplink", "backup")))
 		c.failover = newFailoverLoop(cfg, c.ups, log.With("component", "failover"))
-		c.failover.switched = func(u *uplink) { c.uplinkLeased(u, u.current()) }
+		c.failover.switched = func(u *uplink) {
+			c.onActive.call(u.role)
+			c.uplinkLeased(u, u.current())
+		}
 	}
 	for _, u := range c.ups {
 		u.onLease, u.onLease6 = c.uplinkLeased, c.onLease6.call
@@ -62,6 +66,10 @@ func (c *wanComp) OnLease(fn func(*dhcp.WANLease)) { c.onLease.add(fn) }
 // OnLease6 registers fn to hear about the primary's DHCPv6 leases (the
 // delegated prefix goes to the LANs).
 func (c *wanComp) OnLease6(fn func(*dhcp.WANLease6)) { c.onLease6.add(fn) }
+
+// OnActive registers fn to hear which uplink carries the traffic after a
+// switch ("primary" or "backup"): the shaper takes its rates.
+func (c *wanComp) OnActive(fn func(role string)) { c.onActive.add(fn) }
 
 // OnIface registers fn to hear of an uplink's new interface (a PPP
 // session's): the firewall hooks it.

@@ -136,11 +136,12 @@ download_max = "30mbit"
 		}
 		// CAKE counts each packet 98 bytes longer than its IP length
 		// (ethernet's 38 and, with a [vpn], WireGuard's 60), the lab's tbf
-		// 14: at the line's full use the shaper reads about 5% over it;
-		// and a direction whose delay stays low may sit above what the
-		// line carries (busy: 85% of the rate used), harmlessly.
-		if down < 0.6*ph.down || down > 1.3*ph.down || up < 0.6*ph.up || up > 1.3*ph.up {
-			t.Errorf("line %g/%g: the shapers stood at %.1f/%.1f Mbit/s 20 s after the change, want 60-130%% of the line", ph.down, ph.up, down, up)
+		// 14: at the line's full use the shaper reads over the line's
+		// rate, the more so the more small packets (the download's ACKs
+		// go up). A direction whose delay stays low may also sit above
+		// what the line carries (busy: 85% of the rate used), harmlessly.
+		if down < 0.6*ph.down || down > 1.4*ph.down || up < 0.6*ph.up || up > 1.4*ph.up {
+			t.Errorf("line %g/%g: the shapers stood at %.1f/%.1f Mbit/s 20 s after the change, want 60-140%% of the line", ph.down, ph.up, down, up)
 		}
 	}
 	text, _ := a.rd.Ctl("status")

@@ -40,6 +40,14 @@ func TestSQM(t *testing.T) {
 	var bulkWAN, bulkVPN, probe, classed *lab.Client
 	var classedAddr netip.Addr
 	extra := fmt.Sprintf(`
+[wan.backup]
+name = "wan1"
+match_mac = %q
+ipv4 = "dhcp"
+ipv6 = "off"
+probe = [%q]
+probe_interval = "1s"
+
 [[routing.policy]]
 name = "bulk-vpn"
 sources = [%q]
@@ -49,13 +57,15 @@ via = "vpn"
 name = "probe-vpn"
 destinations = [%q]
 via = "vpn"
-`, "02:42:ac:01:01:02", lab.EchoAlt4[0])
+`, lab.BackupMAC, lab.Echo4, "02:42:ac:01:01:02", lab.EchoAlt4[0])
 	a := newApplianceOn(t, true, lab.ConfigOptions{Default: "wan"}, extra, func(a *appliance) {
 		bulkWAN, bulkVPN, probe, classed = a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient(), a.lan.AddClient()
 		for i, c := range []*lab.Client{bulkWAN, bulkVPN, probe} {
 			c.SetStatic(50 + i)
 		}
 		classedAddr, _ = classed.SetStatic(53)
+		a.isp.ServeBackup()
+		a.r.AddBackupWAN()
 		a.isp.ShapeLine(a.r.WANPort, lineDownMbit, lineUpMbit, lineBufferMs)
 	})
 	for _, port := range []int{5201, 5202, 5203} {
@@ -72,7 +82,8 @@ via = "vpn"
 	}
 
 	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\n", int(lineUpMbit*950), int(lineDownMbit*950)) +
-		fmt.Sprintf("\n[[sqm.class]]\ntin = \"bulk\"\nhosts = [%q]\n\n[[sqm.class]]\ntin = \"voice\"\nports = [\"tcp/5203\"]\n", classedAddr)
+		fmt.Sprintf("\n[[sqm.class]]\ntin = \"bulk\"\nhosts = [%q]\n\n[[sqm.class]]\ntin = \"voice\"\nports = [\"tcp/5203\"]\n", classedAddr) +
+		"\n[sqm.backup]\nupload = \"1mbit\"\ndownload = \"4mbit\"\n"
 	a.r.WriteConfig(cfg)
 	if out, err := a.rd.Ctl("reload"); err != nil {
 		t.Fatalf("reload with [sqm]: %v: %s", err, out)
@@ -141,6 +152,26 @@ via = "vpn"
 			t.Logf("%s: %d packets in the upload's %s tin", c.what, got, c.tin)
 		}
 	}
+
+	// The backup uplink's rates ([sqm.backup]) while it carries the
+	// traffic, the primary's again after.
+	rates := func(what, uplink string, up, down uint64) {
+		t.Helper()
+		a.l.Eventually(30*time.Second, what, func() error {
+			st, err := getStatus(a.rd)
+			if err != nil {
+				return err
+			}
+			if q := st.SQM; q == nil || q.Uplink != uplink || q.Upload.Rate != up || q.Download.Rate != down {
+				return fmt.Errorf("sqm %+v", q)
+			}
+			return nil
+		})
+	}
+	a.r.UplinkDown(a.r.WANPort)
+	rates("the backup's rates with the primary's cable out", "backup", 1e6, 4e6)
+	a.r.UplinkUp(a.r.WANPort)
+	rates("the primary's rates with it back", "primary", uint64(lineUpMbit*950)*1000, uint64(lineDownMbit*950)*1000)
 }
 
 // tinPackets is how many packets the upload shaper's tin has sent.

@@ -171,6 +171,8 @@ func TestRules(t *testing.T) {
 		{"sqm class empty", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\n[[sqm.class]]\ntin = \"bulk\"", "sqm.class[0]", "needs hosts, ports or both"},
 		{"sqm class port", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\n[[sqm.class]]\ntin = \"voice\"\nports = [\"3074\"]", "sqm.class[0].ports[0]", "want tcp/PORT"},
 		{"sqm class host", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\n[[sqm.class]]\ntin = \"voice\"\nhosts = [\"console\"]", "sqm.class[0].hosts[0]", "not a LAN host's address"},
+		{"sqm backup without backup", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\n[sqm.backup]\nupload = \"1mbit\"\ndownload = \"4mbit\"", "sqm.backup", "no [wan.backup]"},
+		{"sqm backup auto", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\n[sqm.backup]\nupload = \"1mbit\"\ndownload = \"auto\"", "sqm.backup.download", "give both"},
 		{"sqm too slow", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"10kbit\"\ndownload = \"95mbit\"", "sqm.upload", "outside 64kbit-100gbit"},
 		{"sqm overhead", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\noverhead = \"adsl\"", "sqm.overhead", "not one of"},
 		{"sqm overhead bytes", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"1mbit\"\ndownload = \"9mbit\"\noverhead = 300", "sqm.overhead", "outside -64-256"},

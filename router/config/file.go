@@ -40,6 +40,18 @@ type fileSQM struct {
 	Reflectors     []string       `toml:"reflectors"`
 	BloatThreshold string         `toml:"bloat_threshold"`
 	Class          []fileSQMClass `toml:"class"`
+	Backup         *fileSQMRates  `toml:"backup"`
+}
+
+// fileSQMRates is [sqm.backup]: the rates while the backup uplink
+// carries the traffic.
+type fileSQMRates struct {
+	Upload      string `toml:"upload"`
+	Download    string `toml:"download"`
+	UploadMin   string `toml:"upload_min"`
+	UploadMax   string `toml:"upload_max"`
+	DownloadMin string `toml:"download_min"`
+	DownloadMax string `toml:"download_max"`
 }
 
 type fileSQMClass struct {

@@ -10,12 +10,10 @@ import (
 
 // SQM is [sqm]: a CAKE shaper per direction that both paths share.
 type SQM struct {
-	// The rates, bits/s: fixed, or with "auto" where autorate starts (the
-	// minimum).
-	Upload, Download uint64
-	// Autorate: set for a direction whose rate is "auto", nil for one
-	// whose rate is fixed.
-	UploadAuto, DownloadAuto *RateRange
+	SQMRates // the primary uplink's
+	// Backup is [sqm.backup]: the rates while the backup uplink carries
+	// the traffic (nil: the primary's).
+	Backup *SQMRates
 	// Reflectors answer autorate's ICMP timestamp requests; none: the
 	// WAN's gateway.
 	Reflectors []netip.Addr
@@ -51,6 +49,14 @@ func (v *validator) sqm(f *fileSQM) {
 	s := &SQM{PerHost: true}
 	s.Upload, s.UploadAuto = v.sqmRate("sqm.upload", f.Upload, f.UploadMin, f.UploadMax)
 	s.Download, s.DownloadAuto = v.sqmRate("sqm.download", f.Download, f.DownloadMin, f.DownloadMax)
+	if b := f.Backup; b != nil {
+		if v.c.WAN.Backup == nil {
+			v.p.errf("sqm.backup", "the backup uplink's rates, but there is no [wan.backup]")
+		}
+		s.Backup = &SQMRates{}
+		s.Backup.Upload, s.Backup.UploadAuto = v.sqmRate("sqm.backup.upload", b.Upload, b.UploadMin, b.UploadMax)
+		s.Backup.Download, s.Backup.DownloadAuto = v.sqmRate("sqm.backup.download", b.Download, b.DownloadMin, b.DownloadMax)
+	}
 	v.autorate(f, s)
 	v.sqmClasses(f.Class, s)
 	over := f.Overhead
@@ -80,11 +86,25 @@ func (v *validator) sqm(f *fileSQM) {
 	v.c.SQM = s
 }
 
+// SQMRates are an uplink's rates.
+type SQMRates struct {
+	// The rates, bits/s: fixed, or with "auto" where autorate starts (the
+	// minimum).
+	Upload, Download uint64
+	// Autorate: set for a direction whose rate is "auto", nil for one
+	// whose rate is fixed.
+	UploadAuto, DownloadAuto *RateRange
+}
+
+// Auto says whether either direction follows the line.
+func (r *SQMRates) Auto() bool { return r.UploadAuto != nil || r.DownloadAuto != nil }
+
 // RateRange is where autorate may move a direction's rate, bits/s.
 type RateRange struct{ Min, Max uint64 }
 
-// Autorate says whether either direction follows the line.
-func (s *SQM) Autorate() bool { return s.UploadAuto != nil || s.DownloadAuto != nil }
+// Autorate says whether either direction of either uplink follows the
+// line.
+func (s *SQM) Autorate() bool { return s.SQMRates.Auto() || s.Backup != nil && s.Backup.Auto() }
 
 // sqmRate parses one direction: a fixed rate, or "auto" between its
 // minimum and maximum.

@@ -2,6 +2,7 @@ package sqm
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 )
@@ -89,13 +90,13 @@ type Autorate struct {
 // Autorate's tuning: cake-autorate's defaults, adapted to a loop of a few
 // hundred milliseconds.
 const (
-	windowLen     = 4    // verdicts kept per direction
-	bloatVerdict  = 2    // of them over the threshold: bloat
+	windowLen     = 6    // verdicts kept per direction
+	bloatVerdict  = 3    // of them over the threshold: bloat
 	loadHigh      = 0.85 // achieved/rate: busy enough to try more
 	downFactor    = 0.9  // on bloat: this much of what the line carried,
 	downFactorMin = 0.5  // down to this much with the buffer full
-	upFast        = 1.03 // per sample, far from the last bloat
-	upNear        = 1.01 // per sample, near it
+	upFast        = 1.12 // per second, far from the last bloat
+	upNear        = 1.04 // per second, near it
 	baseDrift     = 0.001
 	refractory    = time.Second // after lowering a rate, before changing it again
 )
@@ -179,10 +180,10 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 			a.loweredAt[d] = now
 		case bloats == 0 && answered && !rising[d] && float64(achieved) >= loadHigh*float64(rate):
 			f := upFast
-			if b := float64(a.bloatAt[d]); float64(rate) >= 0.9*b && float64(rate) <= 1.05*b {
+			if b := float64(a.bloatAt[d]); float64(rate) >= 0.85*b && float64(rate) <= 1.2*b {
 				f = upNear
 			}
-			to = uint64(float64(rate) * f)
+			to = uint64(float64(rate) * math.Pow(f, secs))
 			why = fmt.Sprintf("busy (%s) with a low delay", rateString(achieved))
 		default:
 			continue

@@ -36,7 +36,7 @@ func (l *line) step(rate float64, dt time.Duration, download bool) time.Duration
 }
 
 func TestAutorateFollowsTheLine(t *testing.T) {
-	const tick = 250 * time.Millisecond
+	const tick = 100 * time.Millisecond
 	cfg := AutorateConfig{Min: [2]uint64{1e6, 4e6}, Max: [2]uint64{8e6, 30e6}, Threshold: 15 * time.Millisecond}
 	a := NewAutorate(cfg)
 	refl := netip.MustParseAddr("192.0.2.1")

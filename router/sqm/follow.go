@@ -77,6 +77,16 @@ func (f *Follower) setErr(err error) {
 	}
 }
 
+// Switch follows another line from now on (the backup uplink's, or the
+// primary's again): core's bounds, its rates set at once.
+func (f *Follower) Switch(core *Autorate) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Core = core
+	r := core.Rates()
+	return errors.Join(SetRate(IfbUp, r[Up]), SetRate(IfbDown, r[Down]))
+}
+
 // Run follows the line until ctx ends.
 func (f *Follower) Run(ctx context.Context) {
 	var conn *net.IPConn
@@ -134,7 +144,9 @@ func (f *Follower) Run(ctx context.Context) {
 			f.setErr(errors.Join(errs...))
 			continue
 		}
+		f.mu.Lock()
 		f.apply(f.Core.Handle(s, s.At))
+		f.mu.Unlock()
 	}
 }
 
@@ -164,6 +176,9 @@ func (f *Follower) read(ctx context.Context, conn *net.IPConn, buf []byte, id ui
 	return out
 }
 
+// apply sets the rates changes asks for and records them; f.mu is held,
+// so that a Switch cannot come between the core's decision and the
+// qdiscs.
 func (f *Follower) apply(changes []Change) {
 	var errs []error
 	for _, c := range changes {
@@ -175,10 +190,14 @@ func (f *Follower) apply(changes []Change) {
 			errs = append(errs, err)
 			continue
 		}
-		f.Log.Info("shaper rate changed", "direction", c.Dir.String(), "from", rateString(c.From), "to", rateString(c.To), "why", c.Why)
+		// Rises come ten a second under load: status has them.
+		level := slog.LevelDebug
+		if c.To < c.From {
+			level = slog.LevelInfo
+		}
+		f.Log.Log(context.Background(), level, "shaper rate changed", "direction", c.Dir.String(),
+			"from", rateString(c.From), "to", rateString(c.To), "why", c.Why)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.changes = append(f.changes, changes...)
 	if k := len(f.changes) - maxChanges; k > 0 {
 		f.changes = f.changes[k:]

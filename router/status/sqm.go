@@ -24,6 +24,9 @@ func renderSQM(st *Status, w io.Writer) {
 		over += fmt.Sprintf(" + %d bytes for WireGuard", s.WireGuard)
 	}
 	fmt.Fprintf(w, "fair between\t%s; overhead %s\n", fair, over)
+	if s.Uplink != "" {
+		fmt.Fprintf(w, "rates of\tthe %s uplink\n", s.Uplink)
+	}
 	for _, d := range []struct {
 		name string
 		sh   *Shaper
@@ -103,6 +106,9 @@ type SQM struct {
 	PerHost   bool    `json:"per_host"`
 	Upload    *Shaper `json:"upload"`
 	Download  *Shaper `json:"download"`
+	// Uplink is whose rates apply, with [sqm.backup]: "primary" or
+	// "backup".
+	Uplink string `json:"uplink,omitempty"`
 	// Autorate: the rates follow the line (either direction "auto").
 	Autorate *Autorate `json:"autorate,omitempty"`
 	Error    string    `json:"error,omitempty"`
