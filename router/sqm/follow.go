@@ -122,7 +122,7 @@ func (f *Follower) Run(ctx context.Context) {
 		for _, t := range targets {
 			seq++
 			req := timestampRequest(id, seq, msOfDay(time.Now()))
-			conn.WriteTo(req, &net.IPAddr{IP: t.AsSlice()}) // a failed send is an unanswered one
+			_, _ = conn.WriteTo(req, &net.IPAddr{IP: t.AsSlice()}) // a failed send is an unanswered one
 		}
 		s := Sample{Answers: f.read(ctx, conn, buf, id, next)}
 		if len(s.Answers) > 0 {
