@@ -143,6 +143,15 @@ func (b backend) DNSTop(n int) (status.DNSTop, error) {
 	return t, nil
 }
 
+// Clients answers routerctl clients.
+func (b backend) Clients() (status.Clients, error) {
+	u, err := running[*usageComp](b.s, "usage", "the usage meter")
+	if err != nil {
+		return status.Clients{}, err
+	}
+	return u.clients(), nil
+}
+
 func (b backend) Logs(component string, since time.Time, follow bool) ([]logring.Entry, <-chan logring.Entry, func(), error) {
 	if b.s.Logs == nil {
 		return nil, nil, nil, api.Coded(http.StatusNotFound, errors.New("this routerd keeps no logs in memory"))

@@ -99,7 +99,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 		clock.OnStep(lan.clockStepped)
 	}
 	wan.OnLease(res.wanLease)
-	comps = append(comps, bl, wan, lan, res)
+	comps = append(comps, bl, wan, lan, res, newUsageComp(cfg, fw.lanPrefixes, lan.currentLeases, log.With("component", "usage")))
 	if wantsPD(cfg) {
 		pd := newPrefixDelegationComp(cfg, lan, fw, res, nics.m, log.With("component", "prefix-delegation"))
 		wan.OnLease6(pd.leased)

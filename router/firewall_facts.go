@@ -125,3 +125,11 @@ func remoteViaRelay(cfg *config.Config) bool {
 	}
 	return false
 }
+
+// lanPrefixes are the LANs' networks now, the delegated ones too: the
+// usage meter tells LAN hosts by them.
+func (c *firewallComp) lanPrefixes() []netip.Prefix {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append(c.cfg.LANNets.All(), c.facts.deleg.prefixes...)
+}

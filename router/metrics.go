@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -205,6 +206,9 @@ func writeMetrics(st *status.Status, w io.Writer) {
 			m.emit("sqm_drops_total", "counter", "Packets the shaper dropped.", float64(d.sh.Drops), "direction", d.name)
 		}
 	}
+	if cl := st.Clients; cl != nil {
+		m.clients(cl)
+	}
 	if v := st.VPN; v != nil {
 		m.emit("vpn_up", "gauge", fmt.Sprintf("1 when the tunnel had a handshake in the last %v.", vpn.UpWithin), b2f(v.Up))
 		for _, p := range v.Peers {
@@ -339,4 +343,38 @@ func (m *metricWriter) conntrack(prefix string, ct status.Conntrack) {
 		n := ct.Offloaded[ns]
 		m.emit(prefix+"flows_offloaded", "gauge", "Connections the flowtable forwards, past the forward chain.", float64(n), "namespace", ns)
 	}
+}
+
+// metricsClients is how many LAN hosts /metrics names: the busiest today;
+// the rest are summed as "other", so that the series stay few.
+const metricsClients = 10
+
+func (m *metricWriter) clients(cl *status.Clients) {
+	hosts := slices.Clone(cl.Hosts)
+	slices.SortStableFunc(hosts, func(a, b status.ClientUsage) int {
+		return cmp.Compare(b.UpToday+b.DownToday, a.UpToday+a.DownToday)
+	})
+	var other status.ClientUsage
+	for i, h := range hosts {
+		if i >= metricsClients {
+			other.UpToday, other.DownToday = other.UpToday+h.UpToday, other.DownToday+h.DownToday
+			other.UpRate, other.DownRate = other.UpRate+h.UpRate, other.DownRate+h.DownRate
+			continue
+		}
+		name := h.Name
+		if name == "" && len(h.Addresses) > 0 {
+			name = h.Addresses[0]
+		}
+		m.client(name, h)
+	}
+	if len(hosts) > metricsClients {
+		m.client("other", other)
+	}
+}
+
+func (m *metricWriter) client(name string, h status.ClientUsage) {
+	m.emit("client_rate_bps", "gauge", "A LAN host's rate over the last 3 s (the 10 busiest today, then \"other\").", h.UpRate, "client", name, "direction", "up")
+	m.emit("client_rate_bps", "gauge", "", h.DownRate, "client", name, "direction", "down")
+	m.emit("client_today_bytes", "gauge", "A LAN host's bytes since local midnight.", float64(h.UpToday), "client", name, "direction", "up")
+	m.emit("client_today_bytes", "gauge", "", float64(h.DownToday), "client", name, "direction", "down")
 }

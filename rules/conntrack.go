@@ -30,7 +30,9 @@ type Conn struct {
 	Mark   uint32
 }
 
-func dialConntrack(ns string) (*conntrack.Conn, func(), error) {
+// DialConntrack opens a conntrack netlink socket in namespace ns; done
+// closes it.
+func DialConntrack(ns string) (*conntrack.Conn, func(), error) {
 	fd, err := netns.Open(ns)
 	if err != nil {
 		return nil, nil, err
@@ -46,7 +48,7 @@ func dialConntrack(ns string) (*conntrack.Conn, func(), error) {
 // ReadConntrack reads the table of namespace ns. Counting the offloaded
 // connections walks the whole table; without offload it is skipped.
 func ReadConntrack(ns string, offload bool) (Conntrack, error) {
-	c, done, err := dialConntrack(ns)
+	c, done, err := DialConntrack(ns)
 	if err != nil {
 		return Conntrack{}, err
 	}
@@ -76,7 +78,7 @@ func ReadConntrack(ns string, offload bool) (Conntrack, error) {
 // ends with it: its next packet takes the slow path again, where it is a
 // new connection and decided afresh.
 func DeleteConns(ns string, match func(Conn) bool) (int, error) {
-	c, done, err := dialConntrack(ns)
+	c, done, err := DialConntrack(ns)
 	if err != nil {
 		return 0, err
 	}

@@ -46,6 +46,7 @@ type Backend interface {
 	// questions as they come until stop.
 	DNSLog(client netip.Addr, follow bool) (past []status.DNSQuery, next <-chan status.DNSQuery, stop func(), err error)
 	DNSTop(n int) (status.DNSTop, error)
+	Clients() (status.Clients, error)
 	Logs(component string, since time.Time, follow bool) (past []logring.Entry, next <-chan logring.Entry, stop func(), err error)
 	PreviousBootLog() ([]byte, error)
 
@@ -190,6 +191,7 @@ func New(b Backend) http.Handler {
 		}
 		return b.DNSTop(n)
 	})
+	handle(control.Clients, func(w http.ResponseWriter, r *http.Request) (any, error) { return b.Clients() })
 	handle(control.Logs, func(w http.ResponseWriter, r *http.Request) (any, error) {
 		q := r.URL.Query()
 		if q.Get("previous") == "1" {

@@ -35,6 +35,7 @@ var (
 	RemoteAdd        = Endpoint{"POST", "/v1/remote/{name}"}     // ?full=1
 	RemoteDelete     = Endpoint{"DELETE", "/v1/remote/{name}"}
 	PortMapDelete    = Endpoint{"DELETE", "/v1/portmap/{proto}/{port}"}
+	Clients          = Endpoint{"GET", "/v1/clients"}
 )
 
 // ApplyResult answers routerctl config apply.

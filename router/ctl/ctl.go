@@ -34,6 +34,8 @@ commands:
   logs [-f] [--component C] [--since D] [--previous]
                                the last log lines (about 2 MiB kept), -f to follow;
                                --previous: the previous boot's (on the image)
+  clients [-f] [--json]        who is using the line: each LAN host's rates now and its totals since
+                               midnight, both paths; -f to refresh every 2 s
   dns log [-f] [--client ADDR] [--json]
                                the questions asked (with dns.query_log set), -f to follow
   dns top [-n N] [--json]      each client's questions and blocked answers, the names blocked most
@@ -186,6 +188,10 @@ func Run(ctx context.Context, c *control.Client, args []string, stdin io.Reader,
 		}
 	case "remote":
 		if code, ok := remoteCmd(ctx, c, rest, stdout, stderr); ok {
+			return code
+		}
+	case "clients":
+		if code, ok := clientsCmd(ctx, c, rest, stdout, stderr); ok {
 			return code
 		}
 	case "dns":

@@ -23,6 +23,7 @@ var sections = []func(*Status, io.Writer){
 	renderVPN,
 	renderRelay,
 	renderLAN,
+	renderClients,
 	renderDNS,
 	renderReflector,
 	renderContainers,

@@ -41,6 +41,7 @@ type Status struct {
 	Remote     *Remote     `json:"remote,omitempty"`
 	PortMap    *PortMap    `json:"portmap,omitempty"`
 	SQM        *SQM        `json:"sqm,omitempty"`
+	Clients    *Clients    `json:"clients,omitempty"`
 }
 
 // PortMap is the ports LAN devices mapped (NAT-PMP, PCP).
