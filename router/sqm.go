@@ -235,7 +235,7 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 }
 
 func autorateStatus(s *config.SQM, fs sqm.FollowerStatus) *status.Autorate {
-	a := &status.Autorate{Threshold: s.BloatThreshold, Error: fs.Error}
+	a := &status.Autorate{Threshold: s.BloatThreshold, LastAnswer: fs.LastAnswer, Error: fs.Error}
 	for _, r := range fs.Reflectors {
 		a.Reflectors = append(a.Reflectors, r.String())
 	}

@@ -70,9 +70,10 @@ func pppoeUp(p *status.PPPoE) error {
 // TestPPPoE (full kernel: 802.1Q, PPPoE, PPP): routerd dials a PPPoE line
 // on VLAN 7 with CHAP and with PAP, against Debian's pppoe-server and
 // pppd; a LAN client reaches the ISP from the session's address; the ISP
-// hangs up and routerd dials again; the password never shows in status.
+// hangs up and routerd dials again; the password never shows in status;
+// [sqm] with an "auto" download measures against the session's peer.
 func TestPPPoE(t *testing.T) {
-	if lab.RequireKernel(t, "8021q", "pppoe", "ppp_generic") {
+	if lab.RequireKernel(t, "8021q", "pppoe", "ppp_generic", "sch_cake", "ifb", "act_mirred", "cls_matchall") {
 		return
 	}
 	lab.Require(t, "pppoe-server", "pppd", "pkill", "pgrep", "curl", "udhcpc")
@@ -90,6 +91,9 @@ func TestPPPoE(t *testing.T) {
 				// NIC and its VLAN (1508), and, as this AC does not
 				// agree to it, runs the session at 1492.
 				cfg += "mtu = 1500\n"
+				// Bufferbloat control on a PPPoE line: the download
+				// follows the line, measured against the session's peer.
+				cfg += "\n[sqm]\nupload = \"5mbit\"\ndownload = \"auto\"\ndownload_min = \"5mbit\"\ndownload_max = \"50mbit\"\noverhead = \"pppoe-ptm\"\n"
 			}
 			rd := r.StartRouterd(cfg)
 			p := waitPPPoE(t, l, rd, 60*time.Second, "PPPoE session up", pppoeUp)
@@ -97,6 +101,17 @@ func TestPPPoE(t *testing.T) {
 				t.Errorf("session %+v: want address %s, peer %s, AC bras-%s, MTU 1492", *p, lab.PPPoEClient4, lab.PPPoEGateway4, auth)
 			}
 			if auth == "pap" {
+				l.Eventually(20*time.Second, "autorate's answers from the session's peer", func() error {
+					st, err := getStatus(rd)
+					if err != nil {
+						return err
+					}
+					if q := st.SQM; q == nil || q.Autorate == nil || len(q.Autorate.Reflectors) != 1 ||
+						q.Autorate.Reflectors[0] != lab.PPPoEGateway4.String() || q.Autorate.LastAnswer.IsZero() {
+						return fmt.Errorf("sqm %+v", q)
+					}
+					return nil
+				})
 				wan := l.ExistingNS(l.Prefix + "-wan")
 				for _, link := range []string{"wan0", "wan0.7"} {
 					if out := wan.MustRun("ip", "-o", "link", "show", link); !strings.Contains(out, "mtu 1508") {

@@ -41,6 +41,7 @@ const maxChanges = 20
 type FollowerStatus struct {
 	Rates      [2]uint64
 	Reflectors []netip.Addr
+	LastAnswer time.Time // zero: none yet
 	Changes    []Change
 	Error      string
 }
@@ -48,7 +49,7 @@ type FollowerStatus struct {
 func (f *Follower) Status() FollowerStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := FollowerStatus{Rates: f.Core.Rates(), Reflectors: f.targets, Changes: append([]Change(nil), f.changes...), Error: f.err}
+	st := FollowerStatus{Rates: f.Core.Rates(), Reflectors: f.targets, LastAnswer: f.answered, Changes: append([]Change(nil), f.changes...), Error: f.err}
 	last := f.started
 	if f.answered.After(last) {
 		last = f.answered

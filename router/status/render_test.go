@@ -123,7 +123,7 @@ func TestRenderAutorate(t *testing.T) {
 	if err := st.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"7.2 Mbit/s on sqm-down", "download 4 Mbit/s–25 Mbit/s; reflectors 100.64.0.1; bloat over 15ms",
+	for _, want := range []string{"7.2 Mbit/s on sqm-down", "download 4 Mbit/s–25 Mbit/s; reflectors 100.64.0.1 (no answer yet); bloat over 15ms",
 		"07:00:00.0 download 20 Mbit/s → 7.2 Mbit/s: the download's delay rose"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())

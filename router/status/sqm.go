@@ -65,7 +65,11 @@ func renderAutorate(a *Autorate, w io.Writer) {
 	if a.DownloadMax > 0 {
 		bounds = append(bounds, fmt.Sprintf("download %s–%s", bitRate(a.DownloadMin), bitRate(a.DownloadMax)))
 	}
-	fmt.Fprintf(w, "autorate\t%s; reflectors %s; bloat over %v\n", strings.Join(bounds, ", "), refl, a.Threshold)
+	answered := "no answer yet"
+	if !a.LastAnswer.IsZero() {
+		answered = "answered " + time.Since(a.LastAnswer).Round(100*time.Millisecond).String() + " ago"
+	}
+	fmt.Fprintf(w, "autorate\t%s; reflectors %s (%s); bloat over %v\n", strings.Join(bounds, ", "), refl, answered, a.Threshold)
 	changes := a.Changes[max(0, len(a.Changes)-5):]
 	for _, c := range changes {
 		fmt.Fprintf(w, "\t%s %s %s → %s: %s\n", c.At.Format("15:04:05.0"), c.Direction, bitRate(c.From), bitRate(c.To), c.Why)
@@ -117,6 +121,7 @@ type SQM struct {
 // Autorate is how the shapers follow a changing line.
 type Autorate struct {
 	Reflectors []string      `json:"reflectors"`
+	LastAnswer time.Time     `json:"last_answer,omitempty"` // from a reflector
 	Threshold  time.Duration `json:"bloat_threshold_ns"`
 	// The bounds per direction; a fixed direction has none.
 	UploadMin   uint64       `json:"upload_min_bps,omitempty"`
