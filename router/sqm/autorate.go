@@ -96,9 +96,10 @@ const (
 	downFactor    = 0.9  // on bloat: this much of what the line carried,
 	downFactorMin = 0.5  // down to this much with the buffer full
 	upFast        = 1.12 // per second, far from the last bloat
-	upNear        = 1.04 // per second, near it
+	upNear        = 1.03 // per second, near it
 	baseDrift     = 0.001
-	refractory    = time.Second // after lowering a rate, before changing it again
+	refractory    = time.Second     // after lowering a rate, before changing it again
+	holdAfterCut  = 3 * time.Second // before raising it again
 )
 
 // NewAutorate starts at each direction's minimum: safe until the line
@@ -167,6 +168,8 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 		var why string
 		switch bloats := count(a.window[d]); {
 		case now.Sub(a.loweredAt[d]) < refractory:
+			continue
+		case bloats < bloatVerdict && now.Sub(a.loweredAt[d]) < holdAfterCut:
 			continue
 		case bloats >= bloatVerdict:
 			// The fuller the buffer, the further below what the line
