@@ -68,5 +68,5 @@ func renderClients(st *Status, w io.Writer) {
 		return
 	}
 	section(w, "Clients (busiest now; all of them: routerctl clients)")
-	c.write(w, 5)
+	_ = c.write(w, 5) // as the other sections: WriteText reports the writer's error
 }
