@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,30 @@ func TestRenderAutorate(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())
 		}
+	}
+}
+
+// routerctl clients prints every host; status the five busiest.
+func TestRenderClients(t *testing.T) {
+	cl := &Clients{}
+	for i := range 7 {
+		cl.Hosts = append(cl.Hosts, ClientUsage{Name: fmt.Sprintf("host%d", i), Addresses: []string{fmt.Sprintf("192.168.1.%d", 10+i)},
+			Segment: "lan0", Path: "wan", UpRate: 2e6, DownRate: 20e6, UpToday: 1 << 20, DownToday: 30 << 20})
+	}
+	var b bytes.Buffer
+	if err := cl.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"host6", "192.168.1.16", "20 Mbit/s", "30.0 MiB"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("routerctl clients: no %q in:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := (&Status{Clients: cl}).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "host4") || strings.Contains(b.String(), "host5") {
+		t.Errorf("status shows other than the five busiest:\n%s", b.String())
 	}
 }
