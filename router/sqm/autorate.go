@@ -183,7 +183,7 @@ func (a *Autorate) Handle(s Sample, now time.Time) []Change {
 			a.loweredAt[d] = now
 		case bloats == 0 && answered && !rising[d] && float64(achieved) >= loadHigh*float64(rate):
 			f := upFast
-			if b := float64(a.bloatAt[d]); float64(rate) >= 0.85*b && float64(rate) <= 1.2*b {
+			if b := float64(a.bloatAt[d]); float64(rate) >= 0.95*b && float64(rate) <= 1.1*b {
 				f = upNear
 			}
 			to = uint64(float64(rate) * math.Pow(f, secs))
