@@ -205,7 +205,7 @@ func (l loaded) String() string {
 }
 
 // loadedLatency saturates the line both ways from both bulk hosts (iperf3
-// --bidir, 28 s) and pings the ISP from probe by each path meanwhile,
+// --bidir, 16 s) and pings the ISP from probe by each path meanwhile,
 // leaving out the first 3 s (the flows ramping up).
 func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) loaded {
 	t.Helper()
@@ -220,7 +220,7 @@ func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Clie
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "28", "--bidir"); err != nil {
+			if out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "16", "--bidir"); err != nil {
 				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
 			}
 		}()
@@ -250,8 +250,8 @@ func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Clie
 	var rttWAN, rttVPN []time.Duration
 	var pw sync.WaitGroup
 	pw.Add(2)
-	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, 250) }()
-	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], 250) }()
+	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, 130) }()
+	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], 130) }()
 	pw.Wait()
 	close(stop)
 	<-sampled
