@@ -52,6 +52,7 @@ func (s *Supervisor) build(cfg *config.Config) []Component {
 	}
 	shaper := newSQMComp(cfg, log.With("component", "sqm"))
 	wan.OnActive(shaper.useUplink)
+	wan.OnLease(shaper.wanLease)
 	comps = append(comps, routing, fw, shaper)
 	if containers != nil {
 		containers.OnChange(routing.setPublish)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routerd/routerd/dhcp"
 	"github.com/routerd/routerd/internal/lifecycle"
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/sqm"
@@ -21,12 +22,12 @@ type sqmComp struct {
 	cfg    *config.Config
 	plan   *sqm.Plan     // nil: no [sqm]
 	follow *sqm.Follower // nil: fixed rates
+	refl   reflectors
 	run    lifecycle.Group
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	uplink string    // whose rates apply: "primary" | "backup"
-	fixed  [2]uint64 // without autorate: the rates now, by sqm.Direction
+	uplink string // whose rates apply: "primary" | "backup"
 }
 
 // sqmPorts are where both paths cross: main's ends of the transit veths.
@@ -34,15 +35,26 @@ var sqmPorts = []string{config.TransitWANLink, config.TransitVPNLink}
 
 func newSQMComp(cfg *config.Config, log *slog.Logger) *sqmComp {
 	c := &sqmComp{cfg: cfg, plan: sqmPlan(cfg), log: log, uplink: "primary"}
-	if c.plan != nil {
-		c.fixed = [2]uint64{c.plan.Up.Rate, c.plan.Down.Rate}
-	}
 	if s := cfg.SQM; s != nil && s.Autorate() {
-		refl := &reflectors{ns: cfg.Netns.WAN, fixed: s.Reflectors}
-		c.follow = &sqm.Follower{NS: cfg.Netns.WAN, Reflectors: refl.get, Interval: autorateInterval,
+		c.refl.fixed = s.Reflectors
+		c.follow = &sqm.Follower{NS: cfg.Netns.WAN, Reflectors: c.refl.get, Interval: autorateInterval,
 			Core: sqm.NewAutorate(c.autorateConfig(s.SQMRates)), Log: log}
 	}
 	return c
+}
+
+// wanLease takes the active uplink's lease: its gateway is autorate's
+// reflector unless [sqm] names some.
+func (c *sqmComp) wanLease(l *dhcp.WANLease) { c.refl.lease(l) }
+
+// rates are the rates of the uplink that carries the traffic.
+func (c *sqmComp) rates() config.SQMRates {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.uplink == "backup" && c.cfg.SQM.Backup != nil {
+		return *c.cfg.SQM.Backup
+	}
+	return c.cfg.SQM.SQMRates
 }
 
 // autorateConfig is an uplink's rates as autorate's bounds: a fixed
@@ -66,18 +78,14 @@ func (c *sqmComp) useUplink(role string) {
 	if s == nil || s.Backup == nil {
 		return
 	}
-	rates := s.SQMRates
-	if role == "backup" {
-		rates = *s.Backup
-	}
 	c.mu.Lock()
 	was := c.uplink
 	c.uplink = role
-	c.fixed = [2]uint64{rates.Upload, rates.Download}
 	c.mu.Unlock()
 	if was == role {
 		return
 	}
+	rates := c.rates()
 	c.log.Info("shaper rates of the new uplink", "uplink", role)
 	var err error
 	if c.follow != nil {
@@ -200,16 +208,17 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 	s := &status.SQM{Where: "main's transit ports (" + sqmPorts[0] + ", " + sqmPorts[1] + "): both paths, one budget per direction",
 		Overhead: c.cfg.SQM.OverheadString(), PerHost: c.cfg.SQM.PerHost, WireGuard: wireguardOverhead(c.cfg)}
 	var errs []error
-	c.mu.Lock()
-	rates := c.fixed
+	active := c.rates()
+	rates := [2]uint64{active.Upload, active.Download}
 	if c.cfg.SQM.Backup != nil {
+		c.mu.Lock()
 		s.Uplink = c.uplink
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	if c.follow != nil {
 		fs := c.follow.Status()
 		rates = fs.Rates
-		s.Autorate = autorateStatus(c.cfg.SQM, fs)
+		s.Autorate = autorateStatus(c.cfg.SQM, active, fs)
 	}
 	for _, d := range []struct {
 		ifb  string
@@ -234,15 +243,17 @@ func (c *sqmComp) fillStatus(st *status.Status) {
 	st.SQM = s
 }
 
-func autorateStatus(s *config.SQM, fs sqm.FollowerStatus) *status.Autorate {
+// autorateStatus is autorate as status shows it, with the bounds of the
+// uplink that carries the traffic.
+func autorateStatus(s *config.SQM, active config.SQMRates, fs sqm.FollowerStatus) *status.Autorate {
 	a := &status.Autorate{Threshold: s.BloatThreshold, LastAnswer: fs.LastAnswer, Error: fs.Error}
 	for _, r := range fs.Reflectors {
 		a.Reflectors = append(a.Reflectors, r.String())
 	}
-	if r := s.UploadAuto; r != nil {
+	if r := active.UploadAuto; r != nil {
 		a.UploadMin, a.UploadMax = r.Min, r.Max
 	}
-	if r := s.DownloadAuto; r != nil {
+	if r := active.DownloadAuto; r != nil {
 		a.DownloadMin, a.DownloadMax = r.Min, r.Max
 	}
 	for _, ch := range fs.Changes {

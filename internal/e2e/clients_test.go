@@ -79,21 +79,13 @@ via = "vpn"
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			args := append([]string{"-c", lab.Echo4.String(), "-p", fmt.Sprint(r.port), "-t", fmt.Sprint(secs), "-b", "20M", "-J"}, r.args...)
-			out, err := r.c.NS.RunContext(ctx, append([]string{"iperf3"}, args...)...)
-			var res struct {
-				End struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-				} `json:"end"`
-			}
-			if err != nil || json.Unmarshal([]byte(out), &res) != nil {
-				t.Errorf("iperf3 from %s: %v: %s", r.c.NS.Name, err, out)
+			bps, err := iperfReceived(ctx, r.c, append([]string{"-p", fmt.Sprint(r.port), "-t", fmt.Sprint(secs), "-b", "20M"}, r.args...)...)
+			if err != nil {
+				t.Error(err)
 				return
 			}
 			mu.Lock()
-			iperf[r.addr] = res.End.SumReceived.BitsPerSecond
+			iperf[r.addr] = bps
 			mu.Unlock()
 		}()
 	}

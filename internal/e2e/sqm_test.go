@@ -321,20 +321,13 @@ func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*la
 		wg.Add(1)
 		go func(port int) {
 			defer wg.Done()
-			out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "12", "-P", fmt.Sprint(n), "-J")
-			var res struct {
-				End struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-				} `json:"end"`
-			}
-			if err != nil || json.Unmarshal([]byte(out), &res) != nil {
-				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
+			bps, err := iperfReceived(ctx, c, "-p", fmt.Sprint(port), "-t", "12", "-P", fmt.Sprint(n))
+			if err != nil {
+				t.Error(err)
 				return
 			}
 			mu.Lock()
-			got[c] = res.End.SumReceived.BitsPerSecond
+			got[c] = bps
 			mu.Unlock()
 		}(port)
 		port++
@@ -351,4 +344,22 @@ func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*la
 		}
 	}
 	return shares
+}
+
+// iperfReceived runs iperf3 from c to the ISP's echo host with args and
+// returns the rate the receiving end measured (bits/s).
+func iperfReceived(ctx context.Context, c *lab.Client, args ...string) (float64, error) {
+	argv := append([]string{"iperf3", "-c", lab.Echo4.String(), "-J"}, args...)
+	out, err := c.NS.RunContext(ctx, argv...)
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+		return 0, fmt.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
 }
