@@ -74,11 +74,11 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 // on a namespace with several addresses, UDP answers must come from the
 // address the client asked, or NAT on the way back cannot match them.
 func iperfServer(ns *lab.NS, bind netip.Addr, port int) *lab.Proc {
-	args := []string{"iperf3", "-s", "-p", fmt.Sprint(port)}
+	var args []string
 	if bind.IsValid() {
-		args = append(args, "-B", bind.String())
+		args = []string{"-B", bind.String()}
 	}
-	return ns.Start("iperf3-server", args...)
+	return ns.StartIperf3(port, args...)
 }
 
 // target is where a path is measured from: iperf3 -c in ns (bound to bind

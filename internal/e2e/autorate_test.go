@@ -42,7 +42,7 @@ download_max = "30mbit"
 		probe.SetStatic(51)
 		a.isp.ShapeLine(a.r.WANPort, phases[0].down, phases[0].up, bufferMs)
 	})
-	a.isp.NS.Start("iperf3", "iperf3", "-s", "-p", "5201")
+	a.isp.NS.StartIperf3(5201)
 	idle := quantile(pings(t, probe, lab.Echo4, 20), 0.5)
 
 	// The rates, as status shows them, every half second.

@@ -14,7 +14,7 @@ import (
 )
 
 // TestClients: who is using the line. Two LAN hosts transfer at a paced
-// 20 Mbit/s, one uploading by the WAN path and one downloading through the
+// 12 Mbit/s, one uploading by the WAN path and one downloading through the
 // tunnel; routerctl clients shows each (named by its DHCP lease) at iperf3's rate (±10%) on its
 // path, and their totals since midnight; a restart keeps the totals.
 func TestClients(t *testing.T) {
@@ -41,8 +41,8 @@ via = "vpn"
 		t.Fatalf("udhcpc: %v", err)
 	}
 	upAddr = l.IP
-	a.isp.NS.Start("iperf3-a", "iperf3", "-s", "-p", "5201")
-	a.isp.NS.Start("iperf3-b", "iperf3", "-s", "-p", "5202")
+	a.isp.NS.StartIperf3(5201)
+	a.isp.NS.StartIperf3(5202)
 
 	clients := func() status.Clients {
 		t.Helper()
@@ -64,9 +64,31 @@ via = "vpn"
 		return nil
 	}
 
-	const secs, rate = 12, 20e6
+	const secs, rate = 16, 12e6
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// routerctl clients -f --json meanwhile: a table every 2 s, each rate
+	// the last 3 s.
+	type sample struct {
+		at time.Time
+		cl status.Clients
+	}
+	var samples []sample
+	var smu sync.Mutex
+	follow, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followed := make(chan error, 1)
+	go func() {
+		followed <- a.rd.CtlLines(follow, func(line string) {
+			var cl status.Clients
+			if json.Unmarshal([]byte(line), &cl) == nil {
+				smu.Lock()
+				samples = append(samples, sample{time.Now(), cl})
+				smu.Unlock()
+			}
+		}, "clients", "-f", "--json")
+	}()
+	start := time.Now()
 	var wg sync.WaitGroup
 	iperf := map[netip.Addr]float64{}
 	var mu sync.Mutex
@@ -79,7 +101,7 @@ via = "vpn"
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bps, err := iperfReceived(ctx, r.c, append([]string{"-p", fmt.Sprint(r.port), "-t", fmt.Sprint(secs), "-b", "20M"}, r.args...)...)
+			bps, err := iperfReceived(ctx, r.c, append([]string{"-p", fmt.Sprint(r.port), "-t", fmt.Sprint(secs), "-b", fmt.Sprintf("%dK", int(rate/1e3))}, r.args...)...)
 			if err != nil {
 				t.Error(err)
 				return
@@ -89,33 +111,39 @@ via = "vpn"
 			mu.Unlock()
 		}()
 	}
-	// The rates routerctl shows each second, from 4 s in (a rate is the
-	// last 3 s) to the end.
-	start := time.Now()
-	var upRates, downRates []float64
-	var paths [2]string
+	// The flowtable carries both transfers: status counts the offloaded
+	// connections (polled while they run).
 	offloaded := 0
-	for time.Since(start) < (secs-1)*time.Second {
-		cl := clients()
+	for offloaded < 2 && time.Since(start) < (secs-2)*time.Second {
 		if st, err := getStatus(a.rd); err == nil && st.Firewall != nil && st.Firewall.Conntrack != nil {
 			offloaded = max(offloaded, st.Firewall.Conntrack.Offloaded["main"])
 		}
-		if time.Since(start) >= 4*time.Second {
-			if h := find(cl, upAddr); h != nil {
-				upRates, paths[0] = append(upRates, h.UpRate), h.Path
-			}
-			if h := find(cl, downAddr); h != nil {
-				downRates, paths[1] = append(downRates, h.DownRate), h.Path
-			}
-		}
-		sleepUntil(t, time.Now().Add(time.Second))
 	}
 	wg.Wait()
+	stopFollow()
+	if err := <-followed; err != nil {
+		t.Errorf("routerctl clients -f: %v", err)
+	}
 	if t.Failed() {
 		return
 	}
 	if offloaded < 2 {
 		t.Errorf("at most %d connections offloaded in main: the transfers did not take the flowtable", offloaded)
+	}
+	// The rates from 5 s in (a rate is the last 3 s: the ramp is over) to
+	// the transfers' last second.
+	var upRates, downRates []float64
+	var paths [2]string
+	for _, s := range samples {
+		if d := s.at.Sub(start); d < 5*time.Second || d > (secs-1)*time.Second {
+			continue
+		}
+		if h := find(s.cl, upAddr); h != nil {
+			upRates, paths[0] = append(upRates, h.UpRate), h.Path
+		}
+		if h := find(s.cl, downAddr); h != nil {
+			downRates, paths[1] = append(downRates, h.DownRate), h.Path
+		}
 	}
 	for _, c := range []struct {
 		what  string
@@ -124,6 +152,10 @@ via = "vpn"
 		path  string
 		want  string
 	}{{"the uploading host's rate up", upAddr, upRates, paths[0], "wan"}, {"the downloading host's rate down", downAddr, downRates, paths[1], "vpn"}} {
+		if len(c.rates) < 3 {
+			t.Errorf("%s: %d of routerctl clients' tables during the transfer showed it, want at least 3", c.what, len(c.rates))
+			continue
+		}
 		got, ref := median(c.rates), iperf[c.addr]
 		t.Logf("%s: routerctl clients %.1f Mbit/s (median of %d), iperf3 %.1f Mbit/s; path %s", c.what, got/1e6, len(c.rates), ref/1e6, c.path)
 		if ref < 0.8*rate || got < 0.9*ref || got > 1.1*ref {
@@ -137,7 +169,7 @@ via = "vpn"
 	u, d := find(before, upAddr), find(before, downAddr)
 	minBytes := uint64(0.8 * rate / 8 * secs)
 	if u == nil || d == nil || u.UpToday < minBytes || d.DownToday < minBytes {
-		t.Fatalf("totals today after %d s at 20 Mbit/s: %+v / %+v, want at least %d bytes each", secs, u, d, minBytes)
+		t.Fatalf("totals today after %d s at 12 Mbit/s: %+v / %+v, want at least %d bytes each", secs, u, d, minBytes)
 	}
 	if u.Name != "laptop" || u.Segment != "lan0" {
 		t.Errorf("the uploading host: name %q, segment %q; want its lease's \"laptop\" on lan0", u.Name, u.Segment)

@@ -69,7 +69,7 @@ via = "vpn"
 		a.isp.ShapeLine(a.r.WANPort, lineDownMbit, lineUpMbit, lineBufferMs)
 	})
 	for _, port := range []int{5201, 5202, 5203} {
-		a.isp.NS.Start(fmt.Sprintf("iperf3-%d", port), "iperf3", "-s", "-p", fmt.Sprint(port))
+		a.isp.NS.StartIperf3(port)
 	}
 	if got := a.echo(t, bulkVPN, lab.Echo4, 80); got == a.wan.String() {
 		t.Fatalf("the VPN host's traffic left by the WAN (%s)", got)
@@ -352,13 +352,14 @@ func iperfReceived(ctx context.Context, c *lab.Client, args ...string) (float64,
 	argv := append([]string{"iperf3", "-c", lab.Echo4.String(), "-J"}, args...)
 	out, err := c.NS.RunContext(ctx, argv...)
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil || res.Error != "" || res.End.SumReceived.BitsPerSecond == 0 {
 		return 0, fmt.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
 	}
 	return res.End.SumReceived.BitsPerSecond, nil

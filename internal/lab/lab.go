@@ -252,10 +252,39 @@ func (n *NS) start(name string, cmd *exec.Cmd) *Proc {
 	t := n.lab.T
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, p.Log.String())
+			t.Logf("--- output of %s%s", name, tail(p.Log.String(), dumpLines))
 		}
 	})
 	return p
+}
+
+// StartIperf3 starts iperf3's server on port (with extra arguments, such
+// as -B) and returns once it listens: a client started right after must
+// not find the port closed. --forceflush: its output is how we know.
+func (n *NS) StartIperf3(port int, extra ...string) *Proc {
+	n.lab.T.Helper()
+	p := n.Start(fmt.Sprintf("iperf3-%d", port), append([]string{"iperf3", "-s", "-p", fmt.Sprint(port), "--forceflush"}, extra...)...)
+	n.lab.Eventually(10*time.Second, fmt.Sprintf("iperf3 listening on %d in %s", port, n.Name), func() error {
+		if !strings.Contains(p.Log.String(), "Server listening on") {
+			return fmt.Errorf("not yet: %q", p.Log.String())
+		}
+		return nil
+	})
+	return p
+}
+
+// dumpLines is how much of a process's output a failed test shows: its
+// end, where the failure is, and little enough that the test's own
+// messages stay in sight of a reader of CI's log.
+const dumpLines = 80
+
+// tail is the last n lines of s, saying how many it left out.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return ":\n" + strings.Join(lines, "\n")
+	}
+	return fmt.Sprintf(" (its last %d lines of %d):\n%s", n, len(lines), strings.Join(lines[len(lines)-n:], "\n"))
 }
 
 // Stop kills the process group with SIGTERM, then SIGKILL, and waits for it.

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -428,6 +429,34 @@ func (rd *Routerd) Ctl(args ...string) (string, error) {
 		return string(out), fmt.Errorf("routerctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// CtlLines runs routerctl with args (a following command: clients -f,
+// logs -f) until ctx ends, calling line with each line it prints; one
+// process for the whole run, so that a slow start (the VM lab) costs
+// nothing per line.
+func (rd *Routerd) CtlLines(ctx context.Context, line func(string), args ...string) error {
+	_, ctl := Binaries(rd.r.lab.T)
+	cmd := exec.CommandContext(ctx, ctl, append([]string{"--socket", rd.r.Sock}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("routerctl %s: %w", strings.Join(args, " "), err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line(sc.Text())
+	}
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		return nil // stopped as asked
+	}
+	return fmt.Errorf("routerctl %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 }
 
 // StatusJSON returns routerd's status model as JSON.

@@ -1,7 +1,9 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -40,7 +42,11 @@ func clientsCmd(ctx context.Context, c *control.Client, args []string, stdout, s
 		var err error
 		switch {
 		case asJSON:
-			_, err = fmt.Fprintf(stdout, "%s\n", raw)
+			// One line per table, so that -f's output is JSON lines.
+			var line bytes.Buffer
+			if err = json.Compact(&line, raw); err == nil {
+				_, err = fmt.Fprintf(stdout, "%s\n", line.Bytes())
+			}
 		default:
 			if follow {
 				fmt.Fprintf(stdout, "\n%s\n", time.Now().Format(time.TimeOnly))

@@ -65,6 +65,10 @@ func fakeAPI(t *testing.T) (*control.Client, *[]string) {
 		record(r)
 		control.WriteJSON(w, status.Bans{Bans: []status.Ban{{Addr: "2001:db8:1::/64", Side: "wan", Until: time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)}}})
 	})
+	mux.HandleFunc("GET /v1/clients", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		control.WriteJSON(w, status.Clients{Hosts: []status.ClientUsage{{Name: "laptop", Path: "wan", UpRate: 8e6}}})
+	})
 	mux.HandleFunc("DELETE /v1/bans/{addr}", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
 		control.WriteJSON(w, struct{}{})
@@ -106,6 +110,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"ban", "delete", "2001:db8:1::5"}, "", 0, "is no longer banned", "DELETE /v1/bans/2001:db8:1::5"},
 		{[]string{"reload"}, "", 1, "routerctl: routerd.toml: 2 errors", "POST /v1/reload"},
 		{[]string{"update", "--reboot-at", "never", "--allow-downgrade"}, "v9", 0, "received v9", "POST /v1/update?allow_downgrade=1&reboot_at=never"},
+		// --json prints a table as one line: -f's output is JSON lines.
+		{[]string{"clients", "--json"}, "", 0, `{"since":"0001-01-01T00:00:00Z","hosts":[{`, "GET /v1/clients"},
 		{[]string{"ban"}, "", 2, "", ""},
 		{[]string{"nosuch"}, "", 2, "", ""},
 	} {
