@@ -42,7 +42,7 @@ download_max = "30mbit"
 		probe.SetStatic(51)
 		a.isp.ShapeLine(a.r.WANPort, phases[0].down, phases[0].up, bufferMs)
 	})
-	a.isp.NS.StartIperf3(5201)
+	a.isp.NS.StartLoad(5201)
 	idle := quantile(pings(t, probe, lab.Echo4, 20), 0.5)
 
 	// The rates, as status shows them, every half second.
@@ -85,7 +85,7 @@ download_max = "30mbit"
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		out, err := bulk.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", "5201", "-t", "150", "--bidir")
+		out, err := bulk.NS.RunContext(ctx, append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-p", "5201", "-t", "150", "--bidir")...)
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("iperf3: %v: %s", err, out)
 		}

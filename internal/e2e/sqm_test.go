@@ -28,7 +28,7 @@ const (
 // third pings the ISP by each path. Without [sqm] the line's buffer shows
 // as added latency; with it (the same routerd, reloaded) the added latency
 // at the 95th percentile stays within 15 ms on both paths with at least
-// 85% of the line used, and a host with 16 upload flows gets no more of
+// 85% of the line used (each the median of three rounds), and a host with 16 upload flows gets no more of
 // the line than a host with one (per host, seen through NAT and the
 // tunnel). routerctl status shows the shapers. DSCP marks and
 // [[sqm.class]] (a host, a port) put packets in their tins.
@@ -69,19 +69,22 @@ via = "vpn"
 		a.isp.ShapeLine(a.r.WANPort, lineDownMbit, lineUpMbit, lineBufferMs)
 	})
 	for _, port := range []int{5201, 5202, 5203} {
-		a.isp.NS.StartIperf3(port)
+		a.isp.NS.StartLoad(port)
 	}
 	if got := a.echo(t, bulkVPN, lab.Echo4, 80); got == a.wan.String() {
 		t.Fatalf("the VPN host's traffic left by the WAN (%s)", got)
 	}
 
-	before := loadedLatency(t, a, bulkWAN, bulkVPN, probe)
-	t.Logf("without [sqm]: %s", before)
+	before := loadedLatency(t, "without [sqm]", a, bulkWAN, bulkVPN, probe, 1)
 	if before.addedWAN < 50*time.Millisecond {
 		t.Fatalf("the lab's line is not bloated (%s): the test would prove nothing", before)
 	}
 
-	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\n", int(lineUpMbit*950), int(lineDownMbit*950)) +
+	// The shaper at 95% of the line, with the line's own overhead: the
+	// ISP's tbf counts each frame's Ethernet header and nothing else (no
+	// preamble, gap or FCS, which the "ethernet" preset adds for a real
+	// cable).
+	cfg := a.cfg + fmt.Sprintf("\n[sqm]\nupload = \"%dkbit\"\ndownload = \"%dkbit\"\noverhead = 14\n", int(lineUpMbit*950), int(lineDownMbit*950)) +
 		fmt.Sprintf("\n[[sqm.class]]\ntin = \"bulk\"\nhosts = [%q]\n\n[[sqm.class]]\ntin = \"voice\"\nports = [\"tcp/5203\"]\n", classedAddr) +
 		"\n[sqm.backup]\nupload = \"1mbit\"\ndownload = \"4mbit\"\n"
 	a.r.WriteConfig(cfg)
@@ -99,8 +102,8 @@ via = "vpn"
 		return nil
 	})
 	a.waitVPN(t)
-	after := loadedLatency(t, a, bulkWAN, bulkVPN, probe)
-	t.Logf("with [sqm]: %s", after)
+	after := loadedLatency(t, "with [sqm]", a, bulkWAN, bulkVPN, probe, 3)
+	t.Logf("with [sqm], the three rounds together: %s", after)
 	for _, c := range []struct {
 		path  string
 		added time.Duration
@@ -191,7 +194,7 @@ func tinPackets(t *testing.T, a *appliance, tin string) uint32 {
 	return 0
 }
 
-// loaded is one measurement of latency under load.
+// loaded is a measurement of latency under load.
 type loaded struct {
 	baseWAN, baseVPN   time.Duration // idle, median
 	addedWAN, addedVPN time.Duration // under load, p95 minus idle
@@ -204,14 +207,56 @@ func (l loaded) String() string {
 		l.addedWAN.Round(100*time.Microsecond), l.addedVPN.Round(100*time.Microsecond), 100*l.down, 100*l.up)
 }
 
-// loadedLatency saturates the line both ways from both bulk hosts (iperf3
+// loadRound is what one round of load measured: the echoes' round trips
+// idle and under load (after the ramp), and the line's bytes meanwhile.
+type loadRound struct {
+	idleWAN, idleVPN, wan, vpn []time.Duration
+	down, up                   uint64 // bytes
+	secs                       float64
+}
+
+// figures is the measurement of rounds taken together: the idle medians
+// and the p95 under load of all their echoes, the line's use over all
+// their time.
+func figures(rounds ...loadRound) loaded {
+	var all loadRound
+	for _, r := range rounds {
+		all.idleWAN, all.idleVPN = append(all.idleWAN, r.idleWAN...), append(all.idleVPN, r.idleVPN...)
+		all.wan, all.vpn = append(all.wan, r.wan...), append(all.vpn, r.vpn...)
+		all.down, all.up, all.secs = all.down+r.down, all.up+r.up, all.secs+r.secs
+	}
+	l := loaded{baseWAN: quantile(all.idleWAN, 0.5), baseVPN: quantile(all.idleVPN, 0.5)}
+	l.addedWAN = quantile(all.wan, 0.95) - l.baseWAN
+	l.addedVPN = quantile(all.vpn, 0.95) - l.baseVPN
+	if all.secs > 0 {
+		l.down = float64(all.down) * 8 / all.secs / (lineDownMbit * 1e6)
+		l.up = float64(all.up) * 8 / all.secs / (lineUpMbit * 1e6)
+	}
+	return l
+}
+
+// loadedLatency measures rounds of load and returns them taken together
+// (figures), logging each: a longer measurement than one round, whose p95
+// one stall of the VM's CPUs (busy forwarding, under TCG) moves less.
+func loadedLatency(t *testing.T, what string, a *appliance, bulkWAN, bulkVPN, probe *lab.Client, n int) loaded {
+	t.Helper()
+	var rounds []loadRound
+	for i := range n {
+		r := loadOnce(t, a, bulkWAN, bulkVPN, probe)
+		t.Logf("%s, round %d of %d: %s", what, i+1, n, figures(r))
+		rounds = append(rounds, r)
+	}
+	return figures(rounds...)
+}
+
+// loadOnce saturates the line both ways from both bulk hosts (iperf3
 // --bidir, 16 s) and pings the ISP from probe by each path meanwhile,
 // leaving out the first 3 s (the flows ramping up).
-func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) loaded {
+func loadOnce(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) loadRound {
 	t.Helper()
-	var r loaded
-	r.baseWAN = quantile(pings(t, probe, lab.Echo4, 20), 0.5)
-	r.baseVPN = quantile(pings(t, probe, lab.EchoAlt4[0], 20), 0.5)
+	var r loadRound
+	r.idleWAN = pings(t, probe, lab.Echo4, 20)
+	r.idleVPN = pings(t, probe, lab.EchoAlt4[0], 20)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -220,32 +265,34 @@ func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Clie
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := c.NS.RunContext(ctx, "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "16", "--bidir"); err != nil {
+			argv := append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "16", "--bidir")
+			if out, err := c.NS.RunContext(ctx, argv...); err != nil {
 				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
 			}
 		}()
 	}
-	// The line's counters every second, for the rate it carried.
+	// The line's counters 3 s in (the ramp over) and at the end, for the
+	// rate it carried: read twice, not every second, because each reading
+	// is a process started in the VM, whose CPU the pings would measure.
 	type sample struct {
-		at       time.Time
+		at       time.Time // the middle of the reading
 		down, up uint64
 	}
-	var samples []sample
-	stop := make(chan struct{})
+	read := func() sample {
+		t0 := time.Now()
+		d, u := a.isp.LineBytes(a.r.WANPort)
+		return sample{t0.Add(time.Since(t0) / 2), d, u}
+	}
+	var first sample
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			d, u := a.isp.LineBytes(a.r.WANPort)
-			samples = append(samples, sample{time.Now(), d, u})
-			select {
-			case <-tick.C:
-			case <-stop:
-				return
-			}
+		select {
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+			return
 		}
+		first = read()
 	}()
 	var rttWAN, rttVPN []time.Duration
 	var pw sync.WaitGroup
@@ -253,18 +300,13 @@ func loadedLatency(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Clie
 	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, 130) }()
 	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], 130) }()
 	pw.Wait()
-	close(stop)
+	last := read()
 	<-sampled
 	wg.Wait()
 	skip := 30 // 3 s at 10/s
-	r.addedWAN = quantile(rttWAN[min(skip, len(rttWAN)):], 0.95) - r.baseWAN
-	r.addedVPN = quantile(rttVPN[min(skip, len(rttVPN)):], 0.95) - r.baseVPN
-	// The rate over the samples after the ramp.
-	if len(samples) > 5 {
-		first, last := samples[3], samples[len(samples)-1]
-		secs := last.at.Sub(first.at).Seconds()
-		r.down = float64(last.down-first.down) * 8 / secs / (lineDownMbit * 1e6)
-		r.up = float64(last.up-first.up) * 8 / secs / (lineUpMbit * 1e6)
+	r.wan, r.vpn = rttWAN[min(skip, len(rttWAN)):], rttVPN[min(skip, len(rttVPN)):]
+	if !first.at.IsZero() {
+		r.down, r.up, r.secs = last.down-first.down, last.up-first.up, last.at.Sub(first.at).Seconds()
 	}
 	return r
 }
@@ -346,10 +388,11 @@ func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*la
 	return shares
 }
 
-// iperfReceived runs iperf3 from c to the ISP's echo host with args and
-// returns the rate the receiving end measured (bits/s).
+// iperfReceived runs iperf3 from c to the ISP's echo host with args (as
+// lab.Nice says) and returns the rate the receiving end measured (bits/s).
 func iperfReceived(ctx context.Context, c *lab.Client, args ...string) (float64, error) {
-	argv := append([]string{"iperf3", "-c", lab.Echo4.String(), "-J"}, args...)
+	argv := append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-J")
+	argv = append(argv, args...)
 	out, err := c.NS.RunContext(ctx, argv...)
 	var res struct {
 		Error string `json:"error"`
