@@ -388,11 +388,10 @@ func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*la
 	return shares
 }
 
-// iperfReceived runs iperf3 from c to the ISP's echo host with args (as
-// lab.Nice says) and returns the rate the receiving end measured (bits/s).
+// iperfReceived runs iperf3 from c to the ISP's echo host with args and
+// returns the rate the receiving end measured (bits/s).
 func iperfReceived(ctx context.Context, c *lab.Client, args ...string) (float64, error) {
-	argv := append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-J")
-	argv = append(argv, args...)
+	argv := append([]string{"iperf3", "-c", lab.Echo4.String(), "-J"}, args...)
 	out, err := c.NS.RunContext(ctx, argv...)
 	var res struct {
 		Error string `json:"error"`
