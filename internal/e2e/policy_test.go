@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -308,6 +309,38 @@ func testPolicyPaths(t *testing.T, kernel bool) {
 		}
 	})
 
+	t.Run("an echo flood is limited, the household's own pings are not", func(t *testing.T) {
+		// The internet pings the router 200 times in a second while a LAN
+		// host pings the ISP 20 times a second: the router answers the
+		// flood at its icmp_rate (10/s, a burst of 5), and the answers to
+		// the household's pings, which come in by the same port, all pass.
+		before := ingress(t, a)
+		var lanOut string
+		var lanErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lanOut, lanErr = c1.NS.Run("ping", "-4", "-n", "-c", "40", "-i", "0.05", "-W", "2", lab.Echo4.String())
+		}()
+		flood, _ := a.isp.NS.Run("ping", "-4", "-n", "-c", "200", "-i", "0.005", "-W", "1", a.wan.String())
+		<-done
+		got, secs := received(flood), pingSeconds(flood)
+		// What the limit lets through over the flood's time (under TCG it
+		// can take longer than its second), with half a second of slack
+		// for the answers still on their way.
+		allowed := 5 + int(math.Ceil(10*(secs+0.5)))
+		t.Logf("the flood: %d of 200 answered in %.1f s (at most %d allowed); the LAN host's pings meanwhile: %d of 40", got, secs, allowed, received(lanOut))
+		if got < 1 || got > allowed || secs <= 0 {
+			t.Errorf("the router answered %d of 200 echoes in %.1f s, want 1-%d (10/s, a burst of 5):\n%s", got, secs, allowed, lastLines(flood, 3))
+		}
+		if after := ingress(t, a); after["drop_icmp_rate"]-before["drop_icmp_rate"] < 150 {
+			t.Errorf("drop_icmp_rate: %d -> %d, want 150 more", before["drop_icmp_rate"], after["drop_icmp_rate"])
+		}
+		if n := received(lanOut); lanErr != nil || n != 40 {
+			t.Errorf("the LAN host's 40 pings to the ISP meanwhile: %d answered (%v):\n%s", n, lanErr, lastLines(lanOut, 3))
+		}
+	})
+
 	t.Run("forged sources from the LAN are dropped (BCP 38)", func(t *testing.T) {
 		// c1 takes the WAN path, so a forged packet that got past the
 		// router would reach the echo from the ISP's customer side.
@@ -456,4 +489,36 @@ func mustStatus(t *testing.T, rd *lab.Routerd) *status.Status {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// received is how many echoes ping's summary says were answered.
+func received(out string) int {
+	for _, line := range strings.Split(out, "\n") {
+		if _, after, ok := strings.Cut(line, " transmitted, "); ok {
+			var n int
+			if _, err := fmt.Sscanf(after, "%d received", &n); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// pingSeconds is how long ping's summary says it ran (its "time NNNms").
+func pingSeconds(out string) float64 {
+	_, after, ok := strings.Cut(out, " packet loss, time ")
+	if !ok {
+		return 0
+	}
+	var ms float64
+	if _, err := fmt.Sscanf(after, "%fms", &ms); err != nil {
+		return 0
+	}
+	return ms / 1000
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
