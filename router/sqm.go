@@ -184,8 +184,36 @@ func (c *sqmComp) Start(ctx context.Context) error {
 	if err := checkSQM(c.cfg); err != nil {
 		return err
 	}
-	if err := sqm.Apply(*c.plan); err != nil {
+	plan := *c.plan
+	var core *sqm.Autorate
+	if c.follow != nil {
+		// Autorate resumes at the rates the shapers have (a reload's
+		// previous generation left them), within this config's bounds:
+		// a reload must not drop the household to the minimum for the
+		// seconds it takes to find the line again.
+		ac := c.autorateConfig(c.rates())
+		for _, x := range []struct {
+			d   sqm.Direction
+			ifb string
+		}{{sqm.Up, sqm.IfbUp}, {sqm.Down, sqm.IfbDown}} {
+			if st, err := sqm.Read(x.ifb); err == nil {
+				ac.Start[x.d] = st.Rate
+			}
+		}
+		core = sqm.NewAutorate(ac)
+		r := core.Rates()
+		plan.Up.Rate, plan.Down.Rate = r[sqm.Up], r[sqm.Down]
+		if ac.Start != ([2]uint64{}) {
+			c.log.Info("autorate resumes at the shapers' rates", "upload", r[sqm.Up], "download", r[sqm.Down])
+		}
+	}
+	if err := sqm.Apply(plan); err != nil {
 		return err
+	}
+	if core != nil {
+		if err := c.follow.Switch(core); err != nil {
+			return err
+		}
 	}
 	c.run.Start(ctx)
 	if c.follow != nil {

@@ -148,6 +148,31 @@ download_max = "30mbit"
 	if !strings.Contains(text, "autorate") || !strings.Contains(text, "reflectors "+lab.ISPDown4.Addr().String()) {
 		t.Errorf("routerctl status does not show autorate's adjustments:\n%s", text)
 	}
+
+	// A reload (any change to the file restarts every component) applies
+	// the shaping again over itself, and autorate resumes where the
+	// shapers stood, not at the minimum (4/1 Mbit/s).
+	was := latest()
+	a.r.WriteConfig(a.cfg + "\n# reloaded\n")
+	if out, err := a.rd.Ctl("reload"); err != nil {
+		t.Fatalf("reload: %v: %s", err, out)
+	}
+	st, err := getStatus(a.rd)
+	if err != nil || st.SQM == nil || st.SQM.Download == nil || st.SQM.Upload == nil {
+		t.Fatalf("status after the reload: %v", err)
+	}
+	for _, c := range st.Components {
+		if c.Name == "sqm" && c.Error != "" {
+			t.Errorf("the shaper after a reload: %s", c.Error)
+		}
+	}
+	down, up := float64(st.SQM.Download.Rate)/1e6, float64(st.SQM.Upload.Rate)/1e6
+	t.Logf("the shapers before the reload %.1f/%.1f Mbit/s, right after it %.1f/%.1f", was.down, was.up, down, up)
+	// Autorate may have cut a rate since (down to half of what the line
+	// carried, at worst), never to its minimum from near the line.
+	if down < 1.5*4 || up < 1.5*1 {
+		t.Errorf("after a reload the shapers at %.1f/%.1f Mbit/s, before it %.1f/%.1f: autorate started again from its minimum", down, up, was.down, was.up)
+	}
 }
 
 // sleepUntil waits for a measurement window to open (the test's schedule,

@@ -32,6 +32,9 @@ type AutorateConfig struct {
 	// Overhead is what the shapers add to each packet's length for their
 	// rates (bytes): the achieved rate is counted the same way.
 	Overhead int
+	// Start is where each direction begins (bits/s; 0: at Min), kept
+	// within Min and Max.
+	Start [2]uint64
 }
 
 // OWD is one reflector's answer: the one-way delays it measured, each
@@ -102,11 +105,17 @@ const (
 	holdAfterCut  = 3 * time.Second // before raising it again
 )
 
-// NewAutorate starts at each direction's minimum: safe until the line
-// shows it carries more, which takes seconds under load.
+// NewAutorate starts where cfg.Start says, or at each direction's
+// minimum: safe until the line shows it carries more, which takes
+// seconds under load.
 func NewAutorate(cfg AutorateConfig) *Autorate {
 	a := &Autorate{cfg: cfg, base: map[netip.Addr]*[2]time.Duration{}}
-	a.rates = cfg.Min
+	for d := range a.rates {
+		a.rates[d] = cfg.Min[d]
+		if cfg.Start[d] != 0 {
+			a.rates[d] = min(max(cfg.Start[d], cfg.Min[d]), cfg.Max[d])
+		}
+	}
 	return a
 }
 

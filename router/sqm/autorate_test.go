@@ -165,3 +165,22 @@ func FuzzTimestampReply(f *testing.F) {
 		}
 	})
 }
+
+// TestAutorateStart: a core starts where it is told (a reload resumes at
+// the shapers' rates), kept within its bounds, or at its minimum.
+func TestAutorateStart(t *testing.T) {
+	cfg := AutorateConfig{Min: [2]uint64{1e6, 4e6}, Max: [2]uint64{8e6, 30e6}}
+	for _, c := range []struct {
+		start, want [2]uint64
+	}{
+		{[2]uint64{}, [2]uint64{1e6, 4e6}},
+		{[2]uint64{5e6, 20e6}, [2]uint64{5e6, 20e6}},
+		{[2]uint64{100e6, 1e3}, [2]uint64{8e6, 4e6}},
+		{[2]uint64{0, 12e6}, [2]uint64{1e6, 12e6}},
+	} {
+		cfg.Start = c.start
+		if got := NewAutorate(cfg).Rates(); got != c.want {
+			t.Errorf("start %v: rates %v, want %v", c.start, got, c.want)
+		}
+	}
+}

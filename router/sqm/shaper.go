@@ -65,7 +65,9 @@ func Apply(p Plan) error {
 // converge makes the filters on link's hook parent the wanted ones:
 // those not wanted (an earlier config's classes, an older layout) go
 // first, so that a priority can change its kind, then each wanted one is
-// added or replaced.
+// added or replaced. A matchall cannot be changed in place (the kernel
+// answers a replace with EEXIST): one as wanted stays, one redirecting
+// elsewhere goes with the unwanted and is added again.
 func converge(h *netlink.Handle, link netlink.Link, parent uint32, want []netlink.Filter) error {
 	have, err := h.FilterList(link, parent)
 	if err != nil {
@@ -74,26 +76,52 @@ func converge(h *netlink.Handle, link netlink.Link, parent uint32, want []netlin
 	key := func(a *netlink.FilterAttrs) [3]uint32 {
 		return [3]uint32{uint32(a.Priority), a.Handle, uint32(a.Protocol)}
 	}
-	wanted := map[[3]uint32]string{}
+	wanted := map[[3]uint32]netlink.Filter{}
 	for _, f := range want {
-		wanted[key(f.Attrs())] = f.Type()
+		wanted[key(f.Attrs())] = f
 	}
+	kept := map[[3]uint32]bool{} // matchalls already as wanted
 	for _, f := range have {
 		if f.Attrs().Handle == 0 {
 			continue // a priority's own entry: deleting it would take all its filters
 		}
-		if t, ok := wanted[key(f.Attrs())]; !ok || t != f.Type() {
-			if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("remove filter %d:%x: %w", f.Attrs().Priority, f.Attrs().Handle, err)
+		w, ok := wanted[key(f.Attrs())]
+		if ok && w.Type() == f.Type() {
+			if f.Type() != "matchall" {
+				continue
 			}
+			if redirectsTo(f) == redirectsTo(w) {
+				kept[key(f.Attrs())] = true
+				continue
+			}
+		}
+		if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove filter %d:%x: %w", f.Attrs().Priority, f.Attrs().Handle, err)
 		}
 	}
 	for _, f := range want {
+		if kept[key(f.Attrs())] {
+			continue
+		}
 		if err := h.FilterReplace(f); err != nil {
 			return fmt.Errorf("filter %d:%x (%s): %w", f.Attrs().Priority, f.Attrs().Handle, f.Type(), err)
 		}
 	}
 	return nil
+}
+
+// redirectsTo is the device a matchall's mirred action sends to (0: none).
+func redirectsTo(f netlink.Filter) int {
+	m, ok := f.(*netlink.MatchAll)
+	if !ok {
+		return 0
+	}
+	for _, a := range m.Actions {
+		if r, ok := a.(*netlink.MirredAction); ok && r.MirredAction == netlink.TCA_EGRESS_REDIR {
+			return r.Ifindex
+		}
+	}
+	return 0
 }
 
 func ensureIFB(h *netlink.Handle, name string, c Cake) (netlink.Link, error) {
