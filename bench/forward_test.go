@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -27,30 +26,15 @@ func iperf3(b *testing.B, ns *lab.NS, bind netip.Addr, dst netip.Addr, port int,
 	if udp64 {
 		args = append(args, "-u", "-l", "64", "-b", "0")
 	}
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			Sum struct {
-				Packets     float64 `json:"packets"`
-				LostPackets float64 `json:"lost_packets"`
-				Seconds     float64 `json:"seconds"`
-			} `json:"sum"`
-		} `json:"end"`
-	}
+	var res lab.Iperf3Result
 	// The server takes one test at a time and is briefly away between
 	// them: a refused or busy attempt is tried again.
 	var out string
 	err := lab.Poll(30*time.Second, func() error {
 		out, _ = ns.Run(args...)
-		res.Error, res.End.Sum.Seconds = "", 0
-		if err := json.Unmarshal([]byte(out), &res); err != nil {
-			return fmt.Errorf("iperf3 output: %v: %s", err, out)
-		}
-		if res.Error != "" {
-			return fmt.Errorf("iperf3: %s", res.Error)
+		var err error
+		if res, err = lab.ParseIperf3(out); err != nil {
+			return err
 		}
 		if udp64 && res.End.Sum.Seconds == 0 {
 			return fmt.Errorf("iperf3 udp: no result")

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -393,16 +392,15 @@ func uploadShares(t *testing.T, a *appliance, flows map[*lab.Client]int) map[*la
 func iperfReceived(ctx context.Context, c *lab.Client, args ...string) (float64, error) {
 	argv := append([]string{"iperf3", "-c", lab.Echo4.String(), "-J"}, args...)
 	out, err := c.NS.RunContext(ctx, argv...)
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err != nil || json.Unmarshal([]byte(out), &res) != nil || res.Error != "" || res.End.SumReceived.BitsPerSecond == 0 {
+	if err != nil {
 		return 0, fmt.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
+	}
+	res, err := lab.ParseIperf3(out)
+	if err == nil && res.End.SumReceived.BitsPerSecond == 0 {
+		err = fmt.Errorf("nothing received: %s", out)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("from %s: %w", c.NS.Name, err)
 	}
 	return res.End.SumReceived.BitsPerSecond, nil
 }
