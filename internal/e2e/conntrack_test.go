@@ -92,8 +92,17 @@ func TestConntrackSizing(t *testing.T) {
 		// wan namespace: over 80% of 64, with room left for the box's
 		// own few connections (at 64 the kernel evicts an unreplied
 		// entry to make room, and a flow goes missing from the count).
+		// The sockets stay open until the count: closed, the kernel could
+		// give the next one the same port (about one run in twenty for
+		// 52), and two asks would be one flow.
+		echo := netip.AddrPortFrom(lab.Echo4, uint16(lab.EchoUDP))
 		for i := range 52 {
-			if _, err := udpAsk(c.NS, src, netip.AddrPortFrom(lab.Echo4, uint16(lab.EchoUDP))); err != nil {
+			conn, err := udpFrom(c.NS, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			if _, err := askOn(conn, echo); err != nil {
 				t.Fatalf("flow %d: %v", i, err)
 			}
 		}

@@ -94,6 +94,11 @@ func udpAsk(ns *lab.NS, src netip.Addr, dst netip.AddrPort) (string, error) {
 		return "", err
 	}
 	defer conn.Close()
+	return askOn(conn, dst)
+}
+
+// askOn sends one datagram on conn to dst and returns the answer.
+func askOn(conn *net.UDPConn, dst netip.AddrPort) (string, error) {
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := conn.WriteToUDPAddrPort([]byte("hello"), dst); err != nil {
 		return "", err

@@ -295,6 +295,26 @@ func runInVM(t testing.TB, why string) {
 	case res.Code == 0 && strings.Contains(text, "--- SKIP: "+t.Name()+" ("):
 		t.Skip("skipped in the VM lab")
 	default:
-		t.Fatalf("failed in the VM lab (exit %d %s)", res.Code, res.Error)
+		t.Fatalf("failed in the VM lab (exit %d %s); what the test said last:\n%s", res.Code, res.Error, testSaid(text, 15))
 	}
+}
+
+// testSaid is the last n messages a test's own files logged in text (the
+// guest's output): under the processes' output that a failed test dumps,
+// CI's excerpt of the log would not reach them.
+func testSaid(text string, n int) string {
+	msg := regexp.MustCompile(`^\s+\w+_test\.go:\d+: `)
+	var said []string
+	for line := range strings.Lines(text) {
+		if msg.MatchString(line) && !strings.Contains(line, "--- output of ") && !strings.HasSuffix(line, "lab: runs as root\n") {
+			said = append(said, strings.TrimSpace(line))
+		}
+	}
+	said = said[max(0, len(said)-n):]
+	for i, l := range said {
+		if len(l) > 300 {
+			said[i] = l[:300] + "…"
+		}
+	}
+	return strings.Join(said, "\n")
 }
