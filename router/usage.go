@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,8 +16,6 @@ import (
 	"github.com/routerd/routerd/router/config"
 	"github.com/routerd/routerd/router/status"
 	"github.com/routerd/routerd/router/usage"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // usageComp is "who is using the line" (routerctl clients): each LAN
@@ -161,7 +158,12 @@ func (c *usageComp) clients() status.Clients {
 	c.mu.Unlock()
 	y, m, d := now.Date()
 	out := status.Clients{Since: time.Date(y, m, d, 0, 0, 0, 0, now.Location()), Error: errText}
-	names, macs := map[netip.Addr]string{}, neighbourMACs()
+	names, macs := map[netip.Addr]string{}, map[netip.Addr]string{}
+	for mac, addrs := range lanNeighbours(c.cfg.LANNets.Ifaces) {
+		for _, a := range addrs {
+			macs[a] = mac
+		}
+	}
 	for _, l := range c.leases() {
 		if l.Hostname != "" {
 			names[l.Addr] = l.Hostname
@@ -227,24 +229,6 @@ func (c *usageComp) segment(a netip.Addr) string {
 		}
 	}
 	return ""
-}
-
-// neighbourMACs are the main namespace's neighbours' MACs by address.
-func neighbourMACs() map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := netlink.NeighList(0, fam)
-		if err != nil {
-			continue
-		}
-		for _, n := range ns {
-			a, ok := netip.AddrFromSlice(n.IP)
-			if ok && len(n.HardwareAddr) == 6 && n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) == 0 {
-				out[a.Unmap()] = strings.ToLower(n.HardwareAddr.String())
-			}
-		}
-	}
-	return out
 }
 
 func (c *usageComp) fillStatus(st *status.Status) {
