@@ -120,7 +120,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.phase.Store(status.PhaseReady)
 	s.life.Unlock()
 	s.resumeConfirm()
-	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", n)
+	s.log.Info("routerd ready", "version", Version, "config", s.path, "components", n, "took", time.Since(s.started).Round(time.Millisecond))
 
 	<-ctx.Done()
 	s.life.Lock()
