@@ -26,6 +26,8 @@ import (
 
 	"github.com/routerd/routerd/internal/lab/marker"
 	"github.com/routerd/routerd/internal/lab/vm"
+	"github.com/routerd/routerd/netns"
+	"github.com/vishvananda/netlink"
 )
 
 // T is what the lab needs of a test; *testing.T satisfies it, and so does the
@@ -152,9 +154,24 @@ func (l *Lab) NewNS(name string) *NS {
 	l.mu.Lock()
 	l.ns = append(l.ns, n)
 	l.mu.Unlock()
-	n.MustRun("ip", "link", "set", "dev", "lo", "up")
-	// Tests should not wait for duplicate address detection.
-	n.MustRun("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	// Loopback up, and no duplicate address detection for the tests to
+	// wait for: from here, not by ip and sysctl in the namespace (four
+	// process starts, each tens of milliseconds under the VM lab's TCG).
+	err := netns.Do(n.Name, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		for _, conf := range []string{"all", "default"} {
+			if err == nil {
+				err = os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/accept_dad", []byte("0"), 0o644)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		l.T.Fatalf("lab: namespace %s: %v", n.Name, err)
+	}
 	return n
 }
 
