@@ -330,11 +330,20 @@ func (p *Plan) Teardown(created []string, restore []Sysctl) error {
 			}
 		}
 	}
+	// Only the main namespace's settings need restoring: a namespace
+	// routerd made takes its own with it. So does an interface that is
+	// gone (the relay's tunnel, deleted when routerd stopped).
 	var restoreMain []Sysctl
 	for _, s := range restore {
-		if s.NS == "" {
-			restoreMain = append(restoreMain, s)
+		if s.NS != "" {
+			continue
 		}
+		if iface := s.Interface(); iface != "" {
+			if _, err := main.LinkByName(iface); errors.As(err, new(netlink.LinkNotFoundError)) {
+				continue
+			}
+		}
+		restoreMain = append(restoreMain, s)
 	}
 	if _, err := SetSysctls(restoreMain); err != nil {
 		errs = append(errs, err)

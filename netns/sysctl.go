@@ -25,6 +25,21 @@ func (s Sysctl) String() string {
 	return fmt.Sprintf("%s=%s in %s", strings.ReplaceAll(s.Key, "/", "."), s.Value, ns)
 }
 
+// Interface is the interface a per-interface setting is of
+// ("net/ipv4/conf/wg0/rp_filter": wg0); "" for any other setting,
+// including the all and default entries.
+func (s Sysctl) Interface() string {
+	for _, fam := range []string{"net/ipv4/conf/", "net/ipv6/conf/"} {
+		if rest, ok := strings.CutPrefix(s.Key, fam); ok {
+			iface, _, ok := strings.Cut(rest, "/")
+			if ok && iface != "all" && iface != "default" {
+				return iface
+			}
+		}
+	}
+	return ""
+}
+
 // SetSysctls writes the settings that differ from what the kernel has and
 // returns how many it changed. /proc/sys/net shows the namespace of the
 // thread that opens it, so each setting is read and written from a thread

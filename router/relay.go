@@ -105,7 +105,8 @@ func (c *relayComp) Stop(ctx context.Context) error {
 }
 
 func (c *relayComp) Teardown(ctx context.Context) error {
-	// The tunnel's sysctl is restored while the tunnel is still there.
+	// The tunnel's sysctl is restored while the tunnel is still there (if
+	// routerd stopped first, the tunnel went, and its setting with it).
 	return errors.Join(
 		rules.Remove("", nftables.TableFamilyINet, rules.Table),
 		c.sys.Teardown(ctx),

@@ -29,9 +29,13 @@ func (r *runner) Helper()                      {}
 func (r *runner) Logf(format string, a ...any) { fmt.Printf(format+"\n", a...) }
 func (r *runner) Cleanup(f func())             { r.cleanups = append(r.cleanups, f) }
 func (r *runner) Failed() bool                 { return r.failed }
-func (r *runner) Fatalf(format string, a ...any) {
+func (r *runner) Errorf(format string, a ...any) {
 	r.failed = true
 	fmt.Fprintf(os.Stderr, "demo: "+format+"\n", a...)
+}
+
+func (r *runner) Fatalf(format string, a ...any) {
+	r.Errorf(format, a...)
 	runtime.Goexit()
 }
 

@@ -343,7 +343,9 @@ func (r *Router) LaunchRouterd(cfg string) *Routerd {
 		rd.Proc.Stop()
 		bin, _ := Binaries(r.lab.T)
 		if out, err := r.NS.NetCmd(bin, "--config", path, "--teardown").CombinedOutput(); err != nil {
-			r.lab.T.Logf("routerd --teardown: %v\n%s", err, out)
+			// Teardown must remove what routerd made, whatever state it
+			// was left in: a failure is a bug.
+			r.lab.T.Errorf("routerd --teardown: %v\n%s", err, out)
 		}
 	})
 	rd.waitUntil("")
