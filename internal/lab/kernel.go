@@ -182,6 +182,12 @@ func bootVM(cpus int) (*vm.VM, error) {
 	// rewrites golden files there), and so is the programs log.
 	opt := vm.Options{Cache: filepath.Join(root, "images/build/cache"), Module: root, RW: []string{root}, CPUs: cpus}
 	if log := os.Getenv(ProgramsLogEnv); log != "" && !strings.HasPrefix(filepath.Dir(log)+"/", root+"/") {
+		// Over 9p, unix sockets cannot be bound (ENXIO): the guest's
+		// temporary directory, where the labs keep routerd's control
+		// socket, must stay its own.
+		if filepath.Clean(filepath.Dir(log)) == filepath.Clean(os.TempDir()) {
+			return nil, fmt.Errorf("%s=%s: the VM lab writes it through over 9p, which would hide the guest's own %s; keep it elsewhere", ProgramsLogEnv, log, os.TempDir())
+		}
 		opt.RW = append(opt.RW, filepath.Dir(log))
 	}
 	// qemu is killed when the thread that started it ends (Pdeathsig), so
