@@ -33,6 +33,10 @@ type usageComp struct {
 	mu    sync.Mutex
 	meter *usage.Meter
 	err   string
+	// seen is the MAC each counted address was last seen with: a
+	// neighbour entry goes a minute after a host falls silent, and its
+	// day's totals must stay with the host, not become a row of their own.
+	seen map[netip.Addr]string
 }
 
 // usageFile keeps today's totals in state_dir.
@@ -172,6 +176,18 @@ func (c *usageComp) clients() status.Clients {
 			macs[l.Addr] = l.MAC
 		}
 	}
+	c.mu.Lock()
+	seen := make(map[netip.Addr]string, len(hosts))
+	for _, h := range hosts {
+		if macs[h.Addr] == "" {
+			macs[h.Addr] = c.seen[h.Addr]
+		}
+		if macs[h.Addr] != "" {
+			seen[h.Addr] = macs[h.Addr]
+		}
+	}
+	c.seen = seen // only the counted addresses: it cannot grow past the meter
+	c.mu.Unlock()
 	byKey := map[string]*status.ClientUsage{}
 	var order []string
 	for _, h := range hosts {
