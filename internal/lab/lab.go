@@ -158,18 +158,19 @@ func (l *Lab) NewNS(name string) *NS {
 	// Loopback up, and no duplicate address detection for the tests to
 	// wait for: from here, not by ip and sysctl in the namespace (four
 	// process starts, each tens of milliseconds under the VM lab's TCG).
-	err := netns.Do(n.Name, func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
+	h, err := netns.Handle(n.Name)
+	if err == nil {
+		var lo netlink.Link
+		if lo, err = h.LinkByName("lo"); err == nil {
+			err = h.LinkSetUp(lo)
 		}
-		for _, conf := range []string{"all", "default"} {
-			if err == nil {
-				err = os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/accept_dad", []byte("0"), 0o644)
-			}
-		}
-		return err
-	})
+		h.Close()
+	}
+	if err == nil {
+		_, err = netns.SetSysctls([]netns.Sysctl{
+			{NS: n.Name, Key: "net/ipv6/conf/all/accept_dad", Value: "0"},
+			{NS: n.Name, Key: "net/ipv6/conf/default/accept_dad", Value: "0"}})
+	}
 	if err != nil {
 		l.T.Fatalf("lab: namespace %s: %v", n.Name, err)
 	}
