@@ -127,7 +127,7 @@ func (t *Tunnel) Start(ctx context.Context) error {
 	if err := t.ensureInterface(); err != nil {
 		return err
 	}
-	if err := t.configure(ctx); err != nil {
+	if err := t.configure(ctx, false); err != nil {
 		return err
 	}
 	if err := t.ensureLink(); err != nil {
@@ -264,9 +264,10 @@ func (t *Tunnel) client() (*wgctrl.Client, error) {
 }
 
 // configure sets key, port and peers through wgctrl, only when they differ
-// from what the device has: an identical reconfiguration would still drop
-// the session.
-func (t *Tunnel) configure(ctx context.Context) error {
+// from what the device has (an identical reconfiguration would still drop
+// the session), or with again, when they are replaced anyway: the peers
+// start afresh.
+func (t *Tunnel) configure(ctx context.Context, again bool) error {
 	c, err := t.client()
 	if err != nil {
 		return err
@@ -314,7 +315,7 @@ func (t *Tunnel) configure(ctx context.Context) error {
 		}
 		want.Peers = append(want.Peers, pc)
 	}
-	if sameConfig(dev, &want) {
+	if !again && sameConfig(dev, &want) {
 		return nil
 	}
 	if err := c.ConfigureDevice(t.DeviceName(), want); err != nil {
@@ -458,10 +459,34 @@ func (t *Tunnel) watch(ctx context.Context) {
 		}
 	}
 	if stale || t.unresolved() {
-		if err := t.configure(ctx); err != nil {
+		if err := t.configure(ctx, false); err != nil {
 			t.setErr(err)
 		}
 	}
+}
+
+// Retry has the peers start their handshake now if none has a session: the
+// WAN has just got an address and a route (a lease, a PPP session, the
+// other uplink). WireGuard tries a handshake again only 5 s after the last
+// (REKEY_TIMEOUT), so one tried before the WAN could carry it, as at every
+// boot (the tunnel is configured before the first lease), held the
+// tunnel down for those 5 s. Peers replaced start afresh: a persistent
+// keepalive's first packet, or the first packet from the LAN, starts a
+// handshake at once. A tunnel with a session is left alone.
+func (t *Tunnel) Retry() {
+	t.run.Go(func(ctx context.Context) {
+		if ctx.Err() != nil {
+			return
+		}
+		for _, p := range t.Status().Peers {
+			if fresh(p.LastHandshake) {
+				return
+			}
+		}
+		if err := t.configure(ctx, true); err != nil {
+			t.setErr(err)
+		}
+	})
 }
 
 func (t *Tunnel) unresolved() bool {
