@@ -103,13 +103,18 @@ download_max = "30mbit"
 	})
 	for i, ph := range phases {
 		start := time.Now()
+		// The echoes from 5 s after the change to 25 s after it, and
+		// the shapers' rates from 20 s after it. The first phase has no
+		// change: from 5 s after the rates reached the line, 10 s of
+		// echoes, and the rates meanwhile.
+		echoes, ratesFrom := 200, start.Add(20*time.Second)
 		if i > 0 {
 			a.isp.SetLine(a.r.WANPort, ph.down, ph.up, bufferMs)
+		} else {
+			echoes, ratesFrom = 100, start.Add(5*time.Second)
 		}
-		// The echoes from 5 s after the change to 25 s after it.
-		sendAt := start.Add(5 * time.Second)
-		sleepUntil(t, sendAt)
-		rtts := pings(t, probe, lab.Echo4, 200)
+		sleepUntil(t, start.Add(5*time.Second))
+		rtts := pings(t, probe, lab.Echo4, echoes)
 		added := quantile(rtts, 0.95) - idle
 		lost := 0
 		for _, r := range rtts {
@@ -119,18 +124,17 @@ download_max = "30mbit"
 		}
 		t.Logf("echoes: idle %s; p50 %s p90 %s, %d of %d lost", idle, quantile(rtts, 0.5), quantile(rtts, 0.9), lost, len(rtts))
 
-		// Where the rates stood from 20 s after the change.
 		mu.Lock()
 		var downs, ups []float64
 		for _, r := range seen {
-			if r.at.After(start.Add(20 * time.Second)) {
+			if r.at.After(ratesFrom) {
 				downs, ups = append(downs, r.down), append(ups, r.up)
 			}
 		}
 		mu.Unlock()
 		down, up := median(downs), median(ups)
-		t.Logf("line %g/%g Mbit/s: added latency %s at p95 (5-25 s after the change); shapers from 20 s on: %.1f/%.1f Mbit/s",
-			ph.down, ph.up, added.Round(100*time.Microsecond), down, up)
+		t.Logf("line %g/%g Mbit/s: added latency %s at p95 (from 5 s after the change, %d echoes); shapers from %s on: %.1f/%.1f Mbit/s",
+			ph.down, ph.up, added.Round(100*time.Microsecond), echoes, ratesFrom.Sub(start).Round(time.Second), down, up)
 		if added > 30*time.Millisecond {
 			t.Errorf("line %g/%g: +%s at p95 from 5 s after the change, want at most +30ms", ph.down, ph.up, added)
 		}

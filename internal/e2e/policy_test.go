@@ -387,8 +387,9 @@ func testPolicyPaths(t *testing.T, kernel bool) {
 	t.Run("kill switch", func(t *testing.T) {
 		leak := a.isp.CountTCP(netip.PrefixFrom(a.wan, 32), netip.PrefixFrom(lab.Echo4, 32), 80)
 		a.vp.Stop()
+		// Three tries, each long enough for curl's SYN to be sent again.
 		for i := 0; i < 3; i++ {
-			if got, err := c2.Echo(lab.Echo4, 80); err == nil {
+			if got, err := c2.EchoWithin(lab.Echo4, 80, 2*time.Second); err == nil {
 				t.Fatalf("with the tunnel down, c2 still reached the echo as %s", got)
 			}
 		}

@@ -46,6 +46,7 @@ ipv4 = "dhcp"
 ipv6 = "off"
 probe = [%q]
 probe_interval = "2s"
+probe_up = 2
 
 [[routing.policy]]
 name = "bulk-vpn"
@@ -74,7 +75,9 @@ via = "vpn"
 		t.Fatalf("the VPN host's traffic left by the WAN (%s)", got)
 	}
 
-	before := loadedLatency(t, "without [sqm]", a, bulkWAN, bulkVPN, probe, 1)
+	// The bloat shows in seconds: one short round.
+	before := figures(loadOnce(t, a, bulkWAN, bulkVPN, probe, 8, true))
+	t.Logf("without [sqm]: %s", before)
 	if before.addedWAN < 50*time.Millisecond {
 		t.Fatalf("the lab's line is not bloated (%s): the test would prove nothing", before)
 	}
@@ -246,26 +249,32 @@ func figures(rounds ...loadRound) loaded {
 
 // loadedLatency measures rounds of load and returns them taken together
 // (figures), logging each: a longer measurement than one round, whose p95
-// one stall of the VM's CPUs (busy forwarding, under TCG) moves less.
+// one stall of the VM's CPUs (busy forwarding, under TCG) moves less. The
+// idle round trips are measured before the first.
 func loadedLatency(t *testing.T, what string, a *appliance, bulkWAN, bulkVPN, probe *lab.Client, n int) loaded {
 	t.Helper()
 	var rounds []loadRound
 	for i := range n {
-		r := loadOnce(t, a, bulkWAN, bulkVPN, probe)
-		t.Logf("%s, round %d of %d: %s", what, i+1, n, figures(r))
+		r := loadOnce(t, a, bulkWAN, bulkVPN, probe, 16, i == 0)
 		rounds = append(rounds, r)
+		shown := r
+		shown.idleWAN, shown.idleVPN = rounds[0].idleWAN, rounds[0].idleVPN
+		t.Logf("%s, round %d of %d: %s", what, i+1, n, figures(shown))
 	}
 	return figures(rounds...)
 }
 
 // loadOnce saturates the line both ways from both bulk hosts (iperf3
-// --bidir, 16 s) and pings the ISP from probe by each path meanwhile,
-// leaving out the first 3 s (the flows ramping up).
-func loadOnce(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) loadRound {
+// --bidir, secs) and pings the ISP from probe by each path meanwhile,
+// leaving out the first 3 s (the flows ramping up); with idle, it pings
+// both paths before the load too.
+func loadOnce(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client, secs int, idle bool) loadRound {
 	t.Helper()
 	var r loadRound
-	r.idleWAN = pings(t, probe, lab.Echo4, 20)
-	r.idleVPN = pings(t, probe, lab.EchoAlt4[0], 20)
+	if idle {
+		r.idleWAN = pings(t, probe, lab.Echo4, 20)
+		r.idleVPN = pings(t, probe, lab.EchoAlt4[0], 20)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -274,7 +283,7 @@ func loadOnce(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) l
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			argv := append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", "16", "--bidir")
+			argv := append(slices.Clone(lab.Nice), "iperf3", "-c", lab.Echo4.String(), "-p", fmt.Sprint(port), "-t", fmt.Sprint(secs), "--bidir")
 			if out, err := c.NS.RunContext(ctx, argv...); err != nil {
 				t.Errorf("iperf3 from %s: %v: %s", c.NS.Name, err, out)
 			}
@@ -306,8 +315,9 @@ func loadOnce(t *testing.T, a *appliance, bulkWAN, bulkVPN, probe *lab.Client) l
 	var rttWAN, rttVPN []time.Duration
 	var pw sync.WaitGroup
 	pw.Add(2)
-	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, 130) }()
-	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], 130) }()
+	n := (secs - 3) * 10
+	go func() { defer pw.Done(); rttWAN = pings(t, probe, lab.Echo4, n) }()
+	go func() { defer pw.Done(); rttVPN = pings(t, probe, lab.EchoAlt4[0], n) }()
 	pw.Wait()
 	last := read()
 	<-sampled

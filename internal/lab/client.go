@@ -48,9 +48,15 @@ func (c *Client) SetStatic(host int) (netip.Addr, netip.Addr) {
 // Echo asks the ISP's echo service at addr:port (over HTTP) which source
 // address it sees, i.e. which path the client's connection took.
 func (c *Client) Echo(addr netip.Addr, port int) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return c.EchoWithin(addr, port, 5*time.Second)
+}
+
+// EchoWithin is Echo giving up after d: a test that expects no answer
+// waits no longer than it must.
+func (c *Client) EchoWithin(addr netip.Addr, port int, d time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
 	defer cancel()
-	out, err := c.NS.RunContext(ctx, "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(port))))
+	out, err := c.NS.RunContext(ctx, "curl", "-sS", "--max-time", fmt.Sprint(d.Seconds()), fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(port))))
 	return strings.TrimSpace(out), err
 }
 
