@@ -20,7 +20,7 @@ import (
 // percentile, and the shapers' rates (routerctl status) follow the line
 // within 20 s.
 func TestSQMAutorate(t *testing.T) {
-	if lab.RequireKernel(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard") {
+	if lab.RequireKernelAlone(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard") {
 		return
 	}
 	lab.Require(t, "iperf3", "ping", "tc")

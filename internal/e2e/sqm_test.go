@@ -32,7 +32,7 @@ const (
 // tunnel). routerctl status shows the shapers. DSCP marks and
 // [[sqm.class]] (a host, a port) put packets in their tins.
 func TestSQM(t *testing.T) {
-	if lab.RequireKernel(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard", "cls_flower", "act_skbedit") {
+	if lab.RequireKernelAlone(t, "sch_cake", "ifb", "act_mirred", "cls_matchall", "sch_tbf", "wireguard", "cls_flower", "act_skbedit") {
 		return
 	}
 	lab.Require(t, "iperf3", "ping", "tc")

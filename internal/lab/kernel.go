@@ -56,16 +56,39 @@ var (
 // without root it skips only outside CI, like Require.
 func RequireKernel(t testing.TB, modules ...string) bool {
 	t.Helper()
+	return requireKernel(t, false, modules)
+}
+
+// RequireKernelAlone is RequireKernel for a test that measures latency:
+// in the VM lab it runs after the other tests, with nothing else running
+// in the guest or on the host (it calls t.Parallel to wait for the
+// host's other tests, and the guest runs one request at a time).
+func RequireKernelAlone(t *testing.T, modules ...string) bool {
+	t.Helper()
+	return requireKernel(t, true, modules)
+}
+
+func requireKernel(t testing.TB, alone bool, modules []string) bool {
+	t.Helper()
 	markKernelTest(t)
+	if alone && os.Getenv(batchEnv) != "" {
+		t.Skip("it runs alone, after the VM lab's batch")
+	}
 	Require(t)
 	missing := missingModules(modules)
 	if len(missing) == 0 {
 		return false
 	}
-	if os.Getenv(inVMEnv) != "" {
+	if InVM() {
 		t.Fatalf("the VM lab's kernel lacks %s", strings.Join(missing, ", "))
 	}
-	runInVM(t, "this kernel lacks "+strings.Join(missing, ", "))
+	why := "this kernel lacks " + strings.Join(missing, ", ")
+	if alone {
+		t.(*testing.T).Parallel()
+	} else if fromBatch(t, why) {
+		return true
+	}
+	runInVM(t, why)
 	return true
 }
 
@@ -81,7 +104,9 @@ func RequireOwnMachine(t testing.TB) bool {
 	if InVM() {
 		return false
 	}
-	runInVM(t, "it needs a machine of its own")
+	if !fromBatch(t, "it needs a machine of its own") {
+		runInVM(t, "it needs a machine of its own")
+	}
 	return true
 }
 
@@ -140,9 +165,10 @@ func markKernelTest(t testing.TB) {
 	kernelTestsMu.Unlock()
 }
 
-// kernelOnly skips t under make vmtest unless it needs the full kernel.
+// kernelOnly skips t under make vmtest, and in the VM lab's batch, unless
+// it needs the full kernel.
 func kernelOnly(t testing.TB) {
-	if os.Getenv(KernelOnlyEnv) == "" || os.Getenv(inVMEnv) != "" {
+	if os.Getenv(batchEnv) == "" && (os.Getenv(KernelOnlyEnv) == "" || InVM()) {
 		return
 	}
 	top, _, _ := strings.Cut(t.Name(), "/")
@@ -254,20 +280,12 @@ func runInVM(t testing.TB, why string) {
 	if bench {
 		argv = []string{os.Args[0], "-test.run", "^$", "-test.bench", strings.Join(run, "/"), "-test.benchtime", "1x", "-test.count=1", "-test.v"}
 	}
-	// The package's own flags (-update) go along; go test's own (-test.*)
-	// are the guest's to choose.
-	flag.Visit(func(f *flag.Flag) {
-		if !strings.HasPrefix(f.Name, "test.") {
-			argv = append(argv, "-"+f.Name+"="+f.Value.String())
-		}
-	})
+	argv = append(argv, packageFlags()...)
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if d, ok := d.Deadline(); ok {
 			argv = append(argv, "-test.timeout", time.Until(d).Round(time.Second).String())
 		}
 	}
-	env := append(os.Environ(), inVMEnv+"=1", "ROUTERD_BIN_DIR="+filepath.Dir(routerd))
-	wd, _ := os.Getwd()
 
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
@@ -282,7 +300,7 @@ func runInVM(t testing.TB, why string) {
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	res, err := v.Run(vm.Request{Argv: argv, Env: env, Dir: wd}, pw)
+	res, err := v.Run(vm.Request{Argv: argv, Env: guestEnv(routerd), Dir: workDir()}, pw)
 	pw.Close()
 	<-done
 	if err != nil {
@@ -323,4 +341,27 @@ func testSaid(text string, n int) string {
 		}
 	}
 	return strings.Join(said, "\n")
+}
+
+// packageFlags are the package's own flags (-update), which go along to
+// the guest; go test's own (-test.*) are the guest's to choose.
+func packageFlags() []string {
+	var argv []string
+	flag.Visit(func(f *flag.Flag) {
+		if !strings.HasPrefix(f.Name, "test.") {
+			argv = append(argv, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	return argv
+}
+
+// guestEnv is the environment of a test binary in the guest: the host's,
+// plus the binaries' directory, so that the guest builds nothing.
+func guestEnv(routerd string, extra ...string) []string {
+	return append(append(os.Environ(), inVMEnv+"=1", "ROUTERD_BIN_DIR="+filepath.Dir(routerd)), extra...)
+}
+
+func workDir() string {
+	wd, _ := os.Getwd()
+	return wd
 }

@@ -281,6 +281,14 @@ var (
 // process.
 func Binaries(t T) (routerd, routerctl string) {
 	t.Helper()
+	routerd, routerctl, err := binaries()
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	return routerd, routerctl
+}
+
+func binaries() (routerd, routerctl string, err error) {
 	binOnce.Do(func() {
 		if d := os.Getenv("ROUTERD_BIN_DIR"); d != "" {
 			binDir = d
@@ -297,9 +305,9 @@ func Binaries(t T) (routerd, routerctl string) {
 		}
 	})
 	if binErr != nil {
-		t.Fatalf("lab: %v", binErr)
+		return "", "", binErr
 	}
-	return filepath.Join(binDir, "routerd"), filepath.Join(binDir, "routerctl")
+	return filepath.Join(binDir, "routerd"), filepath.Join(binDir, "routerctl"), nil
 }
 
 // Routerd is a routerd process running in the router namespace.

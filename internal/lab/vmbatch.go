@@ -1,0 +1,198 @@
+package lab
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/routerd/routerd/internal/lab/vm"
+)
+
+// The VM lab's batch. Run one by one as the host reaches them, the VM
+// lab's tests kept the host idle for their whole time, and the host's own
+// tests the guest. Main starts them at once instead, in one run in the
+// guest, while the host runs its own: when the host reaches a VM lab test,
+// it reports what that test did in the batch (usually done by then). The
+// tests that measure latency (RequireKernelAlone) are not in the batch:
+// they run last, one at a time, with nothing else running in the guest or
+// on the host.
+
+// batchEnv is set in the guest for the batch: only the tests that need the
+// full kernel or their own machine, and may share it, run.
+const batchEnv = "ROUTERD_VM_BATCH"
+
+// fullKernel is what the VM lab's tests need between them; a host that has
+// it all runs them itself.
+var fullKernel = []string{"8021q", "pppoe", "sch_cake", "nf_flow_table", "wireguard"}
+
+// batchRun is one test's part of the batch's output.
+type batchRun struct {
+	text     string // its lines, as the guest printed them
+	result   string // "PASS", "FAIL", "SKIP", or "" when the batch ended during it
+	finished bool
+}
+
+var batch struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	started bool
+	ended   bool
+	exit    string // how the batch's process ended, when it did
+	runs    map[string]*batchRun
+	boot    time.Duration
+	vm      *vm.VM
+}
+
+// Main runs a test binary's tests; call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
+//
+// Where this kernel lacks what the VM lab's tests need, it starts them in
+// the VM lab as a batch before the host's own tests begin (see above).
+func Main(m *testing.M) int {
+	flag.Parse()
+	if batchWanted() {
+		batch.cond = sync.NewCond(&batch.mu)
+		batch.started = true
+		batch.runs = map[string]*batchRun{}
+		go runBatch()
+	}
+	return m.Run()
+}
+
+func batchWanted() bool {
+	if InVM() || os.Geteuid() != 0 || flagValue("test.list") != "" || flagValue("test.run") == "^$" {
+		return false
+	}
+	return len(missingModules(fullKernel)) > 0
+}
+
+func flagValue(name string) string {
+	if f := flag.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}
+
+// runBatch runs, in the guest, every test the host runs, with batchEnv
+// set: there the tests that need no more than the host's kernel skip at
+// once, as do those that must run alone.
+func runBatch() {
+	end := func(exit string) {
+		batch.mu.Lock()
+		batch.ended, batch.exit = true, exit
+		batch.cond.Broadcast()
+		batch.mu.Unlock()
+	}
+	routerd, _, err := binaries()
+	if err != nil {
+		end(err.Error())
+		return
+	}
+	v, boot, err := theVM(2)
+	if err != nil {
+		end("the VM lab did not boot: " + err.Error())
+		return
+	}
+	batch.mu.Lock()
+	batch.vm, batch.boot = v, boot
+	batch.mu.Unlock()
+	argv := []string{os.Args[0], "-test.count=1", "-test.v", "-test.run", flagValue("test.run")}
+	for _, name := range []string{"test.skip", "test.short", "test.timeout"} {
+		if s := flagValue(name); s != "" {
+			argv = append(argv, "-"+name+"="+s)
+		}
+	}
+	argv = append(argv, packageFlags()...)
+	pr, pw := io.Pipe()
+	parsed := make(chan struct{})
+	go func() {
+		defer close(parsed)
+		parseBatch(pr)
+	}()
+	res, err := v.Run(vm.Request{Argv: argv, Env: guestEnv(routerd, batchEnv+"=1"), Dir: workDir()}, pw)
+	pw.Close()
+	<-parsed
+	if err != nil {
+		end(err.Error())
+		return
+	}
+	end(fmt.Sprintf("exit %d %s", res.Code, res.Error))
+}
+
+// parseBatch splits go test -v's output into the top-level tests' parts:
+// from "=== RUN   TestX" to "--- PASS: TestX (…)" at the start of a line.
+func parseBatch(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var cur *batchRun
+	var name string
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "=== RUN   "); ok && !strings.Contains(n, "/") {
+			name, cur = n, &batchRun{}
+			batch.mu.Lock()
+			batch.runs[name] = cur
+			batch.mu.Unlock()
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		batch.mu.Lock()
+		cur.text += line + "\n"
+		for _, result := range []string{"PASS", "FAIL", "SKIP"} {
+			if strings.HasPrefix(line, "--- "+result+": "+name+" (") {
+				cur.result, cur.finished = result, true
+				batch.cond.Broadcast()
+			}
+		}
+		batch.mu.Unlock()
+		if cur.finished {
+			cur = nil
+		}
+	}
+	io.Copy(io.Discard, r)
+}
+
+// fromBatch reports t's run in the batch as t's own, waiting for it if
+// need be, and returns true; false if the batch did not run t (no batch,
+// or it ended before t).
+func fromBatch(t testing.TB, why string) bool {
+	t.Helper()
+	if !batch.started {
+		return false
+	}
+	batch.mu.Lock()
+	for {
+		if r := batch.runs[t.Name()]; r != nil && (r.finished || batch.ended) {
+			break
+		}
+		if batch.ended && batch.runs[t.Name()] == nil {
+			batch.mu.Unlock()
+			return false
+		}
+		batch.cond.Wait()
+	}
+	r, exit, v, boot := *batch.runs[t.Name()], batch.exit, batch.vm, batch.boot
+	batch.mu.Unlock()
+	t.Logf("%s: ran in the VM lab's batch (Linux %s under qemu TCG, %d CPU, booted in %s)",
+		why, v.Kernel, v.CPUs, boot.Round(100*time.Millisecond))
+	fmt.Fprint(t.Output(), r.text)
+	switch r.result {
+	case "PASS":
+	case "SKIP":
+		t.Skip("skipped in the VM lab")
+	case "FAIL":
+		t.Fatalf("failed in the VM lab; what the test said last:\n%s", testSaid(r.text, 15))
+	default:
+		t.Fatalf("the VM lab's batch ended during this test (%s); what the test said last:\n%s", exit, testSaid(r.text, 15))
+	}
+	return true
+}
