@@ -26,7 +26,8 @@ import (
 // calls RequireKernel: where the running kernel has the feature the test
 // goes on here; elsewhere it runs, whole, in a qemu guest booted from
 // Debian's kernel (internal/lab/vm), one guest per test binary, with the
-// host's root file system, programs and test binary.
+// host's root file system, programs and test binary. With Main, the guest
+// runs them as a batch while the host runs its own tests (vmbatch.go).
 
 const (
 	// inVMEnv is set in the guest: a test there never delegates again.
