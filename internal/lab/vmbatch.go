@@ -38,16 +38,25 @@ type batchRun struct {
 	finished bool
 }
 
-var batch struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	started bool
-	ended   bool
-	exit    string // how the batch's process ended, when it did
-	runs    map[string]*batchRun
-	boot    time.Duration
-	vm      *vm.VM
+// vmBatch is the batch's results as they come.
+type vmBatch struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	ended bool
+	exit  string // how the batch's process ended, when it did
+	runs  map[string]*batchRun
+	vm    *vm.VM
+	boot  time.Duration
 }
+
+func newBatch() *vmBatch {
+	b := &vmBatch{runs: map[string]*batchRun{}}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// theBatch is this test binary's batch, nil if Main started none.
+var theBatch *vmBatch
 
 // Main runs a test binary's tests; call it from TestMain:
 //
@@ -58,10 +67,8 @@ var batch struct {
 func Main(m *testing.M) int {
 	flag.Parse()
 	if batchWanted() {
-		batch.cond = sync.NewCond(&batch.mu)
-		batch.started = true
-		batch.runs = map[string]*batchRun{}
-		go runBatch()
+		theBatch = newBatch()
+		go theBatch.run()
 	}
 	return m.Run()
 }
@@ -80,29 +87,23 @@ func flagValue(name string) string {
 	return ""
 }
 
-// runBatch runs, in the guest, every test the host runs, with batchEnv
-// set: there the tests that need no more than the host's kernel skip at
-// once, as do those that must run alone.
-func runBatch() {
-	end := func(exit string) {
-		batch.mu.Lock()
-		batch.ended, batch.exit = true, exit
-		batch.cond.Broadcast()
-		batch.mu.Unlock()
-	}
+// run runs, in the guest, every test the host runs, with batchEnv set:
+// there the tests that need no more than the host's kernel skip at once,
+// as do those that must run alone.
+func (b *vmBatch) run() {
 	routerd, _, err := binaries()
 	if err != nil {
-		end(err.Error())
+		b.end(err.Error())
 		return
 	}
 	v, boot, err := theVM(2)
 	if err != nil {
-		end("the VM lab did not boot: " + err.Error())
+		b.end("the VM lab did not boot: " + err.Error())
 		return
 	}
-	batch.mu.Lock()
-	batch.vm, batch.boot = v, boot
-	batch.mu.Unlock()
+	b.mu.Lock()
+	b.vm, b.boot = v, boot
+	b.mu.Unlock()
 	argv := []string{os.Args[0], "-test.count=1", "-test.v", "-test.run", flagValue("test.run")}
 	for _, name := range []string{"test.skip", "test.short", "test.timeout"} {
 		if s := flagValue(name); s != "" {
@@ -114,21 +115,29 @@ func runBatch() {
 	parsed := make(chan struct{})
 	go func() {
 		defer close(parsed)
-		parseBatch(pr)
+		b.parse(pr)
 	}()
 	res, err := v.Run(vm.Request{Argv: argv, Env: guestEnv(routerd, batchEnv+"=1"), Dir: workDir()}, pw)
 	pw.Close()
 	<-parsed
 	if err != nil {
-		end(err.Error())
+		b.end(err.Error())
 		return
 	}
-	end(fmt.Sprintf("exit %d %s", res.Code, res.Error))
+	b.end(fmt.Sprintf("exit %d %s", res.Code, res.Error))
 }
 
-// parseBatch splits go test -v's output into the top-level tests' parts:
-// from "=== RUN   TestX" to "--- PASS: TestX (…)" at the start of a line.
-func parseBatch(r io.Reader) {
+// end records that the batch's process ended, and how.
+func (b *vmBatch) end(exit string) {
+	b.mu.Lock()
+	b.ended, b.exit = true, exit
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// parse splits go test -v's output into the top-level tests' parts: from
+// "=== RUN   TestX" to "--- PASS: TestX (…)" at the start of a line.
+func (b *vmBatch) parse(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	var cur *batchRun
@@ -137,23 +146,23 @@ func parseBatch(r io.Reader) {
 		line := sc.Text()
 		if n, ok := strings.CutPrefix(line, "=== RUN   "); ok && !strings.Contains(n, "/") {
 			name, cur = n, &batchRun{}
-			batch.mu.Lock()
-			batch.runs[name] = cur
-			batch.mu.Unlock()
+			b.mu.Lock()
+			b.runs[name] = cur
+			b.mu.Unlock()
 			continue
 		}
 		if cur == nil {
 			continue
 		}
-		batch.mu.Lock()
+		b.mu.Lock()
 		cur.text += line + "\n"
 		for _, result := range []string{"PASS", "FAIL", "SKIP"} {
 			if strings.HasPrefix(line, "--- "+result+": "+name+" (") {
 				cur.result, cur.finished = result, true
-				batch.cond.Broadcast()
+				b.cond.Broadcast()
 			}
 		}
-		batch.mu.Unlock()
+		b.mu.Unlock()
 		if cur.finished {
 			cur = nil
 		}
@@ -161,27 +170,39 @@ func parseBatch(r io.Reader) {
 	io.Copy(io.Discard, r)
 }
 
+// wait returns name's run in the batch once it has finished or the batch
+// has ended; false if the batch ended without running it.
+func (b *vmBatch) wait(name string) (batchRun, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		r := b.runs[name]
+		if r != nil && (r.finished || b.ended) {
+			return *r, true
+		}
+		if r == nil && b.ended {
+			return batchRun{}, false
+		}
+		b.cond.Wait()
+	}
+}
+
 // fromBatch reports t's run in the batch as t's own, waiting for it if
 // need be, and returns true; false if the batch did not run t (no batch,
 // or it ended before t).
 func fromBatch(t testing.TB, why string) bool {
 	t.Helper()
-	if !batch.started {
+	b := theBatch
+	if b == nil {
 		return false
 	}
-	batch.mu.Lock()
-	for {
-		if r := batch.runs[t.Name()]; r != nil && (r.finished || batch.ended) {
-			break
-		}
-		if batch.ended && batch.runs[t.Name()] == nil {
-			batch.mu.Unlock()
-			return false
-		}
-		batch.cond.Wait()
+	r, ok := b.wait(t.Name())
+	if !ok {
+		return false
 	}
-	r, exit, v, boot := *batch.runs[t.Name()], batch.exit, batch.vm, batch.boot
-	batch.mu.Unlock()
+	b.mu.Lock()
+	exit, v, boot := b.exit, b.vm, b.boot
+	b.mu.Unlock()
 	t.Logf("%s: ran in the VM lab's batch (Linux %s under qemu TCG, %d CPU, booted in %s)",
 		why, v.Kernel, v.CPUs, boot.Round(100*time.Millisecond))
 	fmt.Fprint(t.Output(), r.text)
