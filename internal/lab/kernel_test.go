@@ -36,6 +36,10 @@ func TestBatchParse(t *testing.T) {
 === RUN   TestS
     s_test.go:5: needs no more than this kernel
 --- SKIP: TestS (0.00s)
+=== RUN   TestP
+--- FAIL: TestP (0.01s)
+panic: deliberate [recovered]
+	panic: deliberate
 === RUN   TestC
     c_test.go:30: half-way
 panic: boom
@@ -43,7 +47,7 @@ panic: boom
 	b := newBatch()
 	b.parse(strings.NewReader(out))
 	b.end("exit 2")
-	for name, want := range map[string]string{"TestA": "PASS", "TestB": "FAIL", "TestS": "SKIP", "TestC": ""} {
+	for name, want := range map[string]string{"TestA": "PASS", "TestB": "FAIL", "TestS": "SKIP", "TestP": "FAIL", "TestC": ""} {
 		r, ok := b.wait(name)
 		if !ok || r.result != want {
 			t.Errorf("%s: %+v, %v; want result %q", name, r, ok, want)
@@ -51,6 +55,9 @@ panic: boom
 	}
 	if r, _ := b.wait("TestA"); !strings.Contains(r.text, "--- PASS: TestA/sub") || strings.Contains(r.text, "TestB") {
 		t.Errorf("TestA's part:\n%s", r.text)
+	}
+	if r, _ := b.wait("TestP"); panicked(r.text) != "\npanic: deliberate [recovered]" {
+		t.Errorf("TestP's part, its panic not found:\n%s", r.text)
 	}
 	if r, _ := b.wait("TestC"); r.finished || !strings.Contains(r.text, "panic: boom") {
 		t.Errorf("TestC's part: %+v", r)

@@ -136,7 +136,9 @@ func (b *vmBatch) end(exit string) {
 }
 
 // parse splits go test -v's output into the top-level tests' parts: from
-// "=== RUN   TestX" to "--- PASS: TestX (…)" at the start of a line.
+// "=== RUN   TestX" to "--- PASS: TestX (…)" at the start of a line. A
+// failed test's part goes on to the next test's start: a panic is told
+// after the test's result.
 func (b *vmBatch) parse(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -145,8 +147,12 @@ func (b *vmBatch) parse(r io.Reader) {
 	for sc.Scan() {
 		line := sc.Text()
 		if n, ok := strings.CutPrefix(line, "=== RUN   "); ok && !strings.Contains(n, "/") {
-			name, cur = n, &batchRun{}
 			b.mu.Lock()
+			if cur != nil {
+				cur.finished = true // a failed one's
+				b.cond.Broadcast()
+			}
+			name, cur = n, &batchRun{}
 			b.runs[name] = cur
 			b.mu.Unlock()
 			continue
@@ -158,12 +164,16 @@ func (b *vmBatch) parse(r io.Reader) {
 		cur.text += line + "\n"
 		for _, result := range []string{"PASS", "FAIL", "SKIP"} {
 			if strings.HasPrefix(line, "--- "+result+": "+name+" (") {
-				cur.result, cur.finished = result, true
-				b.cond.Broadcast()
+				cur.result = result
+				if result != "FAIL" {
+					cur.finished = true
+					b.cond.Broadcast()
+				}
 			}
 		}
+		done := cur.finished
 		b.mu.Unlock()
-		if cur.finished {
+		if done {
 			cur = nil
 		}
 	}
@@ -211,9 +221,19 @@ func fromBatch(t testing.TB, why string) bool {
 	case "SKIP":
 		t.Skip("skipped in the VM lab")
 	case "FAIL":
-		t.Fatalf("failed in the VM lab; what the test said last:\n%s", testSaid(r.text, 15))
+		t.Fatalf("failed in the VM lab; what the test said last:\n%s%s", testSaid(r.text, 15), panicked(r.text))
 	default:
-		t.Fatalf("the VM lab's batch ended during this test (%s); what the test said last:\n%s", exit, testSaid(r.text, 15))
+		t.Fatalf("the VM lab's batch ended during this test (%s); what the test said last:\n%s%s", exit, testSaid(r.text, 15), panicked(r.text))
 	}
 	return true
+}
+
+// panicked is the line where a test's output says it panicked, if it did.
+func panicked(text string) string {
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(line, "panic: ") {
+			return "\n" + strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
