@@ -47,12 +47,8 @@ func newFailoverLoop(cfg *config.Config, ups []*uplink, log *slog.Logger) *failo
 	for i, u := range ups {
 		names[i] = u.role
 	}
-	// A round waits for answers most of an interval, at most a second
-	// and a half: an answer later than that is from a line not fit to
-	// carry a video call.
-	timeout := min(b.ProbeInterval*3/4, 1500*time.Millisecond)
 	return &failoverLoop{ns: cfg.Netns.WAN, ups: ups, interval: b.ProbeInterval, log: log,
-		prober: &failover.Prober{NS: cfg.Netns.WAN, Targets: b.Probe, Timeout: timeout},
+		prober: &failover.Prober{NS: cfg.Netns.WAN, Targets: b.Probe, Timeout: b.ProbeTimeout},
 		mon:    failover.NewMonitor(failover.Config{Uplinks: names, DownFor: b.ProbeDown, UpFor: b.ProbeUp}, time.Now())}
 }
 
@@ -88,38 +84,38 @@ func (f *failoverLoop) resume() {
 	}
 }
 
+// run probes the uplinks every interval, rounds overlapping when answers
+// take longer (failover.RunRounds).
 func (f *failoverLoop) run(ctx context.Context) {
 	ifaces := make([]string, len(f.ups))
 	for i, u := range f.ups {
 		ifaces[i] = u.w.Iface()
 	}
-	t := time.NewTicker(f.interval)
-	defer t.Stop()
-	for {
-		round := f.prober.Round(ctx, ifaces)
+	failover.RunRounds(ctx, f.interval, func(ctx context.Context) []failover.Result {
+		return f.prober.Round(ctx, ifaces)
+	}, f.handle)
+}
+
+// handle takes a round's results: the monitor's verdict, the routes, and a
+// switch's consequences.
+func (f *failoverLoop) handle(round []failover.Result) {
+	f.mu.Lock()
+	sw := f.mon.Handle(round, time.Now())
+	active := f.byRole(f.mon.Active())
+	f.mu.Unlock()
+	f.steer(active)
+	if sw != nil {
+		from := f.byRole(sw.From)
+		f.log.Warn("uplink switched", "from", sw.From, "to", sw.To, "why", sw.Why)
+		n := f.flush(from)
 		f.mu.Lock()
-		sw := f.mon.Handle(round, time.Now())
-		active := f.byRole(f.mon.Active())
+		f.count++
+		f.switches = append(f.switches, status.FailoverSwitch{At: sw.At, From: sw.From, To: sw.To, Why: sw.Why, Flushed: n})
+		if k := len(f.switches) - maxSwitches; k > 0 {
+			f.switches = f.switches[k:]
+		}
 		f.mu.Unlock()
-		f.steer(active)
-		if sw != nil {
-			from := f.byRole(sw.From)
-			f.log.Warn("uplink switched", "from", sw.From, "to", sw.To, "why", sw.Why)
-			n := f.flush(from)
-			f.mu.Lock()
-			f.count++
-			f.switches = append(f.switches, status.FailoverSwitch{At: sw.At, From: sw.From, To: sw.To, Why: sw.Why, Flushed: n})
-			if k := len(f.switches) - maxSwitches; k > 0 {
-				f.switches = f.switches[k:]
-			}
-			f.mu.Unlock()
-			f.switched(active)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
+		f.switched(active)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 // time the household (its echo's source becomes the backup's address)
 // and the VPN tunnel (port 25 goes through it) are back through the
 // backup, in the time printed; when the primary recovers, the traffic
-// moves back. Status tells the switches and why.
+// moves back. Status tells the switches and why. Before that, probes
+// answered late (a loaded line) move nothing.
 func TestBackupUplink(t *testing.T) {
 	var c *lab.Client
 	extra := fmt.Sprintf(`
@@ -108,6 +109,39 @@ via = "vpn"
 		}
 		return f.Switches[n-1]
 	}
+
+	// A loaded line is not a dead one: the primary's probes answered 2 s
+	// late (longer than the 1 s interval: rounds overlap, each waiting up
+	// to probe_timeout, 3 s) for ten rounds move nothing.
+	slow := a.isp.SlowEchoes([]netip.Addr{lab.Echo4, lab.EchoAlt4[0]}, a.wan, 2*time.Second)
+	var probes int
+	a.l.Eventually(30*time.Second, "the primary's probes answered late", func() error {
+		st, err := getStatus(a.rd)
+		if err != nil {
+			return err
+		}
+		p := st.WAN.Failover.Uplinks[0]
+		if p.RTT < 1500*time.Millisecond {
+			return fmt.Errorf("primary %+v", p)
+		}
+		probes = p.Probes
+		return nil
+	})
+	a.l.Eventually(60*time.Second, "ten more rounds of late answers", func() error {
+		st, err := getStatus(a.rd)
+		if err != nil {
+			return err
+		}
+		if p := st.WAN.Failover.Uplinks[0]; p.Probes < probes+20 {
+			return fmt.Errorf("primary %+v", p)
+		}
+		return nil
+	})
+	slow()
+	if st := mustStatus(t, a.rd); st.WAN.Failover.Count != 0 || st.WAN.Failover.Active != "primary" {
+		t.Fatalf("answers 2 s late moved the household: %+v", st.WAN.Failover)
+	}
+	t.Logf("the primary's probes answered 2 s late for ten rounds: no switch")
 
 	at := time.Now()
 	a.r.UplinkDown(a.r.WANPort)

@@ -119,9 +119,9 @@ via = "vpn"
 	}
 	// A loaded line is not a dead one: its probes, answered late through
 	// the bloated buffer (up to 1.2 s without [sqm]), must not have
-	// moved the household to the backup. (With a 1 s interval, whose
-	// rounds wait 750 ms, they did once, and every connection NATed to
-	// the primary was cut.)
+	// moved the household to the backup. (When a round waited at most
+	// ¾ of a 1 s interval, they did once, and every connection NATed to
+	// the primary was cut; TestBackupUplink has answers 2 s late.)
 	if st, err := getStatus(a.rd); err != nil {
 		t.Error(err)
 	} else if f := st.WAN.Failover; f == nil || f.Count != 0 {

@@ -2,8 +2,15 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/routerd/routerd/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 )
 
 // BackupSubnet4 is the second line's subnet (ServeBackup): another
@@ -60,4 +67,72 @@ func (r *Router) UplinkSilent(port string, silent bool) {
 		bridge = "dn2"
 	}
 	r.ISP.NS.MustRun("ip", "link", "set", "dev", port, "master", bridge)
+}
+
+// SlowEchoes has the ISP answer the echo requests to targets that come
+// from `from` only after delay, and the others at once, as a line whose
+// modem buffer a household's upload has filled delays them: the kernel
+// stops answering echoes in the ISP's namespace, and a socket bound to each
+// target answers instead. stop gives the answering back to the kernel.
+func (isp *ISP) SlowEchoes(targets []netip.Addr, from netip.Addr, delay time.Duration) (stop func()) {
+	l := isp.lab
+	l.T.Helper()
+	ignore := func(v string) error {
+		_, err := netns.SetSysctls([]netns.Sysctl{{NS: isp.NS.Name, Key: "net/ipv4/icmp_echo_ignore_all", Value: v}})
+		return err
+	}
+	var conns []net.PacketConn
+	for _, t := range targets {
+		var c net.PacketConn
+		err := netns.Do(isp.NS.Name, func() (err error) {
+			c, err = net.ListenPacket("ip4:icmp", t.String())
+			return err
+		})
+		if err != nil {
+			l.T.Fatalf("lab: echo answerer for %s: %v", t, err)
+		}
+		conns = append(conns, c)
+	}
+	if err := ignore("1"); err != nil {
+		l.T.Fatalf("lab: %v", err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, peer, err := c.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				m, err := icmp.ParseMessage(1, buf[:n])
+				if err != nil || m.Type != ipv4.ICMPTypeEcho {
+					continue
+				}
+				reply, err := (&icmp.Message{Type: ipv4.ICMPTypeEchoReply, Body: m.Body}).Marshal(nil)
+				if err != nil {
+					continue
+				}
+				if a, _ := netip.AddrFromSlice(peer.(*net.IPAddr).IP); a.Unmap() == from {
+					time.AfterFunc(delay, func() { c.WriteTo(reply, peer) })
+					continue
+				}
+				c.WriteTo(reply, peer)
+			}
+		}()
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ignore("0")
+			for _, c := range conns {
+				c.Close()
+			}
+			wg.Wait()
+		})
+	}
+	l.OnCleanup(stop)
+	return stop
 }

@@ -159,6 +159,7 @@ func TestRules(t *testing.T) {
 		{"backup dhcpv6", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\nipv6 = \"dhcp\"", "wan.backup.ipv6", "the primary's delegation"},
 		{"backup of a backup", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\n[wan.backup.backup]\nmatch_mac = \"00:e0:4c:68:00:0a\"", "wan.backup.backup", "no backup of its own"},
 		{"backup interval", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\nprobe_interval = \"100ms\"", "wan.backup.probe_interval", "outside 500ms-1m"},
+		{"backup timeout", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\nprobe_timeout = \"1m\"", "wan.backup.probe_timeout", "outside 500ms-30s"},
 		{"backup pppoe password", `mtu = 1500`, "mtu = 1500\n[wan.backup]\nmatch_mac = \"00:e0:4c:68:00:09\"\nipv4 = \"pppoe\"\nipv6 = \"off\"\n[wan.backup.pppoe]\nusername = \"u\"", "wan.backup.pppoe.password_file", "required"},
 		{"sqm rate", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"38 mbit\"\ndownload = \"95mbit\"", "sqm.upload", "not a rate"},
 		{"sqm rate missing", `mtu = 1500`, "mtu = 1500\n[sqm]\nupload = \"38mbit\"", "sqm.download", "required"},

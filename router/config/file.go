@@ -196,6 +196,7 @@ type fileWAN struct {
 	Backup        *fileWAN `toml:"backup"`
 	Probe         []string `toml:"probe"`
 	ProbeInterval string   `toml:"probe_interval"`
+	ProbeTimeout  string   `toml:"probe_timeout"`
 	ProbeDown     *int64   `toml:"probe_down"`
 	ProbeUp       *int64   `toml:"probe_up"`
 }

@@ -13,8 +13,8 @@ import (
 var defaultProbes = []string{"1.1.1.1", "9.9.9.9"}
 
 func (v *validator) backup(f *fileWAN) {
-	if len(f.Probe) > 0 || f.ProbeInterval != "" || f.ProbeDown != nil || f.ProbeUp != nil {
-		v.p.errf("wan", "probe, probe_interval, probe_down and probe_up belong in [wan.backup]: without a backup there is nothing to fail over to")
+	if len(f.Probe) > 0 || f.ProbeInterval != "" || f.ProbeTimeout != "" || f.ProbeDown != nil || f.ProbeUp != nil {
+		v.p.errf("wan", "probe, probe_interval, probe_timeout, probe_down and probe_up belong in [wan.backup]: without a backup there is nothing to fail over to")
 	}
 	if f.Backup == nil {
 		return
@@ -59,6 +59,13 @@ func (v *validator) backup(f *fileWAN) {
 	b.ProbeInterval = v.duration(path+".probe_interval", or(f.Backup.ProbeInterval, "2s"))
 	if b.ProbeInterval < 500*time.Millisecond || b.ProbeInterval > time.Minute {
 		v.p.errf(path+".probe_interval", "%s is outside 500ms-1m", b.ProbeInterval)
+	}
+	// An answer may come after the next round has started: a line whose
+	// modem buffer a household's upload fills answers a second or two
+	// late, and is loaded, not down (mwan3 waits 4 s).
+	b.ProbeTimeout = v.duration(path+".probe_timeout", or(f.Backup.ProbeTimeout, "3s"))
+	if b.ProbeTimeout < 500*time.Millisecond || b.ProbeTimeout > 30*time.Second {
+		v.p.errf(path+".probe_timeout", "%s is outside 500ms-30s", b.ProbeTimeout)
 	}
 	b.ProbeDown = v.count(path+".probe_down", f.Backup.ProbeDown, 3, 1, 20)
 	b.ProbeUp = v.count(path+".probe_up", f.Backup.ProbeUp, 5, 1, 50)

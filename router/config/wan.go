@@ -35,11 +35,13 @@ type WAN struct {
 type Backup struct {
 	WAN
 	// Probe are the ICMP targets each uplink is probed with, through
-	// that uplink, every ProbeInterval: down after ProbeDown unanswered
-	// rounds, up again after ProbeUp answered ones (mwan3's and
-	// OPNsense's gateway monitoring).
+	// that uplink, every ProbeInterval, each round answered if an answer
+	// comes within ProbeTimeout: down after ProbeDown unanswered rounds,
+	// up again after ProbeUp answered ones (mwan3's and OPNsense's
+	// gateway monitoring).
 	Probe         []netip.Addr
 	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
 	ProbeDown     int
 	ProbeUp       int
 }

@@ -22,7 +22,7 @@ import (
 type Prober struct {
 	NS      string // the wan namespace
 	Targets []netip.Addr
-	Timeout time.Duration // how long a round waits for answers
+	Timeout time.Duration // how long a round waits for answers (the next may start meanwhile)
 }
 
 // Round probes every interface at once and returns a result for each, in
@@ -65,6 +65,8 @@ func (p *Prober) probe(ctx context.Context, iface string) Result {
 		deadline = d
 	}
 	c.SetReadDeadline(deadline)
+	// Stopping does not wait for the answers.
+	defer context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })()
 	var total time.Duration
 	buf := make([]byte, 1500)
 	for r.Answered < len(sent) {
