@@ -97,8 +97,14 @@ func (f *failoverLoop) run(ctx context.Context) {
 }
 
 // handle takes a round's results: the monitor's verdict, the routes, and a
-// switch's consequences.
-func (f *failoverLoop) handle(round []failover.Result) {
+// switch's consequences; a stale round's only count in the loss.
+func (f *failoverLoop) handle(round []failover.Result, stale bool) {
+	if stale {
+		f.mu.Lock()
+		f.mon.Tally(round)
+		f.mu.Unlock()
+		return
+	}
 	f.mu.Lock()
 	sw := f.mon.Handle(round, time.Now())
 	active := f.byRole(f.mon.Active())

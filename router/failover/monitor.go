@@ -108,22 +108,7 @@ func (m *Monitor) Handle(round []Result, now time.Time) *Switch {
 			break
 		}
 		u := m.ups[i]
-		u.Probes += r.Sent
-		for k := 0; k < r.Sent; k++ {
-			u.history = append(u.history, k < r.Answered)
-		}
-		if n := len(u.history) - m.cfg.LossOver; n > 0 {
-			u.history = u.history[n:]
-		}
-		lost := 0
-		for _, ok := range u.history {
-			if !ok {
-				lost++
-			}
-		}
-		if len(u.history) > 0 {
-			u.Loss = float64(lost) / float64(len(u.history))
-		}
+		m.tally(u, r)
 		if r.answered() {
 			u.RTT = r.RTT
 		}
@@ -144,6 +129,38 @@ func (m *Monitor) Handle(round []Result, now time.Time) *Switch {
 		m.history = m.history[n:]
 	}
 	return &s
+}
+
+// Tally takes the results of a round that a newer one overtook (its
+// answers came later than the newer round's): its probes count in the
+// uplinks' loss, but it moves no state, as what the newer round said is
+// the more recent news.
+func (m *Monitor) Tally(round []Result) {
+	for i, r := range round {
+		if i < len(m.ups) {
+			m.tally(m.ups[i], r)
+		}
+	}
+}
+
+// tally counts r's probes in u's loss.
+func (m *Monitor) tally(u *Uplink, r Result) {
+	u.Probes += r.Sent
+	for k := 0; k < r.Sent; k++ {
+		u.history = append(u.history, k < r.Answered)
+	}
+	if n := len(u.history) - m.cfg.LossOver; n > 0 {
+		u.history = u.history[n:]
+	}
+	lost := 0
+	for _, ok := range u.history {
+		if !ok {
+			lost++
+		}
+	}
+	if len(u.history) > 0 {
+		u.Loss = float64(lost) / float64(len(u.history))
+	}
 }
 
 // judge moves u's state by r and says why it is down, if it is.

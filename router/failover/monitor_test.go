@@ -116,3 +116,24 @@ func TestMonitorResume(t *testing.T) {
 		t.Errorf("resumed on an unknown uplink: active %s", m.Active())
 	}
 }
+
+// TestMonitorTally: a round a newer one overtook counts in the loss but
+// moves no state: its miss, from before the line came back, does not break
+// the run of answers.
+func TestMonitorTally(t *testing.T) {
+	t0 := time.Now()
+	m := NewMonitor(Config{Uplinks: []string{"primary", "backup"}, DownFor: 1, UpFor: 2}, t0)
+	miss, ok := Result{Sent: 1}, Result{Sent: 1, Answered: 1}
+	m.Handle([]Result{miss, ok}, t0)
+	if m.Active() != "backup" {
+		t.Fatalf("active %s after the primary's miss, want backup", m.Active())
+	}
+	m.Handle([]Result{ok, ok}, t0.Add(time.Second))
+	m.Tally([]Result{miss, ok})
+	if sw := m.Handle([]Result{ok, ok}, t0.Add(2*time.Second)); sw == nil || sw.To != "primary" {
+		t.Errorf("two answers in a row with a stale miss between: %+v, want back on the primary", sw)
+	}
+	if u := m.Uplinks()[0]; u.Probes != 4 || u.Loss != 0.5 {
+		t.Errorf("primary %+v: want 4 probes, half lost (the stale miss counted)", u)
+	}
+}

@@ -12,11 +12,12 @@ import (
 // loaded line answers late, and is not down for it), so rounds overlap;
 // one still waiting does not hold back a newer one's results (a link lost
 // is acted on at once), and once a newer round's results are in, an older
-// one's are stale and dropped (its answers missed before the line came
-// back must not count against it). When ctx is done the rounds still out
-// are waited for (they must end at once) and not handled. RunRounds
-// returns when they all have.
-func RunRounds(ctx context.Context, interval time.Duration, round func(context.Context) []Result, handle func([]Result)) {
+// one's are stale: handle is told so (Monitor.Tally: its misses from
+// before the line came back count in the loss, not against the run of
+// answers). When ctx is done the rounds still out are waited for (they
+// must end at once) and not handled. RunRounds returns when they all
+// have.
+func RunRounds(ctx context.Context, interval time.Duration, round func(context.Context) []Result, handle func(r []Result, stale bool)) {
 	type done struct {
 		seq int // the round's start, in order
 		r   []Result
@@ -51,9 +52,10 @@ func RunRounds(ctx context.Context, interval time.Duration, round func(context.C
 	}()
 	latest := -1
 	for d := range results {
-		if ctx.Err() == nil && d.seq > latest {
-			latest = d.seq
-			handle(d.r)
+		if ctx.Err() != nil {
+			continue
 		}
+		handle(d.r, d.seq < latest)
+		latest = max(latest, d.seq)
 	}
 }

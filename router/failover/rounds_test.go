@@ -12,7 +12,7 @@ import (
 // back neither the next round (each round here waits until the next has
 // started) nor a newer round's results (round 2 waits until round 3's lost
 // link has been handled). Either way held, the rounds would never end.
-// Round 2's results, older than round 3's, are dropped.
+// Round 2's results, older than round 3's, come as stale.
 func TestRunRoundsOverlap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -21,7 +21,7 @@ func TestRunRoundsOverlap(t *testing.T) {
 	stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
 	defer stop()
 	started := 0
-	var handled []int
+	var handled, stale []int
 	round := func(ctx context.Context) []Result {
 		mu.Lock()
 		defer mu.Unlock()
@@ -36,19 +36,23 @@ func TestRunRoundsOverlap(t *testing.T) {
 		}
 		return []Result{{Sent: seq, Answered: 1}}
 	}
-	RunRounds(ctx, time.Millisecond, round, func(r []Result) {
+	RunRounds(ctx, time.Millisecond, round, func(r []Result, old bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		handled = append(handled, r[0].Sent)
+		if old {
+			stale = append(stale, r[0].Sent)
+		} else {
+			handled = append(handled, r[0].Sent)
+		}
 		cond.Broadcast()
-		if len(handled) == 5 {
+		if len(handled) >= 5 && len(stale) > 0 {
 			cancel()
 		}
 	})
 	if len(handled) < 5 {
 		t.Fatalf("rounds handled before the deadline: %v; a round waiting for answers held back another", handled)
 	}
-	if slices.Contains(handled, 2) || !slices.IsSorted(handled) {
-		t.Errorf("handled %v: round 2's results came after round 3's, and count", handled)
+	if slices.Contains(handled, 2) || !slices.IsSorted(handled) || !slices.Contains(stale, 2) {
+		t.Errorf("handled %v, stale %v: round 2's results came after round 3's, and were taken as news", handled, stale)
 	}
 }
