@@ -59,7 +59,6 @@ func (c *vpnComp) wanLease(l *dhcp.WANLease) {
 	c.ispNS = nil
 	if l != nil {
 		c.ispNS = l.DNS
-		c.t.Retry()
 	}
 }
 

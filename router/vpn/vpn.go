@@ -127,7 +127,7 @@ func (t *Tunnel) Start(ctx context.Context) error {
 	if err := t.ensureInterface(); err != nil {
 		return err
 	}
-	if err := t.configure(ctx, false); err != nil {
+	if err := t.configure(ctx); err != nil {
 		return err
 	}
 	if err := t.ensureLink(); err != nil {
@@ -264,10 +264,9 @@ func (t *Tunnel) client() (*wgctrl.Client, error) {
 }
 
 // configure sets key, port and peers through wgctrl, only when they differ
-// from what the device has (an identical reconfiguration would still drop
-// the session), or with again, when they are replaced anyway: the peers
-// start afresh.
-func (t *Tunnel) configure(ctx context.Context, again bool) error {
+// from what the device has: an identical reconfiguration would still drop
+// the session.
+func (t *Tunnel) configure(ctx context.Context) error {
 	c, err := t.client()
 	if err != nil {
 		return err
@@ -315,7 +314,7 @@ func (t *Tunnel) configure(ctx context.Context, again bool) error {
 		}
 		want.Peers = append(want.Peers, pc)
 	}
-	if !again && sameConfig(dev, &want) {
+	if sameConfig(dev, &want) {
 		return nil
 	}
 	if err := c.ConfigureDevice(t.DeviceName(), want); err != nil {
